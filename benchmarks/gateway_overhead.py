@@ -1,0 +1,581 @@
+"""What the gateway costs: direct to the simulator against through the gateway, measured in one run.
+
+Starts a simulator (``claudegate simulate --latency none``) and a gateway in front of it (``claudegate serve``
+with every feature on: a real ``cg-`` key checked on every call, usage metered to SQLite, Prometheus
+metrics), then drives both with an aiohttp client (keep-alive, a fixed number of calls per phase, warm-up
+first) in interleaved rounds: for each scenario (JSON and streaming replies, at concurrency 1 and 20) one
+phase straight to the simulator and one through the gateway, the order alternating from round to round.
+Reported figures are medians over the rounds, with the direct phase of the same round as the baseline:
+
+- latency p50/p99 (request sent to the last byte read) and, when streaming, time to first byte (request
+  sent to the first chunk of the body: ``message_start``), direct and added by the gateway;
+- calls per second;
+- gateway CPU per call: utime+stime of the gateway process (all its threads, so the SQLite writer thread
+  counts too) from ``/proc/PID/stat`` around the measured calls, divided by the calls. Each gateway phase
+  waits for the usage writer to flush before and after, so a phase pays for its own records and only those;
+- resident memory of the gateway (``VmRSS``): idle after start, and after all the load.
+
+Layout (default ``split``, on a 2-core machine): the gateway is pinned to core 0 and the simulator and this
+load generator to core 1, so gateway CPU is neither stolen by nor billed to the other processes. ``--layout
+none`` leaves scheduling to the kernel.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/gateway_overhead.py --json gateway_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FLUSH_WAIT_S = 0.8  # the gateway writes usage every 0.5 s (its default); wait that out around each phase
+MODEL = "claude-sonnet-4-5"
+
+# Targets (design.md): what the gateway may add at most.
+TARGET_CPU_MS = 0.5  # gateway CPU per non-streaming call
+TARGET_ADDED_P50_MS = 1.0  # added p50 latency, non-streaming, c=1
+TARGET_ADDED_TTFB_MS = 1.0  # added time to first byte, streaming, c=1
+TARGET_IDLE_RSS_MB = 100.0  # gateway resident memory, idle after start
+
+
+@dataclass(frozen=True)
+class Scenario:
+    stream: bool
+    concurrency: int
+
+    @property
+    def name(self) -> str:
+        return f"{'stream' if self.stream else 'json'} c={self.concurrency}"
+
+
+@dataclass
+class Phase:
+    """One measured phase: one scenario, one target, one round."""
+
+    round: int
+    target: str  # "direct" or "gateway"
+    scenario: str
+    calls: int
+    wall_s: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ttfb_p50_ms: float | None
+    ttfb_p99_ms: float | None
+    gateway_cpu_ms_per_call: float | None
+    simulator_cpu_ms_per_call: float
+    client_cpu_ms_per_call: float
+    errors: int
+
+
+# -- processes -------------------------------------------------------------------------------------------
+
+
+class Proc:
+    """A child process, optionally pinned to CPUs with taskset (which execs, so the PID is the server's)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cpus: str | None, log: Path) -> None:
+        self.name = name
+        self.log = log
+        prefix = ["taskset", "-c", cpus] if cpus is not None else []
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                prefix + argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.pid = self.popen.pid
+
+    def cpu_ticks(self) -> int:
+        """utime + stime of the whole process (every thread), in clock ticks."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return int(fields[11]) + int(fields[12])
+
+    def memory_mb(self, key: str = "VmRSS") -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"{key} not in /proc/{self.pid}/status")
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/task"))
+
+    def stop(self) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def claudegate(*args: str) -> list[str]:
+    return [sys.executable, "-m", "claudegate", *args]
+
+
+async def wait_until_up(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited; see {proc.log}:\n{proc.log.read_text()[-3000:]}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(url, headers={"x-api-key": "sk-bench"}) as response:
+                    await response.read()
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{proc.name} did not answer at {url} within {timeout_s} s; see {proc.log}")
+
+
+# -- load ------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def drive(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    stream: bool,
+    calls: int,
+    concurrency: int,
+) -> tuple[list[float], list[float], int, float]:
+    """Make ``calls`` calls from ``concurrency`` workers; latencies and TTFBs (s), errors, wall time."""
+    latencies: list[float] = []
+    ttfbs: list[float] = []
+    errors = 0
+    remaining = calls
+    clock = time.perf_counter
+
+    async def worker() -> None:
+        nonlocal remaining, errors
+        while remaining > 0:
+            remaining -= 1
+            started = clock()
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    if stream:
+                        first: float | None = None
+                        tail = b""
+                        async for chunk in response.content.iter_any():
+                            if first is None:
+                                first = clock()
+                            tail = (tail + chunk)[-64:]
+                        ok = response.status == 200 and b"message_stop" in tail
+                        if first is not None:
+                            ttfbs.append(first - started)
+                    else:
+                        data = await response.read()
+                        ok = response.status == 200 and data.endswith(b"}")
+            except (aiohttp.ClientError, OSError):
+                ok = False
+            latencies.append(clock() - started)
+            if not ok:
+                errors += 1
+
+    began = clock()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, ttfbs, errors, clock() - began
+
+
+def client_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    simulator: Proc
+    gateway: Proc
+    direct_url: str
+    gateway_url: str
+    key: str
+    gateway_calls: int = 0
+    phases: list[Phase] = field(default_factory=list)
+
+    def body(self, stream: bool) -> bytes:
+        message: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": "Say something about keeping overhead low."}],
+        }
+        if stream:
+            message["stream"] = True
+        return orjson.dumps(message)
+
+    def headers(self, target: str) -> dict[str, str]:
+        return {
+            "x-api-key": self.key if target == "gateway" else "sk-bench-direct",
+            "anthropic-version": "2023-06-01",
+            "content-type": "application/json",
+            "x-simulator-reply-tokens": str(self.args.reply_tokens),
+        }
+
+    async def phase(self, session: aiohttp.ClientSession, number: int, target: str, scenario: Scenario) -> Phase:
+        url = (self.gateway_url if target == "gateway" else self.direct_url) + "/v1/messages"
+        headers, body = self.headers(target), self.body(scenario.stream)
+        calls = self.args.calls_c1 if scenario.concurrency == 1 else self.args.calls
+        kwargs = {"stream": scenario.stream, "concurrency": scenario.concurrency}
+        _, _, warm_errors, _ = await drive(session, url, headers, body, calls=self.args.warmup, **kwargs)
+        if target == "gateway":
+            self.gateway_calls += self.args.warmup + calls
+        await asyncio.sleep(FLUSH_WAIT_S)  # warm-up records written before the measured window opens
+        gateway_before, simulator_before, client_before = (
+            self.gateway.cpu_ticks(),
+            self.simulator.cpu_ticks(),
+            client_cpu_s(),
+        )
+        latencies, ttfbs, errors, wall = await drive(session, url, headers, body, calls=calls, **kwargs)
+        client_after = client_cpu_s()
+        await asyncio.sleep(FLUSH_WAIT_S)  # and this phase's records before it closes
+        gateway_ms = (self.gateway.cpu_ticks() - gateway_before) * 1000 / CLK_TCK / calls
+        simulator_ms = (self.simulator.cpu_ticks() - simulator_before) * 1000 / CLK_TCK / calls
+        return Phase(
+            round=number,
+            target=target,
+            scenario=scenario.name,
+            calls=calls,
+            wall_s=wall,
+            rps=calls / wall,
+            p50_ms=percentile(latencies, 50) * 1000,
+            p99_ms=percentile(latencies, 99) * 1000,
+            ttfb_p50_ms=percentile(ttfbs, 50) * 1000 if ttfbs else None,
+            ttfb_p99_ms=percentile(ttfbs, 99) * 1000 if ttfbs else None,
+            gateway_cpu_ms_per_call=gateway_ms if target == "gateway" else None,
+            simulator_cpu_ms_per_call=simulator_ms,
+            client_cpu_ms_per_call=(client_after - client_before) * 1000 / calls,
+            errors=errors + warm_errors,
+        )
+
+
+async def run_rounds(run: Run, scenarios: list[Scenario]) -> dict[str, float]:
+    """The interleaved rounds; returns the gateway's memory and idle CPU figures."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120), auto_decompress=False
+    ) as session:
+        await asyncio.sleep(1.0)
+        idle_before = run.gateway.cpu_ticks()
+        await asyncio.sleep(2.0)
+        idle_cpu_ms_per_s = (run.gateway.cpu_ticks() - idle_before) * 1000 / CLK_TCK / 2.0
+        memory = {"idle_rss_mb": run.gateway.memory_mb(), "idle_cpu_ms_per_s": idle_cpu_ms_per_s}
+        for number in range(1, run.args.rounds + 1):
+            order = ("direct", "gateway") if number % 2 else ("gateway", "direct")
+            for scenario in scenarios:
+                for target in order:
+                    phase = await run.phase(session, number, target, scenario)
+                    run.phases.append(phase)
+                    cpu = (
+                        f" gw-cpu={phase.gateway_cpu_ms_per_call:.3f}ms"
+                        if phase.gateway_cpu_ms_per_call is not None
+                        else ""
+                    )
+                    ttfb = f" ttfb50={phase.ttfb_p50_ms:.3f}ms" if phase.ttfb_p50_ms is not None else ""
+                    print(
+                        f"  round {number} {scenario.name:<10} {target:<7} {phase.rps:7.0f}/s "
+                        f"p50={phase.p50_ms:.3f}ms p99={phase.p99_ms:.3f}ms{ttfb}{cpu}"
+                        f" client-cpu={phase.client_cpu_ms_per_call:.3f}ms"
+                        + (f" ERRORS={phase.errors}" if phase.errors else ""),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        memory["loaded_rss_mb"] = run.gateway.memory_mb()
+        memory["peak_rss_mb"] = run.gateway.memory_mb("VmHWM")
+        memory["threads"] = run.gateway.threads()
+    return memory
+
+
+# -- summary ---------------------------------------------------------------------------------------------
+
+
+def median_of(phases: list[Phase], target: str, scenario: str, attribute: str) -> float | None:
+    values = [
+        getattr(p, attribute)
+        for p in phases
+        if p.target == target and p.scenario == scenario and getattr(p, attribute) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def paired_added(phases: list[Phase], scenario: str, attribute: str) -> float | None:
+    """Median over rounds of (gateway - direct) within the same round."""
+    added = []
+    for number in sorted({p.round for p in phases}):
+        pair = {p.target: getattr(p, attribute) for p in phases if p.round == number and p.scenario == scenario}
+        if pair.get("gateway") is not None and pair.get("direct") is not None:
+            added.append(pair["gateway"] - pair["direct"])
+    return statistics.median(added) if added else None
+
+
+def paired_ratio(phases: list[Phase], scenario: str, attribute: str) -> float | None:
+    ratios = []
+    for number in sorted({p.round for p in phases}):
+        pair = {p.target: getattr(p, attribute) for p in phases if p.round == number and p.scenario == scenario}
+        if pair.get("gateway") is not None and pair.get("direct"):
+            ratios.append(pair["gateway"] / pair["direct"])
+    return statistics.median(ratios) if ratios else None
+
+
+@dataclass
+class Row:
+    metric: str
+    direct: float | None
+    gateway: float | None
+    added: float | None
+    ratio: float | None
+    target: str = ""
+    verdict: str = ""
+
+
+def summarise(phases: list[Phase], scenarios: list[Scenario], memory: dict[str, float]) -> list[Row]:
+    rows: list[Row] = []
+    for scenario in scenarios:
+        s = scenario.name
+        metrics = [("p50_ms", "latency p50 ms"), ("p99_ms", "latency p99 ms")]
+        if scenario.stream:
+            metrics += [("ttfb_p50_ms", "TTFB p50 ms"), ("ttfb_p99_ms", "TTFB p99 ms")]
+        for attribute, label in metrics:
+            row = Row(
+                f"{s}: {label}",
+                median_of(phases, "direct", s, attribute),
+                median_of(phases, "gateway", s, attribute),
+                paired_added(phases, s, attribute),
+                paired_ratio(phases, s, attribute),
+            )
+            if scenario.concurrency == 1 and attribute == "p50_ms" and not scenario.stream:
+                row.target, row.verdict = f"added <= {TARGET_ADDED_P50_MS} ms", _verdict(
+                    row.added, TARGET_ADDED_P50_MS
+                )
+            if scenario.concurrency == 1 and attribute == "ttfb_p50_ms":
+                row.target, row.verdict = f"added <= {TARGET_ADDED_TTFB_MS} ms", _verdict(
+                    row.added, TARGET_ADDED_TTFB_MS
+                )
+            rows.append(row)
+        rows.append(
+            Row(
+                f"{s}: calls/s",
+                median_of(phases, "direct", s, "rps"),
+                median_of(phases, "gateway", s, "rps"),
+                paired_added(phases, s, "rps"),
+                paired_ratio(phases, s, "rps"),
+            )
+        )
+        # CPU: the direct column is the simulator's own CPU per call (the upstream's work, as a yardstick).
+        gateway_cpu = median_of(phases, "gateway", s, "gateway_cpu_ms_per_call")
+        simulator_cpu = median_of(phases, "direct", s, "simulator_cpu_ms_per_call")
+        row = Row(
+            f"{s}: gateway CPU ms/call (direct: simulator's)",
+            simulator_cpu,
+            gateway_cpu,
+            gateway_cpu,
+            gateway_cpu / simulator_cpu if gateway_cpu is not None and simulator_cpu else None,
+        )
+        if not scenario.stream:
+            row.target, row.verdict = f"<= {TARGET_CPU_MS} ms", _verdict(gateway_cpu, TARGET_CPU_MS)
+        rows.append(row)
+    rows.append(
+        Row(
+            "gateway RSS MB, idle after start",
+            None,
+            memory["idle_rss_mb"],
+            None,
+            None,
+            f"< {TARGET_IDLE_RSS_MB:.0f} MB",
+            _verdict(memory["idle_rss_mb"], TARGET_IDLE_RSS_MB),
+        )
+    )
+    rows.append(Row("gateway RSS MB, after the load", None, memory["loaded_rss_mb"], None, None))
+    rows.append(Row("gateway peak RSS MB (VmHWM)", None, memory["peak_rss_mb"], None, None))
+    return rows
+
+
+def _verdict(value: float | None, limit: float) -> str:
+    if value is None:
+        return "n/a"
+    return "PASS" if value <= limit else "FAIL"
+
+
+def _cell(value: float | None, ratio: bool = False) -> str:
+    if value is None:
+        return "-"
+    if ratio:
+        return f"{value:.2f}x"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def table(rows: list[Row]) -> str:
+    header = ("metric", "direct", "gateway", "added", "ratio", "target", "result")
+    body = [
+        (r.metric, _cell(r.direct), _cell(r.gateway), _cell(r.added), _cell(r.ratio, True), r.target, r.verdict)
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in body]
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def processes(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[Proc, Proc, str, int, int]]:
+    split = args.layout == "split"
+    if split:
+        os.sched_setaffinity(0, {1})  # the load generator shares core 1 with the simulator
+    database = f"sqlite+aiosqlite:///{workdir / 'claudegate.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDEGATE_", "ANTHROPIC_"))}
+    env |= {
+        "CLAUDEGATE_DATABASE_URL": database,
+        "CLAUDEGATE_USAGE_SPILL_FILE": str(workdir / "spill.jsonl"),
+        "CLAUDEGATE_LOG_LEVEL": "warning",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    created = subprocess.run(
+        claudegate("keys", "create", "--org", "bench", "--json"), env=env, capture_output=True, check=True
+    )
+    key = json.loads(created.stdout)["key"]
+    sim_port, gw_port = free_port(), free_port()
+    simulator = Proc(
+        "simulator",
+        claudegate("simulate", "--port", str(sim_port), "--latency", "none"),
+        env,
+        "1" if split else None,
+        workdir / "simulator.log",
+    )
+    gateway_env = env | {
+        "CLAUDEGATE_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}",
+        "ANTHROPIC_API_KEY": "sk-bench-upstream",
+    }
+    try:
+        gateway = Proc(
+            "gateway",
+            claudegate("serve", "--port", str(gw_port)),
+            gateway_env,
+            "0" if split else None,
+            workdir / "gateway.log",
+        )
+        try:
+            yield simulator, gateway, key, sim_port, gw_port
+        finally:
+            gateway.stop()
+    finally:
+        simulator.stop()
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    scenarios = [Scenario(stream, c) for stream in (False, True) for c in args.concurrency]
+    with tempfile.TemporaryDirectory(prefix="cg-overhead-") as tmp:
+        workdir = Path(tmp)
+        with processes(args, workdir) as (simulator, gateway, key, sim_port, gw_port):
+            await wait_until_up(f"http://127.0.0.1:{sim_port}/v1/models", simulator)
+            await wait_until_up(f"http://127.0.0.1:{gw_port}/health", gateway)
+            run = Run(args, simulator, gateway, f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}", key)
+            print(
+                f"simulator pid {simulator.pid}, gateway pid {gateway.pid} (layout {args.layout}); "
+                f"{args.rounds} rounds",
+                file=sys.stderr,
+            )
+            memory = await run_rounds(run, scenarios)
+        with contextlib.closing(sqlite3.connect(workdir / "claudegate.db")) as db:
+            recorded = int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
+    rows = summarise(run.phases, scenarios, memory)
+    errors = sum(p.errors for p in run.phases)
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "layout": args.layout,
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("json",)
+        },
+        "usage_records": {"expected": run.gateway_calls, "written": recorded},
+        "errors": errors,
+        "memory": memory,
+        "rows": [asdict(r) for r in rows],
+        "phases": [asdict(p) for p in run.phases],
+        "table": table(rows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--calls", type=int, default=3000, help="measured calls per c>1 phase (default 3000)")
+    parser.add_argument("--calls-c1", type=int, default=1500, help="measured calls per c=1 phase (default 1500)")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up calls before each phase (default 200)")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 20], help="concurrency levels (default 1 20)"
+    )
+    parser.add_argument("--reply-tokens", type=int, default=100, help="reply length in tokens (default 100)")
+    parser.add_argument(
+        "--layout",
+        choices=("split", "none"),
+        default="split",
+        help="split: gateway on core 0, simulator and load generator on core 1; none: no pinning",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    args = parser.parse_args()
+    if args.layout == "split" and (os.cpu_count() or 1) < 2:
+        parser.error("--layout split needs two cores; use --layout none")
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    result = asyncio.run(amain(args))
+    print(result["table"])
+    usage = result["usage_records"]
+    print(
+        f"\nusage records written: {usage['written']} for {usage['expected']} gateway calls; "
+        f"errors: {result['errors']}; gateway idle CPU {result['memory']['idle_cpu_ms_per_s']:.2f} ms/s; "
+        f"threads {result['memory']['threads']:.0f}"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if result["errors"] or usage["written"] != usage["expected"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

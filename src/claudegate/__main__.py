@@ -1,0 +1,3 @@
+from claudegate.cli import main
+
+main()

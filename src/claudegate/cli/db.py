@@ -1,0 +1,34 @@
+"""``claudegate db``: database maintenance."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from claudegate.cli._store import ConfigOption, run_with_store
+from claudegate.config import Settings
+
+if TYPE_CHECKING:
+    from claudegate.store import Store
+
+__all__ = ["register"]
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def upgrade(config: ConfigOption = None) -> None:
+    """Create the database schema or upgrade it to this claudegate version (every command does this too)."""
+    from claudegate.store import current_revision
+
+    async def action(_store: Store, settings: Settings) -> tuple[str, str | None]:
+        return settings.database_url_redacted, await current_revision(settings.database_url)
+
+    # run_with_store has already upgraded the schema by the time action runs.
+    where, revision = run_with_store(config, action)
+    typer.echo(f"Database {where} is at revision {revision} (the newest).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,118 @@
+"""``claudegate keys``: create, list and revoke gateway keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from claudegate.cli._store import CliError, ConfigOption, JsonOption, print_table, run_with_store
+from claudegate.config import Settings
+
+if TYPE_CHECKING:
+    from claudegate.store import KeyRow, NewKey, Store
+
+__all__ = ["register"]
+
+keys_app = typer.Typer(help="Create, list and revoke gateway keys (cg-…).", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def create(
+    org: Annotated[str, typer.Option(help="Organisation that owns the key (created if missing).")],
+    user: Annotated[
+        str | None, typer.Option(help="User within the organisation (created if missing).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="A name to tell the key apart from others.")] = "default",
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a key and print it. This is the only time the key is shown: only its hash is stored."""
+
+    async def action(store: Store, _settings: Settings) -> NewKey:
+        org_row = await store.orgs.get_or_create_org(org)
+        user_row = await store.orgs.get_or_create_user(org_row.id, user) if user is not None else None
+        return await store.keys.create_key(
+            org_id=org_row.id, user_id=user_row.id if user_row else None, name=name
+        )
+
+    new = run_with_store(config, action)
+    if json_output:
+        from claudegate.store.render import new_key_json
+
+        typer.echo(orjson.dumps(new_key_json(new)).decode())
+        return
+    owner = f"org {new.row.org_name}" + (f", user {new.row.user_name}" if new.row.user_name else "")
+    typer.echo(f"Created key {new.row.id} ({new.row.name!r}) for {owner}:\n")
+    typer.echo(f"    {new.key}\n")
+    typer.echo("Store it now: claudegate keeps only its hash and cannot show it again.")
+
+
+@keys_app.command("list")
+def list_keys(
+    org: Annotated[str | None, typer.Option(help="Only this organisation's keys.")] = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """List keys by their prefix (keys themselves are never stored)."""
+
+    async def action(store: Store, _settings: Settings) -> list[KeyRow]:
+        org_id = None
+        if org is not None:
+            org_row = await store.orgs.get_org(org)
+            if org_row is None:
+                raise CliError(f"no organization named {org!r}")
+            org_id = org_row.id
+        return await store.keys.list_keys(org_id)
+
+    rows = run_with_store(config, action)
+    from claudegate.store.render import key_json
+
+    if json_output:
+        typer.echo(orjson.dumps([key_json(row) for row in rows]).decode())
+        return
+    table = Table("id", "org", "user", "name", "prefix", "created", "last used", "status")
+    for row in rows:
+        data = key_json(row)
+        table.add_row(
+            str(row.id),
+            row.org_name,
+            row.user_name or "",
+            row.name,
+            row.prefix + "…",
+            _short(data["created_at"]),
+            _short(data["last_used_at"]) or "never",
+            "active" if row.active else f"revoked {_short(data['revoked_at'])}",
+        )
+    print_table(table)
+
+
+@keys_app.command("revoke")
+def revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id, as `keys list` shows it.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key. Running gateways stop accepting it within key_cache_ttl_s."""
+
+    async def action(store: Store, _settings: Settings) -> tuple[KeyRow | None, KeyRow | None]:
+        before = await store.keys.get_key(key_id)
+        if before is None:
+            raise CliError(f"no key with id {key_id}")
+        return before, await store.keys.revoke_key(key_id)
+
+    before, after = run_with_store(config, action)
+    if before is not None and not before.active:
+        typer.echo(f"Key {key_id} ({before.prefix}…) was already revoked.")
+    elif after is not None:
+        typer.echo(f"Revoked key {key_id} ({after.prefix}…) of org {after.org_name}.")
+
+
+def _short(moment: str | None) -> str:
+    """``2026-11-22T10:15:00.123Z`` → ``2026-11-22 10:15`` (UTC) for tables."""
+    return "" if moment is None else moment[:16].replace("T", " ")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,101 @@
+"""``claudegate usage``: what was used and spent, grouped by model, day, user or key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from claudegate.cli._store import CliError, ConfigOption, JsonOption, fail, print_table, run_with_store
+from claudegate.config import Settings
+from claudegate.store.rows import GroupBy
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from claudegate.store import Store, UsageReportRow
+
+__all__ = ["register"]
+
+
+def usage(
+    org: Annotated[str | None, typer.Option(help="Only this organisation's usage.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Start: a date (2026-11-01, UTC), an ISO 8601 time, or 7d / 12h ago.")
+    ] = None,
+    group_by: Annotated[GroupBy, typer.Option("--group-by", help="How to group the rows.")] = GroupBy.MODEL,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Report requests, errors, tokens and cost at list prices."""
+    from claudegate.store.render import parse_since, usage_json
+
+    start: datetime | None = None
+    if since is not None:
+        try:
+            start = parse_since(since)
+        except ValueError as exc:
+            fail(str(exc))
+
+    async def action(store: Store, _settings: Settings) -> list[UsageReportRow]:
+        org_id = None
+        if org is not None:
+            org_row = await store.orgs.get_org(org)
+            if org_row is None:
+                raise CliError(f"no organization named {org!r}")
+            org_id = org_row.id
+        return await store.usage.report(group_by=group_by, org_id=org_id, since=start)
+
+    rows = run_with_store(config, action)
+    if json_output:
+        typer.echo(orjson.dumps([usage_json(row) for row in rows]).decode())
+        return
+    table = Table(
+        group_by.value,
+        "requests",
+        "errors",
+        "input",
+        "output",
+        "cache write",
+        "cache read",
+        "cost (USD)",
+        title=_title(org, since),
+    )
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for row in rows:
+        table.add_row(
+            _group_text(group_by, row),
+            f"{row.requests:,}",
+            f"{row.errors:,}",
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            f"{row.cache_creation_input_tokens:,}",
+            f"{row.cache_read_input_tokens:,}",
+            _cost_text(row),
+        )
+    print_table(table)
+    unpriced = sum(row.unpriced_requests for row in rows)
+    if unpriced:
+        typer.echo(f"{unpriced:,} requests used models with no price; their cost is not included.")
+
+
+def _title(org: str | None, since: str | None) -> str:
+    return "Usage" + (f" of {org}" if org else "") + (f" since {since}" if since else "")
+
+
+def _group_text(group_by: GroupBy, row: UsageReportRow) -> str:
+    if group_by is GroupBy.KEY and row.group is not None:
+        return f"{row.group}: {row.label}" if row.label else row.group
+    return row.group if row.group is not None else "(none)"
+
+
+def _cost_text(row: UsageReportRow) -> str:
+    text = f"{row.cost_usd:,.4f}"
+    return text + " *" if row.unpriced_requests else text
+
+
+def register(app: typer.Typer) -> None:
+    app.command("usage")(usage)

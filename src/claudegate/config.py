@@ -1,0 +1,203 @@
+"""Settings: read once from an optional TOML file and the environment, then passed down.
+
+Precedence, highest first: environment variables (``CLAUDEGATE_<FIELD>``, and ``ANTHROPIC_API_KEY``
+unprefixed), the TOML file given to :meth:`Settings.load`, the defaults below. The file uses the field names
+as top-level keys (``port = 9000``); an unknown key is an error, so a typo cannot be silently ignored.
+
+Secrets are :class:`pydantic.SecretStr`, so they print as ``**********`` in a repr or a log line; the
+database URL is left out of the repr because it may carry a password.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+__all__ = ["ANTHROPIC_URL", "ConfigError", "Settings", "normalize_database_url", "redact_database_url"]
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+# Plain scheme names users type, mapped to the async driver SQLAlchemy needs.
+_ASYNC_SCHEMES = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is unusable; the message says what to fix."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Give a database URL the async driver claudegate uses (``postgresql://`` → ``postgresql+asyncpg://``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(
+            f"database_url must look like sqlite+aiosqlite:///path or postgresql://…, got {url!r}"
+        )
+    return f"{_ASYNC_SCHEMES.get(scheme.lower(), scheme)}://{rest}"
+
+
+def redact_database_url(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not (sep and at and ":" in userinfo and "/" not in userinfo):
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+class Settings(BaseSettings):
+    """Everything claudegate reads from its environment, in one flat, typed object."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLAUDEGATE_",
+        extra="forbid",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port the gateway listens on.")
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./claudegate.db",
+        repr=False,
+        description=(
+            "Where keys, usage and batch ownership are stored: a SQLite file (default) or PostgreSQL "
+            "(postgresql://user:password@host/db; the asyncpg driver is chosen for you)."
+        ),
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key"),
+        description=(
+            "The real Anthropic API key (environment variable ANTHROPIC_API_KEY, unprefixed). It never "
+            "leaves the server. Without it, and without upstream_url, the built-in simulator serves."
+        ),
+    )
+    upstream_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the upstream Anthropic-compatible API. Unset: https://api.anthropic.com when "
+            "ANTHROPIC_API_KEY is set, otherwise the built-in simulator."
+        ),
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=("Bearer token for the /admin API. Unset: the admin API answers 403 to every call."),
+    )
+    prices_file: Path | None = Field(
+        default=None,
+        description="A TOML price table whose rows replace or extend the built-in one (same format).",
+    )
+    usage_flush_interval_s: float = Field(
+        default=0.5, gt=0, description="How often buffered usage records are written to the database."
+    )
+    usage_batch_size: int = Field(
+        default=500, gt=0, description="Write usage records as soon as this many are buffered."
+    )
+    usage_spill_file: Path = Field(
+        default=Path("./claudegate-usage-spill.jsonl"),
+        description=(
+            "Where usage records go (JSON lines) if the database cannot take them at shutdown; they are "
+            "imported back into the database at the next start."
+        ),
+    )
+    key_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "How long a resolved gateway key is trusted without asking the database again; also the longest "
+            "a key revoked through another process keeps working here. 0 disables the cache."
+        ),
+    )
+    simulator_tier: str = Field(
+        default="unlimited",
+        description="Rate-limit tier of the embedded simulator (when it is the upstream).",
+    )
+    log_level: LogLevel = Field(default="info", description="Logging level: debug, info, warning or error.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"upstream_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def database_url_redacted(self) -> str:
+        """The database URL with any password hidden, for messages."""
+        return redact_database_url(self.database_url)
+
+    @property
+    def resolved_upstream_url(self) -> str | None:
+        """The upstream to forward to, or None when the built-in simulator should serve."""
+        if self.upstream_url is not None:
+            return self.upstream_url
+        return ANTHROPIC_URL if self.anthropic_api_key is not None else None
+
+    @classmethod
+    def load(cls, config_file: Path | None = None) -> Settings:
+        """Settings from ``config_file`` (TOML, optional) overridden by the environment.
+
+        Raises :class:`ConfigError` with a readable message when the file is missing or invalid.
+        """
+        file_values: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                file_values = tomllib.loads(config_file.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"configuration file {config_file} does not exist") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"configuration file {config_file} is not valid TOML: {exc}") from None
+        try:
+            # Environment values are passed as init values on top of the file's, so they win; reading them
+            # explicitly (rather than reordering sources) keeps ``Settings(port=1)`` meaning what it says.
+            env_values = EnvSettingsSource(cls)()
+            return cls(**{**_by_field_name(cls, file_values), **_by_field_name(cls, env_values)})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, config_file)) from None
+
+
+def _by_field_name(cls: type[Settings], values: dict[str, Any]) -> dict[str, Any]:
+    """Key values by field name, so ``ANTHROPIC_API_KEY`` from the environment replaces the file's
+    ``anthropic_api_key`` instead of competing with it. Unknown keys are kept for validation to reject."""
+    names: dict[str, str] = {}
+    for name, info in cls.model_fields.items():
+        names[name] = name
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update({choice.lower(): name for choice in alias.choices if isinstance(choice, str)})
+    return {names.get(key.lower(), key): value for key, value in values.items()}
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    where = f" (from {config_file} or the environment)" if config_file else " (from the environment)"
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(f"{field}: {message}")
+    return f"invalid configuration{where}: " + "; ".join(problems)

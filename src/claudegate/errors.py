@@ -1,0 +1,140 @@
+"""One exception tree for errors claudegate answers itself, and Anthropic's error envelope.
+
+    ClaudegateError                 status  error.type
+    ├─ InvalidRequestError          400     invalid_request_error
+    ├─ AuthenticationError          401     authentication_error
+    ├─ BillingError                 402     billing_error
+    ├─ PermissionDeniedError        403     permission_error
+    ├─ NotFoundError                404     not_found_error
+    ├─ RequestTooLargeError         413     request_too_large
+    ├─ RateLimitError               429     rate_limit_error      (carries retry_after seconds)
+    ├─ ApiError                     500     api_error
+    ├─ GatewayTimeoutError          504     timeout_error
+    └─ OverloadedError              529     overloaded_error
+
+Every front door turns these into the same envelope Anthropic uses, so a client's SDK raises the same
+exception class for an error made by claudegate as for one made by Anthropic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import orjson
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "BillingError",
+    "ClaudegateError",
+    "GatewayTimeoutError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "error_body",
+    "error_for_status",
+]
+
+
+class ClaudegateError(Exception):
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self, request_id: str | None = None) -> bytes:
+        return error_body(self.error_type, self.message, request_id)
+
+
+class InvalidRequestError(ClaudegateError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ClaudegateError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class BillingError(ClaudegateError):
+    status = 402
+    error_type = "billing_error"
+
+
+class PermissionDeniedError(ClaudegateError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(ClaudegateError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class RequestTooLargeError(ClaudegateError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class RateLimitError(ClaudegateError):
+    status = 429
+    error_type = "rate_limit_error"
+
+    def __init__(
+        self, message: str, *, retry_after: float, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = tuple(headers)  # rate-limit state to send along with the 429
+
+
+class ApiError(ClaudegateError):
+    status = 500
+    error_type = "api_error"
+
+
+class GatewayTimeoutError(ClaudegateError):
+    status = 504
+    error_type = "timeout_error"
+
+
+class OverloadedError(ClaudegateError):
+    status = 529
+    error_type = "overloaded_error"
+
+
+_BY_STATUS: dict[int, type[ClaudegateError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidRequestError,
+        AuthenticationError,
+        BillingError,
+        PermissionDeniedError,
+        NotFoundError,
+        RequestTooLargeError,
+        ApiError,
+        GatewayTimeoutError,
+        OverloadedError,
+    )
+}
+
+
+def error_for_status(status: int, message: str) -> ClaudegateError:
+    """The error class Anthropic uses for an HTTP status (rate limits excepted: they need a retry time)."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = ApiError if status >= 500 else InvalidRequestError
+    return cls(message)
+
+
+def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
+    """Anthropic's error envelope: ``{"type":"error","error":{"type":…,"message":…},"request_id":…}``."""
+    return orjson.dumps(
+        {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    )

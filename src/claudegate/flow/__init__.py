@@ -1,0 +1,1 @@
+"""Flow control: token buckets, limits and admission."""

@@ -1,0 +1,193 @@
+"""Gateway keys: their format, their hash, and resolving a presented key to the identity that owns it.
+
+A gateway key is ``cg-`` followed by 40 URL-safe random characters (240 bits). Only its SHA-256 (hex) is
+stored; the plaintext is shown once, when it is created. Because the key is long and random, an unsalted fast
+hash is safe here and lets the hash itself be the database index and the cache key.
+
+:class:`KeyResolver` sits on every request's path, so a cache hit costs one SHA-256 and two dict lookups.
+A miss asks a :class:`KeyLookup` (the store), and concurrent misses for the same key share one query. Unknown
+keys are cached too (a random key cannot be created later, so a negative answer never goes wrong), which keeps
+a client retrying with a bad key off the database. If the store cannot answer, a recently known key keeps
+working on its stale entry rather than failing every request during a database blip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from claudegate.errors import ApiError, AuthenticationError
+
+__all__ = [
+    "KEY_PREFIX",
+    "Identity",
+    "KeyLookup",
+    "KeyResolver",
+    "KeyStoreUnavailableError",
+    "StoredKey",
+    "display_prefix",
+    "generate_key",
+    "hash_key",
+    "looks_like_key",
+    "presented_key",
+]
+
+KEY_PREFIX: Final = "cg-"
+_RANDOM_BYTES: Final = 30  # 30 bytes -> 40 URL-safe base64 characters
+_DISPLAY_CHARS: Final = 10  # "cg-" and 7 random characters: enough to tell keys apart, useless to an attacker
+_KEY_RE: Final = re.compile(r"cg-[A-Za-z0-9_-]{40}")
+_MAX_NEGATIVE: Final = 10_000
+
+MISSING_KEY_MESSAGE: Final = "x-api-key header is required"
+INVALID_KEY_MESSAGE: Final = "invalid x-api-key"
+
+logger = logging.getLogger(__name__)
+
+
+def generate_key() -> str:
+    """A new gateway key (plaintext). Show it once; store only :func:`hash_key` of it."""
+    return KEY_PREFIX + secrets.token_urlsafe(_RANDOM_BYTES)
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest under which a key is stored and looked up."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    """The first characters of a key, safe to store and show (``cg-AbCdEfG``)."""
+    return key[:_DISPLAY_CHARS]
+
+
+def looks_like_key(key: str) -> bool:
+    return _KEY_RE.fullmatch(key) is not None
+
+
+def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
+    """The key a client presented: ``x-api-key`` first (what the Anthropic SDK sends), then a bearer token."""
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling: the organisation, the user (if the key belongs to one) and the key."""
+
+    org_id: int
+    org_name: str
+    user_id: int | None
+    user_name: str | None
+    key_id: int
+    key_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """An active key as the store found it: its stored hash and its owner."""
+
+    key_hash: str
+    identity: Identity
+
+
+class KeyStoreUnavailableError(Exception):
+    """The key store could not answer (database down or unreachable)."""
+
+
+class KeyLookup(Protocol):
+    async def find_active_key(self, key_hash: str) -> StoredKey | None:
+        """The active (not revoked) key with this hash; KeyStoreUnavailableError if the store is down."""
+        ...
+
+
+_Entry = tuple[Identity | None, float]  # (identity or None for "no such key", expiry on the resolver's clock)
+
+
+class KeyResolver:
+    """Resolve presented keys to identities with a TTL cache in front of the store."""
+
+    __slots__ = ("_clock", "_known", "_loading", "_lookup", "_ttl", "_unknown")
+
+    def __init__(
+        self, lookup: KeyLookup, *, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl_s
+        self._clock = clock
+        self._known: dict[str, _Entry] = {}
+        self._unknown: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Task[Identity | None]] = {}
+
+    async def resolve(self, key: str | None) -> Identity:
+        """The identity owning ``key``; raises AuthenticationError (401) for a missing, unknown or revoked key
+        and ApiError (500) when the key is not cached and the store cannot be reached."""
+        if not key:
+            raise AuthenticationError(MISSING_KEY_MESSAGE)
+        if not looks_like_key(key):
+            raise AuthenticationError(INVALID_KEY_MESSAGE)
+        key_hash = hash_key(key)
+        now = self._clock()
+        entry = self._known.get(key_hash)
+        if entry is not None and entry[1] > now:
+            identity = entry[0]
+        elif key_hash in self._unknown and self._unknown[key_hash] > now:
+            identity = None
+        else:
+            identity = await self._load(key_hash)
+        if identity is None:
+            raise AuthenticationError(INVALID_KEY_MESSAGE)
+        return identity
+
+    def forget_key(self, key_id: int) -> None:
+        """Drop a key from the cache (call it when the key is revoked) so the next use asks the store."""
+        for key_hash, (identity, _expiry) in list(self._known.items()):
+            if identity is not None and identity.key_id == key_id:
+                del self._known[key_hash]
+
+    def clear(self) -> None:
+        self._known.clear()
+        self._unknown.clear()
+
+    async def _load(self, key_hash: str) -> Identity | None:
+        # The query runs as its own task so that concurrent misses share it and a caller that gives up
+        # (cancelled by its client) does not cancel it for the others.
+        task = self._loading.get(key_hash)
+        if task is None:
+            task = asyncio.create_task(self._query(key_hash))
+            self._loading[key_hash] = task
+            task.add_done_callback(lambda _done: self._loading.pop(key_hash, None))
+        return await asyncio.shield(task)
+
+    async def _query(self, key_hash: str) -> Identity | None:
+        try:
+            stored = await self._lookup.find_active_key(key_hash)
+        except KeyStoreUnavailableError:
+            stale = self._known.get(key_hash)
+            if stale is not None and stale[0] is not None:
+                logger.warning("key store unavailable; using the cached identity of key %s", stale[0].key_id)
+                return stale[0]
+            raise ApiError("the gateway cannot check API keys right now; retry shortly") from None
+        expiry = self._clock() + self._ttl
+        # The store found the row through an index on the hash; comparing again in constant time costs
+        # nothing and keeps the check independent of how the store matched it.
+        if stored is None or not hmac.compare_digest(stored.key_hash, key_hash):
+            self._known.pop(key_hash, None)
+            if len(self._unknown) >= _MAX_NEGATIVE:
+                self._unknown.clear()
+            self._unknown[key_hash] = expiry
+            return None
+        self._unknown.pop(key_hash, None)
+        self._known[key_hash] = (stored.identity, expiry)
+        return stored.identity

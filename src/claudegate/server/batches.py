@@ -1,0 +1,131 @@
+"""Message Batches through the gateway: a batch is visible only to the organisation that created it.
+
+The upstream account is shared by every organisation, so ownership is recorded at creation and checked on
+every later call; listing reads the organisation's own batch ids from the store. ``results_url`` is
+rewritten to point at the gateway, so clients that follow it stay behind the gateway's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from claudegate.errors import InvalidRequestError, NotFoundError
+from claudegate.server.asgi import send_json
+from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.server.proxy import forward, forwarded_headers
+from claudegate.wire.pagination import page_params
+
+if TYPE_CHECKING:
+    from claudegate.server.services import Services
+
+__all__ = ["dispatch"]
+
+_PREFIX = "/v1/messages/batches"
+
+
+async def dispatch(services: Services, call: GatewayCall) -> None:
+    path: str = call.scope["path"]
+    method: str = call.scope["method"]
+    rest = path[len(_PREFIX) :].strip("/")
+    parts = rest.split("/") if rest else []
+    if not parts:
+        if method == "POST":
+            await _create(services, call)
+        elif method == "GET":
+            await _list(services, call)
+        else:
+            raise InvalidRequestError(f"Method {method} is not allowed on {path}")
+        return
+    batch_id = parts[0]
+    action = parts[1] if len(parts) > 1 else None
+    allowed = {None: ("GET", "DELETE"), "cancel": ("POST",), "results": ("GET",)}
+    if len(parts) > 2 or action not in allowed:
+        raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
+    if method not in allowed[action]:
+        raise InvalidRequestError(f"Method {method} is not allowed on {path}")
+    await _owned(services, call, batch_id)
+    await _forward(services, call, rewrite=action != "results")
+
+
+async def _owned(services: Services, call: GatewayCall, batch_id: str) -> None:
+    assert call.identity is not None
+    owner = await services.store.batches.get_batch_owner(batch_id)
+    if owner is None or owner.org_id != call.identity.org_id:
+        # The same answer whether the batch is another organisation's or does not exist: ids leak nothing.
+        raise NotFoundError(f"Message batch {batch_id} not found.")
+
+
+def _rewriter(services: Services, call: GatewayCall, *, record: bool) -> Any:
+    """Point ``results_url`` at the gateway; on creation, record ownership before the client sees the id
+    (a client that retrieves its batch at once must find it recorded)."""
+    base = call.base_url()
+
+    async def rewrite(status: int, body: bytes) -> bytes:
+        if status != 200:
+            return body
+        data = orjson.loads(body)
+        if not isinstance(data, dict):
+            return body
+        if record:
+            identity = call.identity
+            assert identity is not None
+            await services.store.batches.record_batch(
+                data["id"], org_id=identity.org_id, user_id=identity.user_id, key_id=identity.key_id
+            )
+        if data.get("results_url"):
+            data["results_url"] = f"{base}{_PREFIX}/{data['id']}/results"
+            return orjson.dumps(data)
+        return body
+
+    return rewrite
+
+
+async def _forward(services: Services, call: GatewayCall, *, rewrite: bool, record: bool = False) -> None:
+    await forward(
+        call,
+        services.session,
+        services.upstream,
+        rewrite=_rewriter(services, call, record=record) if rewrite else None,
+    )
+
+
+async def _create(services: Services, call: GatewayCall) -> None:
+    await read_json_body(call, MAX_BATCH_BODY_BYTES)
+    await _forward(services, call, rewrite=True, record=True)
+
+
+async def _list(services: Services, call: GatewayCall) -> None:
+    assert call.identity is not None
+    query = dict(
+        pair.split("=", 1) if "=" in pair else (pair, "")
+        for pair in call.scope.get("query_string", b"").decode("latin-1").split("&")
+        if pair
+    )
+    before_id, after_id, limit = page_params(query)
+    page = await services.store.batches.list_batch_ids(
+        call.identity.org_id, limit=limit, after_id=after_id, before_id=before_id
+    )
+    upstream = services.upstream
+    headers = forwarded_headers(call.scope["headers"], upstream)
+
+    async def fetch(batch_id: str) -> dict[str, Any] | None:
+        async with services.session.get(f"{upstream.base_url}{_PREFIX}/{batch_id}", headers=headers) as reply:
+            body = await reply.read()
+            return orjson.loads(body) if reply.status == 200 else None
+
+    found = await asyncio.gather(*(fetch(batch_id) for batch_id in page.ids))
+    base = call.base_url()
+    data = []
+    for batch in found:
+        if batch is None:
+            continue  # deleted upstream since it was recorded
+        if batch.get("results_url"):
+            batch["results_url"] = f"{base}{_PREFIX}/{batch['id']}/results"
+        data.append(batch)
+    body = orjson.dumps(
+        {"data": data, "has_more": page.has_more, "first_id": page.first_id, "last_id": page.last_id}
+    )
+    await send_json(call.send, 200, body, [call.id_header])

@@ -1,0 +1,68 @@
+"""One HTTP call to the gateway: who made it, what it sent, when it started."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from claudegate.errors import InvalidRequestError, RequestTooLargeError
+from claudegate.keys import Identity
+from claudegate.server.asgi import header, read_body
+
+__all__ = ["MAX_BATCH_BODY_BYTES", "MAX_BODY_BYTES", "GatewayCall", "new_request_id", "read_json_body"]
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's limit for Messages and count_tokens
+MAX_BATCH_BODY_BYTES = 256 * 1024 * 1024  # and for a Message Batch
+
+
+def new_request_id() -> str:
+    return "req_cg_" + secrets.token_hex(12)
+
+
+class GatewayCall:
+    """One HTTP call: its identity, body and timings, shared by the routes that serve it."""
+
+    __slots__ = ("body", "identity", "path_and_query", "receive", "request_id", "scope", "send", "started")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.request_id = new_request_id()
+        self.started = time.perf_counter()
+        self.identity: Identity | None = None
+        self.body: bytes | None = None
+        query = scope.get("query_string", b"")
+        self.path_and_query = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+
+    @property
+    def id_header(self) -> tuple[bytes, bytes]:
+        return (b"x-claudegate-request-id", self.request_id.encode())
+
+    def base_url(self) -> str:
+        host = header(self.scope, b"host")
+        return f"{self.scope.get('scheme', 'http')}://{host.decode('latin-1') if host else 'localhost'}"
+
+
+async def read_json_body(call: GatewayCall, limit: int) -> object:
+    """Read the call's body, which must be a JSON object of at most ``limit`` bytes."""
+    content_type = header(call.scope, b"content-type") or b""
+    body = await read_body(call.receive, limit)
+    if body is None:
+        raise RequestTooLargeError("Request exceeds the maximum allowed number of bytes.")
+    # Media types are case-insensitive, and parameters (charset) may follow: compare the type alone.
+    if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+        raise InvalidRequestError(
+            "content-type: the request body must be JSON (content-type: application/json)"
+        )
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequestError(f"There was an error parsing the body of your request: {error}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequestError("The request body must be a JSON object")
+    call.body = body
+    return parsed

@@ -1,0 +1,61 @@
+"""``/health/ready``: is the database answering, and is the upstream reachable with the configured key?"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+import orjson
+
+if TYPE_CHECKING:
+    from claudegate.server.services import Services
+
+__all__ = ["HealthCheck"]
+
+_CACHE_SECONDS = 5.0  # probes hit the upstream; a load balancer polling every second should not
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+class HealthCheck:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._cached: tuple[float, int, bytes] | None = None
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> tuple[int, bytes]:
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < _CACHE_SECONDS:
+                return self._cached[1], self._cached[2]
+            database = await self._services.store.ping()
+            upstream, detail = await self._upstream_ready()
+            status = 200 if database and upstream else 503
+            body = orjson.dumps(
+                {
+                    "status": "ready" if status == 200 else "not_ready",
+                    "database": "ok" if database else "unavailable",
+                    "upstream": {
+                        "name": self._services.upstream.name,
+                        "status": "ok" if upstream else detail,
+                    },
+                }
+            )
+            self._cached = (now, status, body)
+            return status, body
+
+    async def _upstream_ready(self) -> tuple[bool, str]:
+        upstream = self._services.upstream
+        try:
+            async with self._services.session.get(
+                upstream.base_url + "/v1/models?limit=1",
+                headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
+                timeout=_PROBE_TIMEOUT,
+            ) as response:
+                await response.read()
+                if response.status == 200:
+                    return True, "ok"
+                return False, f"answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return False, f"unreachable ({type(error).__name__})"

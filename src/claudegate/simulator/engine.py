@@ -1,0 +1,173 @@
+"""The simulator's behaviour apart from HTTP: checks, limits, caching, planning replies, the ledger.
+
+The HTTP layer (``app.py``) only moves bytes; everything the API decides lives here so that Message Batches
+answer their requests with exactly the same logic as ``/v1/messages``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from claudegate.errors import InvalidRequestError, NotFoundError
+from claudegate.simulator.batches import BatchStore
+from claudegate.simulator.cache import CacheUsage, PromptCache
+from claudegate.simulator.faults import FaultInjector
+from claudegate.simulator.generation import ReplyPlan, plan_reply, request_seed
+from claudegate.simulator.prompt import Prompt, analyse_prompt
+from claudegate.simulator.ratelimit import RateLimiter
+from claudegate.simulator.reply import ReplyContext, message_id, render_message
+from claudegate.simulator.schema import CountTokensRequest, MessagesRequest, format_validation_error
+from claudegate.simulator.settings import SimulatorSettings
+from claudegate.wire.models import ModelCatalog, ModelInfo, default_catalog
+
+__all__ = ["LedgerEntry", "Prepared", "SimulatorEngine", "known_betas"]
+
+_PREPARED_CACHE_SIZE = 2048
+_LEDGER_SIZE = 100_000
+
+
+def known_betas() -> frozenset[str]:
+    text = resources.files("claudegate.data").joinpath("betas.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A checked request and everything about it that does not change between identical calls."""
+
+    body: dict[str, Any]
+    model: ModelInfo
+    prompt: Prompt
+    plan: ReplyPlan | None  # None for count_tokens
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """What the simulator charged for one request: the truth the gateway's records are checked against."""
+
+    request_id: str
+    api_key_hint: str
+    model: str
+    status: int
+    stream: bool
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    error_type: str | None = None
+    completed: bool = True
+
+
+class SimulatorEngine:
+    def __init__(self, settings: SimulatorSettings, catalog: ModelCatalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or default_catalog()
+        self.betas = known_betas()
+        self.rng = random.Random(settings.seed)
+        self.limiter = RateLimiter(settings.tier, settings.burst)
+        self.cache = PromptCache()
+        self.faults = FaultInjector(settings.faults, self.rng)
+        self.batches = BatchStore(self._answer_batch_request, settings.batch_seconds_per_request)
+        self.ledger: deque[LedgerEntry] = deque(maxlen=_LEDGER_SIZE)
+        self._prepared: OrderedDict[bytes, Prepared] = OrderedDict()
+
+    # -- requests -----------------------------------------------------------------------------------------
+
+    def prepare(self, raw: bytes, *, count_only: bool, reply_tokens: int | None = None) -> Prepared:
+        """Parse and check a request body; identical bodies are checked once and remembered."""
+        key = hashlib.blake2b(raw, digest_size=16, person=b"count" if count_only else b"messages").digest()
+        if reply_tokens is not None:
+            key += reply_tokens.to_bytes(8, "big")
+        found = self._prepared.get(key)
+        if found is not None:
+            self._prepared.move_to_end(key)
+            return found
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise InvalidRequestError(
+                f"There was an error parsing the body of your request: {error}"
+            ) from None
+        prepared = self.prepare_body(
+            body, count_only=count_only, may_cache=b"cache_control" in raw, reply_tokens=reply_tokens
+        )
+        self._prepared[key] = prepared
+        if len(self._prepared) > _PREPARED_CACHE_SIZE:
+            self._prepared.popitem(last=False)
+        return prepared
+
+    def prepare_body(
+        self, body: Any, *, count_only: bool, may_cache: bool = True, reply_tokens: int | None = None
+    ) -> Prepared:
+        schema = CountTokensRequest if count_only else MessagesRequest
+        try:
+            schema.model_validate(body)
+        except ValidationError as error:
+            raise InvalidRequestError(format_validation_error(error, body)) from None
+        model = self.catalog.resolve(body["model"])
+        if model is None:
+            raise NotFoundError(f"model: {body['model']}")
+        max_tokens = None if count_only else body["max_tokens"]
+        prompt = analyse_prompt(body, model, max_tokens=max_tokens, may_cache=may_cache)
+        plan = None
+        if not count_only:
+            plan = plan_reply(body, prompt, seed=request_seed(body), reply_tokens=reply_tokens)
+        return Prepared(body=body, model=model, prompt=prompt, plan=plan)
+
+    def check_betas(self, header: str | None) -> None:
+        if not header:
+            return
+        for beta in header.split(","):
+            name = beta.strip()
+            if name and name not in self.betas:
+                raise InvalidRequestError(f"Unsupported beta header: {name}")
+
+    def admit(self, api_key: str, prepared: Prepared) -> tuple[CacheUsage, list[tuple[str, str]]]:
+        """Charge the rate limits and the prompt cache for one call; returns its cache usage and headers."""
+        model = prepared.model
+        # Cache reads do not count towards input-token limits on current models: look the cache up first,
+        # and change it only once the request is admitted (a 429 neither writes nor refreshes an entry).
+        found = self.cache.lookup(api_key, prepared.prompt, model.min_cache_tokens)
+        usage = found.usage
+        headers = self.limiter.admit(
+            api_key, model.rate_class, usage.input_tokens + usage.cache_creation_input_tokens
+        )
+        self.cache.commit(api_key, found)
+        return usage, headers
+
+    def reply_context(self, prepared: Prepared, usage: CacheUsage) -> ReplyContext:
+        return ReplyContext(
+            model=prepared.model.id,
+            cache=usage,
+            latency=self.settings.latency,
+            tokens_per_delta=self.settings.tokens_per_delta,
+            rng=self.rng,
+        )
+
+    # -- the ledger ---------------------------------------------------------------------------------------
+
+    def record(self, entry: LedgerEntry) -> LedgerEntry:
+        self.ledger.append(entry)
+        return entry
+
+    def ledger_json(self) -> bytes:
+        return orjson.dumps([asdict(entry) for entry in self.ledger])
+
+    # -- batches ------------------------------------------------------------------------------------------
+
+    def _answer_batch_request(self, owner: str, params: dict[str, Any]) -> dict[str, Any]:
+        prepared = self.prepare_body(params, count_only=False)
+        assert prepared.plan is not None
+        usage = self.cache.apply(owner, prepared.prompt, prepared.model.min_cache_tokens)
+        ctx = self.reply_context(prepared, usage)
+        message = render_message(prepared.plan, ctx, message_id())
+        message["usage"]["service_tier"] = "batch"
+        return message

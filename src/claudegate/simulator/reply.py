@@ -1,0 +1,172 @@
+"""A planned reply rendered as the API sends it: one JSON message, or the SSE event sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from claudegate.simulator.cache import CacheUsage
+from claudegate.simulator.faults import error_of_type
+from claudegate.simulator.generation import PlannedBlock, ReplyPlan
+from claudegate.simulator.settings import LatencyModel
+from claudegate.wire.sse import encode_event
+
+__all__ = ["DroppedConnection", "ReplyContext", "message_id", "render_message", "stream_message"]
+
+
+class DroppedConnection(Exception):  # noqa: N818 - it names an event, not a failure of the simulator
+    """Raised inside a response to make the server cut the connection (the ``drop_connection`` fault)."""
+
+
+def message_id() -> str:
+    return "msg_01" + secrets.token_hex(11)
+
+
+@dataclass(slots=True)
+class ReplyContext:
+    model: str
+    cache: CacheUsage
+    latency: LatencyModel
+    tokens_per_delta: int
+    rng: random.Random
+    midstream_error: str | None = None  # error type to send half way through a stream
+    drop_connection: bool = False
+
+    def usage(self, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": self.cache.input_tokens,
+            "cache_creation_input_tokens": self.cache.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache.cache_creation_5m_input_tokens,
+                "ephemeral_1h_input_tokens": self.cache.cache_creation_1h_input_tokens,
+            },
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+
+    def jittered(self, seconds: float) -> float:
+        if seconds <= 0 or self.latency.jitter <= 0:
+            return seconds
+        return seconds * self.rng.uniform(1 - self.latency.jitter, 1 + self.latency.jitter)
+
+    def generation_seconds(self, tokens: int) -> float:
+        rate = self.latency.tokens_per_second
+        return self.jittered(tokens / rate) if rate > 0 else 0.0
+
+
+def render_message(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> dict[str, Any]:
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": ctx.model,
+        "content": [block.to_api() for block in plan.blocks],
+        "stop_reason": plan.stop_reason,
+        "stop_sequence": plan.stop_sequence,
+        "usage": ctx.usage(plan.output_tokens),
+    }
+
+
+def _block_start(block: PlannedBlock) -> dict[str, Any]:
+    if block.kind == "text":
+        return {"type": "text", "text": ""}
+    if block.kind == "thinking":
+        return {"type": "thinking", "thinking": ""}
+    return {"type": "tool_use", "id": block.tool_id, "name": block.tool_name, "input": {}}
+
+
+def _delta(block: PlannedBlock, text: str) -> dict[str, Any]:
+    if block.kind == "text":
+        return {"type": "text_delta", "text": text}
+    if block.kind == "thinking":
+        return {"type": "thinking_delta", "thinking": text}
+    return {"type": "input_json_delta", "partial_json": text}
+
+
+async def stream_message(
+    plan: ReplyPlan, ctx: ReplyContext, msg_id: str, on_tokens: Callable[[int], None]
+) -> AsyncIterator[bytes]:
+    """The SSE events of a reply, paced by the latency model.
+
+    ``on_tokens`` hears how many output tokens have been sent so far, so a client that hangs up is charged
+    for what it received. Without latency, events are sent in two writes (the opening events, then the
+    rest) rather than one write per event, which keeps the simulator far cheaper than anything it tests.
+    A mid-stream fault strikes half way through the content, after at least one delta when there is one.
+    """
+    start: dict[str, Any] = {"id": msg_id, "type": "message", "role": "assistant", "model": ctx.model}
+    start |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": ctx.usage(1)}
+    pending = [encode_event("message_start", {"type": "message_start", "message": start})]
+    paced = not ctx.latency.is_instant
+    faulty = ctx.midstream_error is not None or ctx.drop_connection
+    fault_at = max(1, sum(len(b.pieces) for b in plan.blocks) // 2) if faulty else -1
+    step = max(1, ctx.tokens_per_delta)
+    sent_tokens = 0  # every piece is one token
+
+    for index, block in enumerate(plan.blocks):
+        pending.append(
+            encode_event(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": _block_start(block)},
+            )
+        )
+        if index == 0:
+            pending.append(encode_event("ping", {"type": "ping"}))
+        if block.kind == "tool_use":
+            pending.append(_delta_event(index, block, ""))  # the API opens tool input with an empty delta
+        if paced or index == 0:
+            yield b"".join(pending)
+            pending = []
+        for offset in range(0, len(block.pieces), step):
+            if sent_tokens >= fault_at >= 0:
+                yield b"".join(pending)
+                async for chunk in _fault(ctx):
+                    yield chunk
+                return
+            group = block.pieces[offset : offset + step]
+            if paced:
+                await asyncio.sleep(ctx.generation_seconds(len(group)))
+            pending.append(_delta_event(index, block, "".join(group)))
+            sent_tokens += len(group)
+            on_tokens(sent_tokens)
+            if paced:
+                yield pending.pop()
+        if block.kind == "thinking":
+            delta = {"type": "signature_delta", "signature": block.signature}
+            pending.append(
+                encode_event(
+                    "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+                )
+            )
+        pending.append(encode_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+
+    if faulty:  # a reply too short to be cut half way through is cut before it ends
+        yield b"".join(pending)
+        async for chunk in _fault(ctx):
+            yield chunk
+        return
+    usage = ctx.usage(plan.output_tokens)
+    del usage["cache_creation"], usage["service_tier"]
+    stop = {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence}
+    pending.append(encode_event("message_delta", {"type": "message_delta", "delta": stop, "usage": usage}))
+    pending.append(encode_event("message_stop", {"type": "message_stop"}))
+    on_tokens(plan.output_tokens)
+    yield b"".join(pending)
+
+
+async def _fault(ctx: ReplyContext) -> AsyncIterator[bytes]:
+    if ctx.drop_connection:
+        raise DroppedConnection
+    error = error_of_type(ctx.midstream_error or "overloaded_error")
+    body = {"type": "error", "error": {"type": error.error_type, "message": error.message}}
+    yield encode_event("error", body)
+
+
+def _delta_event(index: int, block: PlannedBlock, text: str) -> bytes:
+    return encode_event(
+        "content_block_delta", {"type": "content_block_delta", "index": index, "delta": _delta(block, text)}
+    )

@@ -1,0 +1,99 @@
+"""Who owns each message batch, so one organisation can never see or cancel another's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from claudegate.store.rows import AlreadyExistsError, BatchOwner, BatchPage
+from claudegate.store.tables import MessageBatch
+
+__all__ = ["BatchRepository"]
+
+
+class BatchRepository:
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record_batch(
+        self,
+        batch_id: str,
+        *,
+        org_id: int,
+        user_id: int | None,
+        key_id: int | None,
+        created_at: datetime | None = None,
+    ) -> None:
+        """Remember who created an upstream batch. AlreadyExistsError if the id is already recorded."""
+        values = {
+            "id": batch_id,
+            "org_id": org_id,
+            "user_id": user_id,
+            "key_id": key_id,
+            "created_at": created_at or datetime.now(UTC),
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(MessageBatch).values(values))
+        except IntegrityError:
+            raise AlreadyExistsError(f"batch {batch_id!r} is already recorded") from None
+
+    async def get_batch_owner(self, batch_id: str) -> BatchOwner | None:
+        stmt = select(
+            MessageBatch.id,
+            MessageBatch.org_id,
+            MessageBatch.user_id,
+            MessageBatch.key_id,
+            MessageBatch.created_at,
+        ).where(MessageBatch.id == batch_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return BatchOwner(*row) if row else None
+
+    async def list_batch_ids(
+        self,
+        org_id: int,
+        *,
+        limit: int = 20,
+        after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> BatchPage:
+        """A page of an organisation's batch ids, newest first, paginated like Anthropic's list endpoints:
+        ``after_id`` gives the (older) page after that id, ``before_id`` the (newer) page before it.
+        A cursor that is not one of the organisation's batches gives an empty page."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        position = tuple_(MessageBatch.created_at, MessageBatch.id)
+        stmt = select(MessageBatch.id).where(MessageBatch.org_id == org_id)
+        async with self._engine.connect() as conn:
+            cursor_id = before_id if before_id is not None else after_id
+            if cursor_id is not None:
+                cursor = (
+                    await conn.execute(
+                        select(MessageBatch.created_at, MessageBatch.id).where(
+                            MessageBatch.id == cursor_id, MessageBatch.org_id == org_id
+                        )
+                    )
+                ).first()
+                if cursor is None:
+                    return BatchPage(ids=[], has_more=False)
+                cursor_position = tuple(cursor)
+                if before_id is not None:
+                    stmt = stmt.where(position > cursor_position).order_by(
+                        MessageBatch.created_at, MessageBatch.id
+                    )
+                else:
+                    stmt = stmt.where(position < cursor_position)
+            if before_id is None:
+                stmt = stmt.order_by(MessageBatch.created_at.desc(), MessageBatch.id.desc())
+            ids = list((await conn.execute(stmt.limit(limit + 1))).scalars())
+        has_more = len(ids) > limit
+        ids = ids[:limit]
+        if before_id is not None:
+            ids.reverse()
+        return BatchPage(ids=ids, has_more=has_more)

@@ -1,0 +1,73 @@
+"""Creating and upgrading the schema with Alembic, from code: no ``alembic.ini`` is needed at run time.
+
+Several gateway processes may start at once against one database, so the upgrade runs under a lock:
+a transaction-scoped advisory lock on PostgreSQL, an immediate (write-locking) transaction on SQLite.
+"""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from claudegate.store._engine import create_engine
+
+__all__ = ["alembic_config", "current_revision", "head_revision", "upgrade_database"]
+
+# An arbitrary constant naming claudegate's migration lock among PostgreSQL advisory locks.
+_PG_LOCK_ID = 0x6367_6D69  # "cgmi"
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the migrations shipped inside the package."""
+    config = Config()
+    config.set_main_option("script_location", "claudegate.store:migrations")
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this version of claudegate knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("claudegate ships no migrations")
+    return head
+
+
+async def upgrade_database(url: str, revision: str = "head") -> None:
+    """Create the schema, or bring it up to ``revision``. Cheap when it is already current."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await connection.begin()
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+            await connection.run_sync(_upgrade, revision)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+async def current_revision(url: str) -> str | None:
+    """The revision the database is at, or None if it has no claudegate schema yet."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_current)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,143 @@
+"""What the repositories return: plain frozen values, detached from any session, and the store's errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Final
+
+__all__ = [
+    "AlreadyExistsError",
+    "BatchOwner",
+    "BatchPage",
+    "GroupBy",
+    "InvalidNameError",
+    "KeyRow",
+    "NewKey",
+    "OrgRow",
+    "StoreError",
+    "UsageReportRow",
+    "UserRow",
+    "check_name",
+]
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+
+
+class StoreError(Exception):
+    """A request the store refuses; the message says why and is safe to show."""
+
+
+class AlreadyExistsError(StoreError):
+    pass
+
+
+class InvalidNameError(StoreError, ValueError):
+    pass
+
+
+def check_name(kind: str, name: str) -> str:
+    """Organisation and user names appear in URLs and tables: keep them to a URL-safe slug."""
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidNameError(
+            f"{kind} name {name!r} is not allowed: use 1 to 128 letters, digits and . _ @ + -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class GroupBy(StrEnum):
+    """How a usage report groups its rows."""
+
+    MODEL = "model"
+    DAY = "day"
+    USER = "user"
+    KEY = "key"
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRow:
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    org_id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A gateway key as listed: never the key itself, only its displayable prefix."""
+
+    id: int
+    org_id: int
+    org_name: str
+    user_id: int | None
+    user_name: str | None
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key just created: the plaintext, to show once, and its row. The repr leaves the plaintext out."""
+
+    key: str = field(repr=False)
+    row: KeyRow
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReportRow:
+    """Totals for one group. ``group`` is the model id, the day (YYYY-MM-DD), the user name or the key id
+    (None for calls with no user or key); ``label`` describes a key (its name and prefix)."""
+
+    group: str | None
+    label: str | None
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: Decimal
+    unpriced_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOwner:
+    batch_id: str
+    org_id: int
+    user_id: int | None
+    key_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPage:
+    """One page of batch ids, newest first, with Anthropic's pagination fields."""
+
+    ids: list[str]
+    has_more: bool
+
+    @property
+    def first_id(self) -> str | None:
+        return self.ids[0] if self.ids else None
+
+    @property
+    def last_id(self) -> str | None:
+        return self.ids[-1] if self.ids else None

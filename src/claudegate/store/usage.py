@@ -1,0 +1,147 @@
+"""Usage records: written in bulk by the UsageWriter, read back as grouped reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    SQLColumnExpression,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from claudegate.accounting.usage import UsageRecord
+from claudegate.store._types import utc_day
+from claudegate.store.rows import GroupBy, UsageReportRow
+from claudegate.store.tables import ApiKey, UsageRow, User
+
+__all__ = ["UsageRepository"]
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord))
+
+
+class UsageRepository:
+    """Implements :class:`claudegate.accounting.usage.UsageSink` for the UsageWriter."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Insert the records in one transaction, and move each key's ``last_used_at`` forward.
+
+        Keeping ``last_used_at`` here, in the batched write, means the request path never writes to the
+        database just to note that a key was used.
+        """
+        if not records:
+            return
+        rows = [{name: getattr(record, name) for name in _FIELDS} for record in records]
+        last_used: dict[int, datetime] = {}
+        for record in records:
+            if record.key_id is not None:
+                seen = last_used.get(record.key_id)
+                if seen is None or record.created_at > seen:
+                    last_used[record.key_id] = record.created_at
+        touch = (
+            update(ApiKey)
+            .where(
+                ApiKey.id == bindparam("touched_id"),
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < bindparam("used_at")),
+            )
+            .values(last_used_at=bindparam("used_at"))
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(UsageRow), rows)
+            if last_used:
+                await conn.execute(
+                    touch, [{"touched_id": key, "used_at": when} for key, when in sorted(last_used.items())]
+                )
+
+    async def report(
+        self, *, group_by: GroupBy, org_id: int | None = None, since: datetime | None = None
+    ) -> list[UsageReportRow]:
+        """Totals per model, UTC day, user or key, optionally for one organisation and from a time on.
+
+        Days come in date order; other groups with the most requests first.
+        """
+        errors = case((or_(UsageRow.error_type.is_not(None), UsageRow.status >= 400), 1), else_=0)
+        unpriced = case((UsageRow.cost_usd.is_(None), 1), else_=0)
+        group: SQLColumnExpression[Any]
+        label: SQLColumnExpression[Any] = literal(None)
+        keys: list[SQLColumnExpression[Any]]
+        stmt_from: Any = UsageRow
+        if group_by is GroupBy.MODEL:
+            group = UsageRow.model
+            keys = [group]
+        elif group_by is GroupBy.DAY:
+            group = utc_day(UsageRow.created_at)
+            keys = [group]
+        elif group_by is GroupBy.USER:
+            group = User.name
+            keys = [UsageRow.user_id, User.name]
+            stmt_from = UsageRow.__table__.outerjoin(User.__table__, User.id == UsageRow.user_id)
+        else:
+            group, label = UsageRow.key_id, ApiKey.name + " (" + ApiKey.key_prefix + "…)"
+            keys = [UsageRow.key_id, ApiKey.name, ApiKey.key_prefix]
+            stmt_from = UsageRow.__table__.outerjoin(ApiKey.__table__, ApiKey.id == UsageRow.key_id)
+        requests = func.count().label("requests")
+        stmt: Select[*tuple[Any, ...]] = (
+            select(
+                group.label("group"),
+                label.label("label"),
+                requests,
+                func.sum(errors),
+                func.coalesce(func.sum(UsageRow.input_tokens), 0),
+                func.coalesce(func.sum(UsageRow.output_tokens), 0),
+                func.coalesce(func.sum(UsageRow.cache_creation_input_tokens), 0),
+                func.coalesce(func.sum(UsageRow.cache_read_input_tokens), 0),
+                func.sum(UsageRow.cost_usd),
+                func.sum(unpriced),
+            )
+            .select_from(stmt_from)
+            .group_by(*keys)
+        )
+        if org_id is not None:
+            stmt = stmt.where(UsageRow.org_id == org_id)
+        if since is not None:
+            stmt = stmt.where(UsageRow.created_at >= since)
+        stmt = stmt.order_by(group) if group_by is GroupBy.DAY else stmt.order_by(requests.desc(), group)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            UsageReportRow(
+                group=None if row[0] is None else str(row[0]),
+                label=row[1],
+                requests=int(row[2]),
+                errors=int(row[3] or 0),
+                input_tokens=int(row[4]),
+                output_tokens=int(row[5]),
+                cache_creation_input_tokens=int(row[6]),
+                cache_read_input_tokens=int(row[7]),
+                cost_usd=_decimal(row[8]),
+                unpriced_requests=int(row[9] or 0),
+            )
+            for row in rows
+        ]
+
+
+def _decimal(value: object) -> Decimal:
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    # SQLite sums NUMERIC columns as floats; go through str to keep the printed digits.
+    return Decimal(str(value))

@@ -1,0 +1,1 @@
+"""Anthropic's wire format: the model catalogue, token estimation and server-sent events."""

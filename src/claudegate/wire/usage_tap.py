@@ -1,0 +1,114 @@
+"""Reading usage from a reply without changing a byte of it.
+
+Streams: ``message_start`` carries the input side and ``message_delta`` the cumulative totals; only those
+events (and ``error``) are decoded. Content deltas are kept as raw bytes and decoded only if the stream ends
+without a ``message_delta`` (the client hung up, or the upstream failed), to count what was produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from claudegate.wire.sse import SSEParser
+from claudegate.wire.tokens import count_text_tokens
+
+__all__ = ["Usage", "UsageTap", "usage_from_message"]
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+
+    def update(self, usage: dict[str, Any]) -> None:
+        """Apply a usage object; absent or null fields keep their value (deltas are cumulative)."""
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ):
+            value = usage.get(name)
+            if isinstance(value, int):
+                setattr(self, name, value)
+        creation = usage.get("cache_creation")
+        if isinstance(creation, dict) and isinstance(creation.get("ephemeral_1h_input_tokens"), int):
+            self.cache_creation_1h_input_tokens = creation["ephemeral_1h_input_tokens"]
+
+
+def usage_from_message(body: bytes) -> tuple[Usage, str | None, str | None]:
+    """Usage, model and error type from a JSON reply (a Message or an error envelope)."""
+    usage = Usage()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return usage, None, None
+    if not isinstance(data, dict):
+        return usage, None, None
+    if data.get("type") == "error":
+        error = data.get("error")
+        return usage, None, error.get("type") if isinstance(error, dict) else "api_error"
+    if isinstance(data.get("usage"), dict):
+        usage.update(data["usage"])
+    model = data.get("model")
+    return usage, model if isinstance(model, str) else None, None
+
+
+_DELTA_FIELDS = ("text", "partial_json", "thinking")
+
+
+class UsageTap:
+    """Feed the stream's bytes as they pass; read usage, model and errors when it ends."""
+
+    __slots__ = ("_deltas", "_final", "_parser", "completed", "error_type", "first_content", "model", "usage")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._deltas: list[bytes] = []
+        self._final = False
+        self.usage = Usage()
+        self.model: str | None = None
+        self.error_type: str | None = None
+        self.completed = False  # message_stop seen
+        self.first_content = False  # a content delta seen (time to first token)
+
+    def feed(self, chunk: bytes) -> None:
+        for event in self._parser.feed(chunk):
+            name = event.event
+            if name == "content_block_delta":
+                self.first_content = True
+                if not self._final:
+                    self._deltas.append(event.data)
+            elif name == "message_start":
+                message = event.json().get("message", {})
+                self.model = message.get("model")
+                self.usage.update(message.get("usage") or {})
+            elif name == "message_delta":
+                self.usage.update(event.json().get("usage") or {})
+                self._final = True
+                self._deltas.clear()
+            elif name == "message_stop":
+                self.completed = True
+            elif name == "error":
+                error = event.json().get("error") or {}
+                self.error_type = error.get("type", "api_error")
+
+    def finish(self) -> Usage:
+        """The usage to record: the reported totals, or an estimate of what was sent if none were reported."""
+        if not self._final and self._deltas:
+            produced = 0
+            for data in self._deltas:
+                delta = orjson.loads(data).get("delta", {})
+                for field in _DELTA_FIELDS:
+                    value = delta.get(field)
+                    if isinstance(value, str):
+                        produced += count_text_tokens(value)
+            self.usage.output_tokens = max(self.usage.output_tokens, produced)
+            self._deltas.clear()
+        return self.usage

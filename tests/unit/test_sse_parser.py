@@ -1,0 +1,67 @@
+"""The incremental SSE parser: any chunking gives the same events, with their exact bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from claudegate.wire.sse import ServerSentEvent, SSEParser, encode_event
+
+EVENTS = [
+    ("message_start", {"type": "message_start", "message": {"id": "msg_1", "content": []}}),
+    ("ping", {"type": "ping"}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"text": "Hé\n\nllo 🙂"}}),
+    ("message_stop", {"type": "message_stop"}),
+]
+STREAM = b"".join(encode_event(name, data) for name, data in EVENTS)
+
+
+def feed_in(parser: SSEParser, data: bytes, cuts: list[int]) -> list[ServerSentEvent]:
+    events: list[ServerSentEvent] = []
+    start = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        events.extend(parser.feed(data[start:cut]))
+        start = cut
+    return events
+
+
+def test_encode_event_writes_one_compact_data_line() -> None:
+    raw = encode_event("ping", {"type": "ping"})
+    assert raw == b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=30))
+def test_any_chunking_gives_the_same_events_and_bytes(cuts: list[int]) -> None:
+    parser = SSEParser()
+    events = feed_in(parser, STREAM, cuts)
+    assert [(e.event, e.json()) for e in events] == EVENTS
+    assert b"".join(e.raw for e in events) == STREAM
+    assert parser.pending == b""
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=20), st.booleans())
+def test_crlf_multiline_data_and_comments(cuts: list[int], crlf: bool) -> None:
+    text = ": a comment\nevent: thing\ndata: line one\ndata:line two\nid: 7\n\nevent: other\ndata: {}\n\n"
+    raw = text.replace("\n", "\r\n").encode() if crlf else text.encode()
+    parser = SSEParser()
+    events = feed_in(parser, raw, [c for c in cuts if c <= len(raw)])
+    assert [(e.event, e.data) for e in events] == [("thing", b"line one\nline two"), ("other", b"{}")]
+    assert b"".join(e.raw for e in events) == raw
+
+
+def test_an_unfinished_event_waits_in_pending() -> None:
+    parser = SSEParser()
+    assert list(parser.feed(b"event: ping\ndata: {}\n")) == []
+    assert parser.pending == b"event: ping\ndata: {}\n"
+    (event,) = parser.feed(b"\n")
+    assert event.event == "ping"
+    assert event.json() == {}
+
+
+def test_data_without_an_event_name() -> None:
+    (event,) = SSEParser().feed(b'data: {"x": 1}\n\n')
+    assert event.event is None
+    data: Any = event.json()
+    assert data == {"x": 1}

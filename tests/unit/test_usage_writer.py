@@ -1,0 +1,204 @@
+"""The UsageWriter against an in-memory sink whose failures the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from claudegate.accounting.usage import UsageRecord, UsageWriter
+
+
+class FlakySink:
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_next = 0
+        self.down = False
+        self.hang = False
+
+    @property
+    def written(self) -> list[str]:
+        return [request_id for batch in self.batches for request_id in batch]
+
+    async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.down or self.fail_next:
+            self.fail_next = max(self.fail_next - 1, 0)
+            raise ConnectionRefusedError("database down")
+        self.batches.append([record.request_id for record in records])
+
+
+def record(n: int) -> UsageRecord:
+    return UsageRecord(request_id=f"req_{n:04d}", model="claude-sonnet-4-5", status=200, input_tokens=n)
+
+
+async def eventually(condition: Callable[[], bool], within_s: float = 3.0) -> None:
+    for _ in range(int(within_s / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"not true within {within_s} s")
+
+
+# File checks as plain functions: the tests are async, and ruff rightly flags blocking calls written there.
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
+def write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def sink() -> FlakySink:
+    return FlakySink()
+
+
+@pytest.fixture
+def spill(tmp_path: Path) -> Path:
+    return tmp_path / "spill.jsonl"
+
+
+def writer_for(sink: FlakySink, spill: Path, **options: float) -> UsageWriter:
+    settings: dict[str, float] = {"flush_interval_s": 0.02, "batch_size": 10, "retry_base_s": 0.01}
+    settings.update(options)
+    return UsageWriter(
+        sink,
+        flush_interval_s=settings["flush_interval_s"],
+        batch_size=int(settings["batch_size"]),
+        spill_file=spill,
+        retry_base_s=settings["retry_base_s"],
+        max_pending=int(settings["max_pending"]) if "max_pending" in settings else None,
+    )
+
+
+async def test_records_are_written_on_the_interval(sink: FlakySink, spill: Path) -> None:
+    writer = writer_for(sink, spill)
+    await writer.start()
+    for n in range(3):
+        writer.submit(record(n))
+    assert writer.pending == 3
+    await eventually(lambda: len(sink.written) == 3)
+    assert writer.pending == 0
+    await writer.close()
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_interval(sink: FlakySink, spill: Path) -> None:
+    writer = writer_for(sink, spill, flush_interval_s=60, batch_size=5)
+    await writer.start()
+    for n in range(5):
+        writer.submit(record(n))
+    await eventually(lambda: len(sink.written) == 5, within_s=1.0)
+    writer.submit(record(5))
+    await asyncio.sleep(0.05)
+    assert len(sink.written) == 5  # a partial batch waits for the interval or close
+    await writer.close()
+    assert sink.written == [f"req_{n:04d}" for n in range(6)]
+
+
+async def test_failed_writes_are_retried_in_order_without_duplicates(sink: FlakySink, spill: Path) -> None:
+    writer = writer_for(sink, spill)
+    await writer.start()
+    sink.fail_next = 3
+    for n in range(25):
+        writer.submit(record(n))
+    await eventually(lambda: writer.failing)
+    await eventually(lambda: len(sink.written) == 25)
+    assert not writer.failing
+    assert sink.written == [f"req_{n:04d}" for n in range(25)]
+    assert all(len(batch) <= 10 for batch in sink.batches)
+    await writer.close()
+    assert not exists(spill)
+
+
+async def test_close_spills_what_the_database_refuses_and_start_imports_it(
+    sink: FlakySink, spill: Path
+) -> None:
+    sink.down = True
+    writer = writer_for(sink, spill)
+    await writer.start()
+    first = record(1)
+    first.cost_usd = Decimal("0.000123456789")
+    first.created_at = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    writer.submit(first)
+    writer.submit(record(2))
+    await writer.close()
+    assert len(lines(spill)) == 2
+    assert all(b"cg-" not in line for line in lines(spill))
+
+    sink.down = False
+    again = writer_for(sink, spill)
+    await again.start()
+    assert not exists(spill)
+    await again.close()
+    assert sink.written == ["req_0001", "req_0002"]
+
+
+def test_spill_lines_round_trip_every_field() -> None:
+    original = UsageRecord(
+        request_id="req_1",
+        model="claude-opus-4-7",
+        status=529,
+        created_at=datetime(2026, 11, 20, 8, 30, 1, 123456, tzinfo=UTC),
+        upstream_request_id="req_up",
+        org_id=1,
+        user_id=2,
+        key_id=3,
+        upstream="anthropic",
+        error_type="overloaded_error",
+        input_tokens=10,
+        output_tokens=20,
+        cache_creation_input_tokens=30,
+        cache_read_input_tokens=40,
+        cache_creation_1h_input_tokens=5,
+        cost_usd=Decimal("0.0000000150"),
+        latency_ms=12.5,
+        ttft_ms=3.25,
+        streamed=True,
+        attempts=3,
+        batch=True,
+    )
+    assert UsageRecord.from_json(original.to_json()) == original
+
+
+async def test_an_outage_spills_the_overflow_and_recovers_it(sink: FlakySink, spill: Path) -> None:
+    sink.down = True
+    writer = writer_for(sink, spill, max_pending=20)
+    await writer.start()
+    for n in range(50):
+        writer.submit(record(n))
+    await eventually(lambda: exists(spill))
+    assert writer.pending <= 20 + 10  # the buffer stays bounded while the database is down
+    sink.down = False
+    await eventually(lambda: len(sink.written) == 50)
+    assert sorted(sink.written) == [f"req_{n:04d}" for n in range(50)]
+    assert not exists(spill)
+    await writer.close()
+
+
+async def test_close_does_not_hang_on_a_database_that_never_answers(sink: FlakySink, spill: Path) -> None:
+    sink.hang = True
+    writer = writer_for(sink, spill)
+    await writer.start()
+    writer.submit(record(1))
+    await asyncio.sleep(0.05)
+    await writer.close(timeout_s=0.2)
+    assert [UsageRecord.from_json(line).request_id for line in lines(spill)] == ["req_0001"]
+
+
+async def test_unreadable_spill_lines_are_kept_aside(sink: FlakySink, spill: Path) -> None:
+    write(spill, record(1).to_json() + b"\n{not json\n" + record(2).to_json() + b"\n")
+    writer = writer_for(sink, spill)
+    await writer.start()
+    await writer.close()
+    assert sink.written == ["req_0001", "req_0002"]
+    assert lines(spill.with_name("spill.jsonl.rejected")) == [b"{not json"]
