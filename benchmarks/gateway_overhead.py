@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,12 +249,16 @@ class Run:
             "x-simulator-reply-tokens": str(self.args.reply_tokens),
         }
 
-    async def phase(self, session: aiohttp.ClientSession, number: int, target: str, scenario: Scenario) -> Phase:
+    async def phase(
+        self, session: aiohttp.ClientSession, number: int, target: str, scenario: Scenario
+    ) -> Phase:
         url = (self.gateway_url if target == "gateway" else self.direct_url) + "/v1/messages"
         headers, body = self.headers(target), self.body(scenario.stream)
         calls = self.args.calls_c1 if scenario.concurrency == 1 else self.args.calls
-        kwargs = {"stream": scenario.stream, "concurrency": scenario.concurrency}
-        _, _, warm_errors, _ = await drive(session, url, headers, body, calls=self.args.warmup, **kwargs)
+        stream, concurrency = scenario.stream, scenario.concurrency
+        _, _, warm_errors, _ = await drive(
+            session, url, headers, body, stream=stream, calls=self.args.warmup, concurrency=concurrency
+        )
         if target == "gateway":
             self.gateway_calls += self.args.warmup + calls
         await asyncio.sleep(FLUSH_WAIT_S)  # warm-up records written before the measured window opens
@@ -263,7 +267,9 @@ class Run:
             self.simulator.cpu_ticks(),
             client_cpu_s(),
         )
-        latencies, ttfbs, errors, wall = await drive(session, url, headers, body, calls=calls, **kwargs)
+        latencies, ttfbs, errors, wall = await drive(
+            session, url, headers, body, stream=stream, calls=calls, concurrency=concurrency
+        )
         client_after = client_cpu_s()
         await asyncio.sleep(FLUSH_WAIT_S)  # and this phase's records before it closes
         gateway_ms = (self.gateway.cpu_ticks() - gateway_before) * 1000 / CLK_TCK / calls
@@ -339,7 +345,9 @@ def paired_added(phases: list[Phase], scenario: str, attribute: str) -> float | 
     """Median over rounds of (gateway - direct) within the same round."""
     added = []
     for number in sorted({p.round for p in phases}):
-        pair = {p.target: getattr(p, attribute) for p in phases if p.round == number and p.scenario == scenario}
+        pair = {
+            p.target: getattr(p, attribute) for p in phases if p.round == number and p.scenario == scenario
+        }
         if pair.get("gateway") is not None and pair.get("direct") is not None:
             added.append(pair["gateway"] - pair["direct"])
     return statistics.median(added) if added else None
@@ -348,7 +356,9 @@ def paired_added(phases: list[Phase], scenario: str, attribute: str) -> float | 
 def paired_ratio(phases: list[Phase], scenario: str, attribute: str) -> float | None:
     ratios = []
     for number in sorted({p.round for p in phases}):
-        pair = {p.target: getattr(p, attribute) for p in phases if p.round == number and p.scenario == scenario}
+        pair = {
+            p.target: getattr(p, attribute) for p in phases if p.round == number and p.scenario == scenario
+        }
         if pair.get("gateway") is not None and pair.get("direct"):
             ratios.append(pair["gateway"] / pair["direct"])
     return statistics.median(ratios) if ratios else None
@@ -381,12 +391,14 @@ def summarise(phases: list[Phase], scenarios: list[Scenario], memory: dict[str, 
                 paired_ratio(phases, s, attribute),
             )
             if scenario.concurrency == 1 and attribute == "p50_ms" and not scenario.stream:
-                row.target, row.verdict = f"added <= {TARGET_ADDED_P50_MS} ms", _verdict(
-                    row.added, TARGET_ADDED_P50_MS
+                row.target, row.verdict = (
+                    f"added <= {TARGET_ADDED_P50_MS} ms",
+                    _verdict(row.added, TARGET_ADDED_P50_MS),
                 )
             if scenario.concurrency == 1 and attribute == "ttfb_p50_ms":
-                row.target, row.verdict = f"added <= {TARGET_ADDED_TTFB_MS} ms", _verdict(
-                    row.added, TARGET_ADDED_TTFB_MS
+                row.target, row.verdict = (
+                    f"added <= {TARGET_ADDED_TTFB_MS} ms",
+                    _verdict(row.added, TARGET_ADDED_TTFB_MS),
                 )
             rows.append(row)
         rows.append(
@@ -444,7 +456,15 @@ def _cell(value: float | None, ratio: bool = False) -> str:
 def table(rows: list[Row]) -> str:
     header = ("metric", "direct", "gateway", "added", "ratio", "target", "result")
     body = [
-        (r.metric, _cell(r.direct), _cell(r.gateway), _cell(r.added), _cell(r.ratio, True), r.target, r.verdict)
+        (
+            r.metric,
+            _cell(r.direct),
+            _cell(r.gateway),
+            _cell(r.added),
+            _cell(r.ratio, True),
+            r.target,
+            r.verdict,
+        )
         for r in rows
     ]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
@@ -452,7 +472,9 @@ def table(rows: list[Row]) -> str:
         "| " + " | ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
-    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in body]
+    lines += [
+        "| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in body
+    ]
     return "\n".join(lines)
 
 
@@ -511,7 +533,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         with processes(args, workdir) as (simulator, gateway, key, sim_port, gw_port):
             await wait_until_up(f"http://127.0.0.1:{sim_port}/v1/models", simulator)
             await wait_until_up(f"http://127.0.0.1:{gw_port}/health", gateway)
-            run = Run(args, simulator, gateway, f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}", key)
+            run = Run(
+                args, simulator, gateway, f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}", key
+            )
             print(
                 f"simulator pid {simulator.pid}, gateway pid {gateway.pid} (layout {args.layout}); "
                 f"{args.rounds} rounds",
@@ -527,9 +551,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "layout": args.layout,
-        "settings": {
-            k: v for k, v in vars(args).items() if k not in ("json",)
-        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
         "usage_records": {"expected": run.gateway_calls, "written": recorded},
         "errors": errors,
         "memory": memory,
@@ -543,8 +565,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per c>1 phase (default 3000)")
-    parser.add_argument("--calls-c1", type=int, default=1500, help="measured calls per c=1 phase (default 1500)")
-    parser.add_argument("--warmup", type=int, default=200, help="warm-up calls before each phase (default 200)")
+    parser.add_argument(
+        "--calls-c1", type=int, default=1500, help="measured calls per c=1 phase (default 1500)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="warm-up calls before each phase (default 200)"
+    )
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[1, 20], help="concurrency levels (default 1 20)"
     )
@@ -559,11 +585,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.layout == "split" and (os.cpu_count() or 1) < 2:
         parser.error("--layout split needs two cores; use --layout none")
+    run: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run
     with contextlib.suppress(ImportError):
         import uvloop
 
-        uvloop.install()
-    result = asyncio.run(amain(args))
+        run = uvloop.run
+    result = run(amain(args))
     print(result["table"])
     usage = result["usage_records"]
     print(

@@ -8,8 +8,8 @@ skip into a failure: a suite that silently skipped its database tests would prov
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest

@@ -6,6 +6,7 @@
     ├─ BillingError                 402     billing_error
     ├─ PermissionDeniedError        403     permission_error
     ├─ NotFoundError                404     not_found_error
+    ├─ MethodNotAllowedError        405     invalid_request_error
     ├─ RequestTooLargeError         413     request_too_large
     ├─ RateLimitError               429     rate_limit_error      (carries retry_after seconds)
     ├─ ApiError                     500     api_error
@@ -30,6 +31,7 @@ __all__ = [
     "ClaudegateError",
     "GatewayTimeoutError",
     "InvalidRequestError",
+    "MethodNotAllowedError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -77,6 +79,16 @@ class NotFoundError(ClaudegateError):
     error_type = "not_found_error"
 
 
+class MethodNotAllowedError(InvalidRequestError):
+    """A known path asked with a method it does not serve."""
+
+    status = 405
+
+    def __init__(self, method: str, path: str, allowed: Sequence[str] = ()) -> None:
+        hint = f"; use {', '.join(allowed)}" if allowed else ""
+        super().__init__(f"Method {method} is not allowed on {path}{hint}")
+
+
 class RequestTooLargeError(ClaudegateError):
     status = 413
     error_type = "request_too_large"
@@ -86,9 +98,7 @@ class RateLimitError(ClaudegateError):
     status = 429
     error_type = "rate_limit_error"
 
-    def __init__(
-        self, message: str, *, retry_after: float, headers: Sequence[tuple[str, str]] = ()
-    ) -> None:
+    def __init__(self, message: str, *, retry_after: float, headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = tuple(headers)  # rate-limit state to send along with the 429

@@ -38,7 +38,7 @@ SLOW_REPLY_TOKENS = 200
 
 
 class GatewayServer:
-    """A :class:`Gateway` under uvicorn on a free loopback port, started and stopped by ``running_in_thread``."""
+    """A :class:`Gateway` under uvicorn on a free loopback port; ``running_in_thread`` starts and stops it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -5,17 +5,19 @@ Anthropic's envelope and are never a 500; headers and paths Claude Code relies o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
 import httpx2
 import orjson
 import pytest
+from anthropic.types import MessageParam
 
 from tests.e2e.conftest import Stack
 
 MODEL = "claude-sonnet-4-6"
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Hello"}]
 ORIGIN = "x-claudegate-origin"
 VERSION = {"anthropic-version": "2023-06-01"}
 
@@ -55,7 +57,9 @@ def fault(kind: str) -> dict[str, Any]:
         pytest.param(fault("overloaded"), 529, anthropic.OverloadedError, id="529"),
         pytest.param(fault("billing"), 402, anthropic.PaymentRequiredError, id="402"),
         pytest.param(fault("permission"), 403, anthropic.PermissionDeniedError, id="403"),
-        pytest.param(fault("midstream_error:overloaded_error"), 529, anthropic.OverloadedError, id="midstream-json"),
+        pytest.param(
+            fault("midstream_error:overloaded_error"), 529, anthropic.OverloadedError, id="midstream-json"
+        ),
     ],
 )
 def test_upstream_errors_raise_the_same_exception(
@@ -68,7 +72,8 @@ def test_upstream_errors_raise_the_same_exception(
     assert through.body["error"] == straight.body["error"]  # type: ignore[index]
     # The upstream made this error: the gateway relays it, with the upstream's request id, as its own.
     assert ORIGIN not in through.response.headers
-    assert through.request_id is not None and through.request_id.startswith("req_011C")
+    assert through.request_id is not None
+    assert through.request_id.startswith("req_011C")
     if status == 429:
         assert through.response.headers["retry-after"] == straight.response.headers["retry-after"] == "3"
         assert "anthropic-ratelimit-requests-limit" in through.response.headers
@@ -90,14 +95,14 @@ def test_midstream_error_raises_the_same_exception(stack: Stack) -> None:
     for client in (gateway, direct):
         received: list[str] = []
         with pytest.raises(anthropic.APIStatusError) as error:  # noqa: PT012 - the error comes while iterating
-            stream = client.messages.create(
+            events = client.messages.create(
                 model=MODEL,
                 max_tokens=400,
                 messages=HELLO,
                 stream=True,
                 extra_headers={"x-simulator-fault": "midstream_error:overloaded_error"},
             )
-            received.extend(event.type for event in stream)
+            received.extend(event.type for event in events)
         assert "content_block_delta" in received
         caught.append(error.value)
     assert type(caught[0]) is type(caught[1])
@@ -114,7 +119,8 @@ def test_missing_key_is_401_from_the_gateway(stack: Stack) -> None:
     assert response.json()["type"] == "error"
     assert response.json()["error"]["type"] == "authentication_error"
     direct = httpx2.post(f"{stack.simulator_url}/v1/messages", json={"model": MODEL}, headers=VERSION)
-    assert direct.status_code == 401 and direct.json()["error"]["type"] == "authentication_error"
+    assert direct.status_code == 401
+    assert direct.json()["error"]["type"] == "authentication_error"
 
 
 @pytest.mark.parametrize("which", ["unknown", "malformed", "revoked", "upstream-key"])
@@ -127,15 +133,14 @@ def test_bad_keys_are_401_from_the_gateway(stack: Stack, which: str, route: str)
         "upstream-key": "sk-test",  # the gateway's own upstream key is no gateway key
     }[which]
     client = anthropic.Anthropic(base_url=stack.url, api_key=key, max_retries=0)
+    calls: dict[str, Callable[[], object]] = {
+        "messages": lambda: client.messages.create(model=MODEL, max_tokens=20, messages=HELLO),
+        "count_tokens": lambda: client.messages.count_tokens(model=MODEL, messages=HELLO),
+        "models": client.models.list,
+        "batches": client.messages.batches.list,
+    }
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        if route == "messages":
-            client.messages.create(model=MODEL, max_tokens=20, messages=HELLO)  # type: ignore[arg-type]
-        elif route == "count_tokens":
-            client.messages.count_tokens(model=MODEL, messages=HELLO)  # type: ignore[arg-type]
-        elif route == "models":
-            client.models.list()
-        else:
-            client.messages.batches.list()
+        calls[route]()
     assert caught.value.response.headers[ORIGIN] == "gateway"
     assert caught.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
 
@@ -143,9 +148,9 @@ def test_bad_keys_are_401_from_the_gateway(stack: Stack, which: str, route: str)
 def test_bearer_token_works_like_x_api_key(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     client = anthropic.Anthropic(base_url=stack.url, auth_token=stack.org_a.key, max_retries=0)
-    message = client.messages.create(model=MODEL, max_tokens=50, messages=HELLO)  # type: ignore[arg-type]
+    message = client.messages.create(model=MODEL, max_tokens=50, messages=HELLO)
     assert message.content
-    assert client.messages.count_tokens(model=MODEL, messages=HELLO).input_tokens > 0  # type: ignore[arg-type]
+    assert client.messages.count_tokens(model=MODEL, messages=HELLO).input_tokens > 0
 
 
 # -- What the gateway answers itself ----------------------------------------------------------------------
@@ -156,7 +161,8 @@ def gateway_error(response: httpx2.Response, status: int, error_type: str) -> No
     assert response.headers[ORIGIN] == "gateway"
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert body["type"] == "error" and body["error"]["type"] == error_type
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
     assert body["error"]["message"]
     assert body["request_id"] == response.headers["x-claudegate-request-id"]
 
@@ -173,7 +179,9 @@ def gateway_error(response: httpx2.Response, status: int, error_type: str) -> No
         pytest.param(b'{"model": "claude-sonnet-4-6"}', "text/plain", id="text-plain"),
     ],
 )
-def test_unreadable_bodies_get_the_gateways_400(stack: Stack, path: str, body: bytes, content_type: str) -> None:
+def test_unreadable_bodies_get_the_gateways_400(
+    stack: Stack, path: str, body: bytes, content_type: str
+) -> None:
     headers = {"x-api-key": stack.org_a.key, "content-type": content_type, **VERSION}
     gateway_error(httpx2.post(stack.url + path, content=body, headers=headers), 400, "invalid_request_error")
 
@@ -193,13 +201,16 @@ def test_unknown_routes_get_the_gateways_404(stack: Stack, method: str, path: st
     gateway_error(response, 404, "not_found_error")
 
 
-def test_wrong_method_is_an_error_never_a_500(stack: Stack) -> None:
+def test_wrong_method_is_a_405_like_the_simulators_never_a_500(stack: Stack) -> None:
     headers = {"x-api-key": stack.org_a.key, **VERSION}
     for method, path in (("GET", "/v1/messages"), ("PUT", "/v1/messages/batches"), ("POST", "/v1/models")):
         response = httpx2.request(method, stack.url + path, headers=headers)
-        assert 400 <= response.status_code < 500
+        assert response.status_code == 405
         assert response.headers[ORIGIN] == "gateway"
         assert response.json()["error"]["type"] == "invalid_request_error"
+        assert f"Method {method} is not allowed on {path}; use" in response.json()["error"]["message"]
+        direct = httpx2.request(method, stack.simulator_url + path, headers=headers)
+        assert direct.status_code == 405
 
 
 def test_batch_of_another_shape_is_not_found(stack: Stack) -> None:
@@ -214,7 +225,7 @@ def test_batch_of_another_shape_is_not_found(stack: Stack) -> None:
 
 def test_upstream_headers_reach_the_client(stack: Stack) -> None:
     gateway, _ = clients(stack)
-    raw = gateway.messages.with_raw_response.create(model=MODEL, max_tokens=50, messages=HELLO)  # type: ignore[arg-type]
+    raw = gateway.messages.with_raw_response.create(model=MODEL, max_tokens=50, messages=HELLO)
     headers = raw.headers
     assert headers["request-id"].startswith("req_011C")
     assert raw.parse()._request_id == headers["request-id"]
@@ -225,7 +236,10 @@ def test_upstream_headers_reach_the_client(stack: Stack) -> None:
     assert ORIGIN not in headers
 
     with gateway.messages.with_streaming_response.create(
-        model=MODEL, max_tokens=50, messages=HELLO, stream=True  # type: ignore[arg-type]
+        model=MODEL,
+        max_tokens=50,
+        messages=HELLO,
+        stream=True,
     ) as streamed:
         assert streamed.headers["request-id"].startswith("req_011C")
         assert streamed.headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -271,7 +285,11 @@ def claude_code_request() -> dict[str, Any]:
         "metadata": {"user_id": '{"device_id":"d1","session_id":"s1"}'},
         "system": [
             {"type": "text", "text": "You are Claude Code."},
-            {"type": "text", "text": "Tools are described below. " * 40, "cache_control": {"type": "ephemeral"}},
+            {
+                "type": "text",
+                "text": "Tools are described below. " * 40,
+                "cache_control": {"type": "ephemeral"},
+            },
             {"type": "text", "text": "Be concise.", "cache_control": {"type": "ephemeral"}},
         ],
         "tools": [
@@ -300,7 +318,12 @@ def test_claude_code_beta_requests_work(stack: Stack) -> None:
 
     # The SDK's beta namespace sends the same query string; replies match the upstream's.
     gateway, direct = clients(stack)
-    params: dict[str, Any] = {"model": MODEL, "max_tokens": 300, "messages": HELLO, "betas": CLAUDE_CODE_BETAS}
+    params: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 300,
+        "messages": HELLO,
+        "betas": CLAUDE_CODE_BETAS,
+    }
     through = gateway.beta.messages.create(**params)
     straight = direct.beta.messages.create(**params)
     assert through.model_dump(exclude={"id"}) == straight.model_dump(exclude={"id"})
@@ -309,7 +332,9 @@ def test_claude_code_beta_requests_work(stack: Stack) -> None:
     assert final.content[0].text == through.content[0].text  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("content_type", ["Application/JSON", "application/json; charset=utf-8", "application/json;charset=UTF-8"])
+@pytest.mark.parametrize(
+    "content_type", ["Application/JSON", "application/json; charset=utf-8", "application/json;charset=UTF-8"]
+)
 def test_json_content_type_is_matched_as_a_media_type(stack: Stack, content_type: str) -> None:
     headers = {"x-api-key": stack.org_a.key, "content-type": content_type, **VERSION}
     body = {"model": MODEL, "max_tokens": 20, "messages": HELLO}
@@ -320,4 +345,6 @@ def test_json_content_type_is_matched_as_a_media_type(stack: Stack, content_type
 def test_json_lookalike_content_type_is_refused(stack: Stack) -> None:
     headers = {"x-api-key": stack.org_a.key, "content-type": "application/jsonl", **VERSION}
     body = orjson.dumps({"model": MODEL, "max_tokens": 20, "messages": HELLO})
-    gateway_error(httpx2.post(f"{stack.url}/v1/messages", content=body, headers=headers), 400, "invalid_request_error")
+    gateway_error(
+        httpx2.post(f"{stack.url}/v1/messages", content=body, headers=headers), 400, "invalid_request_error"
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import anthropic
 import httpx2
@@ -50,7 +52,26 @@ def test_a_batch_is_invisible_to_other_organisations(stack: Stack) -> None:
 
     # The owner's organisation still has it, untouched: anyone in it may read it.
     kept = colleague.messages.batches.retrieve(batch.id)
-    assert kept.processing_status == "ended" and kept.cancel_initiated_at is None
+    assert kept.processing_status == "ended"
+    assert kept.cancel_initiated_at is None
     assert kept.request_counts.succeeded == 2
     assert sorted(r.custom_id for r in colleague.messages.batches.results(batch.id)) == ["q0", "q1"]
     assert batch.id in [b.id for b in colleague.messages.batches.list()]
+
+
+async def test_a_new_batch_can_be_read_at_once(stack: Stack) -> None:
+    """Ownership is recorded before the creator learns the batch id, so reading it right away never 404s."""
+    client = anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.org_a.key, max_retries=0)
+    requests: Any = [
+        {
+            "custom_id": "only",
+            "params": {"model": MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]},
+        }
+    ]
+
+    async def create_then_read() -> str:
+        batch = await client.messages.batches.create(requests=requests)
+        return (await client.messages.batches.retrieve(batch.id)).id
+
+    ids = await asyncio.gather(*(create_then_read() for _ in range(20)))
+    assert len(set(ids)) == 20

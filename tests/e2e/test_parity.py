@@ -11,12 +11,13 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from anthropic.types import MessageParam
 
 from claudegate.wire.sse import SSEParser
 from tests.e2e.conftest import Stack, make_tenant, strip_ids
 
 MODEL = "claude-sonnet-4-6"
-HELLO = [{"role": "user", "content": "Hello, who are you?"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Hello, who are you?"}]
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "The current weather in a city.",
@@ -39,7 +40,9 @@ def pair(stack: Stack) -> tuple[anthropic.Anthropic, anthropic.Anthropic]:
     )
 
 
-def async_pair(stack: Stack, key: str | None = None) -> tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic]:
+def async_pair(
+    stack: Stack, key: str | None = None
+) -> tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic]:
     return (
         anthropic.AsyncAnthropic(base_url=stack.url, api_key=key or stack.org_a.key, max_retries=0),
         anthropic.AsyncAnthropic(
@@ -61,7 +64,12 @@ def reply(message: Any) -> dict[str, Any]:
     [
         pytest.param({"max_tokens": 200, "messages": HELLO}, id="plain"),
         pytest.param(
-            {"max_tokens": 200, "messages": HELLO, "system": "Answer in one line.", "metadata": {"user_id": "u-42"}},
+            {
+                "max_tokens": 200,
+                "messages": HELLO,
+                "system": "Answer in one line.",
+                "metadata": {"user_id": "u-42"},
+            },
             id="system",
         ),
         pytest.param({"max_tokens": 5, "messages": HELLO}, id="max_tokens"),
@@ -80,8 +88,10 @@ def test_sync_replies_match(stack: Stack, params: dict[str, Any]) -> None:
     through = gateway.messages.create(model=MODEL, **params)
     straight = direct.messages.create(model=MODEL, **params)
     assert reply(through) == reply(straight)
-    assert through.id.startswith("msg_") and through.id != straight.id
-    assert through.usage.input_tokens > 0 and through.usage.output_tokens > 0
+    assert through.id.startswith("msg_")
+    assert through.id != straight.id
+    assert through.usage.input_tokens > 0
+    assert through.usage.output_tokens > 0
 
 
 async def test_async_replies_and_streams_match(stack: Stack) -> None:
@@ -98,7 +108,7 @@ async def test_async_replies_and_streams_match(stack: Stack) -> None:
             return text, await stream.get_final_message()
 
     (text_g, final_g), (text_d, final_d) = await asyncio.gather(streamed(gateway), streamed(direct))
-    assert text_g == text_d == through.content[0].text  # type: ignore[union-attr]
+    assert text_g == text_d == through.content[0].text
     assert reply(final_g) == reply(final_d)
     # Streaming and not streaming the same request give the same message.
     assert reply(final_g)["content"] == reply(through)["content"]
@@ -157,7 +167,8 @@ def test_streams_match_event_for_event(stack: Stack, body: dict[str, Any]) -> No
     straight = raw_events(stack.simulator_url, "sk-direct", body)
     assert through == straight
     names = [name for name, _ in through]
-    assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
+    assert names[0] == "message_start"
+    assert names[-2:] == ["message_delta", "message_stop"]
     assert "content_block_delta" in names
 
     gateway, direct = pair(stack)
@@ -177,7 +188,8 @@ def test_tool_use_matches(stack: Stack) -> None:
     assert reply(through) == reply(direct.messages.create(**params))
     assert through.stop_reason == "tool_use"
     call = next(block for block in through.content if block.type == "tool_use")
-    assert call.name == "get_weather" and "location" in call.input  # type: ignore[operator]
+    assert call.name == "get_weather"
+    assert "location" in call.input
 
     # The tool round trip: the tool's result goes back, and both answer it alike.
     follow_up = {
@@ -188,7 +200,7 @@ def test_tool_use_matches(stack: Stack) -> None:
             {"role": "assistant", "content": [block.model_dump() for block in through.content]},
             {
                 "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 °C, sunny"}],  # type: ignore[union-attr]
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 °C, sunny"}],
             },
         ],
     }
@@ -197,7 +209,12 @@ def test_tool_use_matches(stack: Stack) -> None:
 
 def test_count_tokens_matches(stack: Stack) -> None:
     gateway, direct = pair(stack)
-    params: dict[str, Any] = {"model": MODEL, "messages": HELLO, "system": "Be brief.", "tools": [WEATHER_TOOL]}
+    params: dict[str, Any] = {
+        "model": MODEL,
+        "messages": HELLO,
+        "system": "Be brief.",
+        "tools": [WEATHER_TOOL],
+    }
     through = gateway.messages.count_tokens(**params)
     assert through.input_tokens == direct.messages.count_tokens(**params).input_tokens > 0
 
@@ -261,14 +278,19 @@ async def test_batches_match(stack: Stack) -> None:
     assert batch_shape(created_g) == batch_shape(created_d)
     assert created_g.processing_status == "in_progress"
 
-    ended_g, ended_d = await asyncio.gather(wait_ended(gateway, created_g.id), wait_ended(direct, created_d.id))
+    ended_g, ended_d = await asyncio.gather(
+        wait_ended(gateway, created_g.id), wait_ended(direct, created_d.id)
+    )
     assert batch_shape(ended_g) == batch_shape(ended_d)
     assert ended_g.request_counts.succeeded == 3
     # Results are fetched from the gateway, behind its keys, never from the upstream.
     assert ended_g.results_url == f"{stack.url}/v1/messages/batches/{created_g.id}/results"
 
     async def results(client: anthropic.AsyncAnthropic, batch_id: str) -> dict[str, Any]:
-        return {r.custom_id: strip_ids(r.result.model_dump(mode="json")) async for r in await client.messages.batches.results(batch_id)}
+        return {
+            r.custom_id: strip_ids(r.result.model_dump(mode="json"))
+            async for r in await client.messages.batches.results(batch_id)
+        }
 
     results_g, results_d = await asyncio.gather(results(gateway, created_g.id), results(direct, created_d.id))
     assert results_g == results_d
@@ -285,7 +307,8 @@ async def test_batches_match(stack: Stack) -> None:
     assert canceling_g.processing_status == canceling_d.processing_status == "canceling"
     assert canceling_g.cancel_initiated_at is not None
     ended_g, ended_d = await asyncio.gather(wait_ended(gateway, second_g.id), wait_ended(direct, second_d.id))
-    assert ended_g.request_counts.canceled > 0 and ended_d.request_counts.canceled > 0
+    assert ended_g.request_counts.canceled > 0
+    assert ended_d.request_counts.canceled > 0
 
     # Lists: newest first, paged by the SDK; the gateway lists the organisation's batches.
     listed_g = [b.id async for b in gateway.messages.batches.list(limit=1)]

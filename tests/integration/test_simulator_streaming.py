@@ -263,3 +263,24 @@ def test_non_streamed_reply_waits_for_the_whole_generation(paced_url: str) -> No
         elapsed = time.perf_counter() - started
     assert message.usage.output_tokens == 40
     assert elapsed >= 0.05 + 0.9 * 40 / 400
+
+
+STRING = {"type": "string"}
+
+
+def test_paced_and_instant_streams_carry_the_same_events(simulator_url: str, paced_url: str) -> None:
+    body = {
+        "model": MODEL,
+        "max_tokens": 3000,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "tools": [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": STRING}}}],
+        "messages": [{"role": "user", "content": "Please use lookup for this."}],
+    }
+    headers = {**HEADERS, "x-simulator-reply-tokens": "30"}
+
+    def events(url: str) -> list[Any]:
+        parsed = [e.json() for e in parse(raw_stream(url, body, headers)[1])]
+        del parsed[0]["message"]["id"]
+        return parsed
+
+    assert events(simulator_url) == events(paced_url)

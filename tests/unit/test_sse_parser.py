@@ -65,3 +65,45 @@ def test_data_without_an_event_name() -> None:
     assert event.event is None
     data: Any = event.json()
     assert data == {"x": 1}
+
+
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+_LINE = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=20)
+
+
+@st.composite
+def event_streams(draw: st.DrawFn) -> tuple[bytes, list[tuple[str | None, bytes]]]:
+    """Events in any mix of LF and CRLF framing, with up to three data lines, and what they parse to."""
+    raw = b""
+    expected: list[tuple[str | None, bytes]] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        newline = draw(st.sampled_from(["\n", "\r\n"]))
+        name = draw(st.one_of(st.none(), _NAME))
+        data = draw(st.lists(_LINE, max_size=3))
+        lines = ([f"event: {name}"] if name else []) + [f"data: {line}" for line in data]
+        if not lines:
+            lines = [": keep-alive"]
+        raw += (newline.join(lines) + newline + newline).encode()
+        expected.append((name, "\n".join(data).encode()))
+    return raw, expected
+
+
+@given(event_streams(), st.lists(st.integers(min_value=0, max_value=400), max_size=12))
+def test_mixed_framing_in_any_chunking(
+    stream: tuple[bytes, list[tuple[str | None, bytes]]], cuts: list[int]
+) -> None:
+    raw, expected = stream
+    cuts = [c for c in cuts if c <= len(raw)]
+    parser = SSEParser()
+    events = feed_in(parser, raw, cuts)
+    assert [(e.event, e.data) for e in events] == expected
+    assert b"".join(e.raw for e in events) == raw
+    assert parser.pending == b""
+
+    fields_parser = SSEParser()
+    fields: list[tuple[str | None, bytes]] = []
+    start = 0
+    for cut in [*sorted(set(cuts)), len(raw)]:
+        fields.extend(fields_parser.feed_fields(raw[start:cut]))
+        start = cut
+    assert fields == expected

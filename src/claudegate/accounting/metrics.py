@@ -1,10 +1,17 @@
-"""Prometheus metrics, in a registry of their own per gateway (no process-wide state)."""
+"""Prometheus metrics, in a registry of their own per gateway (no process-wide state).
+
+Every finished call touches several labelled series. ``prometheus_client``'s ``labels()`` validates and
+locks on each use (a few microseconds per series), so the series a call needs are looked up in a dict of
+those already made and ``labels()`` runs only the first time a combination of labels is seen.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from claudegate.accounting.prices import UsageTokens
 
@@ -12,9 +19,12 @@ __all__ = ["GatewayMetrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+
 
 class GatewayMetrics:
     def __init__(self) -> None:
+        self._series: dict[tuple[Any, ...], Any] = {}  # (metric, *label values) -> labelled series
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -72,10 +82,11 @@ class GatewayMetrics:
         upstream_error: str | None,
     ) -> None:
         """Everything one finished call adds to the metrics."""
-        self.requests.labels(str(status), model, org).inc()
-        self.latency.labels(model, "true" if streamed else "false").observe(seconds)
+        series = self._labels
+        series(self.requests, str(status), model, org).inc()
+        series(self.latency, model, "true" if streamed else "false").observe(seconds)
         if ttft_seconds is not None:
-            self.ttft.labels(model).observe(ttft_seconds)
+            series(self.ttft, model).observe(ttft_seconds)
         for kind, count in (
             ("input", tokens.input_tokens),
             ("output", tokens.output_tokens),
@@ -83,11 +94,19 @@ class GatewayMetrics:
             ("cache_read", tokens.cache_read_input_tokens),
         ):
             if count:
-                self.tokens.labels(kind, model, org).inc(count)
+                series(self.tokens, kind, model, org).inc(count)
         if cost:
-            self.cost.labels(model, org).inc(float(cost))
+            series(self.cost, model, org).inc(float(cost))
         if upstream_error is not None:
-            self.upstream_errors.labels(upstream, upstream_error).inc()
+            series(self.upstream_errors, upstream, upstream_error).inc()
+
+    def _labels(self, metric: _Metric, *values: str) -> _Metric:
+        """``metric.labels(*values)``, made once per combination of values."""
+        key = (metric, *values)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = metric.labels(*values)
+        return cast(_Metric, found)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -35,6 +35,7 @@ from claudegate.errors import (
     AuthenticationError,
     ClaudegateError,
     InvalidRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -91,10 +92,7 @@ def _route(path: str, deps: AdminDeps, **handlers: Handler) -> Route:
             if handler is None:
                 if not handlers:
                     raise NotFoundError(f"no admin endpoint {request.method} {request.url.path}")
-                allowed = ", ".join(sorted(handlers))
-                raise _MethodNotAllowedError(
-                    f"{request.method} is not allowed on {request.url.path}; use {allowed}"
-                )
+                raise MethodNotAllowedError(request.method, request.url.path, sorted(handlers))
             return await handler(request)
         except ClaudegateError as exc:
             return _error(exc)
@@ -108,10 +106,6 @@ def _route(path: str, deps: AdminDeps, **handlers: Handler) -> Route:
 
     # Starlette would answer other methods itself (GET only for a function endpoint): accept them all here.
     return Route(path, endpoint, methods=_ALL_METHODS)
-
-
-class _MethodNotAllowedError(InvalidRequestError):
-    status = 405
 
 
 def _authorize(token: SecretStr | None, request: Request) -> None:

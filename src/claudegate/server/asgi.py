@@ -61,8 +61,12 @@ async def send_json(
 async def send_error(
     send: Send, error: ClaudegateError, request_id: str, extra: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    """Anthropic's error envelope for an error the gateway made, marked as the gateway's."""
-    headers: RawHeaders = [GATEWAY_ORIGIN, (b"x-claudegate-request-id", request_id.encode()), *extra]
+    """Anthropic's error envelope for an error the gateway made, marked as the gateway's.
+
+    The gateway's request id goes in ``request-id`` too, where SDKs look for it (``error.request_id``).
+    """
+    rid = request_id.encode()
+    headers: RawHeaders = [GATEWAY_ORIGIN, (b"request-id", rid), (b"x-claudegate-request-id", rid), *extra]
     if isinstance(error, RateLimitError):
         headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
         headers.extend((k.encode(), v.encode()) for k, v in error.headers)

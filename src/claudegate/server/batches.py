@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from claudegate.errors import InvalidRequestError, NotFoundError
+from claudegate.errors import MethodNotAllowedError, NotFoundError
 from claudegate.server.asgi import send_json
 from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.proxy import forward, forwarded_headers
@@ -37,7 +37,7 @@ async def dispatch(services: Services, call: GatewayCall) -> None:
         elif method == "GET":
             await _list(services, call)
         else:
-            raise InvalidRequestError(f"Method {method} is not allowed on {path}")
+            raise MethodNotAllowedError(method, path, ("GET", "POST"))
         return
     batch_id = parts[0]
     action = parts[1] if len(parts) > 1 else None
@@ -45,7 +45,7 @@ async def dispatch(services: Services, call: GatewayCall) -> None:
     if len(parts) > 2 or action not in allowed:
         raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
     if method not in allowed[action]:
-        raise InvalidRequestError(f"Method {method} is not allowed on {path}")
+        raise MethodNotAllowedError(method, path, allowed[action])
     await _owned(services, call, batch_id)
     await _forward(services, call, rewrite=action != "results")
 

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from claudegate.accounting.prices import UsageTokens
 from claudegate.accounting.usage import UsageRecord
 from claudegate.config import Settings
-from claudegate.errors import ClaudegateError, InvalidRequestError, NotFoundError
+from claudegate.errors import ClaudegateError, MethodNotAllowedError, NotFoundError
 from claudegate.keys import Identity, presented_key
 from claudegate.server import batches as batch_routes
 from claudegate.server.admin import AdminDeps, admin_routes
@@ -125,7 +125,7 @@ class Gateway:
 
     async def _only(self, call: GatewayCall, method: str, route: Route) -> None:
         if call.scope["method"] != method:
-            raise InvalidRequestError(f"Method {call.scope['method']} is not allowed on {call.scope['path']}")
+            raise MethodNotAllowedError(call.scope["method"], call.scope["path"], (method,))
         await route(call)
 
     async def _authenticate(self, call: GatewayCall) -> Identity:

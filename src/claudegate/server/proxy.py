@@ -101,6 +101,7 @@ async def forward(
         result = ForwardResult()
     gone = asyncio.Event()
     response: aiohttp.ClientResponse | None = None
+    pending: asyncio.Task[aiohttp.ClientResponse] | None = None
 
     async def watch_client() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -108,23 +109,40 @@ async def forward(
         gone.set()
         if response is not None:
             response.close()
+        elif pending is not None:
+            # The reply has not begun (a non-streamed reply begins only once it is complete): abandon it.
+            pending.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(watch_client()) if body is not None else None
+    async def request() -> aiohttp.ClientResponse:
+        return await session.request(
+            call.scope["method"],
+            upstream.base_url + call.path_and_query,
+            headers=forwarded_headers(call.scope["headers"], upstream),
+            data=body,
+            allow_redirects=False,
+        )
+
+    loop = asyncio.get_running_loop()
+    watcher = loop.create_task(watch_client()) if body is not None else None
     try:
+        pending = loop.create_task(request())
         try:
-            response = await session.request(
-                call.scope["method"],
-                upstream.base_url + call.path_and_query,
-                headers=forwarded_headers(call.scope["headers"], upstream),
-                data=body,
-                allow_redirects=False,
-            )
+            response = await pending
+        except asyncio.CancelledError:
+            if gone.is_set() and pending.cancelled() and not _cancelling():
+                result.client_gone = True
+                raise ClientGone from None
+            raise
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
             raise ApiError(
                 f"The upstream {upstream.name} could not be reached: {type(error).__name__}"
             ) from None
         except TimeoutError:
             raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
+        if gone.is_set():  # the client left just as the reply began
+            response.close()
+            result.client_gone = True
+            raise ClientGone
         await _relay(response, call, result, rewrite=rewrite, gone=gone)
     finally:
         if watcher is not None:
@@ -191,6 +209,12 @@ async def _relay(
         return
     with contextlib.suppress(OSError):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (as opposed to a task it waits on)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _client_left(result: ForwardResult, tap: UsageTap) -> None:

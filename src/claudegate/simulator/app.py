@@ -22,6 +22,7 @@ from claudegate.errors import (
     AuthenticationError,
     ClaudegateError,
     InvalidRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     RateLimitError,
     RequestTooLargeError,
@@ -31,14 +32,14 @@ from claudegate.simulator.faults import FAULT_HEADER, error_of_type
 from claudegate.simulator.reply import (
     DroppedConnection,
     ReplyContext,
+    encode_message,
     message_id,
-    render_message,
     stream_message,
 )
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.wire.pagination import page_params, paginate
 
-__all__ = ["create_app"]
+__all__ = ["SimulatorApp", "create_app"]
 
 REPLY_TOKENS_HEADER = "x-simulator-reply-tokens"
 # Anthropic documents 2023-06-01 and 2023-01-01; SDKs since 2026 send newer dated versions (2.12 sends
@@ -82,6 +83,49 @@ def _error_response(
     return response
 
 
+class _UnpausedStreamingResponse(Response):
+    """A stream with no pauses in it, written as it is produced.
+
+    Starlette's StreamingResponse runs a task group per response to notice a client that leaves while the
+    stream waits; that costs more than producing the reply. A stream that never waits has nothing to notice:
+    a client that left just makes the writes go nowhere. Paused streams keep the StreamingResponse.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], *, media_type: str, headers: dict[str, str]) -> None:
+        self.chunks = chunks
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)  # no body: no content-length, so the reply is sent chunked
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class SimulatorApp:
+    """The ASGI app. ``POST /v1/messages``, the call load tests repeat, goes straight to its handler; every
+    other route goes through Starlette's router and middleware (which cost about as much as the reply)."""
+
+    __slots__ = ("_messages", "_router", "engine")
+
+    def __init__(
+        self, engine: SimulatorEngine, messages: Callable[[Request], Awaitable[Response]], router: Starlette
+    ) -> None:
+        self.engine = engine
+        self._messages = messages
+        self._router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/messages":
+            response = await self._messages(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await self._router(scope, receive, send)
+
+
 class _DroppingResponse(Response):
     """Sends the headers and half the body, then cuts the connection (the ``drop_connection`` fault)."""
 
@@ -93,7 +137,7 @@ class _DroppingResponse(Response):
         raise DroppedConnection
 
 
-def create_app(settings: SimulatorSettings | None = None) -> Starlette:
+def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
     engine = SimulatorEngine(settings or SimulatorSettings())
     org_headers = _Headers()
 
@@ -209,7 +253,7 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
             return _error_response(error, request_id, headers)
         engine.limiter.charge_output(api_key, prepared.model.rate_class, plan.output_tokens)
         entry.output_tokens = plan.output_tokens
-        body = orjson.dumps(render_message(plan, ctx, message_id()))
+        body = encode_message(plan, ctx, message_id())
         response_class = _DroppingResponse if ctx.drop_connection else Response
         entry.completed = not ctx.drop_connection
         return response_class(body, media_type=_JSON, headers=headers)
@@ -242,9 +286,10 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
             finally:
                 engine.limiter.charge_output(api_key, prepared.model.rate_class, entry.output_tokens)
 
-        response = StreamingResponse(events(), media_type=_SSE, headers=headers)
-        response.headers["cache-control"] = "no-cache"
-        return response
+        headers["cache-control"] = "no-cache"
+        if slow > 0 or not ctx.latency.is_instant:
+            return StreamingResponse(events(), media_type=_SSE, headers=headers)
+        return _UnpausedStreamingResponse(events(), media_type=_SSE, headers=headers)
 
     async def count_tokens(request: Request, api_key: str, request_id: str) -> Response:
         prepared = engine.prepare(await read_body(request), count_only=True)
@@ -331,14 +376,13 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         if status == 405:
-            error: ClaudegateError = InvalidRequestError(
-                f"Method {request.method} is not allowed on {request.url.path}"
-            )
+            error: ClaudegateError = MethodNotAllowedError(request.method, request.url.path)
             return Response(error.body(_request_id()), status_code=405, media_type=_JSON)
         return _error_response(NotFoundError("Not Found"), _request_id())
 
+    messages_endpoint = api_route(messages)
     routes = [
-        Route("/v1/messages", api_route(messages), methods=["POST"]),
+        Route("/v1/messages", messages_endpoint, methods=["POST"]),  # reached directly: see SimulatorApp
         Route("/v1/messages/count_tokens", api_route(count_tokens), methods=["POST"]),
         Route("/v1/models", api_route(list_models, check_version=False), methods=["GET"]),
         Route("/v1/models/{model_id:path}", api_route(get_model, check_version=False), methods=["GET"]),
@@ -357,10 +401,10 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
         yield
         await engine.batches.close()
 
-    app = Starlette(
+    router = Starlette(
         routes=routes,
         exception_handlers={HTTPException: not_found, 404: not_found, 405: not_found},
         lifespan=lifespan,
     )
-    app.state.engine = engine
-    return app
+    router.state.engine = engine
+    return SimulatorApp(engine, messages_endpoint, router)

@@ -33,6 +33,8 @@ _WORD_TEXT = (
     "answer stream cache prompt request reply limit bucket minute second queue budget cost usage system"
 )
 _WORDS: tuple[str, ...] = tuple(_WORD_TEXT.split())
+_SPACED = tuple(" " + word for word in _WORDS)
+_CAPITALISED = tuple(word.capitalize() for word in _WORDS)
 
 _MIN_REPLY_TOKENS = 12
 _REPLY_SPREAD = 48
@@ -66,6 +68,10 @@ class ReplyPlan:
     stop_reason: str
     stop_sequence: str | None
     output_tokens: int
+    # Renderings that depend on the plan alone, kept with it: identical requests share one plan (the
+    # engine's prepared-request cache), so each is encoded once. See reply.py.
+    content_json: bytes | None = None
+    sse_content: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
 
 
 def request_seed(body: dict[str, Any]) -> int:
@@ -138,9 +144,7 @@ def _cut_to_budget(
         room = max_tokens - used
         if room <= 0:
             return ReplyPlan(kept, "max_tokens", None, used)
-        cost = count_text_tokens(block.text) if block.pieces else 0
-        if block.kind == "thinking" and not block.pieces:
-            cost = 0
+        cost = len(block.pieces)  # every piece is one token (tests/unit/test_tokens.py holds us to it)
         if cost > room:
             block.pieces = block.pieces[:room]
             if block.kind == "tool_use":
@@ -155,15 +159,16 @@ def _cut_to_budget(
 def _sentences(rng: random.Random, tokens: int) -> list[str]:
     """At least ``tokens`` pieces of prose, ending at the end of a sentence."""
     pieces: list[str] = []
+    draw = rng.random  # one float per choice: a third of the cost of rng.choice
+    count = len(_WORDS)
     sentences_in_paragraph = 0
     while len(pieces) < tokens:
-        length = 5 + rng.randrange(12)
-        for position in range(length):
-            word = rng.choice(_WORDS)
-            if position == 0:
-                word = word.capitalize()
-            pieces.append(word if not pieces or pieces[-1] == "\n\n" else " " + word)
-            if 0 < position < length - 2 and rng.random() < 0.08:
+        length = 5 + int(draw() * 12)
+        first = _CAPITALISED[int(draw() * count)]
+        pieces.append(" " + first if pieces and pieces[-1] != "\n\n" else first)
+        for position in range(1, length):
+            pieces.append(_SPACED[int(draw() * count)])
+            if position < length - 2 and draw() < 0.08:
                 pieces.append(",")
         pieces.append(".")
         sentences_in_paragraph += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,13 @@ _DOCS = "For details, refer to: https://docs.claude.com/en/api/rate-limits."
 
 
 def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(math.ceil(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_second(math.ceil(epoch))
+
+
+@functools.lru_cache(maxsize=512)
+def _rfc3339_second(second: int) -> str:
+    # Resets fall on a few distinct seconds at a time; formatting dates was a tenth of a reply's CPU.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _round_thousand(value: float) -> int:
@@ -31,24 +38,35 @@ class KeyBuckets:
     requests: TokenBucket
     input_tokens: TokenBucket
     output_tokens: TokenBucket
+    limits: tuple[str, str, str, str] = ("", "", "", "")  # the *-limit header values, which never change
+
+    def __post_init__(self) -> None:
+        inp, out = self.input_tokens.rate * 60, self.output_tokens.rate * 60
+        self.limits = (
+            str(round(self.requests.rate * 60)),
+            str(round(inp)),
+            str(round(out)),
+            str(round(inp + out)),
+        )
 
     def headers(self, now: float, wall: float) -> list[tuple[str, str]]:
         req, inp, out = self.requests, self.input_tokens, self.output_tokens
         inp_level, out_level = inp.level(now), out.level(now)
         inp_reset = wall + inp.seconds_to_full(now)
         out_reset = wall + out.seconds_to_full(now)
+        req_limit, inp_limit, out_limit, all_limit = self.limits
         prefix = "anthropic-ratelimit-"
         return [
-            (prefix + "requests-limit", str(round(req.rate * 60))),
+            (prefix + "requests-limit", req_limit),
             (prefix + "requests-remaining", str(max(0, math.floor(req.level(now))))),
             (prefix + "requests-reset", _rfc3339(wall + req.seconds_to_full(now))),
-            (prefix + "input-tokens-limit", str(round(inp.rate * 60))),
+            (prefix + "input-tokens-limit", inp_limit),
             (prefix + "input-tokens-remaining", str(_round_thousand(inp_level))),
             (prefix + "input-tokens-reset", _rfc3339(inp_reset)),
-            (prefix + "output-tokens-limit", str(round(out.rate * 60))),
+            (prefix + "output-tokens-limit", out_limit),
             (prefix + "output-tokens-remaining", str(_round_thousand(out_level))),
             (prefix + "output-tokens-reset", _rfc3339(out_reset)),
-            (prefix + "tokens-limit", str(round((inp.rate + out.rate) * 60))),
+            (prefix + "tokens-limit", all_limit),
             (prefix + "tokens-remaining", str(_round_thousand(inp_level + out_level))),
             (prefix + "tokens-reset", _rfc3339(max(inp_reset, out_reset))),
         ]

@@ -9,13 +9,22 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from claudegate.simulator.cache import CacheUsage
 from claudegate.simulator.faults import error_of_type
 from claudegate.simulator.generation import PlannedBlock, ReplyPlan
 from claudegate.simulator.settings import LatencyModel
 from claudegate.wire.sse import encode_event
 
-__all__ = ["DroppedConnection", "ReplyContext", "message_id", "render_message", "stream_message"]
+__all__ = [
+    "DroppedConnection",
+    "ReplyContext",
+    "encode_message",
+    "message_id",
+    "render_message",
+    "stream_message",
+]
 
 
 class DroppedConnection(Exception):  # noqa: N818 - it names an event, not a failure of the simulator
@@ -60,12 +69,27 @@ class ReplyContext:
 
 
 def render_message(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> dict[str, Any]:
+    message = _message_frame(plan, ctx, msg_id)
+    message["content"] = [block.to_api() for block in plan.blocks]
+    return message
+
+
+def encode_message(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> bytes:
+    """``render_message`` as JSON bytes, with the plan's content serialised once and reused."""
+    if plan.content_json is None:
+        plan.content_json = orjson.dumps([block.to_api() for block in plan.blocks])
+    message = _message_frame(plan, ctx, msg_id)
+    message["content"] = orjson.Fragment(plan.content_json)
+    return orjson.dumps(message)
+
+
+def _message_frame(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> dict[str, Any]:
     return {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
         "model": ctx.model,
-        "content": [block.to_api() for block in plan.blocks],
+        "content": None,
         "stop_reason": plan.stop_reason,
         "stop_sequence": plan.stop_sequence,
         "usage": ctx.usage(plan.output_tokens),
@@ -100,11 +124,20 @@ async def stream_message(
     """
     start: dict[str, Any] = {"id": msg_id, "type": "message", "role": "assistant", "model": ctx.model}
     start |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": ctx.usage(1)}
-    pending = [encode_event("message_start", {"type": "message_start", "message": start})]
+    opening = encode_event("message_start", {"type": "message_start", "message": start})
     paced = not ctx.latency.is_instant
     faulty = ctx.midstream_error is not None or ctx.drop_connection
-    fault_at = max(1, sum(len(b.pieces) for b in plan.blocks) // 2) if faulty else -1
     step = max(1, ctx.tokens_per_delta)
+    if not paced and not faulty:
+        # Nothing to wait for and nothing to break: the content events come ready-made with the plan.
+        head, rest = _content_events(plan, step)
+        yield opening + head
+        on_tokens(plan.output_tokens)
+        yield rest + _closing_events(plan, ctx)
+        return
+
+    pending = [opening]
+    fault_at = max(1, sum(len(b.pieces) for b in plan.blocks) // 2) if faulty else -1
     sent_tokens = 0  # every piece is one token
 
     for index, block in enumerate(plan.blocks):
@@ -149,13 +182,52 @@ async def stream_message(
         async for chunk in _fault(ctx):
             yield chunk
         return
+    pending.append(_closing_events(plan, ctx))
+    on_tokens(plan.output_tokens)
+    yield b"".join(pending)
+
+
+_MESSAGE_STOP = encode_event("message_stop", {"type": "message_stop"})
+
+
+def _closing_events(plan: ReplyPlan, ctx: ReplyContext) -> bytes:
     usage = ctx.usage(plan.output_tokens)
     del usage["cache_creation"], usage["service_tier"]
     stop = {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence}
-    pending.append(encode_event("message_delta", {"type": "message_delta", "delta": stop, "usage": usage}))
-    pending.append(encode_event("message_stop", {"type": "message_stop"}))
-    on_tokens(plan.output_tokens)
-    yield b"".join(pending)
+    return (
+        encode_event("message_delta", {"type": "message_delta", "delta": stop, "usage": usage})
+        + _MESSAGE_STOP
+    )
+
+
+def _content_events(plan: ReplyPlan, step: int) -> tuple[bytes, bytes]:
+    """Every event between message_start and message_delta, split after the first block's opening (and the
+    ping), in the order and grouping of the paced path. They depend on the plan alone: encoded once."""
+    found = plan.sse_content.get(step)
+    if found is not None:
+        return found
+    head: list[bytes] = []
+    rest: list[bytes] = []
+    for index, block in enumerate(plan.blocks):
+        out = head if index == 0 else rest
+        start = {"type": "content_block_start", "index": index, "content_block": _block_start(block)}
+        out.append(encode_event("content_block_start", start))
+        if index == 0:
+            out.append(encode_event("ping", {"type": "ping"}))
+        if block.kind == "tool_use":
+            out.append(_delta_event(index, block, ""))
+        for offset in range(0, len(block.pieces), step):
+            rest.append(_delta_event(index, block, "".join(block.pieces[offset : offset + step])))
+        if block.kind == "thinking":
+            delta = {"type": "signature_delta", "signature": block.signature}
+            rest.append(
+                encode_event(
+                    "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+                )
+            )
+        rest.append(encode_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    found = plan.sse_content[step] = (b"".join(head), b"".join(rest))
+    return found
 
 
 async def _fault(ctx: ReplyContext) -> AsyncIterator[bytes]:

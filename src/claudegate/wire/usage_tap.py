@@ -79,24 +79,23 @@ class UsageTap:
         self.first_content = False  # a content delta seen (time to first token)
 
     def feed(self, chunk: bytes) -> None:
-        for event in self._parser.feed(chunk):
-            name = event.event
+        for name, data in self._parser.feed_fields(chunk):
             if name == "content_block_delta":
                 self.first_content = True
                 if not self._final:
-                    self._deltas.append(event.data)
+                    self._deltas.append(data)
             elif name == "message_start":
-                message = event.json().get("message", {})
+                message = orjson.loads(data).get("message", {})
                 self.model = message.get("model")
                 self.usage.update(message.get("usage") or {})
             elif name == "message_delta":
-                self.usage.update(event.json().get("usage") or {})
+                self.usage.update(orjson.loads(data).get("usage") or {})
                 self._final = True
                 self._deltas.clear()
             elif name == "message_stop":
                 self.completed = True
             elif name == "error":
-                error = event.json().get("error") or {}
+                error = orjson.loads(data).get("error") or {}
                 self.error_type = error.get("type", "api_error")
 
     def finish(self) -> Usage:

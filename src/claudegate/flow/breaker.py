@@ -1,0 +1,81 @@
+"""A circuit breaker per upstream: closed, open, half-open.
+
+Closed: calls flow; ``failure_threshold`` consecutive failures open it. Open: calls are refused for
+``open_seconds``, so a failing upstream is left alone and traffic fails over. Half-open: after that time, up
+to ``half_open_probes`` calls go through as probes; one success closes the breaker, one failure opens it
+again. The clock is passed in, so tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["BreakerState", "CircuitBreaker"]
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    __slots__ = (
+        "_failures",
+        "_opened_at",
+        "_probes",
+        "_state",
+        "failure_threshold",
+        "half_open_probes",
+        "open_seconds",
+    )
+
+    def __init__(
+        self, *, failure_threshold: int = 5, open_seconds: float = 30.0, half_open_probes: int = 1
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.open_seconds = open_seconds
+        self.half_open_probes = half_open_probes
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probes = 0
+
+    def state(self, now: float) -> BreakerState:
+        if self._state is BreakerState.OPEN and now - self._opened_at >= self.open_seconds:
+            self._state = BreakerState.HALF_OPEN
+            self._probes = 0
+        return self._state
+
+    def allow(self, now: float) -> bool:
+        """Whether a call may go to this upstream now (a half-open breaker admits a few probes)."""
+        state = self.state(now)
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.HALF_OPEN and self._probes < self.half_open_probes:
+            self._probes += 1
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+
+    def record_failure(self, now: float) -> None:
+        if self.state(now) is BreakerState.HALF_OPEN:
+            self._open(now)
+            return
+        self._failures += 1
+        if self._failures >= self.failure_threshold:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self._state = BreakerState.OPEN
+        self._opened_at = now
+        self._failures = 0
+
+    def retry_in(self, now: float) -> float:
+        """Seconds until an open breaker lets a probe through (0 when it is not open)."""
+        if self.state(now) is not BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self.open_seconds - now)

@@ -1,0 +1,175 @@
+"""``FlowState`` on Redis, for several gateway processes that serve one Anthropic account.
+
+Every operation is one Lua script, so a check-and-take across several buckets is atomic. Time comes from
+the Redis server (``TIME``), not from each process, so processes with drifting clocks agree on refills.
+Keys expire once a bucket would be full again (or a slot holder is long gone), so Redis holds only what is
+in use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from claudegate.flow.state import BucketSpec
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisState"]
+
+# Shared prologue: refill bucket i (KEYS[i], capacity and rate in ARGV) to the server's current time.
+_REFILL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function refill(key, capacity, rate)
+  local state = redis.call('HMGET', key, 'level', 'updated')
+  local level = tonumber(state[1])
+  local updated = tonumber(state[2])
+  if level == nil then
+    level = capacity
+  elseif now > updated then
+    level = math.min(capacity, level + (now - updated) * rate)
+  end
+  return level
+end
+local function store(key, level, capacity, rate)
+  redis.call('HSET', key, 'level', tostring(level), 'updated', tostring(now))
+  local ttl = math.ceil((capacity - level) / rate) + 60
+  redis.call('EXPIRE', key, ttl)
+end
+"""
+
+# ARGV: n, then (capacity, rate, amount) per bucket. Returns "0" or the wait in seconds as a string.
+_TRY_TAKE = (
+    _REFILL
+    + """
+local n = tonumber(ARGV[1])
+local levels = {}
+local wait = 0
+for i = 1, n do
+  local capacity = tonumber(ARGV[2 + (i - 1) * 3])
+  local rate = tonumber(ARGV[3 + (i - 1) * 3])
+  local amount = tonumber(ARGV[4 + (i - 1) * 3])
+  local level = refill(KEYS[i], capacity, rate)
+  levels[i] = level
+  if amount > capacity then
+    return 'inf'
+  end
+  if level < amount then
+    wait = math.max(wait, (amount - level) / rate)
+  end
+end
+if wait > 0 then
+  return tostring(wait)
+end
+for i = 1, n do
+  local capacity = tonumber(ARGV[2 + (i - 1) * 3])
+  local rate = tonumber(ARGV[3 + (i - 1) * 3])
+  local amount = tonumber(ARGV[4 + (i - 1) * 3])
+  store(KEYS[i], levels[i] - amount, capacity, rate)
+end
+return '0'
+"""
+)
+
+# ARGV: capacity, rate, amount, mode ('charge' or 'observe'). Returns the new level.
+_ADJUST = (
+    _REFILL
+    + """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local level = refill(KEYS[1], capacity, rate)
+if ARGV[4] == 'charge' then
+  level = math.min(capacity, level - amount)
+elseif amount < level then
+  level = amount
+end
+store(KEYS[1], level, capacity, rate)
+return tostring(level)
+"""
+)
+
+_LEVEL = (
+    _REFILL
+    + """
+return tostring(refill(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])))
+"""
+)
+
+# Concurrency slots: a counter with a safety expiry, so a crashed process cannot hold slots forever.
+_ACQUIRE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+_RELEASE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used <= 1 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('DECR', KEYS[1])
+end
+return 1
+"""
+
+
+class RedisState:
+    """``FlowState`` on Redis. Create with ``RedisState.from_url(url)``; keys are prefixed with ``prefix``."""
+
+    def __init__(self, client: Redis, *, prefix: str = "claudegate:", slot_ttl_s: int = 900) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._slot_ttl = slot_ttl_s
+        self._try_take = client.register_script(_TRY_TAKE)
+        self._adjust = client.register_script(_ADJUST)
+        self._level = client.register_script(_LEVEL)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisState:
+        from redis.asyncio import Redis
+
+        return cls(Redis.from_url(url, decode_responses=True), **kwargs)
+
+    def _key(self, name: str) -> str:
+        return self._prefix + name
+
+    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]]) -> float:
+        if not demands:
+            return 0.0
+        keys = [self._key(spec.key) for spec, _ in demands]
+        args: list[float | int] = [len(demands)]
+        for spec, amount in demands:
+            args.extend((spec.capacity, spec.rate, amount))
+        result = await self._try_take(keys=keys, args=args)
+        return math.inf if result == "inf" else float(result)
+
+    async def charge(self, spec: BucketSpec, amount: float) -> None:
+        await self._adjust(keys=[self._key(spec.key)], args=[spec.capacity, spec.rate, amount, "charge"])
+
+    async def observe(self, spec: BucketSpec, remaining: float) -> None:
+        await self._adjust(keys=[self._key(spec.key)], args=[spec.capacity, spec.rate, remaining, "observe"])
+
+    async def levels(self, specs: Sequence[BucketSpec]) -> list[float]:
+        return [
+            float(await self._level(keys=[self._key(spec.key)], args=[spec.capacity, spec.rate]))
+            for spec in specs
+        ]
+
+    async def acquire(self, key: str, limit: int) -> bool:
+        return bool(await self._acquire(keys=[self._key("slots:" + key)], args=[limit, self._slot_ttl]))
+
+    async def release(self, key: str) -> None:
+        await self._release(keys=[self._key("slots:" + key)])
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,122 @@
+"""Shared flow-control state behind one small interface: token buckets and concurrency slots.
+
+Two implementations: ``MemoryState`` (one process, the default) and ``RedisState`` (several gateway processes
+serving one account; every operation is one atomic Lua script). Buckets are continuously refilled token
+buckets (see ``bucket.py``); a bucket's capacity and refill rate travel with each call as a ``BucketSpec``,
+so a limit corrected from an upstream's headers takes effect at once everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from claudegate.flow.bucket import TokenBucket
+
+__all__ = ["BucketSpec", "FlowState", "MemoryState"]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    key: str
+    capacity: float
+    rate: float  # tokens per second
+
+    @classmethod
+    def per_minute(cls, key: str, limit: float, burst: float = 1.0) -> BucketSpec:
+        """A bucket for a per-minute limit; ``burst`` is its capacity as a share of a minute's allowance."""
+        return cls(key, max(1.0, limit * burst), limit / 60.0)
+
+
+class FlowState(Protocol):
+    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]]) -> float:
+        """Take every amount if all are available now and return 0; otherwise take nothing and return the
+        seconds until all would be (``inf`` if an amount exceeds its bucket's capacity)."""
+        ...
+
+    async def charge(self, spec: BucketSpec, amount: float) -> None:
+        """Take ``amount`` unconditionally (a debt is allowed); a negative amount gives tokens back."""
+        ...
+
+    async def observe(self, spec: BucketSpec, remaining: float) -> None:
+        """Lower a bucket to what the upstream reports as remaining (never raise it: others may share it)."""
+        ...
+
+    async def levels(self, specs: Sequence[BucketSpec]) -> list[float]:
+        """Current levels (for predictions and metrics)."""
+        ...
+
+    async def acquire(self, key: str, limit: int) -> bool:
+        """Take one of ``limit`` concurrency slots; False when all are taken."""
+        ...
+
+    async def release(self, key: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryState:
+    """In-process state; the clock is injected so tests move time instead of sleeping."""
+
+    __slots__ = ("_buckets", "_clock", "_slots")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._slots: dict[str, int] = {}
+
+    def _bucket(self, spec: BucketSpec, now: float) -> TokenBucket:
+        bucket = self._buckets.get(spec.key)
+        if bucket is None:
+            bucket = self._buckets[spec.key] = TokenBucket(spec.capacity, spec.rate, now)
+        elif bucket.capacity != spec.capacity or bucket.rate != spec.rate:
+            bucket.level(now)  # settle the refill at the old rate before the limit changes
+            bucket.capacity, bucket.rate = spec.capacity, spec.rate
+        return bucket
+
+    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]]) -> float:
+        now = self._clock()
+        buckets = [(self._bucket(spec, now), amount) for spec, amount in demands]
+        wait = max((bucket.wait_for(amount, now) for bucket, amount in buckets), default=0.0)
+        if wait > 0:
+            return wait
+        for bucket, amount in buckets:
+            bucket.charge(amount, now)
+        return 0.0
+
+    async def charge(self, spec: BucketSpec, amount: float) -> None:
+        now = self._clock()
+        bucket = self._bucket(spec, now)
+        bucket.charge(amount, now)
+        if bucket.level(now) > bucket.capacity:
+            bucket.charge(bucket.level(now) - bucket.capacity, now)
+
+    async def observe(self, spec: BucketSpec, remaining: float) -> None:
+        now = self._clock()
+        bucket = self._bucket(spec, now)
+        excess = bucket.level(now) - remaining
+        if excess > 0:
+            bucket.charge(excess, now)
+
+    async def levels(self, specs: Sequence[BucketSpec]) -> list[float]:
+        now = self._clock()
+        return [self._bucket(spec, now).level(now) for spec in specs]
+
+    async def acquire(self, key: str, limit: int) -> bool:
+        used = self._slots.get(key, 0)
+        if used >= limit:
+            return False
+        self._slots[key] = used + 1
+        return True
+
+    async def release(self, key: str) -> None:
+        used = self._slots.get(key, 0)
+        if used <= 1:
+            self._slots.pop(key, None)
+        else:
+            self._slots[key] = used - 1
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,92 @@
+"""The two FlowState backends behave alike: the same tests run on memory and on the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from claudegate.flow.redis_state import RedisState
+from claudegate.flow.state import BucketSpec, FlowState, MemoryState
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state(request: pytest.FixtureRequest) -> AsyncIterator[FlowState]:
+    if request.param == "memory":
+        yield MemoryState()
+        return
+    redis_url: str = request.getfixturevalue("redis_url")
+    backend = RedisState.from_url(redis_url, prefix=f"test-{secrets.token_hex(6)}:")
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def test_take_is_all_or_nothing_across_buckets(state: FlowState) -> None:
+    requests = BucketSpec("a:req", capacity=5, rate=5 / 60)
+    tokens = BucketSpec("a:tok", capacity=100, rate=100 / 60)
+    assert await state.try_take([(requests, 1), (tokens, 90)]) == 0
+    wait = await state.try_take([(requests, 1), (tokens, 20)])
+    assert wait > 0  # 10 tokens short at 100/60 per second: about 6 s
+    assert wait == pytest.approx(6.0, abs=0.2)
+    levels = await state.levels([requests, tokens])
+    assert levels[0] == pytest.approx(4, abs=0.05)  # the refused take left the request bucket alone
+    assert levels[1] == pytest.approx(10, abs=0.5)
+
+
+async def test_more_than_capacity_can_never_be_taken(state: FlowState) -> None:
+    spec = BucketSpec("b", capacity=10, rate=1)
+    assert math.isinf(await state.try_take([(spec, 11)]))
+
+
+async def test_charge_allows_debt_and_refunds_stop_at_capacity(state: FlowState) -> None:
+    spec = BucketSpec("c", capacity=100, rate=100 / 60)
+    await state.charge(spec, 150)
+    assert (await state.levels([spec]))[0] == pytest.approx(-50, abs=0.5)
+    assert await state.try_take([(spec, 1)]) > 30  # the debt must refill first
+    await state.charge(spec, -1000)
+    assert (await state.levels([spec]))[0] == pytest.approx(100)
+
+
+async def test_observe_lowers_but_never_raises(state: FlowState) -> None:
+    spec = BucketSpec("d", capacity=1000, rate=1000 / 60)
+    await state.observe(spec, 400)
+    assert (await state.levels([spec]))[0] == pytest.approx(400, abs=20)
+    await state.observe(spec, 900)
+    assert (await state.levels([spec]))[0] < 500
+
+
+async def test_buckets_refill_continuously(state: FlowState) -> None:
+    spec = BucketSpec("e", capacity=10, rate=20)  # 20 tokens a second
+    assert await state.try_take([(spec, 10)]) == 0
+    await asyncio.sleep(0.25)
+    level = (await state.levels([spec]))[0]
+    assert 4 <= level <= 10
+
+
+async def test_concurrency_slots(state: FlowState) -> None:
+    assert await state.acquire("k", 2)
+    assert await state.acquire("k", 2)
+    assert not await state.acquire("k", 2)
+    await state.release("k")
+    assert await state.acquire("k", 2)
+
+
+async def test_two_redis_clients_share_one_bucket(redis_url: str) -> None:
+    prefix = f"test-{secrets.token_hex(6)}:"
+    first, second = (
+        RedisState.from_url(redis_url, prefix=prefix),
+        RedisState.from_url(redis_url, prefix=prefix),
+    )
+    try:
+        spec = BucketSpec("shared", capacity=3, rate=3 / 60)
+        results = [await backend.try_take([(spec, 1)]) for backend in (first, second, first, second)]
+        assert results[:3] == [0, 0, 0]
+        assert results[3] > 0
+    finally:
+        await first.close()
+        await second.close()

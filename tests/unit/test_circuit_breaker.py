@@ -1,0 +1,34 @@
+from claudegate.flow.breaker import BreakerState, CircuitBreaker
+
+
+def test_consecutive_failures_open_the_breaker_and_refuse_calls() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, open_seconds=10.0)
+    for _ in range(2):
+        breaker.record_failure(now=0.0)
+    assert breaker.allow(now=0.0)
+    breaker.record_failure(now=0.0)
+    assert breaker.state(now=1.0) is BreakerState.OPEN
+    assert not breaker.allow(now=1.0)
+    assert breaker.retry_in(now=4.0) == 6.0
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    breaker = CircuitBreaker(failure_threshold=2)
+    breaker.record_failure(now=0.0)
+    breaker.record_success()
+    breaker.record_failure(now=0.0)
+    assert breaker.state(now=0.0) is BreakerState.CLOSED
+
+
+def test_half_open_admits_one_probe_whose_outcome_decides() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, open_seconds=5.0, half_open_probes=1)
+    breaker.record_failure(now=0.0)
+    assert breaker.state(now=5.0) is BreakerState.HALF_OPEN
+    assert breaker.allow(now=5.0)
+    assert not breaker.allow(now=5.0)  # only one probe at a time
+    breaker.record_failure(now=5.5)
+    assert breaker.state(now=6.0) is BreakerState.OPEN
+    assert breaker.allow(now=10.5)  # half-open again after another open period
+    breaker.record_success()
+    assert breaker.state(now=10.6) is BreakerState.CLOSED
+    assert breaker.allow(now=10.6)
