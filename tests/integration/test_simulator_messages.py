@@ -474,3 +474,21 @@ async def test_async_models_list_auto_paginates(simulator_url: str, client: anth
     async with async_client(simulator_url) as aclient:
         ids = [model.id async for model in aclient.models.list(limit=3)]
     assert ids == expected
+
+
+def test_hidden_thinking_is_billed_as_output(simulator_url: str) -> None:
+    client = anthropic.Anthropic(base_url=simulator_url, api_key="test-key")
+    params = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 2000,
+        "messages": [{"role": "user", "content": "Think about prime numbers."}],
+    }
+    shown = client.messages.create(**params, thinking={"type": "enabled", "budget_tokens": 1024})
+    hidden = client.messages.create(
+        **params, thinking={"type": "enabled", "budget_tokens": 1024, "display": "omitted"}
+    )
+    assert hidden.content[0].type == "thinking"
+    assert hidden.content[0].thinking == ""
+    # The same request with the thinking hidden costs the same output: thinking is billed, shown or not.
+    assert hidden.usage.output_tokens == shown.usage.output_tokens
+    assert hidden.usage.output_tokens > len(hidden.content[1].text.split())

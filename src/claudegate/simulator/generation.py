@@ -45,6 +45,7 @@ _SIGNATURE_BYTES = 48
 class PlannedBlock:
     kind: str  # "text", "thinking" or "tool_use"
     pieces: list[str] = field(default_factory=list)  # text, thinking text, or chunks of the tool input JSON
+    hidden_tokens: int = 0  # thinking produced but not shown (display "omitted"): billed all the same
     tool_id: str = ""
     tool_name: str = ""
     tool_input: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +78,9 @@ class ReplyPlan:
 def request_seed(body: dict[str, Any]) -> int:
     """A seed from everything that shapes the reply's content (not max_tokens or stream)."""
     shaping = {k: body.get(k) for k in ("model", "system", "messages", "tools", "tool_choice", "thinking")}
+    if isinstance(shaping["thinking"], dict):
+        # Whether thinking is shown changes what the client sees, not what the model thinks.
+        shaping["thinking"] = {k: v for k, v in shaping["thinking"].items() if k != "display"}
     digest = hashlib.blake2b(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
@@ -93,9 +97,11 @@ def plan_reply(
     if thinking.get("type") in ("enabled", "adaptive"):
         limit = thinking.get("budget_tokens", 2048)
         words = _sentences(rng, min(limit, 20 + rng.randrange(40)))
-        shown = [] if thinking.get("display") == "omitted" else words
         signature = rng.randbytes(_SIGNATURE_BYTES).hex()
-        blocks.append(PlannedBlock("thinking", pieces=shown, signature=signature))
+        if thinking.get("display") == "omitted":
+            blocks.append(PlannedBlock("thinking", hidden_tokens=len(words), signature=signature))
+        else:
+            blocks.append(PlannedBlock("thinking", pieces=words, signature=signature))
 
     tool = _chosen_tool(body, prompt, rng)
     if tool is None or (body.get("tool_choice") or {}).get("type") not in ("any", "tool"):
@@ -144,9 +150,11 @@ def _cut_to_budget(
         room = max_tokens - used
         if room <= 0:
             return ReplyPlan(kept, "max_tokens", None, used)
-        cost = len(block.pieces)  # every piece is one token (tests/unit/test_tokens.py holds us to it)
+        # Every piece is one token (tests/unit/test_tokens.py holds us to it); hidden thinking counts too.
+        cost = len(block.pieces) + block.hidden_tokens
         if cost > room:
             block.pieces = block.pieces[:room]
+            block.hidden_tokens = min(block.hidden_tokens, room)
             if block.kind == "tool_use":
                 block.tool_input = {}
             kept.append(block)

@@ -1,0 +1,292 @@
+"""Deadline-aware, fair admission to one lane (an upstream and a model class).
+
+Calls wait here until the lane's buckets (requests, input and output tokens) and its concurrency allow them
+to start. The order is fair: organisations share the lane by weight, and users share their organisation's
+part by weight (two-level deficit round robin, decided when a call is dispatched, so late arrivals take
+their turn); higher priorities go first. Because the order and the buckets' refill rates are known, the
+start of every waiting call can be predicted. A call whose predicted start lies beyond its deadline is
+refused at once with that prediction as its ``retry-after``, rather than left to time out in silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from claudegate.errors import RateLimitError
+from claudegate.flow.limits import LaneLimits
+from claudegate.flow.state import FlowState
+
+__all__ = ["AdmissionQueue", "Ticket"]
+
+_SMOOTHING = 0.2
+_INITIAL_CALL_SECONDS = 5.0  # until calls have been timed, a call is assumed to hold its slot this long
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    """One call's place in a lane's queue."""
+
+    org: str
+    user: str
+    input_tokens: float
+    output_tokens: float
+    deadline: float  # on the queue's clock: the latest acceptable start of the reply
+    priority: int = 0
+    org_weight: float = 1.0
+    user_weight: float = 1.0
+    on_queued: Callable[[int, float], None] | None = None  # hears (position, predicted wait) when queued
+    position: int = 0  # 1-based place in the predicted order while waiting
+    predicted_wait: float = 0.0  # seconds from enqueueing to the predicted start
+    future: asyncio.Future[None] | None = field(default=None, repr=False)
+
+    @property
+    def cost(self) -> float:
+        # Fairness counts requests and tokens: a call that asks for a lot uses more of the lane.
+        return 1.0 + (self.input_tokens + self.output_tokens) / 1000.0
+
+
+class AdmissionQueue:
+    """The waiting room of one lane. ``await admit(ticket)`` returns when the call may start; call
+    ``finished(...)`` when it ends so its concurrency slot is freed."""
+
+    def __init__(
+        self,
+        lane: LaneLimits,
+        state: FlowState,
+        *,
+        max_concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lane = lane
+        self._state = state
+        self._max_concurrency = max_concurrency
+        self._clock = clock
+        # priority -> org -> user -> calls in arrival order
+        self._waiting: dict[int, dict[str, dict[str, deque[Ticket]]]] = {}
+        self._org_served: dict[str, float] = {}
+        self._user_served: dict[tuple[str, str], float] = {}
+        self.in_flight = 0
+        self._call_seconds = _INITIAL_CALL_SECONDS
+        self.first_token_seconds = 0.0  # expected time from dispatch to the first byte of the reply
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._paused_until = 0.0
+
+    # -- the caller's side --------------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        return sum(
+            len(calls)
+            for orgs in self._waiting.values()
+            for users in orgs.values()
+            for calls in users.values()
+        )
+
+    async def admit(self, ticket: Ticket) -> None:
+        """Wait for the ticket's turn; raise RateLimitError (429) at once if it cannot start in time."""
+        now = self._clock()
+        self._enqueue(ticket)
+        wait = await self._predict(ticket, now)
+        if now + wait + self.first_token_seconds > ticket.deadline:
+            self._remove(ticket)
+            raise self._refusal(ticket, wait)
+        ticket.predicted_wait = wait
+        if ticket.on_queued is not None and wait > 0:
+            ticket.on_queued(ticket.position, wait)
+        ticket.future = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        try:
+            await ticket.future
+        except asyncio.CancelledError:
+            if not ticket.future.done() or ticket.future.cancelled():
+                self._remove(ticket)
+            elif ticket.future.exception() is None:
+                self.finished(0.0, None)  # admitted just as the caller went away: free the slot
+            raise
+
+    def finished(self, seconds: float, first_token_seconds: float | None) -> None:
+        """A call admitted here has ended; learn its duration and free its slot."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if seconds > 0:
+            self._call_seconds = (1 - _SMOOTHING) * self._call_seconds + _SMOOTHING * seconds
+        if first_token_seconds is not None:
+            self.first_token_seconds = (
+                (1 - _SMOOTHING) * self.first_token_seconds + _SMOOTHING * first_token_seconds
+                if self.first_token_seconds
+                else first_token_seconds
+            )
+        self._wake.set()
+
+    def pause(self, seconds: float) -> None:
+        """Dispatch nothing for a while (the upstream said ``retry-after``)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._wake.set()
+
+    # -- order --------------------------------------------------------------------------------------------
+
+    def _enqueue(self, ticket: Ticket) -> None:
+        orgs = self._waiting.setdefault(ticket.priority, {})
+        if ticket.org not in orgs:
+            # An organisation that starts waiting joins at the current round, not with credit saved up
+            # from idle time (which would let it starve the others for a while).
+            active = [self._org_served.get(org, 0.0) for org in orgs]
+            floor = min(active) if active else max(self._org_served.values(), default=0.0)
+            self._org_served[ticket.org] = max(self._org_served.get(ticket.org, 0.0), floor)
+        users = orgs.setdefault(ticket.org, {})
+        if ticket.user not in users:
+            active_users = [self._user_served.get((ticket.org, u), 0.0) for u in users]
+            floor = min(active_users) if active_users else 0.0
+            key = (ticket.org, ticket.user)
+            self._user_served[key] = max(self._user_served.get(key, 0.0), floor)
+        users.setdefault(ticket.user, deque()).append(ticket)
+
+    def _remove(self, ticket: Ticket) -> None:
+        users = self._waiting.get(ticket.priority, {}).get(ticket.org, {})
+        calls = users.get(ticket.user)
+        if calls is not None and ticket in calls:
+            calls.remove(ticket)
+            self._prune(ticket)
+            self._wake.set()
+
+    def _prune(self, ticket: Ticket) -> None:
+        orgs = self._waiting.get(ticket.priority, {})
+        users = orgs.get(ticket.org, {})
+        if not users.get(ticket.user):
+            users.pop(ticket.user, None)
+        if not users:
+            orgs.pop(ticket.org, None)
+        if not orgs:
+            self._waiting.pop(ticket.priority, None)
+
+    def _order(self) -> Iterator[Ticket]:
+        """Waiting calls in the order they will be dispatched (a dry run of the fair choice)."""
+        org_served = dict(self._org_served)
+        user_served = dict(self._user_served)
+        for priority in sorted(self._waiting, reverse=True):
+            queues = {
+                org: {u: list(calls) for u, calls in users.items()}
+                for org, users in self._waiting[priority].items()
+            }
+            while queues:
+                org = min(queues, key=lambda o: (org_served[o], o))
+                users = queues[org]
+                user = min(users, key=lambda u: (user_served[(org, u)], u))
+                ticket = users[user].pop(0)
+                org_served[org] += ticket.cost / ticket.org_weight
+                user_served[(org, user)] += ticket.cost / ticket.user_weight
+                if not users[user]:
+                    del users[user]
+                if not users:
+                    del queues[org]
+                yield ticket
+
+    def _next(self) -> Ticket | None:
+        return next(self._order(), None)
+
+    # -- prediction ---------------------------------------------------------------------------------------
+
+    async def _predict(self, ticket: Ticket, now: float) -> float:
+        """Seconds until ``ticket`` is predicted to start, from the order and the buckets' refill rates."""
+        requests = inputs = outputs = 0.0
+        position = 0
+        for position, queued in enumerate(self._order(), start=1):  # noqa: B007 - position is used below
+            requests += 1
+            inputs += queued.input_tokens
+            outputs += queued.output_tokens
+            if queued is ticket:
+                break
+        ticket.position = position
+        lane = self.lane
+        levels = await self._state.levels([lane.requests, lane.input_tokens, lane.output_tokens])
+        bucket_wait = 0.0
+        for spec, level, needed in zip(
+            (lane.requests, lane.input_tokens, lane.output_tokens),
+            levels,
+            (requests, inputs, outputs),
+            strict=True,
+        ):
+            if needed > level:
+                bucket_wait = max(bucket_wait, (needed - level) / spec.rate)
+        free_slots = self._max_concurrency - self.in_flight
+        slot_wait = 0.0
+        if position > free_slots:
+            rounds = math.ceil((position - free_slots) / self._max_concurrency)
+            slot_wait = rounds * self._call_seconds
+        return max(bucket_wait, slot_wait, self._paused_until - now)
+
+    def _refusal(self, ticket: Ticket, wait: float) -> RateLimitError:
+        return RateLimitError(
+            f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
+            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s. Retry after that, "
+            "or allow a later deadline (x-claudegate-deadline-ms).",
+            retry_after=max(1.0, math.ceil(wait)),
+        )
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            ticket = self._next()
+            if ticket is None:
+                return
+            now = self._clock()
+            assert ticket.future is not None
+            if now + self.first_token_seconds > ticket.deadline:
+                self._remove(ticket)
+                wait = await self._predict_fresh(now)
+                if not ticket.future.done():
+                    ticket.future.set_exception(self._refusal(ticket, wait))
+                continue
+            delay = self._paused_until - now
+            if delay <= 0 and self.in_flight >= self._max_concurrency:
+                delay = math.inf  # until a call finishes
+            if delay <= 0:
+                delay = await self._state.try_take(
+                    self.lane.demands(ticket.input_tokens, ticket.output_tokens)
+                )
+                if math.isinf(delay):
+                    self._remove(ticket)
+                    ticket.future.set_exception(
+                        RateLimitError(
+                            f"claudegate: this call needs more tokens than {self.lane.lane} allows at once",
+                            retry_after=60,
+                        )
+                    )
+                    continue
+                if delay == 0:
+                    self._take_turn(ticket)
+                    continue
+            self._wake.clear()
+            timeout = min(delay, max(0.0, ticket.deadline - self.first_token_seconds - now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout if math.isfinite(timeout) else None)
+
+    def _take_turn(self, ticket: Ticket) -> None:
+        self._remove(ticket)
+        self._org_served[ticket.org] = self._org_served.get(ticket.org, 0.0) + ticket.cost / ticket.org_weight
+        key = (ticket.org, ticket.user)
+        self._user_served[key] = self._user_served.get(key, 0.0) + ticket.cost / ticket.user_weight
+        self.in_flight += 1
+        assert ticket.future is not None
+        if ticket.future.done():  # the caller went away at this very moment
+            self.in_flight -= 1
+            return
+        ticket.future.set_result(None)
+
+    async def _predict_fresh(self, now: float) -> float:
+        """The wait a call joining the back of the queue now would be told."""
+        probe = Ticket(org="\uffff", user="", input_tokens=0, output_tokens=0, deadline=math.inf)
+        self._enqueue(probe)
+        try:
+            return await self._predict(probe, now)
+        finally:
+            self._remove(probe)

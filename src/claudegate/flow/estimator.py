@@ -1,0 +1,66 @@
+"""Token estimates made before a call is dispatched, calibrated per model from what replies report.
+
+Input: the request body's size divided by a bytes-per-token ratio learnt per model. It is measured against
+the tokens that count towards Anthropic's input limit (uncached input plus cache writes; cache reads do not
+count), so a workload that reads its prefix from the cache is estimated low, as it is charged. The first
+estimate is deliberately high (few bytes per token) until replies have taught the ratio.
+
+Output: a running average of the output each model really produced, capped by ``max_tokens``, instead of
+reserving ``max_tokens`` outright, which would idle most of the output-token limit. Estimates are settled
+with the real counts after the call, so an error here costs accuracy of admission, not correctness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["TokenEstimator"]
+
+_INITIAL_BYTES_PER_TOKEN = 3.0
+_INITIAL_OUTPUT_TOKENS = 256.0
+_SMOOTHING = 0.2  # weight of each new observation in the running averages
+_OUTPUT_HEADROOM = 1.25  # reserve a little above the average: an overrun becomes a debt that delays others
+
+
+@dataclass(slots=True)
+class _ModelStats:
+    bytes_per_token: float = _INITIAL_BYTES_PER_TOKEN
+    output_tokens: float = _INITIAL_OUTPUT_TOKENS
+    samples: int = 0
+
+
+class TokenEstimator:
+    __slots__ = ("_stats",)
+
+    def __init__(self) -> None:
+        self._stats: dict[str, _ModelStats] = {}
+
+    def _for(self, model: str) -> _ModelStats:
+        stats = self._stats.get(model)
+        if stats is None:
+            stats = self._stats[model] = _ModelStats()
+        return stats
+
+    def input_tokens(self, model: str, body_bytes: int) -> int:
+        return max(1, math.ceil(body_bytes / self._for(model).bytes_per_token))
+
+    def output_tokens(self, model: str, max_tokens: int) -> int:
+        expected = math.ceil(self._for(model).output_tokens * _OUTPUT_HEADROOM)
+        return max(1, min(max_tokens, expected))
+
+    def observe(self, model: str, body_bytes: int, charged_input_tokens: int, output_tokens: int) -> None:
+        """Learn from a finished call: its body size, the input tokens it was charged, its output."""
+        stats = self._for(model)
+        if charged_input_tokens > 0 and body_bytes > 0:
+            ratio = body_bytes / charged_input_tokens
+            stats.bytes_per_token = ratio if stats.samples == 0 else _blend(stats.bytes_per_token, ratio)
+        if output_tokens > 0:
+            stats.output_tokens = (
+                float(output_tokens) if stats.samples == 0 else _blend(stats.output_tokens, output_tokens)
+            )
+        stats.samples += 1
+
+
+def _blend(average: float, sample: float) -> float:
+    return (1 - _SMOOTHING) * average + _SMOOTHING * sample

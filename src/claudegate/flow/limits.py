@@ -1,0 +1,101 @@
+"""The account's limits as the gateway sees them: requests, input and output tokens per minute for each
+upstream and model class, corrected from the ``anthropic-ratelimit-*`` headers of every reply.
+
+The tier table is where the picture starts; the headers are where it is kept true. A reported limit that
+differs from the configured one replaces it (the account was moved to another tier, or a workspace limit
+applies), and a reported ``remaining`` lowers the local level, so other clients sharing the account are
+accounted for too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from claudegate.flow.state import BucketSpec, FlowState
+from claudegate.simulator.tiers import Limits, limits_for
+
+__all__ = ["LaneLimits", "Lanes", "parse_ratelimit_headers"]
+
+_HEADER_PREFIX = "anthropic-ratelimit-"
+_KINDS = {"requests": "requests", "input-tokens": "input", "output-tokens": "output"}
+
+
+@dataclass(slots=True)
+class LaneLimits:
+    """Limits of one lane (an upstream and a model class) and the buckets that enforce them."""
+
+    lane: str
+    requests: BucketSpec
+    input_tokens: BucketSpec
+    output_tokens: BucketSpec
+
+    @classmethod
+    def from_limits(cls, lane: str, limits: Limits, burst: float) -> LaneLimits:
+        return cls(
+            lane,
+            BucketSpec.per_minute(f"lane:{lane}:requests", limits.requests_per_minute, burst),
+            BucketSpec.per_minute(f"lane:{lane}:input", limits.input_tokens_per_minute, burst),
+            BucketSpec.per_minute(f"lane:{lane}:output", limits.output_tokens_per_minute, burst),
+        )
+
+    def spec(self, kind: str) -> BucketSpec:
+        return {"requests": self.requests, "input": self.input_tokens, "output": self.output_tokens}[kind]
+
+    def demands(self, input_tokens: float, output_tokens: float) -> list[tuple[BucketSpec, float]]:
+        return [(self.requests, 1), (self.input_tokens, input_tokens), (self.output_tokens, output_tokens)]
+
+
+def parse_ratelimit_headers(headers: Mapping[str, str]) -> dict[str, tuple[int | None, int | None]]:
+    """``{"requests"|"input"|"output": (limit, remaining)}`` from a reply's rate-limit headers."""
+    found: dict[str, tuple[int | None, int | None]] = {}
+    for header_kind, kind in _KINDS.items():
+        limit = _int(headers.get(f"{_HEADER_PREFIX}{header_kind}-limit"))
+        remaining = _int(headers.get(f"{_HEADER_PREFIX}{header_kind}-remaining"))
+        if limit is not None or remaining is not None:
+            found[kind] = (limit, remaining)
+    return found
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+class Lanes:
+    """Every lane's limits, created from the upstream's tier (or explicit numbers) on first use."""
+
+    def __init__(self, state: FlowState, *, burst: float = 1.0) -> None:
+        self._state = state
+        self._burst = burst
+        self._lanes: dict[str, LaneLimits] = {}
+
+    def get(self, upstream: str, rate_class: str, *, tier: str, limits: Limits | None = None) -> LaneLimits:
+        lane = f"{upstream}:{rate_class}"
+        found = self._lanes.get(lane)
+        if found is None:
+            found = LaneLimits.from_limits(lane, limits or limits_for(tier, rate_class), self._burst)
+            self._lanes[lane] = found
+        return found
+
+    async def correct(self, lane: LaneLimits, headers: Mapping[str, str]) -> None:
+        """Follow the real account: adopt reported limits, and lower levels to what it says remains."""
+        for kind, (limit, remaining) in parse_ratelimit_headers(headers).items():
+            spec = lane.spec(kind)
+            if limit is not None and limit > 0 and abs(limit - spec.rate * 60) > 0.5:
+                spec = BucketSpec.per_minute(spec.key, limit, self._burst)
+                if kind == "requests":
+                    lane.requests = spec
+                elif kind == "input":
+                    lane.input_tokens = spec
+                else:
+                    lane.output_tokens = spec
+            if remaining is not None:
+                # Token counts are rounded to the nearest thousand upstream: allow for the rounding before
+                # lowering, or a correct local picture would be pulled down by up to 500 on every reply.
+                slack = 500 if kind != "requests" else 0
+                await self._state.observe(spec, remaining + slack)
