@@ -14,10 +14,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-__all__ = ["ANTHROPIC_URL", "ConfigError", "Settings", "normalize_database_url", "redact_database_url"]
+__all__ = [
+    "ANTHROPIC_URL",
+    "ConfigError",
+    "Settings",
+    "UpstreamSettings",
+    "normalize_database_url",
+    "redact_database_url",
+]
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 
@@ -29,6 +36,38 @@ _ASYNC_SCHEMES = {
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
 }
+
+
+Tier = Literal["1", "2", "3", "4", "unlimited"]
+
+
+class UpstreamSettings(BaseModel):
+    """One upstream in ``[[upstreams]]``: another key, region, or any Anthropic-compatible server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="A short name for metrics, usage records and logs.")
+    url: str = Field(description="Base URL, e.g. https://api.anthropic.com.")
+    api_key: SecretStr | None = Field(default=None, description="The upstream's API key.")
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of an environment variable holding the key (keeps it out of the file).",
+    )
+    priority: int = Field(default=0, description="Lower is preferred by priority routing.")
+    tier: Tier = Field(default="1", description="Anthropic usage tier assumed until replies' headers say.")
+    requests_per_minute: int | None = Field(default=None, gt=0, description="Overrides the tier's limit.")
+    input_tokens_per_minute: int | None = Field(default=None, gt=0, description="Overrides the tier's limit.")
+    output_tokens_per_minute: int | None = Field(
+        default=None, gt=0, description="Overrides the tier's limit."
+    )
+    max_concurrency: int = Field(default=64, gt=0, description="Calls in flight to this upstream at most.")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
 
 
 class ConfigError(Exception):
@@ -124,6 +163,56 @@ class Settings(BaseSettings):
         description="Rate-limit tier of the embedded simulator (when it is the upstream).",
     )
     log_level: LogLevel = Field(default="info", description="Logging level: debug, info, warning or error.")
+
+    # -- flow control -------------------------------------------------------------------------------------
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list,
+        description=(
+            "Several upstreams (TOML [[upstreams]] tables). When set, upstream_url and ANTHROPIC_API_KEY are "
+            "not used for routing."
+        ),
+    )
+    upstream_tier: Tier = Field(
+        default="1",
+        description=(
+            "Anthropic usage tier assumed for the single upstream until the first reply's rate-limit headers "
+            "give the real limits."
+        ),
+    )
+    upstream_max_concurrency: int = Field(
+        default=64, gt=0, description="Calls in flight to the single upstream."
+    )
+    routing: Literal["priority", "round_robin", "least_load"] = Field(
+        default="priority", description="How an upstream is chosen among healthy ones."
+    )
+    sticky: Literal["none", "conversation", "prefix"] = Field(
+        default="prefix",
+        description=(
+            "Keep related calls on one upstream so its prompt cache keeps hitting: by conversation "
+            "(x-claudegate-conversation header, else metadata.user_id) or by prompt prefix (system, "
+            "tools)."
+        ),
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for buckets, limits and breaker state shared by several gateway processes.",
+    )
+    default_deadline_s: float = Field(
+        default=600.0, gt=0, description="Deadline of a call whose key and request set none."
+    )
+    flow_burst: float = Field(
+        default=1.0,
+        gt=0,
+        le=1.0,
+        description="Bucket capacity as a share of a minute's allowance (lower spreads bursts out).",
+    )
+    retry_max_attempts: int = Field(default=4, ge=1, description="Attempts per call, the first included.")
+    breaker_failure_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failures that open an upstream's circuit breaker."
+    )
+    breaker_open_s: float = Field(
+        default=30.0, gt=0, description="How long an open breaker keeps traffic away before a probe."
+    )
 
     @field_validator("database_url")
     @classmethod

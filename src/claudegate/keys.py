@@ -9,6 +9,11 @@ A miss asks a :class:`KeyLookup` (the store), and concurrent misses for the same
 keys are cached too (a random key cannot be created later, so a negative answer never goes wrong), which keeps
 a client retrying with a bad key off the database. If the store cannot answer, a recently known key keeps
 working on its stale entry rather than failing every request during a database blip.
+
+An identity carries its tenant's flow-control settings (:class:`TenantSettings`), read in the same query, so
+a cache hit also answers "what may this caller do". Settings changed in the database reach a resolver within
+its TTL, like a revocation; the admin API calls :meth:`KeyResolver.forget_key` or :meth:`KeyResolver.clear`
+so that its own process applies them at once.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from claudegate.errors import ApiError, AuthenticationError
 
 __all__ = [
     "KEY_PREFIX",
+    "UNLIMITED_TENANT",
     "Identity",
     "KeyLookup",
     "KeyResolver",
     "KeyStoreUnavailableError",
+    "LimitSet",
     "StoredKey",
+    "TenantSettings",
     "display_prefix",
     "generate_key",
     "hash_key",
@@ -83,8 +91,51 @@ def presented_key(x_api_key: str | None, authorization: str | None) -> str | Non
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSet:
+    """Rate limits of one tenant level (an organisation, a user or a key). None means no limit.
+
+    ``tokens_per_minute`` counts input and output tokens together.
+    """
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_concurrency: int | None = None
+
+    @property
+    def is_unlimited(self) -> bool:
+        return (
+            self.requests_per_minute is None
+            and self.tokens_per_minute is None
+            and self.max_concurrency is None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSettings:
+    """The flow-control settings that apply to a call made with a key.
+
+    ``key``, ``user`` and ``org`` are the limits of each level (a call must fit all three; a key without a
+    user has an unlimited ``user`` level). ``deadline_ms`` is the key's default deadline for its calls (None:
+    no default; a call may still set its own). ``priority``: higher goes first, 0 by default. The weights
+    share capacity between organisations, and between the users of one organisation (1.0 by default).
+    """
+
+    key: LimitSet = LimitSet()
+    user: LimitSet = LimitSet()
+    org: LimitSet = LimitSet()
+    deadline_ms: int | None = None
+    priority: int = 0
+    org_weight: float = 1.0
+    user_weight: float = 1.0
+
+
+UNLIMITED_TENANT: Final = TenantSettings()
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is calling: the organisation, the user (if the key belongs to one) and the key."""
+    """Who is calling: the organisation, the user (if the key belongs to one) and the key, and the
+    flow-control settings that apply to them."""
 
     org_id: int
     org_name: str
@@ -92,6 +143,7 @@ class Identity:
     user_name: str | None
     key_id: int
     key_name: str
+    settings: TenantSettings = UNLIMITED_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +170,7 @@ _Entry = tuple[Identity | None, float]  # (identity or None for "no such key", e
 class KeyResolver:
     """Resolve presented keys to identities with a TTL cache in front of the store."""
 
-    __slots__ = ("_clock", "_known", "_loading", "_lookup", "_ttl", "_unknown")
+    __slots__ = ("_clock", "_generation", "_known", "_loading", "_lookup", "_ttl", "_unknown")
 
     def __init__(
         self, lookup: KeyLookup, *, ttl_s: float, clock: Callable[[], float] = time.monotonic
@@ -129,6 +181,9 @@ class KeyResolver:
         self._known: dict[str, _Entry] = {}
         self._unknown: dict[str, float] = {}
         self._loading: dict[str, asyncio.Task[Identity | None]] = {}
+        # Bumped by forget_key and clear: a query that started before either may have read the old row, so
+        # its answer is returned to its callers but not cached.
+        self._generation = 0
 
     async def resolve(self, key: str | None) -> Identity:
         """The identity owning ``key``; raises AuthenticationError (401) for a missing, unknown or revoked key
@@ -151,12 +206,17 @@ class KeyResolver:
         return identity
 
     def forget_key(self, key_id: int) -> None:
-        """Drop a key from the cache (call it when the key is revoked) so the next use asks the store."""
+        """Drop a key from the cache (call it when the key is revoked or its settings change) so the next use
+        asks the store."""
+        self._generation += 1
         for key_hash, (identity, _expiry) in list(self._known.items()):
             if identity is not None and identity.key_id == key_id:
                 del self._known[key_hash]
 
     def clear(self) -> None:
+        """Drop every cached answer (call it when an organisation's or a user's settings change, which
+        touches all their keys) so that each key's next use asks the store."""
+        self._generation += 1
         self._known.clear()
         self._unknown.clear()
 
@@ -171,6 +231,7 @@ class KeyResolver:
         return await asyncio.shield(task)
 
     async def _query(self, key_hash: str) -> Identity | None:
+        generation = self._generation
         try:
             stored = await self._lookup.find_active_key(key_hash)
         except KeyStoreUnavailableError:
@@ -179,15 +240,21 @@ class KeyResolver:
                 logger.warning("key store unavailable; using the cached identity of key %s", stale[0].key_id)
                 return stale[0]
             raise ApiError("the gateway cannot check API keys right now; retry shortly") from None
-        expiry = self._clock() + self._ttl
         # The store found the row through an index on the hash; comparing again in constant time costs
         # nothing and keeps the check independent of how the store matched it.
-        if stored is None or not hmac.compare_digest(stored.key_hash, key_hash):
+        found = stored is not None and hmac.compare_digest(stored.key_hash, key_hash)
+        identity = stored.identity if stored is not None and found else None
+        if generation != self._generation:
+            # The cache was cleared while this query ran, so the row it read may predate the change that
+            # caused it: answer this once but do not keep it.
+            return identity
+        expiry = self._clock() + self._ttl
+        if identity is None:
             self._known.pop(key_hash, None)
             if len(self._unknown) >= _MAX_NEGATIVE:
                 self._unknown.clear()
             self._unknown[key_hash] = expiry
             return None
         self._unknown.pop(key_hash, None)
-        self._known[key_hash] = (stored.identity, expiry)
-        return stored.identity
+        self._known[key_hash] = (identity, expiry)
+        return identity

@@ -139,12 +139,18 @@ async def usage_rows(database_url: str, key_ids: list[int]) -> list[dict[str, An
 
 
 def gateway_settings(upstream_url: str, database_url: str, tmp: Path) -> Settings:
+    """A gateway that passes every upstream error straight back (one attempt per call, no breaker trips),
+    so these tests can compare it with the upstream answer for answer; retries and failover have tests of
+    their own (tests/e2e/test_flow_*.py)."""
     return Settings(
         upstream_url=upstream_url,
         anthropic_api_key="sk-test",
         database_url=database_url,
         usage_flush_interval_s=0.05,
         usage_spill_file=tmp / "usage-spill.jsonl",
+        upstream_tier="unlimited",
+        retry_max_attempts=1,
+        breaker_failure_threshold=1_000_000,
     )
 
 

@@ -13,7 +13,7 @@ from starlette.routing import Mount
 
 from claudegate.accounting.usage import UsageRecord
 from claudegate.errors import AuthenticationError
-from claudegate.keys import KeyResolver
+from claudegate.keys import UNLIMITED_TENANT, KeyResolver, LimitSet
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.store import Store
 
@@ -144,6 +144,183 @@ async def test_usage_report(admin: httpx2.AsyncClient, store: Store) -> None:
     assert since.json()["data"] == []
 
 
+async def test_patch_an_organization(admin: httpx2.AsyncClient, store: Store) -> None:
+    await admin.post("/admin/organizations", json={"name": "acme"}, headers=AUTH)
+    patched = await admin.patch(
+        "/admin/organizations/acme",
+        json={"requests_per_minute": 600, "tokens_per_minute": 200_000, "max_concurrency": 10, "weight": 2.5},
+        headers=AUTH,
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["name"], body["requests_per_minute"], body["tokens_per_minute"]) == ("acme", 600, 200_000)
+    assert (body["max_concurrency"], body["weight"]) == (10, 2.5)
+
+    # Only what is given changes, and null clears.
+    patched = await admin.patch(
+        "/admin/organizations/acme", json={"tokens_per_minute": None, "weight": 1}, headers=AUTH
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (
+        body["requests_per_minute"],
+        body["tokens_per_minute"],
+        body["max_concurrency"],
+        body["weight"],
+    ) == (
+        600,
+        None,
+        10,
+        1.0,
+    )
+    (listed,) = (await admin.get("/admin/organizations", headers=AUTH)).json()["data"]
+    assert listed == body
+    org = await store.orgs.get_org("acme")
+    assert org is not None
+    assert (org.limits.requests_per_minute, org.limits.max_concurrency, org.weight) == (600, 10, 1.0)
+
+
+async def test_patch_a_user(admin: httpx2.AsyncClient) -> None:
+    await admin.post("/admin/organizations", json={"name": "acme"}, headers=AUTH)
+    await admin.post("/admin/organizations/acme/users", json={"name": "alice@example.com"}, headers=AUTH)
+    await admin.post("/admin/organizations/acme/users", json={"name": "bob"}, headers=AUTH)
+    patched = await admin.patch(
+        "/admin/organizations/acme/users/alice@example.com",
+        json={"max_concurrency": 2, "weight": 0.5},
+        headers=AUTH,
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["org"], body["name"], body["max_concurrency"], body["weight"]) == (
+        "acme",
+        "alice@example.com",
+        2,
+        0.5,
+    )
+    assert (body["requests_per_minute"], body["tokens_per_minute"]) == (None, None)
+    users = {
+        u["name"]: u
+        for u in (await admin.get("/admin/organizations/acme/users", headers=AUTH)).json()["data"]
+    }
+    assert users["alice@example.com"] == body
+    assert (users["bob"]["max_concurrency"], users["bob"]["weight"]) == (None, None)
+
+
+async def test_patch_a_key_and_create_one_with_settings(admin: httpx2.AsyncClient) -> None:
+    created = await admin.post(
+        "/admin/keys", json={"org": "acme", "requests_per_minute": 60, "priority": -1}, headers=AUTH
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()
+    assert (key["requests_per_minute"], key["priority"], key["deadline_ms"]) == (60, -1, None)
+
+    patched = await admin.patch(
+        f"/admin/keys/{key['id']}",
+        json={"requests_per_minute": None, "max_concurrency": 3, "deadline_ms": 45_000, "priority": 5},
+        headers=AUTH,
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert "key" not in body
+    assert (body["id"], body["prefix"], body["active"]) == (key["id"], key["prefix"], True)
+    assert (body["requests_per_minute"], body["tokens_per_minute"], body["max_concurrency"]) == (
+        None,
+        None,
+        3,
+    )
+    assert (body["deadline_ms"], body["priority"]) == (45_000, 5)
+    (listed,) = (await admin.get("/admin/keys", headers=AUTH)).json()["data"]
+    assert listed == body
+
+
+async def test_a_patch_applies_at_once_to_the_gateways_key_cache(
+    admin: httpx2.AsyncClient, resolver: KeyResolver
+) -> None:
+    created = await admin.post("/admin/keys", json={"org": "acme", "user": "alice"}, headers=AUTH)
+    key = created.json()
+    assert (await resolver.resolve(key["key"])).settings == UNLIMITED_TENANT  # cached for 60 s from now
+
+    await admin.patch(f"/admin/keys/{key['id']}", json={"deadline_ms": 2000, "priority": 4}, headers=AUTH)
+    settings = (await resolver.resolve(key["key"])).settings
+    assert (settings.deadline_ms, settings.priority) == (2000, 4)
+
+    await admin.patch(
+        "/admin/organizations/acme", json={"requests_per_minute": 90, "weight": 3}, headers=AUTH
+    )
+    settings = (await resolver.resolve(key["key"])).settings
+    assert (settings.org, settings.org_weight) == (LimitSet(requests_per_minute=90), 3.0)
+
+    await admin.patch("/admin/organizations/acme/users/alice", json={"tokens_per_minute": 5000}, headers=AUTH)
+    settings = (await resolver.resolve(key["key"])).settings
+    assert settings.user == LimitSet(tokens_per_minute=5000)
+    assert (settings.deadline_ms, settings.org_weight) == (2000, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        (
+            "/admin/organizations/acme",
+            {"requests_per_minute": 0},
+            "requests_per_minute: must be a whole number",
+        ),
+        (
+            "/admin/organizations/acme",
+            {"tokens_per_minute": "1000"},
+            "tokens_per_minute: must be a whole number",
+        ),
+        ("/admin/organizations/acme", {"max_concurrency": True}, "max_concurrency: must be a whole number"),
+        ("/admin/organizations/acme", {"max_concurrency": 2.5}, "max_concurrency: must be a whole number"),
+        ("/admin/organizations/acme", {"weight": 0}, "weight: must be a number from 0.000001"),
+        ("/admin/organizations/acme", {"weight": -2}, "weight: must be a number"),
+        ("/admin/organizations/acme", {"rpm": 10}, "rpm: not a setting here; use requests_per_minute"),
+        ("/admin/organizations/acme", {"priority": 1}, "priority: not a setting here"),
+        ("/admin/organizations/acme", ["weight"], "must be a JSON object"),
+        ("/admin/organizations/acme/users/alice", {"weight": "heavy"}, "weight: must be a number"),
+        ("/admin/organizations/acme/users/alice", {"deadline_ms": 5}, "deadline_ms: not a setting here"),
+        ("/admin/keys/1", {"deadline_ms": 0}, "deadline_ms: must be a whole number from 1"),
+        ("/admin/keys/1", {"priority": 1.5}, "priority: must be a whole number"),
+        ("/admin/keys/1", {"weight": 2}, "weight: not a setting here; use requests_per_minute"),
+        ("/admin/keys/one", {"priority": 1}, "key id must be an integer"),
+    ],
+)
+async def test_bad_settings_are_400_naming_the_field_and_change_nothing(
+    admin: httpx2.AsyncClient, store: Store, path: str, body: object, fragment: str
+) -> None:
+    await admin.post("/admin/keys", json={"org": "acme", "user": "alice"}, headers=AUTH)
+    before = (await admin.get("/admin/keys", headers=AUTH)).json()
+    response = await admin.patch(path, json=body, headers=AUTH)
+    assert_error(response, 400, "invalid_request_error", fragment)
+    assert (await admin.get("/admin/keys", headers=AUTH)).json() == before
+    org = await store.orgs.get_org("acme")
+    assert org is not None
+    assert (org.limits, org.weight) == (LimitSet(), None)
+
+
+async def test_creating_a_key_with_a_bad_setting_creates_nothing(admin: httpx2.AsyncClient) -> None:
+    response = await admin.post(
+        "/admin/keys", json={"org": "acme", "user": "al", "priority": "high"}, headers=AUTH
+    )
+    assert_error(response, 400, "invalid_request_error", "priority: must be a whole number")
+    assert (await admin.get("/admin/organizations", headers=AUTH)).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/admin/organizations/nobody", "no organization named 'nobody'"),
+        ("/admin/organizations/nobody/users/alice", "no organization named 'nobody'"),
+        ("/admin/organizations/acme/users/nobody", "no user named 'nobody' in organization 'acme'"),
+        ("/admin/keys/999", "no key with id 999"),
+        ("/admin/keys/99999999999", "no key with id 99999999999"),
+    ],
+)
+async def test_patching_something_unknown_is_404(admin: httpx2.AsyncClient, path: str, fragment: str) -> None:
+    await admin.post("/admin/organizations", json={"name": "acme"}, headers=AUTH)
+    response = await admin.patch(path, json={"max_concurrency": 2}, headers=AUTH)
+    assert_error(response, 404, "not_found_error", fragment)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "fragment"),
     [
@@ -156,11 +333,14 @@ async def test_usage_report(admin: httpx2.AsyncClient, store: Store) -> None:
         ("POST", "/admin/keys", {"json": {"org": "acme", "name": ""}}, 400, "key name must be"),
         ("POST", "/admin/keys/abc/revoke", {}, 400, "key id must be an integer"),
         ("POST", "/admin/keys/999/revoke", {}, 404, "no key with id 999"),
+        ("POST", "/admin/keys/99999999999/revoke", {}, 404, "no key with id 99999999999"),
         ("GET", "/admin/usage", {"params": {"group_by": "week"}}, 400, "group_by must be one of"),
         ("GET", "/admin/usage", {"params": {"since": "yesterday"}}, 400, "since must be a date"),
         ("GET", "/admin/usage", {"params": {"org": "nobody"}}, 404, "no organization named"),
         ("GET", "/admin/keys", {"params": {"org": "nobody"}}, 404, "no organization named"),
         ("DELETE", "/admin/keys", {}, 405, "use GET, POST"),
+        ("GET", "/admin/keys/1", {}, 405, "use PATCH"),
+        ("POST", "/admin/organizations/acme", {}, 405, "use PATCH"),
         ("GET", "/admin/nothing/here", {}, 404, "no admin endpoint"),
     ],
 )

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from claudegate.accounting.usage import UsageRecord
 from claudegate.cli import app
-from claudegate.keys import hash_key
-from claudegate.store import Store
+from claudegate.keys import LimitSet, TenantSettings, hash_key
+from claudegate.store import Store, head_revision
 
 Cli = Callable[..., Result]
 
@@ -107,6 +107,162 @@ def test_mistakes_get_one_clear_line_and_a_nonzero_exit(
     assert "Traceback" not in result.output
 
 
+def _settings_of(url: str, key: str) -> TenantSettings | None:
+    """What a gateway would resolve ``key`` to now, read through the store in a loop of its own."""
+
+    async def read() -> TenantSettings | None:
+        store = await Store.open(url, upgrade=False)
+        try:
+            found = await store.keys.find_active_key(hash_key(key))
+            return None if found is None else found.identity.settings
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result()
+
+
+def test_key_limits_round_trip(cli: Cli, migrated_database_url: str) -> None:
+    created = cli(
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--user",
+        "alice",
+        "--rpm",
+        "120",
+        "--tpm",
+        "80000",
+        "--concurrency",
+        "4",
+        "--deadline-ms",
+        "30000",
+        "--priority",
+        "-2",
+        "--json",
+    )
+    assert created.exit_code == 0, created.output
+    key = orjson.loads(created.stdout)
+    assert (key["requests_per_minute"], key["tokens_per_minute"], key["max_concurrency"]) == (120, 80000, 4)
+    assert (key["deadline_ms"], key["priority"]) == (30000, -2)
+
+    table = cli("keys", "list")
+    assert table.exit_code == 0, table.output
+    (line,) = [line for line in table.stdout.splitlines() if key["prefix"] in line]
+    assert re.search(r"│ +120 │ +80,000 │ +4 │ +30,000 │ +-2 │", line), line
+
+    changed = cli("keys", "limits", str(key["id"]), "--rpm", "none", "--tpm", "90000", "--priority", "3")
+    assert changed.exit_code == 0, changed.output
+    assert f"Updated key {key['id']}" in changed.stdout
+    assert re.search(r"requests per minute\s+no limit", changed.stdout)
+    assert re.search(r"tokens per minute\s+90,000", changed.stdout)
+    assert re.search(r"concurrent calls\s+4", changed.stdout)
+    assert re.search(r"default deadline\s+30,000 ms", changed.stdout)
+    assert re.search(r"priority\s+3", changed.stdout)
+
+    cleared = cli(
+        "keys", "limits", str(key["id"]), "--deadline-ms", "none", "--concurrency", "NONE", "--json"
+    )
+    assert cleared.exit_code == 0, cleared.output
+    row = orjson.loads(cleared.stdout)
+    assert (row["requests_per_minute"], row["tokens_per_minute"], row["max_concurrency"]) == (
+        None,
+        90000,
+        None,
+    )
+    assert (row["deadline_ms"], row["priority"]) == (None, 3)
+    assert orjson.loads(cli("keys", "list", "--json").stdout) == [row]
+
+    shown = cli("keys", "limits", str(key["id"]))
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"Key {key['id']}")
+    assert re.search(r"default deadline\s+none", shown.stdout)
+
+    settings = _settings_of(migrated_database_url, key["key"])
+    assert settings is not None
+    assert settings.key == LimitSet(tokens_per_minute=90000)
+    assert (settings.deadline_ms, settings.priority) == (None, 3)
+
+
+def test_organization_and_user_limits_round_trip(cli: Cli, migrated_database_url: str) -> None:
+    key = orjson.loads(cli("keys", "create", "--org", "acme", "--user", "alice", "--json").stdout)
+
+    org = cli("orgs", "limits", "acme", "--rpm", "600", "--concurrency", "20", "--weight", "2.5")
+    assert org.exit_code == 0, org.output
+    assert "Updated org acme" in org.stdout
+    assert re.search(r"requests per minute\s+600", org.stdout)
+    assert re.search(r"tokens per minute\s+no limit", org.stdout)
+    assert re.search(r"weight\s+2.5", org.stdout)
+
+    user = cli("orgs", "limits", "acme", "--user", "alice", "--tpm", "10000", "--weight", "0.5", "--json")
+    assert user.exit_code == 0, user.output
+    data = orjson.loads(user.stdout)
+    assert (data["org"], data["name"], data["tokens_per_minute"], data["weight"]) == (
+        "acme",
+        "alice",
+        10000,
+        0.5,
+    )
+
+    settings = _settings_of(migrated_database_url, key["key"])
+    assert settings is not None
+    assert settings.org == LimitSet(requests_per_minute=600, max_concurrency=20)
+    assert settings.user == LimitSet(tokens_per_minute=10000)
+    assert (settings.org_weight, settings.user_weight) == (2.5, 0.5)
+
+    cleared = cli("orgs", "limits", "acme", "--rpm", "none", "--weight", "none", "--json")
+    assert cleared.exit_code == 0, cleared.output
+    data = orjson.loads(cleared.stdout)
+    assert (data["requests_per_minute"], data["max_concurrency"], data["weight"]) == (None, 20, None)
+    shown = cli("orgs", "limits", "acme")
+    assert shown.exit_code == 0, shown.output
+    assert "Settings of org acme" in shown.stdout
+    assert re.search(r"weight\s+1 \(default\)", shown.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("keys", "limits", "1", "--rpm", "0"), "--rpm: must be a whole number from 1 to 2147483647; got 0"),
+        (("keys", "limits", "1", "--tpm", "lots"), "--tpm: expected a whole number or 'none', got 'lots'"),
+        (("keys", "limits", "1", "--concurrency", "2.5"), "--concurrency: expected a whole number"),
+        (("keys", "limits", "1", "--deadline-ms", "-100"), "--deadline-ms: must be a whole number from 1"),
+        (("keys", "limits", "1", "--priority", "high"), "--priority: expected a whole number"),
+        (("keys", "limits", "4242", "--rpm", "5"), "no key with id 4242"),
+        (("keys", "create", "--org", "newco", "--rpm", "-1"), "--rpm: must be a whole number"),
+        (
+            ("orgs", "limits", "acme", "--weight", "0"),
+            "--weight: must be a number from 0.000001 to 1000000; got 0",
+        ),
+        (
+            ("orgs", "limits", "acme", "--weight", "heavy"),
+            "--weight: expected a number or 'none', got 'heavy'",
+        ),
+        (("orgs", "limits", "nobody", "--rpm", "5"), "no organization named 'nobody'"),
+        (
+            ("orgs", "limits", "acme", "--user", "bob", "--rpm", "5"),
+            "no user named 'bob' in organization 'acme'",
+        ),
+    ],
+)
+def test_limit_mistakes_get_one_clear_line_and_a_nonzero_exit(
+    cli: Cli, args: tuple[str, ...], message: str
+) -> None:
+    assert cli("keys", "create", "--org", "acme", "--user", "alice").exit_code == 0
+    result = cli(*args)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    (row,) = orjson.loads(cli("keys", "list", "--json").stdout)
+    assert (row["org"], row["requests_per_minute"], row["priority"]) == (
+        "acme",
+        None,
+        None,
+    )  # nothing changed
+    assert "no organization named 'newco'" in cli("keys", "list", "--org", "newco").stderr
+
+
 def test_usage_report_as_json_and_table(cli: Cli, migrated_database_url: str) -> None:
 
     async def seed() -> None:
@@ -161,7 +317,7 @@ def test_a_fresh_database_just_works(
         assert created.exit_code == 0, created.output
         upgraded = pool.submit(CliRunner().invoke, app, ["db", "upgrade"], env=env).result()
     assert upgraded.exit_code == 0, upgraded.output
-    assert "revision 0001 (the newest)" in upgraded.stdout
+    assert f"revision {head_revision()} (the newest)" in upgraded.stdout
 
 
 def test_database_password_is_not_printed(tmp_path: Path) -> None:

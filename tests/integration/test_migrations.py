@@ -7,17 +7,22 @@ import os
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect, update
 from sqlalchemy.engine import Connection, make_url
 
-from claudegate.store import current_revision, head_revision, upgrade_database
+from claudegate.accounting.usage import UsageRecord
+from claudegate.keys import UNLIMITED_TENANT, LimitSet, generate_key, hash_key
+from claudegate.store import GroupBy, Store, current_revision, head_revision, upgrade_database
 from claudegate.store._engine import create_engine
-from claudegate.store.tables import Base
+from claudegate.store.migrate import alembic_config
+from claudegate.store.tables import ApiKey, Base, Organization, UsageRow, User
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"organizations", "users", "api_keys", "usage_records", "message_batches", "alembic_version"}
@@ -68,6 +73,153 @@ async def test_models_match_the_migrations(database_url: str) -> None:
     assert diff == []
 
 
+SETTINGS_COLUMNS = {
+    "organizations": {"requests_per_minute", "tokens_per_minute", "max_concurrency", "weight"},
+    "users": {"requests_per_minute", "tokens_per_minute", "max_concurrency", "weight"},
+    "api_keys": {"requests_per_minute", "tokens_per_minute", "max_concurrency", "deadline_ms", "priority"},
+}
+
+
+async def _columns(url: str) -> dict[str, set[str]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: {
+                    table: {column["name"] for column in inspect(sync).get_columns(table)}
+                    for table in SETTINGS_COLUMNS
+                }
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _seed_at_0001(url: str) -> tuple[str, str]:
+    """Rows as claudegate 0001 wrote them: an organisation, a user, an active and a revoked key, usage.
+    Only 0001's columns are named, so the inserts work on that schema. Returns the two keys."""
+    active, revoked = generate_key(), generate_key()
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            org_id = (
+                await conn.execute(
+                    insert(Organization).values(name="acme", created_at=now).returning(Organization.id)
+                )
+            ).scalar_one()
+            user_id = (
+                await conn.execute(
+                    insert(User).values(org_id=org_id, name="alice", created_at=now).returning(User.id)
+                )
+            ).scalar_one()
+            for key, revoked_at in ((active, None), (revoked, now)):
+                await conn.execute(
+                    insert(ApiKey).values(
+                        org_id=org_id,
+                        user_id=user_id,
+                        name="laptop",
+                        key_prefix=key[:10],
+                        key_hash=hash_key(key),
+                        created_at=now,
+                        revoked_at=revoked_at,
+                    )
+                )
+            await conn.execute(
+                insert(UsageRow).values(
+                    created_at=now,
+                    request_id="r1",
+                    org_id=org_id,
+                    user_id=user_id,
+                    status=200,
+                    input_tokens=10,
+                    latency_ms=12.5,
+                )
+            )
+    finally:
+        await engine.dispose()
+    return active, revoked
+
+
+async def test_upgrading_from_0001_keeps_the_data_and_adds_default_settings(database_url: str) -> None:
+    await upgrade_database(database_url, "0001")
+    assert all(
+        not (columns & SETTINGS_COLUMNS[table]) for table, columns in (await _columns(database_url)).items()
+    )
+    active, revoked = await _seed_at_0001(database_url)
+
+    await upgrade_database(database_url)
+    assert await current_revision(database_url) == head_revision() == "0002"
+    assert all(
+        columns >= SETTINGS_COLUMNS[table] for table, columns in (await _columns(database_url)).items()
+    )
+
+    store = await Store.open(database_url, upgrade=False)
+    try:
+        (org,) = await store.orgs.list_orgs()
+        assert (org.name, org.limits, org.weight) == ("acme", LimitSet(), None)
+        (user,) = await store.orgs.list_users(org.id)
+        assert (user.name, user.limits, user.weight) == ("alice", LimitSet(), None)
+        keys = await store.keys.list_keys()
+        assert [(key.active, key.limits, key.deadline_ms, key.priority) for key in keys] == [
+            (True, LimitSet(), None, None),
+            (False, LimitSet(), None, None),
+        ]
+        found = await store.keys.find_active_key(hash_key(active))
+        assert found is not None
+        assert (found.identity.org_name, found.identity.user_name) == ("acme", "alice")
+        assert found.identity.settings == UNLIMITED_TENANT
+        assert await store.keys.find_active_key(hash_key(revoked)) is None
+        (usage,) = await store.usage.report(group_by=GroupBy.USER)
+        assert (usage.group, usage.requests, usage.input_tokens) == ("alice", 1, 10)
+
+        # The new columns take settings, and the rows written before keep working with them.
+        await store.orgs.update_org_settings(org.id, requests_per_minute=100, weight=2)
+        await store.keys.update_key_settings(keys[0].id, priority=3)
+        await store.usage.insert_usage(
+            [UsageRecord(request_id="r2", model=None, status=200, org_id=org.id, key_id=keys[0].id)]
+        )
+        found = await store.keys.find_active_key(hash_key(active))
+        assert found is not None
+        settings = found.identity.settings
+        assert (settings.org.requests_per_minute, settings.org_weight, settings.priority) == (100, 2.0, 3)
+    finally:
+        await store.close()
+
+
+async def test_downgrading_to_0001_drops_the_settings_and_keeps_the_rows(database_url: str) -> None:
+    await upgrade_database(database_url, "0001")
+    active, _revoked = await _seed_at_0001(database_url)
+    await upgrade_database(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(update(Organization).values(requests_per_minute=5, weight=2.0))
+            await conn.execute(update(ApiKey).values(priority=1))
+
+            def downgrade(sync: Connection) -> None:
+                config = alembic_config()
+                config.attributes["connection"] = sync
+                command.downgrade(config, "0001")
+
+            await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert await current_revision(database_url) == "0001"
+    assert all(
+        not (columns & SETTINGS_COLUMNS[table]) for table, columns in (await _columns(database_url)).items()
+    )
+
+    await upgrade_database(database_url)  # and back up again: the settings start over at their defaults
+    store = await Store.open(database_url, upgrade=False)
+    try:
+        assert [key.priority for key in await store.keys.list_keys()] == [None, None]
+        found = await store.keys.find_active_key(hash_key(active))
+        assert found is not None
+        assert found.identity.settings == UNLIMITED_TENANT
+    finally:
+        await store.close()
+
+
 @pytest.mark.postgres
 async def test_plain_postgresql_urls_work(postgres_url: str) -> None:
     from tests.databases import fresh_postgres_database
@@ -93,6 +245,7 @@ def test_the_wheel_ships_the_migrations_and_they_run_from_it(tmp_path: Path) -> 
             "claudegate/store/migrations/env.py",
             "claudegate/store/migrations/script.py.mako",
             "claudegate/store/migrations/versions/0001_initial.py",
+            "claudegate/store/migrations/versions/0002_tenant_settings.py",
             "claudegate/data/prices.toml",
         } <= names
         archive.extractall(tmp_path / "installed")

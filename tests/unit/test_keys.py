@@ -8,10 +8,13 @@ import pytest
 
 from claudegate.errors import ApiError, AuthenticationError
 from claudegate.keys import (
+    UNLIMITED_TENANT,
     Identity,
     KeyResolver,
     KeyStoreUnavailableError,
+    LimitSet,
     StoredKey,
+    TenantSettings,
     display_prefix,
     generate_key,
     hash_key,
@@ -191,3 +194,61 @@ async def test_zero_ttl_disables_the_cache(lookup: FakeLookup, clock: FakeClock)
     await resolver.resolve(key)
     await resolver.resolve(key)
     assert lookup.calls == 2
+
+
+def test_limit_sets_and_default_tenant_settings() -> None:
+    assert LimitSet().is_unlimited
+    assert not LimitSet(max_concurrency=1).is_unlimited
+    assert not LimitSet(None, 1000, None).is_unlimited
+    assert ALICE.settings is UNLIMITED_TENANT
+    assert (UNLIMITED_TENANT.priority, UNLIMITED_TENANT.org_weight, UNLIMITED_TENANT.user_weight) == (
+        0,
+        1.0,
+        1.0,
+    )
+    assert UNLIMITED_TENANT.deadline_ms is None
+    assert UNLIMITED_TENANT.key.is_unlimited
+    assert UNLIMITED_TENANT.user.is_unlimited
+    assert UNLIMITED_TENANT.org.is_unlimited
+
+
+class GatedLookup:
+    """A store whose query reads its row at once and answers only when released, so a change can land (and
+    the cache be cleared) between the read and the answer."""
+
+    def __init__(self, key: str, identity: Identity) -> None:
+        self.key_hash = hash_key(key)
+        self.identity = identity
+        self.release = asyncio.Event()
+        self.has_read = asyncio.Event()
+        self.calls = 0
+
+    async def find_active_key(self, key_hash: str) -> StoredKey | None:
+        self.calls += 1
+        read = self.identity
+        self.has_read.set()
+        await self.release.wait()
+        return StoredKey(self.key_hash, read) if key_hash == self.key_hash else None
+
+
+@pytest.mark.parametrize("forget", ["clear", "forget_key"])
+async def test_an_answer_read_before_the_cache_was_cleared_is_not_kept(forget: str) -> None:
+    key = generate_key()
+    lookup = GatedLookup(key, ALICE)
+    resolver = KeyResolver(lookup, ttl_s=60)
+    pending = asyncio.create_task(resolver.resolve(key))
+    await lookup.has_read.wait()  # the query has read the old row
+    changed = Identity(**{**_fields(ALICE), "settings": TenantSettings(priority=5)})
+    lookup.identity = changed
+    if forget == "clear":
+        resolver.clear()
+    else:
+        resolver.forget_key(ALICE.key_id)
+    lookup.release.set()
+    assert await pending == ALICE  # that caller gets what was read when it asked
+    assert (await resolver.resolve(key)).settings.priority == 5  # the next one asks the store again
+    assert lookup.calls == 2
+
+
+def _fields(identity: Identity) -> dict[str, object]:
+    return {name: getattr(identity, name) for name in Identity.__slots__}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from claudegate._version import __version__
-from claudegate.cli import db, keys, serve, simulate, usage
+from claudegate.cli import db, keys, orgs, serve, simulate, usage
 
 __all__ = ["app", "main"]
 
@@ -36,6 +36,7 @@ def _root(
 serve.register(app)
 simulate.register(app)
 keys.register(app)
+orgs.register(app)
 usage.register(app)
 db.register(app)
 

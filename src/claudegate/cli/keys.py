@@ -1,4 +1,4 @@
-"""``claudegate keys``: create, list and revoke gateway keys."""
+"""``claudegate keys``: create, list and revoke gateway keys, and set their limits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ import orjson
 import typer
 from rich.table import Table
 
+from claudegate.cli._settings import (
+    ConcurrencyOption,
+    DeadlineOption,
+    PriorityOption,
+    RpmOption,
+    TpmOption,
+    limit_lines,
+    parse_settings,
+    print_lines,
+    setting_text,
+)
 from claudegate.cli._store import CliError, ConfigOption, JsonOption, print_table, run_with_store
 from claudegate.config import Settings
 
@@ -16,7 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-keys_app = typer.Typer(help="Create, list and revoke gateway keys (cg-…).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list and revoke gateway keys (cg-…), and set their limits.", no_args_is_help=True
+)
 
 
 @keys_app.command("create")
@@ -26,16 +39,32 @@ def create(
         str | None, typer.Option(help="User within the organisation (created if missing).")
     ] = None,
     name: Annotated[str, typer.Option(help="A name to tell the key apart from others.")] = "default",
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    concurrency: ConcurrencyOption = None,
+    deadline_ms: DeadlineOption = None,
+    priority: PriorityOption = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Create a key and print it. This is the only time the key is shown: only its hash is stored."""
+    """Create a key and print it. This is the only time the key is shown: only its hash is stored.
+
+    Without limits the key is limited only by its user's and organisation's (see `keys limits`)."""
+    settings = parse_settings(
+        {
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+            "max_concurrency": concurrency,
+            "deadline_ms": deadline_ms,
+            "priority": priority,
+        }
+    )
 
     async def action(store: Store, _settings: Settings) -> NewKey:
         org_row = await store.orgs.get_or_create_org(org)
         user_row = await store.orgs.get_or_create_user(org_row.id, user) if user is not None else None
         return await store.keys.create_key(
-            org_id=org_row.id, user_id=user_row.id if user_row else None, name=name
+            org_id=org_row.id, user_id=user_row.id if user_row else None, name=name, **settings
         )
 
     new = run_with_store(config, action)
@@ -73,7 +102,24 @@ def list_keys(
     if json_output:
         typer.echo(orjson.dumps([key_json(row) for row in rows]).decode())
         return
-    table = Table("id", "org", "user", "name", "prefix", "created", "last used", "status")
+    table = Table(
+        "id",
+        "org",
+        "user",
+        "name",
+        "prefix",
+        "created",
+        "last used",
+        "status",
+        "rpm",
+        "tpm",
+        "concurrency",
+        "deadline ms",
+        "priority",
+        caption="rpm, tpm, concurrency: the key's own limits (- for none); its user's and org's apply too",
+    )
+    for column in table.columns[8:]:
+        column.justify = "right"
     for row in rows:
         data = key_json(row)
         table.add_row(
@@ -85,6 +131,11 @@ def list_keys(
             _short(data["created_at"]),
             _short(data["last_used_at"]) or "never",
             "active" if row.active else f"revoked {_short(data['revoked_at'])}",
+            setting_text(row.limits.requests_per_minute),
+            setting_text(row.limits.tokens_per_minute),
+            setting_text(row.limits.max_concurrency),
+            setting_text(row.deadline_ms),
+            str(row.priority or 0),
         )
     print_table(table)
 
@@ -107,6 +158,57 @@ def revoke(
         typer.echo(f"Key {key_id} ({before.prefix}…) was already revoked.")
     elif after is not None:
         typer.echo(f"Revoked key {key_id} ({after.prefix}…) of org {after.org_name}.")
+
+
+@keys_app.command("limits")
+def limits(
+    key_id: Annotated[int, typer.Argument(help="The key's id, as `keys list` shows it.")],
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    concurrency: ConcurrencyOption = None,
+    deadline_ms: DeadlineOption = None,
+    priority: PriorityOption = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a key's limits, default deadline and priority, then show them all.
+
+    Only the options given change; without any, the settings are only shown.
+
+    Running gateways apply a change within key_cache_ttl_s.
+    """
+    changes = parse_settings(
+        {
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+            "max_concurrency": concurrency,
+            "deadline_ms": deadline_ms,
+            "priority": priority,
+        }
+    )
+
+    async def action(store: Store, _settings: Settings) -> KeyRow:
+        row = await store.keys.update_key_settings(key_id, **changes)
+        if row is None:
+            raise CliError(f"no key with id {key_id}")
+        return row
+
+    row = run_with_store(config, action)
+    if json_output:
+        from claudegate.store.render import key_json
+
+        typer.echo(orjson.dumps(key_json(row)).decode())
+        return
+    owner = f"org {row.org_name}" + (f", user {row.user_name}" if row.user_name else "")
+    title = f"{'Updated key' if changes else 'Key'} {row.id} ({row.name!r}, {row.prefix}…) of {owner}:"
+    print_lines(
+        title,
+        [
+            *limit_lines(row.limits),
+            ("default deadline", "none" if row.deadline_ms is None else f"{row.deadline_ms:,} ms"),
+            ("priority", str(row.priority or 0)),
+        ],
+    )
 
 
 def _short(moment: str | None) -> str:

@@ -74,6 +74,21 @@ class Lanes:
         self._burst = burst
         self._lanes: dict[str, LaneLimits] = {}
 
+    @property
+    def state(self) -> FlowState:
+        return self._state
+
+    async def refund(self, lane: LaneLimits, input_tokens: float, output_tokens: float) -> None:
+        """Give back the tokens reserved for a call the upstream did not serve (the request still counts)."""
+        await self.settle(lane, -input_tokens, -output_tokens)
+
+    async def settle(self, lane: LaneLimits, input_difference: float, output_difference: float) -> None:
+        """Replace a reservation by the real count: charge (or give back) the difference."""
+        if input_difference:
+            await self._state.charge(lane.input_tokens, input_difference)
+        if output_difference:
+            await self._state.charge(lane.output_tokens, output_difference)
+
     def get(self, upstream: str, rate_class: str, *, tier: str, limits: Limits | None = None) -> LaneLimits:
         lane = f"{upstream}:{rate_class}"
         found = self._lanes.get(lane)

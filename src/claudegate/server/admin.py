@@ -3,16 +3,25 @@
 Every call needs ``Authorization: Bearer <CLAUDEGATE_ADMIN_TOKEN>``; without a configured token every call
 answers 403, so a gateway never exposes an unprotected admin API. Errors use Anthropic's envelope.
 
-    POST /organizations                {"name"}                       -> 201 organization
-    GET  /organizations                                               -> {"data": [organization]}
-    POST /organizations/{org}/users    {"name"}                       -> 201 user
-    GET  /organizations/{org}/users                                   -> {"data": [user]}
-    POST /keys                         {"org", "user"?, "name"?}      -> 201 key with its plaintext "key"
-    GET  /keys?org=                                                   -> {"data": [key]} (prefixes only)
-    POST /keys/{id}/revoke                                            -> key
-    GET  /usage?org=&since=&group_by=model|day|user|key               -> {"data": [row], ...}
+    POST  /organizations                      {"name"}                  -> 201 organization
+    GET   /organizations                                                -> {"data": [organization]}
+    PATCH /organizations/{org}                {org settings}            -> organization
+    POST  /organizations/{org}/users          {"name"}                  -> 201 user
+    GET   /organizations/{org}/users                                    -> {"data": [user]}
+    PATCH /organizations/{org}/users/{user}   {user settings}           -> user
+    POST  /keys                 {"org", "user"?, "name"?, key settings} -> 201 key with its plaintext "key"
+    GET   /keys?org=                                                    -> {"data": [key]} (prefixes only)
+    PATCH /keys/{id}                          {key settings}            -> key
+    POST  /keys/{id}/revoke                                             -> key
+    GET   /usage?org=&since=&group_by=model|day|user|key                -> {"data": [row], ...}
 
 ``POST /keys`` creates the organisation and user when missing, as ``claudegate keys create`` does.
+
+Settings (each optional in a PATCH, which changes only those given; null clears one back to its default):
+organisations and users take ``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency`` (null: no
+limit) and ``weight`` (null: 1); keys take the three limits, ``deadline_ms`` (null: no default deadline) and
+``priority`` (null: 0). Organisations, users and keys show them as stored. A change applies at once in this
+process and within ``key_cache_ttl_s`` in other gateway processes.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from claudegate.errors import (
 from claudegate.keys import KeyResolver
 from claudegate.store import AlreadyExistsError, GroupBy, OrgRow, Store, StoreError
 from claudegate.store.render import iso, key_json, new_key_json, org_json, parse_since, usage_json, user_json
+from claudegate.store.settings import KEY_SETTINGS, ORG_SETTINGS, USER_SETTINGS, checked_changes
 
 __all__ = ["AdminDeps", "admin_routes"]
 
@@ -54,8 +64,8 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 @dataclass(frozen=True, slots=True)
 class AdminDeps:
-    """What the admin API needs: the store, the gateway's key resolver (to forget revoked keys at once) and
-    the admin token (None disables the API)."""
+    """What the admin API needs: the store, the gateway's key resolver (to forget revoked keys and changed
+    settings at once) and the admin token (None disables the API)."""
 
     store: Store
     resolver: KeyResolver
@@ -73,8 +83,11 @@ def admin_routes(deps: AdminDeps) -> list[BaseRoute]:
     api = _AdminApi(deps)
     return [
         _route("/organizations", deps, GET=api.list_orgs, POST=api.create_org),
+        _route("/organizations/{org}", deps, PATCH=api.update_org),
         _route("/organizations/{org}/users", deps, GET=api.list_users, POST=api.create_user),
+        _route("/organizations/{org}/users/{user}", deps, PATCH=api.update_user),
         _route("/keys", deps, GET=api.list_keys, POST=api.create_key),
+        _route("/keys/{key_id}", deps, PATCH=api.update_key),
         _route("/keys/{key_id}/revoke", deps, POST=api.revoke_key),
         _route("/usage", deps, GET=api.usage),
         _route("/{path:path}", deps),
@@ -136,6 +149,17 @@ class _AdminApi:
         org = await self._store.orgs.create_org(_required_text(body, "name"))
         return _json(org_json(org), status=201)
 
+    async def update_org(self, request: Request) -> Response:
+        org = await self._org(request.path_params["org"])
+        changes = await _settings_body(request, ORG_SETTINGS)
+        updated = await self._store.orgs.update_org_settings(org.id, **changes)
+        if updated is None:
+            raise NotFoundError(f"no organization named {org.name!r}")
+        if changes:
+            # Every key of the organisation carries its settings: drop them all from this process's cache.
+            self._deps.resolver.clear()
+        return _json(org_json(updated))
+
     async def list_users(self, request: Request) -> Response:
         org = await self._org(request.path_params["org"])
         users = await self._store.orgs.list_users(org.id)
@@ -147,6 +171,20 @@ class _AdminApi:
         user = await self._store.orgs.create_user(org.id, _required_text(body, "name"))
         return _json(user_json(user, org.name), status=201)
 
+    async def update_user(self, request: Request) -> Response:
+        org = await self._org(request.path_params["org"])
+        name = request.path_params["user"]
+        user = await self._store.orgs.get_user(org.id, name)
+        if user is None:
+            raise NotFoundError(f"no user named {name!r} in organization {org.name!r}")
+        changes = await _settings_body(request, USER_SETTINGS)
+        updated = await self._store.orgs.update_user_settings(user.id, **changes)
+        if updated is None:
+            raise NotFoundError(f"no user named {name!r} in organization {org.name!r}")
+        if changes:
+            self._deps.resolver.clear()
+        return _json(user_json(updated, org.name))
+
     async def list_keys(self, request: Request) -> Response:
         org_name = request.query_params.get("org")
         org_id = (await self._org(org_name)).id if org_name else None
@@ -157,19 +195,30 @@ class _AdminApi:
         org_name = _required_text(body, "org")
         user_name = _optional_text(body, "user")
         key_name = _optional_text(body, "name")
+        # Checked before anything is created, so a bad setting leaves no new organisation or user behind.
+        settings: dict[str, Any] = {name: body[name] for name in KEY_SETTINGS if name in body}
+        checked_changes(settings)
         org = await self._store.orgs.get_or_create_org(org_name)
         user = await self._store.orgs.get_or_create_user(org.id, user_name) if user_name is not None else None
         new = await self._store.keys.create_key(
-            org_id=org.id, user_id=user.id if user else None, name="default" if key_name is None else key_name
+            org_id=org.id,
+            user_id=user.id if user else None,
+            name="default" if key_name is None else key_name,
+            **settings,
         )
         return _json(new_key_json(new), status=201)
 
+    async def update_key(self, request: Request) -> Response:
+        key_id = _key_id(request)
+        changes = await _settings_body(request, KEY_SETTINGS)
+        updated = await self._store.keys.update_key_settings(key_id, **changes)
+        if updated is None:
+            raise NotFoundError(f"no key with id {key_id}")
+        self._deps.resolver.forget_key(key_id)
+        return _json(key_json(updated))
+
     async def revoke_key(self, request: Request) -> Response:
-        raw = request.path_params["key_id"]
-        try:
-            key_id = int(raw)
-        except ValueError:
-            raise InvalidRequestError(f"key id must be an integer, got {raw!r}") from None
+        key_id = _key_id(request)
         revoked = await self._store.keys.revoke_key(key_id)
         if revoked is None:
             raise NotFoundError(f"no key with id {key_id}")
@@ -219,6 +268,24 @@ async def _body(request: Request) -> Mapping[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     return body
+
+
+async def _settings_body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The settings a PATCH body changes. Their values are checked by the store; a name that is not one of
+    ``allowed`` is refused here, so a misspelt setting is not silently ignored."""
+    body = await _body(request)
+    for name in body:
+        if name not in allowed:
+            raise InvalidRequestError(f"{name}: not a setting here; use {', '.join(allowed)}")
+    return dict(body)
+
+
+def _key_id(request: Request) -> int:
+    raw = request.path_params["key_id"]
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequestError(f"key id must be an integer, got {raw!r}") from None
 
 
 def _required_text(body: Mapping[str, Any], field: str) -> str:

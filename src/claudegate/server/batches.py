@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from claudegate.errors import MethodNotAllowedError, NotFoundError
+from claudegate.pipeline.relay import forwarded_headers
 from claudegate.server.asgi import send_json
 from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
-from claudegate.server.proxy import forward, forwarded_headers
+from claudegate.server.proxy import forward
 from claudegate.wire.pagination import page_params
 
 if TYPE_CHECKING:
@@ -86,8 +87,7 @@ def _rewriter(services: Services, call: GatewayCall, *, record: bool) -> Any:
 async def _forward(services: Services, call: GatewayCall, *, rewrite: bool, record: bool = False) -> None:
     await forward(
         call,
-        services.session,
-        services.upstream,
+        services,
         rewrite=_rewriter(services, call, record=record) if rewrite else None,
     )
 

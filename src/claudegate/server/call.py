@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -47,7 +48,7 @@ class GatewayCall:
         return f"{self.scope.get('scheme', 'http')}://{host.decode('latin-1') if host else 'localhost'}"
 
 
-async def read_json_body(call: GatewayCall, limit: int) -> object:
+async def read_json_body(call: GatewayCall, limit: int) -> dict[str, Any]:
     """Read the call's body, which must be a JSON object of at most ``limit`` bytes."""
     content_type = header(call.scope, b"content-type") or b""
     body = await read_body(call.receive, limit)

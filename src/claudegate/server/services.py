@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import aiohttp
@@ -10,12 +11,24 @@ import aiohttp
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageWriter
-from claudegate.config import ANTHROPIC_URL, Settings
+from claudegate.config import ANTHROPIC_URL, ConfigError, Settings
+from claudegate.flow.breaker import CircuitBreaker
+from claudegate.flow.estimator import TokenEstimator
+from claudegate.flow.limits import Lanes
+from claudegate.flow.retry import RetryPolicy
+from claudegate.flow.state import FlowState, MemoryState
 from claudegate.keys import KeyResolver
+from claudegate.pipeline.accounting import Accountant
+from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.simulator.tiers import Limits, limits_for
 from claudegate.store import Store
+from claudegate.upstream.pool import PoolMember, UpstreamPool
+from claudegate.upstream.probe import BreakerProber
 from claudegate.upstream.target import Upstream, new_session
+from claudegate.wire.models import default_catalog
 
 __all__ = ["Services", "open_services"]
 
@@ -32,13 +45,26 @@ class Services:
     writer: UsageWriter
     prices: PriceTable
     metrics: GatewayMetrics
-    upstream: Upstream
+    pool: UpstreamPool
+    state: FlowState
+    pipeline: Pipeline
     session: aiohttp.ClientSession
+    prober: BreakerProber
     simulator: SimulatorServer | None = None
 
+    @property
+    def upstream(self) -> Upstream:
+        """The upstream for calls outside flow control (models, count_tokens, batches): the preferred one.
+
+        Batches live on the upstream that created them, so they always use this one.
+        """
+        return min(self.pool.members, key=lambda member: member.priority).upstream
+
     async def close(self) -> None:
+        await self.prober.stop()
         await self.writer.close()
         await self.session.close()
+        await self.state.close()
         if self.simulator is not None:
             await self.simulator.stop()
         await self.store.close()
@@ -54,23 +80,106 @@ async def open_services(settings: Settings) -> Services:
     )
     await writer.start()
     simulator = None
-    upstream_url = settings.resolved_upstream_url
-    if upstream_url is None:
-        simulator = SimulatorServer(SimulatorSettings(tier=settings.simulator_tier))
-        await simulator.start()
-        upstream = Upstream("simulator", simulator.url, _SIMULATOR_KEY)
+    if settings.upstreams:
+        members = [_member(settings, upstream) for upstream in settings.upstreams]
     else:
-        api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-        name = "anthropic" if upstream_url == ANTHROPIC_URL else "upstream"
-        upstream = Upstream(name, upstream_url.rstrip("/"), api_key)
+        upstream_url = settings.resolved_upstream_url
+        tier: str = settings.upstream_tier
+        if upstream_url is None:
+            simulator = SimulatorServer(SimulatorSettings(tier=settings.simulator_tier))
+            await simulator.start()
+            upstream = Upstream("simulator", simulator.url, _SIMULATOR_KEY)
+            tier = _tier(settings.simulator_tier)
+        else:
+            api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+            name = "anthropic" if upstream_url == ANTHROPIC_URL else "upstream"
+            upstream = Upstream(name, upstream_url.rstrip("/"), api_key)
+        members = [
+            PoolMember(
+                upstream=upstream,
+                breaker=_breaker(settings),
+                tier=tier,
+                max_concurrency=settings.upstream_max_concurrency,
+            )
+        ]
+    state = _state(settings)
+    pool = UpstreamPool(members, routing=settings.routing)
+    session = new_session()
+    metrics = GatewayMetrics()
+    prices = PriceTable.load(settings.prices_file)
+    pipeline = Pipeline(
+        pool=pool,
+        lanes=Lanes(state, burst=settings.flow_burst),
+        session=session,
+        tenants=TenantGate(state),
+        estimator=TokenEstimator(),
+        accountant=Accountant(writer, prices, metrics),
+        catalog=default_catalog(),
+        retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
+    )
+    prober = BreakerProber(pool, session)
+    prober.start()
     return Services(
         settings=settings,
         store=store,
         resolver=KeyResolver(store.keys, ttl_s=settings.key_cache_ttl_s),
         writer=writer,
-        prices=PriceTable.load(settings.prices_file),
-        metrics=GatewayMetrics(),
-        upstream=upstream,
-        session=new_session(),
+        prices=prices,
+        metrics=metrics,
+        pool=pool,
+        state=state,
+        pipeline=pipeline,
+        session=session,
+        prober=prober,
         simulator=simulator,
+    )
+
+
+def _tier(value: str) -> str:
+    return value if value in ("1", "2", "3", "4", "unlimited") else "1"
+
+
+def _breaker(settings: Settings) -> CircuitBreaker:
+    return CircuitBreaker(
+        failure_threshold=settings.breaker_failure_threshold, open_seconds=settings.breaker_open_s
+    )
+
+
+def _state(settings: Settings) -> FlowState:
+    if settings.redis_url:
+        from claudegate.flow.redis_state import RedisState
+
+        return RedisState.from_url(settings.redis_url)
+    return MemoryState()
+
+
+def _member(settings: Settings, config: object) -> PoolMember:
+    from claudegate.config import UpstreamSettings
+
+    assert isinstance(config, UpstreamSettings)
+    if config.api_key is not None:
+        api_key = config.api_key.get_secret_value()
+    elif config.api_key_env is not None:
+        api_key = os.environ.get(config.api_key_env, "")
+        if not api_key:
+            raise ConfigError(
+                f"upstream {config.name!r}: the environment variable {config.api_key_env} is not set"
+            )
+    else:
+        raise ConfigError(f"upstream {config.name!r} needs api_key or api_key_env")
+    limits = None
+    if config.requests_per_minute or config.input_tokens_per_minute or config.output_tokens_per_minute:
+        base = limits_for(config.tier, "sonnet-4")
+        limits = Limits(
+            config.requests_per_minute or base.requests_per_minute,
+            config.input_tokens_per_minute or base.input_tokens_per_minute,
+            config.output_tokens_per_minute or base.output_tokens_per_minute,
+        )
+    return PoolMember(
+        upstream=Upstream(config.name, config.url, api_key),
+        breaker=_breaker(settings),
+        priority=config.priority,
+        tier=config.tier,
+        limits=limits,
+        max_concurrency=config.max_concurrency,
     )

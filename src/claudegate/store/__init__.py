@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         BatchPage,
         GroupBy,
         InvalidNameError,
+        InvalidSettingError,
         KeyRow,
         NewKey,
         OrgRow,
@@ -29,18 +30,22 @@ if TYPE_CHECKING:
         UsageReportRow,
         UserRow,
     )
+    from claudegate.store.settings import UNSET, Unset
 
 __all__ = [
+    "UNSET",
     "AlreadyExistsError",
     "BatchOwner",
     "BatchPage",
     "GroupBy",
     "InvalidNameError",
+    "InvalidSettingError",
     "KeyRow",
     "NewKey",
     "OrgRow",
     "Store",
     "StoreError",
+    "Unset",
     "UsageReportRow",
     "UserRow",
     "current_revision",
@@ -50,6 +55,8 @@ __all__ = [
 
 _HOME = {
     "Store": "claudegate.store._store",
+    "UNSET": "claudegate.store.settings",
+    "Unset": "claudegate.store.settings",
     "current_revision": "claudegate.store.migrate",
     "head_revision": "claudegate.store.migrate",
     "upgrade_database": "claudegate.store.migrate",

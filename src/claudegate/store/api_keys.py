@@ -1,23 +1,27 @@
-"""Gateway keys: created here (plaintext returned once), stored as hashes, looked up by hash, revoked."""
+"""Gateway keys: created here (plaintext returned once), stored as hashes, looked up by hash with their
+tenant settings, revoked."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from claudegate.keys import (
+    UNLIMITED_TENANT,
     Identity,
     KeyStoreUnavailableError,
     StoredKey,
+    TenantSettings,
     display_prefix,
     generate_key,
     hash_key,
 )
-from claudegate.store.rows import KeyRow, NewKey, StoreError
+from claudegate.store.rows import KeyRow, NewKey, StoreError, possible_id
+from claudegate.store.settings import UNSET, Unset, checked_changes, limit_set
 from claudegate.store.tables import ApiKey, Organization, User
 
 __all__ = ["KeyRepository"]
@@ -38,15 +42,79 @@ _KEY_ROWS = (
         ApiKey.created_at,
         ApiKey.revoked_at,
         ApiKey.last_used_at,
+        ApiKey.requests_per_minute,
+        ApiKey.tokens_per_minute,
+        ApiKey.max_concurrency,
+        ApiKey.deadline_ms,
+        ApiKey.priority,
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .outerjoin(User, User.id == ApiKey.user_id)
 )
 
+# What find_active_key reads, in one query on the hash index: the key, its owners and all their settings.
+_ACTIVE_KEY = (
+    select(
+        ApiKey.key_hash,
+        ApiKey.org_id,
+        Organization.name,
+        ApiKey.user_id,
+        User.name,
+        ApiKey.id,
+        ApiKey.name,
+        ApiKey.requests_per_minute,
+        ApiKey.tokens_per_minute,
+        ApiKey.max_concurrency,
+        ApiKey.deadline_ms,
+        ApiKey.priority,
+        User.requests_per_minute,
+        User.tokens_per_minute,
+        User.max_concurrency,
+        User.weight,
+        Organization.requests_per_minute,
+        Organization.tokens_per_minute,
+        Organization.max_concurrency,
+        Organization.weight,
+    )
+    .join(Organization, Organization.id == ApiKey.org_id)
+    .outerjoin(User, User.id == ApiKey.user_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
 
 def _key_row(row: Any) -> KeyRow:
-    """A row of _KEY_ROWS (typed Any: SQLAlchemy's row typing stops short of ten columns)."""
-    return KeyRow(*row)
+    """A row of _KEY_ROWS (typed Any: SQLAlchemy's row typing stops short of this many columns)."""
+    return KeyRow(
+        id=row[0],
+        org_id=row[1],
+        org_name=row[2],
+        user_id=row[3],
+        user_name=row[4],
+        name=row[5],
+        prefix=row[6],
+        created_at=row[7],
+        revoked_at=row[8],
+        last_used_at=row[9],
+        limits=limit_set(row[10], row[11], row[12]),
+        deadline_ms=row[13],
+        priority=row[14],
+    )
+
+
+def _tenant_settings(row: Any) -> TenantSettings:
+    """The settings in a row of _ACTIVE_KEY (from column 7 on); the shared default when none is set."""
+    values = row[7:]
+    if all(value is None for value in values):
+        return UNLIMITED_TENANT
+    return TenantSettings(
+        key=limit_set(values[0], values[1], values[2]),
+        user=limit_set(values[5], values[6], values[7]),
+        org=limit_set(values[9], values[10], values[11]),
+        deadline_ms=values[3],
+        priority=0 if values[4] is None else values[4],
+        org_weight=1.0 if values[12] is None else values[12],
+        user_weight=1.0 if values[8] is None else values[8],
+    )
 
 
 def check_key_name(name: str) -> str:
@@ -63,12 +131,36 @@ class KeyRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create_key(self, *, org_id: int, user_id: int | None = None, name: str = "default") -> NewKey:
+    async def create_key(
+        self,
+        *,
+        org_id: int,
+        user_id: int | None = None,
+        name: str = "default",
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        max_concurrency: int | None = None,
+        deadline_ms: int | None = None,
+        priority: int | None = None,
+    ) -> NewKey:
         """A new key for an organisation (and optionally one of its users). The plaintext is in the result
-        and nowhere else: only its hash and display prefix are stored."""
+        and nowhere else: only its hash and display prefix are stored.
+
+        The settings are as in :meth:`update_key_settings`; InvalidSettingError for one it cannot take.
+        """
         check_key_name(name)
+        settings = checked_changes(
+            {
+                "requests_per_minute": requests_per_minute,
+                "tokens_per_minute": tokens_per_minute,
+                "max_concurrency": max_concurrency,
+                "deadline_ms": deadline_ms,
+                "priority": priority,
+            }
+        )
         key = generate_key()
         values = {
+            **settings,
             "org_id": org_id,
             "user_id": user_id,
             "name": name,
@@ -82,34 +174,29 @@ class KeyRepository:
         return NewKey(key=key, row=_key_row(row))
 
     async def find_active_key(self, key_hash: str) -> StoredKey | None:
-        """The active key with this hash and who owns it; KeyStoreUnavailableError if the database is down."""
-        stmt = (
-            select(
-                ApiKey.key_hash,
-                ApiKey.org_id,
-                Organization.name,
-                ApiKey.user_id,
-                User.name,
-                ApiKey.id,
-                ApiKey.name,
-            )
-            .join(Organization, Organization.id == ApiKey.org_id)
-            .outerjoin(User, User.id == ApiKey.user_id)
-            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-        )
+        """The active key with this hash, who owns it and the settings that apply to it (one query);
+        KeyStoreUnavailableError if the database is down."""
         try:
             async with self._engine.connect() as conn:
-                row = (await conn.execute(stmt)).first()
+                row = (await conn.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
         except (SQLAlchemyError, OSError) as exc:
             raise KeyStoreUnavailableError(type(exc).__name__) from exc
         if row is None:
             return None
         identity = Identity(
-            org_id=row[1], org_name=row[2], user_id=row[3], user_name=row[4], key_id=row[5], key_name=row[6]
+            org_id=row[1],
+            org_name=row[2],
+            user_id=row[3],
+            user_name=row[4],
+            key_id=row[5],
+            key_name=row[6],
+            settings=_tenant_settings(row),
         )
         return StoredKey(key_hash=row[0], identity=identity)
 
     async def get_key(self, key_id: int) -> KeyRow | None:
+        if not possible_id(key_id):
+            return None
         async with self._engine.connect() as conn:
             row = (await conn.execute(_KEY_ROWS.where(ApiKey.id == key_id))).first()
         return _key_row(row) if row else None
@@ -127,6 +214,8 @@ class KeyRepository:
 
         Other gateway processes notice within their key cache TTL; call KeyResolver.forget_key in this one.
         """
+        if not possible_id(key_id):
+            return None
         stmt = (
             update(ApiKey)
             .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
@@ -134,5 +223,40 @@ class KeyRepository:
         )
         async with self._engine.begin() as conn:
             await conn.execute(stmt)
+            row = (await conn.execute(_KEY_ROWS.where(ApiKey.id == key_id))).first()
+        return _key_row(row) if row else None
+
+    async def update_key_settings(
+        self,
+        key_id: int,
+        *,
+        requests_per_minute: int | Unset | None = UNSET,
+        tokens_per_minute: int | Unset | None = UNSET,
+        max_concurrency: int | Unset | None = UNSET,
+        deadline_ms: int | Unset | None = UNSET,
+        priority: int | Unset | None = UNSET,
+    ) -> KeyRow | None:
+        """Change a key's settings: only those given, None clearing one (no limit, no default deadline,
+        priority 0). Limits and the deadline are positive whole numbers; the priority any whole number
+        (higher first).
+
+        Returns the key as it now is, or None if there is no such key. Raises InvalidSettingError, before
+        changing anything, for a value a setting cannot take. Running gateways apply the change within
+        key_cache_ttl_s; call KeyResolver.forget_key in this one to apply it at once.
+        """
+        changes = checked_changes(
+            {
+                "requests_per_minute": requests_per_minute,
+                "tokens_per_minute": tokens_per_minute,
+                "max_concurrency": max_concurrency,
+                "deadline_ms": deadline_ms,
+                "priority": priority,
+            }
+        )
+        if not possible_id(key_id):
+            return None
+        async with self._engine.begin() as conn:
+            if changes:
+                await conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(changes))
             row = (await conn.execute(_KEY_ROWS.where(ApiKey.id == key_id))).first()
         return _key_row(row) if row else None

@@ -7,9 +7,19 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from claudegate.keys import LimitSet
 from claudegate.store.rows import KeyRow, NewKey, OrgRow, UsageReportRow, UserRow
 
-__all__ = ["iso", "key_json", "new_key_json", "org_json", "parse_since", "usage_json", "user_json"]
+__all__ = [
+    "iso",
+    "key_json",
+    "limits_json",
+    "new_key_json",
+    "org_json",
+    "parse_since",
+    "usage_json",
+    "user_json",
+]
 
 _RELATIVE = re.compile(r"(\d+)([dh])")
 
@@ -43,16 +53,40 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def limits_json(limits: LimitSet) -> dict[str, Any]:
+    """A level's limits as flat fields, null meaning no limit (the names the admin API's PATCH takes)."""
+    return {
+        "requests_per_minute": limits.requests_per_minute,
+        "tokens_per_minute": limits.tokens_per_minute,
+        "max_concurrency": limits.max_concurrency,
+    }
+
+
 def org_json(org: OrgRow) -> dict[str, Any]:
-    return {"id": org.id, "name": org.name, "created_at": iso(org.created_at)}
+    """An organisation with its settings as stored (a null weight counts as 1)."""
+    return {
+        "id": org.id,
+        "name": org.name,
+        "created_at": iso(org.created_at),
+        **limits_json(org.limits),
+        "weight": org.weight,
+    }
 
 
 def user_json(user: UserRow, org_name: str) -> dict[str, Any]:
-    return {"id": user.id, "org": org_name, "name": user.name, "created_at": iso(user.created_at)}
+    """A user with its settings as stored (a null weight counts as 1)."""
+    return {
+        "id": user.id,
+        "org": org_name,
+        "name": user.name,
+        "created_at": iso(user.created_at),
+        **limits_json(user.limits),
+        "weight": user.weight,
+    }
 
 
 def key_json(key: KeyRow) -> dict[str, Any]:
-    """A key as listed: its prefix, never the key."""
+    """A key as listed: its prefix, never the key; and its settings as stored (null priority counts as 0)."""
     return {
         "id": key.id,
         "org": key.org_name,
@@ -63,6 +97,9 @@ def key_json(key: KeyRow) -> dict[str, Any]:
         "created_at": iso(key.created_at),
         "revoked_at": iso(key.revoked_at),
         "last_used_at": iso(key.last_used_at),
+        **limits_json(key.limits),
+        "deadline_ms": key.deadline_ms,
+        "priority": key.priority,
     }
 
 

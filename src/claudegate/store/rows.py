@@ -9,12 +9,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
+from claudegate.keys import LimitSet
+
 __all__ = [
     "AlreadyExistsError",
     "BatchOwner",
     "BatchPage",
     "GroupBy",
     "InvalidNameError",
+    "InvalidSettingError",
     "KeyRow",
     "NewKey",
     "OrgRow",
@@ -22,9 +25,11 @@ __all__ = [
     "UsageReportRow",
     "UserRow",
     "check_name",
+    "possible_id",
 ]
 
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+_MAX_ID: Final = 2_147_483_647  # ids are 32-bit integers
 
 
 class StoreError(Exception):
@@ -39,6 +44,16 @@ class InvalidNameError(StoreError, ValueError):
     pass
 
 
+class InvalidSettingError(StoreError, ValueError):
+    """A tenant setting with a value it cannot take. ``setting`` names it; ``problem`` says what is wrong, so
+    a front end can name the setting its own way (``--rpm`` on the command line)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
 def check_name(kind: str, name: str) -> str:
     """Organisation and user names appear in URLs and tables: keep them to a URL-safe slug."""
     if not _NAME_RE.fullmatch(name):
@@ -47,6 +62,12 @@ def check_name(kind: str, name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def possible_id(row_id: int) -> bool:
+    """Whether a row could have this id. PostgreSQL refuses to compare a 32-bit id column with a larger
+    number (an error, not "no such row"), so callers answer None for these without asking."""
+    return 1 <= row_id <= _MAX_ID
 
 
 class GroupBy(StrEnum):
@@ -60,17 +81,25 @@ class GroupBy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OrgRow:
+    """An organisation with its settings as stored (None: no limit; a weight of None counts as 1)."""
+
     id: int
     name: str
     created_at: datetime
+    limits: LimitSet
+    weight: float | None
 
 
 @dataclass(frozen=True, slots=True)
 class UserRow:
+    """A user with its settings as stored (None: no limit; a weight of None counts as 1)."""
+
     id: int
     org_id: int
     name: str
     created_at: datetime
+    limits: LimitSet
+    weight: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +116,9 @@ class KeyRow:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    limits: LimitSet
+    deadline_ms: int | None  # the default deadline of calls made with the key; None: none
+    priority: int | None  # higher first; None counts as 0
 
     @property
     def active(self) -> bool:

@@ -1,0 +1,77 @@
+"""The end of every call: one usage record and its metrics, whatever happened to it."""
+
+from __future__ import annotations
+
+import time
+
+from claudegate.accounting.metrics import GatewayMetrics
+from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.accounting.usage import UsageRecord, UsageWriter
+from claudegate.pipeline.relay import ReplyResult
+from claudegate.pipeline.request import CallRequest
+
+__all__ = ["Accountant"]
+
+
+class Accountant:
+    __slots__ = ("_metrics", "_prices", "_writer")
+
+    def __init__(self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics) -> None:
+        self._writer = writer
+        self._prices = prices
+        self._metrics = metrics
+
+    def record(self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int) -> None:
+        usage = result.usage
+        identity = call.identity
+        model = result.model or call.model
+        finished = time.perf_counter()
+        status = result.status or 502
+        tokens = UsageTokens(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+            cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+        )
+        cost = self._prices.cost(model, tokens, batch=False) if model else None
+        if result.error_type is None and status >= 400:
+            result.error_type = "api_error"
+        ttft = (result.first_token_at - call.started) if result.first_token_at else None
+        self._writer.submit(
+            UsageRecord(
+                request_id=call.request_id,
+                model=model,
+                status=status,
+                upstream_request_id=result.upstream_request_id,
+                org_id=identity.org_id,
+                user_id=identity.user_id,
+                key_id=identity.key_id,
+                upstream=upstream,
+                error_type=result.error_type,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+                cost_usd=cost,
+                latency_ms=(finished - call.started) * 1000,
+                ttft_ms=ttft * 1000 if ttft is not None else None,
+                streamed=result.streamed,
+                attempts=attempts,
+            )
+        )
+        self._metrics.observe(
+            status=status,
+            model=model or "unknown",
+            org=identity.org_name,
+            streamed=result.streamed,
+            seconds=finished - call.started,
+            ttft_seconds=ttft,
+            tokens=tokens,
+            cost=cost,
+            upstream=upstream or "none",
+            upstream_error=result.error_type
+            if status >= 500 or result.error_type == "incomplete_stream"
+            else None,
+        )

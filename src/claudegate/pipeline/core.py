@@ -1,0 +1,311 @@
+"""The pipeline: tenant limits → admission → dispatch with retries and failover → relay → accounting.
+
+Every admitted call ends in exactly one reply to its sink and one usage record, through upstream faults,
+retries, client disconnects and shutdown. Retries happen only before any byte of the reply has reached
+the caller, only while the deadline allows, and each retry goes back through the limiter, so retrying
+never provokes the 429s it is recovering from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError, OverloadedError, RateLimitError
+from claudegate.flow.admission import AdmissionQueue, Ticket
+from claudegate.flow.estimator import TokenEstimator
+from claudegate.flow.limits import Lanes
+from claudegate.flow.retry import RetryPolicy, retry_after_seconds, should_retry_status
+from claudegate.pipeline.accounting import Accountant
+from claudegate.pipeline.relay import (
+    ClientGone,
+    ReplyResult,
+    UpstreamDropped,
+    forwarded_headers,
+    open_reply,
+    relay,
+)
+from claudegate.pipeline.request import CallRequest
+from claudegate.pipeline.sink import ResponseSink
+from claudegate.pipeline.tenants import TenantGate
+from claudegate.upstream.pool import PoolMember, UpstreamPool
+from claudegate.wire.models import ModelCatalog
+
+__all__ = ["Pipeline"]
+
+logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499  # the status usage records use for a call its client abandoned (nginx's convention)
+_UNKNOWN_CLASS = "unknown"
+
+
+@dataclass(slots=True)
+class _Failure:
+    """A failed attempt that may be retried: an error reply not yet relayed, or an unreachable upstream."""
+
+    error: ClaudegateError | None = None
+    response: aiohttp.ClientResponse | None = None
+    body: bytes = b""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        pool: UpstreamPool,
+        lanes: Lanes,
+        session: aiohttp.ClientSession,
+        tenants: TenantGate,
+        estimator: TokenEstimator,
+        accountant: Accountant,
+        catalog: ModelCatalog,
+        retry: RetryPolicy,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pool = pool
+        self.lanes = lanes
+        self._session = session
+        self._tenants = tenants
+        self._estimator = estimator
+        self._accountant = accountant
+        self._catalog = catalog
+        self._retry = retry
+        self._rng = rng or random.Random()
+        self._queues: dict[tuple[str, str], AdmissionQueue] = {}
+
+    def queue(self, member: PoolMember, rate_class: str) -> AdmissionQueue:
+        key = (member.name, rate_class)
+        queue = self._queues.get(key)
+        if queue is None:
+            lane = self.lanes.get(member.name, rate_class, tier=member.tier, limits=member.limits)
+            queue = AdmissionQueue(lane, self.lanes.state, max_concurrency=member.max_concurrency)
+            self._queues[key] = queue
+        return queue
+
+    async def run(self, call: CallRequest, sink: ResponseSink) -> ReplyResult:
+        """Run one call to its end. ClaudegateError means nothing was sent to the sink: the front door
+        answers it; every other outcome has been written to the sink already."""
+        result = ReplyResult()
+        attempts = 0
+        upstream: str | None = None
+        try:
+            model = call.model or ""
+            info = self._catalog.resolve(model)
+            rate_class = info.rate_class if info is not None else _UNKNOWN_CLASS
+            estimated_in = self._estimator.input_tokens(model, len(call.body))
+            estimated_out = self._estimator.output_tokens(model, call.max_tokens)
+            async with self._tenants.hold(
+                call.identity, estimated_in + estimated_out, call.deadline
+            ) as taken:
+                attempts, upstream = await self._dispatch(
+                    call,
+                    sink,
+                    result,
+                    rate_class=rate_class,
+                    estimated_in=estimated_in,
+                    estimated_out=estimated_out,
+                )
+                await self._tenants.settle(
+                    taken,
+                    result.usage.input_tokens
+                    + result.usage.output_tokens
+                    + result.usage.cache_creation_input_tokens,
+                )
+        except ClaudegateError as error:
+            result.status, result.error_type = error.status, error.error_type
+            raise
+        except ClientGone:
+            result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
+        except UpstreamDropped as error:
+            logger.warning(
+                "upstream %s cut a reply short (%s); cutting the client's connection too (request %s)",
+                upstream,
+                error,
+                call.request_id,
+            )
+            raise
+        finally:
+            self._accountant.record(call, result, upstream=upstream, attempts=max(1, attempts))
+        return result
+
+    def record_refusal(self, call: CallRequest, error: ClaudegateError | None) -> None:
+        """The usage record of an authenticated call refused before the pipeline ran (bad input), or of one
+        whose client left while still sending it (``error`` None)."""
+        result = ReplyResult()
+        if error is None:
+            result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
+        else:
+            result.status, result.error_type = error.status, error.error_type
+        self._accountant.record(call, result, upstream=None, attempts=1)
+
+    async def _dispatch(
+        self,
+        call: CallRequest,
+        sink: ResponseSink,
+        result: ReplyResult,
+        *,
+        rate_class: str,
+        estimated_in: int,
+        estimated_out: int,
+    ) -> tuple[int, str | None]:
+        attempts = 0
+        while True:
+            member, queue = await self._admit(call, rate_class, estimated_in, estimated_out)
+            attempts += 1
+            failure = await self._attempt(
+                call,
+                sink,
+                result,
+                member=member,
+                queue=queue,
+                estimated_in=estimated_in,
+                estimated_out=estimated_out,
+            )
+            if failure is None:
+                return attempts, member.name
+            headers = failure.response.headers if failure.response is not None else {}
+            delay = self._retry.delay(attempts - 1, headers, self._rng.random())
+            now = time.monotonic()
+            if not self._retry.may_retry(attempts, delay, now, call.deadline - queue.first_token_seconds):
+                break
+            if failure.response is not None:
+                failure.response.release()
+            if await _client_left_during(sink, delay):
+                raise ClientGone
+        # Out of attempts or of time: the last failure is the answer.
+        if failure.response is not None:
+            try:
+                await relay(failure.response, sink, result, body=failure.body)
+            finally:
+                failure.response.release()
+            return attempts, member.name
+        assert failure.error is not None
+        raise failure.error
+
+    async def _admit(
+        self, call: CallRequest, rate_class: str, estimated_in: int, estimated_out: int
+    ) -> tuple[PoolMember, AdmissionQueue]:
+        """A place in the queue of the first upstream that can start the call before its deadline."""
+        candidates = self.pool.candidates(call.sticky_key)
+        last_resort = not candidates
+        if last_resort:
+            candidates = self.pool.last_resort()
+        identity = call.identity
+        settings = identity.settings
+        refusals: list[RateLimitError] = []
+        for member in candidates:
+            queue = self.queue(member, rate_class)
+            ticket = Ticket(
+                org=str(identity.org_id),
+                user=str(identity.user_id if identity.user_id is not None else f"key:{identity.key_id}"),
+                input_tokens=estimated_in,
+                output_tokens=estimated_out,
+                deadline=call.deadline,
+                priority=call.priority,
+                org_weight=settings.org_weight,
+                user_weight=settings.user_weight,
+                on_queued=call.on_queued,
+            )
+            try:
+                await queue.admit(ticket)
+            except RateLimitError as refusal:
+                refusals.append(refusal)
+                continue
+            if last_resort or member.breaker.allow(time.monotonic()):
+                return member, queue
+            # A half-open breaker whose probe is already out: give the place back and try the next upstream.
+            queue.finished(0.0, None)
+            await self.lanes.refund(queue.lane, estimated_in, estimated_out)
+        if refusals:
+            raise min(refusals, key=lambda refusal: refusal.retry_after)
+        raise OverloadedError("claudegate: every upstream is failing; retry shortly")
+
+    async def _attempt(
+        self,
+        call: CallRequest,
+        sink: ResponseSink,
+        result: ReplyResult,
+        *,
+        member: PoolMember,
+        queue: AdmissionQueue,
+        estimated_in: int,
+        estimated_out: int,
+    ) -> _Failure | None:
+        """One try on one upstream. Returns a failure worth retrying, or None once the reply is relayed."""
+        upstream = member.upstream
+        member.in_flight += 1
+        began = time.perf_counter()
+        first_byte: float | None = None
+        response: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                response = await open_reply(
+                    self._session,
+                    upstream,
+                    path_and_query=call.path_and_query,
+                    headers=forwarded_headers(call.headers, upstream),
+                    body=call.body,
+                    sink=sink,
+                )
+            except (ApiError, GatewayTimeoutError) as error:
+                member.breaker.record_failure(time.monotonic())
+                await self.lanes.refund(queue.lane, estimated_in, estimated_out)
+                return _Failure(error=error)
+            first_byte = time.perf_counter() - began
+            await self.lanes.correct(queue.lane, response.headers)
+            status = response.status
+            if status >= 400 and should_retry_status(status, response.headers):
+                body = await response.read()
+                await self.lanes.refund(queue.lane, estimated_in, estimated_out)
+                if status == 429:
+                    queue.pause(retry_after_seconds(response.headers) or 1.0)
+                else:
+                    member.breaker.record_failure(time.monotonic())
+                failure = _Failure(response=response, body=body)
+                response = None  # released by whoever relays or drops the failure
+                return failure
+            try:
+                await relay(response, sink, result)
+            finally:
+                await self._settle(call, result, queue, estimated_in, estimated_out)
+                if status < 500:
+                    member.breaker.record_success()
+                else:
+                    member.breaker.record_failure(time.monotonic())
+            return None
+        finally:
+            member.in_flight -= 1
+            if response is not None:
+                response.release()
+            queue.finished(time.perf_counter() - began, first_byte)
+
+    async def _settle(
+        self,
+        call: CallRequest,
+        result: ReplyResult,
+        queue: AdmissionQueue,
+        estimated_in: int,
+        estimated_out: int,
+    ) -> None:
+        """Replace the estimates with what the reply reported, and learn from them."""
+        usage = result.usage
+        charged_in = usage.input_tokens + usage.cache_creation_input_tokens
+        if result.status >= 400 and not result.streamed:
+            charged_in = 0  # an error reply consumed no tokens
+        await self.lanes.settle(queue.lane, charged_in - estimated_in, usage.output_tokens - estimated_out)
+        if result.status < 400 and call.model:
+            self._estimator.observe(call.model, len(call.body), charged_in, usage.output_tokens)
+
+
+async def _client_left_during(sink: ResponseSink, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if the client leaves; say whether it left."""
+    try:
+        await asyncio.wait_for(sink.gone.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

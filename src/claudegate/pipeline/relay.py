@@ -1,0 +1,216 @@
+"""Sending a call upstream and relaying the reply byte for byte to a sink while metering it.
+
+The client's key is swapped for the upstream's; every other end-to-end header (``anthropic-version``,
+``anthropic-beta``, the SDK's ``x-stainless-*``) and the query string travel unchanged. Replies come back
+with the upstream's status, headers (``request-id``, ``anthropic-ratelimit-*``) and bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from multidict import CIMultiDict
+
+from claudegate.errors import ApiError, GatewayTimeoutError
+from claudegate.pipeline.sink import RawHeaders, ResponseSink
+from claudegate.upstream.target import Upstream
+from claudegate.wire.usage_tap import Usage, UsageTap, usage_from_message
+
+__all__ = [
+    "ClientGone",
+    "ReplyResult",
+    "UpstreamDropped",
+    "forwarded_headers",
+    "open_reply",
+    "relay",
+    "reply_headers",
+]
+
+# Request headers that are the gateway's own business or describe only this hop.
+_DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"x-api-key",
+        b"authorization",
+        b"accept-encoding",
+        b"expect",
+    }
+)
+# Response headers that describe only the upstream hop.
+_DROP_RESPONSE = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server", b"date", b"trailer"}
+)
+
+
+class UpstreamDropped(Exception):  # noqa: N818 - names an event
+    """The upstream cut a reply after bytes of it reached the client: the client's connection is cut too."""
+
+
+class ClientGone(Exception):  # noqa: N818 - names an event
+    """The client disconnected before its reply was complete."""
+
+
+def forwarded_headers(raw: RawHeaders, upstream: Upstream) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in raw:
+        if name not in _DROP_REQUEST and not name.startswith(b"x-claudegate-"):
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+    headers["x-api-key"] = upstream.api_key
+    headers["accept-encoding"] = "identity"  # the gateway reads usage from replies; keep them plain
+    return headers
+
+
+@dataclass(slots=True)
+class ReplyResult:
+    """What a reply said about itself, filled in as it passes (so a reply cut short is still accounted)."""
+
+    status: int = 0
+    streamed: bool = False
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    error_type: str | None = None
+    upstream_request_id: str | None = None
+    first_byte_at: float | None = None
+    first_token_at: float | None = None
+    client_gone: bool = False
+
+
+async def open_reply(
+    session: aiohttp.ClientSession,
+    upstream: Upstream,
+    *,
+    method: str = "POST",
+    path_and_query: str,
+    headers: CIMultiDict[str],
+    body: bytes | None,
+    sink: ResponseSink,
+) -> aiohttp.ClientResponse:
+    """Send the call and wait for the reply's status and headers.
+
+    Raises ApiError/GatewayTimeoutError when the upstream cannot be reached (nothing has reached the
+    client, so the caller may retry), and ClientGone when the client leaves first: the pending upstream
+    call is then abandoned at once, so a non-streamed reply stops being generated for nobody.
+    """
+    pending = asyncio.get_running_loop().create_task(
+        session.request(
+            method, upstream.base_url + path_and_query, headers=headers, data=body, allow_redirects=False
+        )
+    )
+
+    def abandon() -> None:
+        pending.cancel()
+
+    sink.on_gone(abandon)
+    try:
+        response = await pending
+    except asyncio.CancelledError:
+        if sink.gone.is_set() and pending.cancelled() and not _cancelling():
+            raise ClientGone from None
+        raise
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+        raise ApiError(f"The upstream {upstream.name} could not be reached: {type(error).__name__}") from None
+    except TimeoutError:
+        raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
+    if sink.gone.is_set():  # the client left just as the reply began
+        response.close()
+        raise ClientGone
+    sink.on_gone(response.close)
+    return response
+
+
+def reply_headers(response: aiohttp.ClientResponse) -> RawHeaders:
+    return [(k, v) for k, v in response.raw_headers if k.lower() not in _DROP_RESPONSE]
+
+
+async def relay(
+    response: aiohttp.ClientResponse,
+    sink: ResponseSink,
+    result: ReplyResult,
+    *,
+    rewrite: Callable[[int, bytes], Awaitable[bytes]] | None = None,
+    body: bytes | None = None,
+) -> None:
+    """Pass the reply to the sink unchanged (``rewrite`` may edit a JSON body; ``body`` is a JSON body
+    already read, e.g. an error that was considered for a retry)."""
+    result.status = response.status
+    headers = reply_headers(response)
+    result.upstream_request_id = response.headers.get("request-id")
+    result.streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+
+    if not result.streamed:
+        if body is None:
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError):
+                if sink.gone.is_set():
+                    result.client_gone = True
+                    raise ClientGone from None
+                raise ApiError("The upstream closed the connection before its reply was complete") from None
+        result.first_byte_at = time.perf_counter()
+        result.usage, result.model, result.error_type = usage_from_message(body)
+        if rewrite is not None:
+            body = await rewrite(response.status, body)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await sink.start(response.status, headers)
+        await sink.send(body, more=False)
+        return
+
+    tap = UsageTap()
+    await sink.start(response.status, headers)
+    result.first_byte_at = time.perf_counter()
+    try:
+        async for chunk in response.content.iter_any():
+            tap.feed(chunk)
+            if result.first_token_at is None and tap.first_content:
+                result.first_token_at = time.perf_counter()
+            await sink.send(chunk, more=True)
+    except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as error:
+        _settle(result, tap)
+        if sink.gone.is_set():
+            _client_left(result, tap)
+            return
+        result.error_type = result.error_type or "api_error"
+        raise UpstreamDropped(str(error)) from None
+    _settle(result, tap)
+    if sink.gone.is_set():
+        _client_left(result, tap)
+        return
+    with contextlib.suppress(OSError):
+        await sink.send(b"", more=False)
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (as opposed to a task it waits on)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _client_left(result: ReplyResult, tap: UsageTap) -> None:
+    """The client hung up during a stream. If the upstream's reply had already ended (``message_stop``, or an
+    ``error`` event, after which clients such as the SDK close at once), the call is what the upstream made
+    it; otherwise the client cut it short (ClientGone)."""
+    result.client_gone = True
+    if not tap.completed and tap.error_type is None:
+        raise ClientGone
+
+
+def _settle(result: ReplyResult, tap: UsageTap) -> None:
+    result.usage = tap.finish()
+    result.model = tap.model
+    result.error_type = tap.error_type
+    if not tap.completed and result.error_type is None:
+        result.error_type = "incomplete_stream"

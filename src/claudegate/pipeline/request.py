@@ -1,0 +1,28 @@
+"""The call object every front door builds and the pipeline runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from claudegate.keys import Identity
+from claudegate.pipeline.sink import RawHeaders
+
+__all__ = ["CallRequest"]
+
+
+@dataclass(slots=True)
+class CallRequest:
+    identity: Identity
+    request_id: str
+    body: bytes  # the request body exactly as the client sent it: it is forwarded unchanged
+    model: str | None
+    max_tokens: int
+    deadline: float  # on time.monotonic(): the latest acceptable start of the reply
+    headers: RawHeaders = field(default_factory=list)  # the client's headers, forwarded end to end
+    path_and_query: str = "/v1/messages"
+    priority: int = 0
+    sticky_key: str | None = None
+    on_queued: Callable[[int, float], None] | None = None  # (position, predicted wait) when it must wait
+    started: float = field(default_factory=time.perf_counter)

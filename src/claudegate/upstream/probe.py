@@ -1,0 +1,69 @@
+"""Health probes for upstreams whose circuit breaker is open.
+
+An open breaker keeps traffic away; once its open period is over, a cheap authenticated request
+(``GET /v1/models?limit=1``) decides whether the upstream is back, so the first real call after an outage
+does not have to be the probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiohttp
+
+from claudegate.flow.breaker import BreakerState
+from claudegate.upstream.pool import PoolMember, UpstreamPool
+
+__all__ = ["BreakerProber"]
+
+logger = logging.getLogger(__name__)
+
+_INTERVAL_S = 1.0
+_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+class BreakerProber:
+    def __init__(self, pool: UpstreamPool, session: aiohttp.ClientSession) -> None:
+        self._pool = pool
+        self._session = session
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if len(self._pool.members) > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(_INTERVAL_S)
+            now = time.monotonic()
+            for member in self._pool.members:
+                if member.breaker.state(now) is BreakerState.HALF_OPEN and member.breaker.allow(now):
+                    await self.probe(member)
+
+    async def probe(self, member: PoolMember) -> bool:
+        upstream = member.upstream
+        try:
+            async with self._session.get(
+                upstream.base_url + "/v1/models?limit=1",
+                headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
+                timeout=_TIMEOUT,
+            ) as response:
+                await response.read()
+                healthy = response.status < 500
+        except (aiohttp.ClientError, TimeoutError):
+            healthy = False
+        if healthy:
+            member.breaker.record_success()
+            logger.info("upstream %s answered its health probe: back in use", upstream.name)
+        else:
+            member.breaker.record_failure(time.monotonic())
+        return healthy
