@@ -86,6 +86,8 @@ class Phase:
     gateway_cpu_ms_per_call: float | None
     simulator_cpu_ms_per_call: float
     client_cpu_ms_per_call: float
+    others_cores: float  # CPU other processes used during the calls, in cores (noise on a shared machine)
+    others_on_gateway_core: float | None  # the share of the gateway's core they took (split layout)
     errors: int
 
 
@@ -212,6 +214,21 @@ async def drive(
     return latencies, ttfbs, errors, clock() - began
 
 
+def busy_ticks() -> dict[str, int]:
+    """Busy clock ticks of the machine ("cpu") and of each core: user, nice, system and steal time.
+
+    Interrupt time is left out: loopback networking is partly counted there rather than to the processes
+    that caused it, and it would look like someone else's load."""
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu"):
+            break
+        name, *values = line.split()
+        user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(v) for v in values[:8])
+        busy[name] = user + nice + system + steal
+    return busy
+
+
 def client_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -267,13 +284,22 @@ class Run:
             self.simulator.cpu_ticks(),
             client_cpu_s(),
         )
+        busy_before = busy_ticks()
         latencies, ttfbs, errors, wall = await drive(
             session, url, headers, body, stream=stream, calls=calls, concurrency=concurrency
         )
-        client_after = client_cpu_s()
+        client_after, busy_after = client_cpu_s(), busy_ticks()
+        gateway_during, simulator_during = self.gateway.cpu_ticks(), self.simulator.cpu_ticks()
         await asyncio.sleep(FLUSH_WAIT_S)  # and this phase's records before it closes
         gateway_ms = (self.gateway.cpu_ticks() - gateway_before) * 1000 / CLK_TCK / calls
         simulator_ms = (self.simulator.cpu_ticks() - simulator_before) * 1000 / CLK_TCK / calls
+        ours = (gateway_during - gateway_before + simulator_during - simulator_before) / CLK_TCK
+        ours += client_after - client_before
+        others = max(0.0, ((busy_after["cpu"] - busy_before["cpu"]) / CLK_TCK - ours) / wall)
+        on_gateway_core = None
+        if self.args.layout == "split" and target == "gateway":
+            core = (busy_after["cpu0"] - busy_before["cpu0"] - (gateway_during - gateway_before)) / CLK_TCK
+            on_gateway_core = max(0.0, core / wall)
         return Phase(
             round=number,
             target=target,
@@ -288,6 +314,8 @@ class Run:
             gateway_cpu_ms_per_call=gateway_ms if target == "gateway" else None,
             simulator_cpu_ms_per_call=simulator_ms,
             client_cpu_ms_per_call=(client_after - client_before) * 1000 / calls,
+            others_cores=others,
+            others_on_gateway_core=on_gateway_core,
             errors=errors + warm_errors,
         )
 
@@ -318,7 +346,7 @@ async def run_rounds(run: Run, scenarios: list[Scenario]) -> dict[str, float]:
                     print(
                         f"  round {number} {scenario.name:<10} {target:<7} {phase.rps:7.0f}/s "
                         f"p50={phase.p50_ms:.3f}ms p99={phase.p99_ms:.3f}ms{ttfb}{cpu}"
-                        f" client-cpu={phase.client_cpu_ms_per_call:.3f}ms"
+                        f" client-cpu={phase.client_cpu_ms_per_call:.3f}ms others={phase.others_cores:.2f}"
                         + (f" ERRORS={phase.errors}" if phase.errors else ""),
                         file=sys.stderr,
                         flush=True,
@@ -546,6 +574,19 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             recorded = int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
     rows = summarise(run.phases, scenarios, memory)
     errors = sum(p.errors for p in run.phases)
+    on_core = [p.others_on_gateway_core for p in run.phases if p.others_on_gateway_core is not None]
+    noise = {
+        "others_cores_median": statistics.median(p.others_cores for p in run.phases),
+        "others_on_gateway_core_median": statistics.median(on_core) if on_core else None,
+        "lowest_gateway_cpu_ms_per_call": {
+            s.name: min(
+                p.gateway_cpu_ms_per_call
+                for p in run.phases
+                if p.scenario == s.name and p.gateway_cpu_ms_per_call is not None
+            )
+            for s in scenarios
+        },
+    }
     return {
         "date": time.strftime("%Y-%m-%d"),
         "cpus": os.cpu_count(),
@@ -555,6 +596,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "usage_records": {"expected": run.gateway_calls, "written": recorded},
         "errors": errors,
         "memory": memory,
+        "noise": noise,
         "rows": [asdict(r) for r in rows],
         "phases": [asdict(p) for p in run.phases],
         "table": table(rows),
@@ -597,6 +639,14 @@ def main() -> None:
         f"\nusage records written: {usage['written']} for {usage['expected']} gateway calls; "
         f"errors: {result['errors']}; gateway idle CPU {result['memory']['idle_cpu_ms_per_s']:.2f} ms/s; "
         f"threads {result['memory']['threads']:.0f}"
+    )
+    noise = result["noise"]
+    on_core = noise["others_on_gateway_core_median"]
+    print(
+        f"noise: other processes used a median {noise['others_cores_median']:.2f} cores during measured calls"
+        + (f" ({on_core:.0%} of the gateway's core)" if on_core is not None else "")
+        + "; lowest gateway CPU ms/call of any round: "
+        + ", ".join(f"{name} {value:.3f}" for name, value in noise["lowest_gateway_cpu_ms_per_call"].items())
     )
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -225,3 +225,12 @@ def strip_ids(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_ids(v) for v in value]
     return value
+
+
+@pytest.fixture(scope="session")
+async def flow_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The flow-control tests' database: one upgraded SQLite file for the session. What they test does not
+    depend on the database, so they do not run twice (test_accounting.py covers both databases)."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('flow') / 'claudegate.db'}"
+    await upgrade_database(url)
+    return url

@@ -90,3 +90,14 @@ async def test_two_redis_clients_share_one_bucket(redis_url: str) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_flags_lower_themselves_and_can_be_lowered(state: FlowState) -> None:
+    assert await state.tripped("breaker:x") == 0
+    await state.trip("breaker:x", 0.3)
+    assert 0.1 < await state.tripped("breaker:x") <= 0.3
+    await asyncio.sleep(0.35)
+    assert await state.tripped("breaker:x") == 0
+    await state.trip("breaker:y", 30)
+    await state.trip("breaker:y", 0)
+    assert await state.tripped("breaker:y") == 0

@@ -32,3 +32,19 @@ def test_half_open_admits_one_probe_whose_outcome_decides() -> None:
     breaker.record_success()
     assert breaker.state(now=10.6) is BreakerState.CLOSED
     assert breaker.allow(now=10.6)
+
+
+def test_a_breaker_opened_elsewhere_is_adopted_for_the_time_left() -> None:
+    breaker = CircuitBreaker(failure_threshold=5, open_seconds=30.0)
+    breaker.force_open(now=100.0, seconds=10.0)
+    assert not breaker.allow(now=105.0)
+    assert breaker.retry_in(now=105.0) == 5.0
+    assert breaker.state(now=110.0) is BreakerState.HALF_OPEN
+
+
+def test_only_transitions_are_reported() -> None:
+    breaker = CircuitBreaker(failure_threshold=2)
+    assert breaker.record_failure(now=0.0) is False
+    assert breaker.record_failure(now=0.0) is True  # this one opened it
+    assert breaker.record_success() is True  # and this one closed it
+    assert breaker.record_success() is False

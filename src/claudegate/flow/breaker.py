@@ -57,17 +57,30 @@ class CircuitBreaker:
             return True
         return False
 
-    def record_success(self) -> None:
+    def record_success(self) -> bool:
+        """Count a success; True when it closed an open or half-open breaker."""
+        reopened = self._state is not BreakerState.CLOSED
         self._state = BreakerState.CLOSED
         self._failures = 0
+        return reopened
 
-    def record_failure(self, now: float) -> None:
+    def record_failure(self, now: float) -> bool:
+        """Count a failure; True when it opened the breaker (so the news can be shared)."""
         if self.state(now) is BreakerState.HALF_OPEN:
             self._open(now)
-            return
+            return True
         self._failures += 1
         if self._failures >= self.failure_threshold:
             self._open(now)
+            return True
+        return False
+
+    def force_open(self, now: float, seconds: float) -> None:
+        """Open for ``seconds`` because another gateway process found the upstream failing."""
+        if self.state(now) is BreakerState.CLOSED:
+            self._state = BreakerState.OPEN
+            self._opened_at = now - max(0.0, self.open_seconds - seconds)
+            self._failures = 0
 
     def _open(self, now: float) -> None:
         self._state = BreakerState.OPEN

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from claudegate.flow.state import BucketSpec, FlowState
-from claudegate.simulator.tiers import Limits, limits_for
+from claudegate.wire.tiers import Limits, limits_for
 
 __all__ = ["LaneLimits", "Lanes", "parse_ratelimit_headers"]
 

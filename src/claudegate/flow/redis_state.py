@@ -171,5 +171,15 @@ class RedisState:
     async def release(self, key: str) -> None:
         await self._release(keys=[self._key("slots:" + key)])
 
+    async def trip(self, key: str, seconds: float) -> None:
+        if seconds <= 0:
+            await self._redis.delete(self._key("flag:" + key))
+        else:
+            await self._redis.set(self._key("flag:" + key), "1", px=max(1, round(seconds * 1000)))
+
+    async def tripped(self, key: str) -> float:
+        remaining_ms = await self._redis.pttl(self._key("flag:" + key))
+        return max(0.0, remaining_ms / 1000) if remaining_ms > 0 else 0.0
+
     async def close(self) -> None:
         await self._redis.aclose()

@@ -54,18 +54,28 @@ class FlowState(Protocol):
 
     async def release(self, key: str) -> None: ...
 
+    async def trip(self, key: str, seconds: float) -> None:
+        """Raise a flag that lowers itself after ``seconds`` (an open circuit breaker, shared); a new call
+        replaces the old time, so ``trip(key, 0)`` lowers it."""
+        ...
+
+    async def tripped(self, key: str) -> float:
+        """Seconds until the flag lowers itself; 0 when it is down."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class MemoryState:
     """In-process state; the clock is injected so tests move time instead of sleeping."""
 
-    __slots__ = ("_buckets", "_clock", "_slots")
+    __slots__ = ("_buckets", "_clock", "_flags", "_slots")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._slots: dict[str, int] = {}
+        self._flags: dict[str, float] = {}
 
     def _bucket(self, spec: BucketSpec, now: float) -> TokenBucket:
         bucket = self._buckets.get(spec.key)
@@ -117,6 +127,19 @@ class MemoryState:
             self._slots.pop(key, None)
         else:
             self._slots[key] = used - 1
+
+    async def trip(self, key: str, seconds: float) -> None:
+        self._flags[key] = self._clock() + seconds
+
+    async def tripped(self, key: str) -> float:
+        until = self._flags.get(key)
+        if until is None:
+            return 0.0
+        remaining = until - self._clock()
+        if remaining <= 0:
+            del self._flags[key]
+            return 0.0
+        return remaining
 
     async def close(self) -> None:
         return None

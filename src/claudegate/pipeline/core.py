@@ -33,7 +33,7 @@ from claudegate.pipeline.relay import (
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import ResponseSink
 from claudegate.pipeline.tenants import TenantGate
-from claudegate.upstream.pool import PoolMember, UpstreamPool
+from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.wire.models import ModelCatalog
 
 __all__ = ["Pipeline"]
@@ -253,7 +253,7 @@ class Pipeline:
                     sink=sink,
                 )
             except (ApiError, GatewayTimeoutError) as error:
-                member.breaker.record_failure(time.monotonic())
+                await self._failed(member)
                 await self.lanes.refund(queue.lane, estimated_in, estimated_out)
                 return _Failure(error=error)
             first_byte = time.perf_counter() - began
@@ -265,7 +265,7 @@ class Pipeline:
                 if status == 429:
                     queue.pause(retry_after_seconds(response.headers) or 1.0)
                 else:
-                    member.breaker.record_failure(time.monotonic())
+                    await self._failed(member)
                 failure = _Failure(response=response, body=body)
                 response = None  # released by whoever relays or drops the failure
                 return failure
@@ -274,15 +274,22 @@ class Pipeline:
             finally:
                 await self._settle(call, result, queue, estimated_in, estimated_out)
                 if status < 500:
-                    member.breaker.record_success()
+                    if member.breaker.record_success():
+                        await self.lanes.state.trip(breaker_flag(member.name), 0)
                 else:
-                    member.breaker.record_failure(time.monotonic())
+                    await self._failed(member)
             return None
         finally:
             member.in_flight -= 1
             if response is not None:
                 response.release()
             queue.finished(time.perf_counter() - began, first_byte)
+
+    async def _failed(self, member: PoolMember) -> None:
+        """Count a failure against the upstream; if that opens its breaker, tell the other processes."""
+        if member.breaker.record_failure(time.monotonic()):
+            logger.warning("upstream %s is failing: its circuit breaker is open", member.name)
+            await self.lanes.state.trip(breaker_flag(member.name), member.breaker.open_seconds)
 
     async def _settle(
         self,

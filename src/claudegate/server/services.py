@@ -23,12 +23,12 @@ from claudegate.pipeline.core import Pipeline
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
-from claudegate.simulator.tiers import Limits, limits_for
 from claudegate.store import Store
 from claudegate.upstream.pool import PoolMember, UpstreamPool
 from claudegate.upstream.probe import BreakerProber
 from claudegate.upstream.target import Upstream, new_session
 from claudegate.wire.models import default_catalog
+from claudegate.wire.tiers import Limits, limits_for
 
 __all__ = ["Services", "open_services"]
 
@@ -117,7 +117,7 @@ async def open_services(settings: Settings) -> Services:
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
     )
-    prober = BreakerProber(pool, session)
+    prober = BreakerProber(pool, session, state)
     prober.start()
     return Services(
         settings=settings,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.bucket import TokenBucket
-from claudegate.simulator.tiers import COUNT_TOKENS_RPM, limits_for
+from claudegate.wire.tiers import COUNT_TOKENS_RPM, limits_for
 
 __all__ = ["KeyBuckets", "RateLimiter"]
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from claudegate.flow.breaker import BreakerState, CircuitBreaker
-from claudegate.simulator.tiers import Limits
 from claudegate.upstream.target import Upstream
+from claudegate.wire.tiers import Limits
 
-__all__ = ["PoolMember", "Routing", "UpstreamPool"]
+__all__ = ["PoolMember", "Routing", "UpstreamPool", "breaker_flag"]
 
 Routing = Literal["priority", "round_robin", "least_load"]
 
@@ -91,6 +91,11 @@ class UpstreamPool:
             start = next(self._turn) % len(usable)
             return usable[start:] + usable[:start]
         return sorted(usable, key=lambda m: (m.priority, m.load))
+
+
+def breaker_flag(name: str) -> str:
+    """The shared-state flag that tells every gateway process an upstream's breaker is open."""
+    return f"breaker:{name}"
 
 
 def _rendezvous(key: str, name: str) -> int:

@@ -2,7 +2,8 @@
 
 An open breaker keeps traffic away; once its open period is over, a cheap authenticated request
 (``GET /v1/models?limit=1``) decides whether the upstream is back, so the first real call after an outage
-does not have to be the probe.
+does not have to be the probe. The same loop adopts breakers opened by other gateway processes (a flag in
+the shared state), so one process's discovery spares the others the failures.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 import aiohttp
 
 from claudegate.flow.breaker import BreakerState
-from claudegate.upstream.pool import PoolMember, UpstreamPool
+from claudegate.flow.state import FlowState
+from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 
 __all__ = ["BreakerProber"]
 
@@ -26,13 +28,14 @@ _TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
 class BreakerProber:
-    def __init__(self, pool: UpstreamPool, session: aiohttp.ClientSession) -> None:
+    def __init__(self, pool: UpstreamPool, session: aiohttp.ClientSession, state: FlowState) -> None:
         self._pool = pool
         self._session = session
+        self._state = state
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if len(self._pool.members) > 0 and self._task is None:
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -44,9 +47,12 @@ class BreakerProber:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(_INTERVAL_S)
-            now = time.monotonic()
             for member in self._pool.members:
-                if member.breaker.state(now) is BreakerState.HALF_OPEN and member.breaker.allow(now):
+                shared = await self._state.tripped(breaker_flag(member.name))
+                now = time.monotonic()
+                if shared > 0:
+                    member.breaker.force_open(now, shared)
+                elif member.breaker.state(now) is BreakerState.HALF_OPEN and member.breaker.allow(now):
                     await self.probe(member)
 
     async def probe(self, member: PoolMember) -> bool:
@@ -63,6 +69,7 @@ class BreakerProber:
             healthy = False
         if healthy:
             member.breaker.record_success()
+            await self._state.trip(breaker_flag(upstream.name), 0)
             logger.info("upstream %s answered its health probe: back in use", upstream.name)
         else:
             member.breaker.record_failure(time.monotonic())

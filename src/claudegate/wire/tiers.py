@@ -1,4 +1,4 @@
-"""Anthropic's published rate limits per usage tier and model class (shared/reference, section 4)."""
+"""Anthropic's published rate limits per tier and model class, shared by the simulator and flow control."""
 
 from __future__ import annotations
 
