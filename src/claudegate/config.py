@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 __all__ = [
     "ANTHROPIC_URL",
+    "BotSettings",
     "ConfigError",
     "Settings",
     "UpstreamSettings",
@@ -68,6 +69,142 @@ class UpstreamSettings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+
+_BOT_SYSTEM_PROMPT = (
+    "You answer questions from viewers in a live-stream chat. Reply in plain text, in one to three short "
+    "sentences and at most {max_chars} characters: no markdown, no lists, no links, no greeting. If a "
+    "question is unclear or inappropriate, say so in one sentence."
+)
+
+
+class BotSettings(BaseModel):
+    """The chat bot (``[bot]`` in the settings file): ``claudegate bot twitch``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # -- chat connection ----------------------------------------------------------------------------------
+    irc_host: str = Field(default="irc.chat.twitch.tv", description="IRC server of the chat.")
+    irc_port: int = Field(default=6697, ge=1, le=65535, description="IRC server port.")
+    irc_tls: bool = Field(default=True, description="Connect with TLS.")
+    nick: str | None = Field(default=None, description="The bot account's login name (lower case).")
+    token_env: str = Field(
+        default="TWITCH_OAUTH_TOKEN",
+        description="Environment variable holding the account's OAuth token (sent as PASS oauth:…).",
+    )
+    channel: str | None = Field(default=None, description="Channel to join when --channel is not given.")
+    capabilities: list[str] = Field(
+        default_factory=lambda: ["twitch.tv/tags", "twitch.tv/commands"],
+        description="IRCv3 capabilities to request, each on its own (a refusal of one keeps the others).",
+    )
+    reconnect_min_s: float = Field(default=1.0, gt=0, description="First delay before reconnecting.")
+    reconnect_max_s: float = Field(default=60.0, gt=0, description="Longest delay between reconnections.")
+    ping_interval_s: float = Field(
+        default=240.0, gt=0, description="Send a PING after this long without hearing from the server."
+    )
+    ping_timeout_s: float = Field(
+        default=30.0, gt=0, description="Reconnect when a PING gets no reply within this long."
+    )
+    # -- questions ----------------------------------------------------------------------------------------
+    command_prefix: str = Field(default="!ask", min_length=1, description="What starts a question.")
+    cooldown_s: float = Field(default=60.0, ge=0, description="One question per viewer per this long.")
+    min_question_chars: int = Field(default=5, ge=1, description="Shortest question accepted.")
+    max_question_chars: int = Field(default=500, ge=1, description="Longest question accepted.")
+    blocked_phrases: list[str] = Field(
+        default_factory=list,
+        description="Questions containing one of these words or phrases (any case) are refused.",
+    )
+    max_pending: int = Field(
+        default=300, ge=1, description="Questions in progress at most; more are refused as busy at once."
+    )
+    # -- answers ------------------------------------------------------------------------------------------
+    model: str = Field(default="claude-haiku-4-5", description="The model that answers.")
+    system_prompt: str = Field(
+        default=_BOT_SYSTEM_PROMPT,
+        description="Instructions for brevity; {max_chars} becomes the answer's character budget.",
+    )
+    answer_max_chars: int = Field(
+        default=450, ge=40, le=500, description="Longest answer line, @viewer included, in characters."
+    )
+    chars_per_token: float = Field(
+        default=4.0, gt=0, description="Characters per output token, to turn the budget into max_tokens."
+    )
+    deadline_s: float = Field(
+        default=10.0, gt=0, description="Deadline of each call: a question that cannot start by then is told."
+    )
+    answer_timeout_s: float = Field(
+        default=20.0, gt=0, description="Give up on an answer (the 'too slow' message) after this long."
+    )
+    # -- telling viewers ----------------------------------------------------------------------------------
+    notice_after_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="A queued viewer is told their position and wait when the answer is predicted later.",
+    )
+    ack_after_s: float = Field(
+        default=1.25,
+        ge=0,
+        description="When busy, a viewer who has heard nothing for this long is told the answer is coming.",
+    )
+    busy_questions: int = Field(
+        default=10, ge=1, description="Questions in progress from which the bot counts as busy."
+    )
+    notice_batch_s: float = Field(
+        default=0.25, ge=0, description="Notices are gathered this long, to tell many viewers in one line."
+    )
+    moderator: bool = Field(
+        default=False,
+        description="The bot is moderator or broadcaster: 100 messages per 30 s instead of 20.",
+    )
+    messages_per_window: int | None = Field(
+        default=None, ge=1, description="Overrides the message limit the moderator flag implies."
+    )
+    message_window_s: float = Field(default=30.0, gt=0, description="Twitch's message-limit window.")
+    message_safety: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Share of the message limit the bot uses (lockouts last 30 min).",
+    )
+    duplicate_window_s: float = Field(
+        default=30.0, ge=0, description="The same text is never sent twice within this long."
+    )
+    shutdown_grace_s: float = Field(
+        default=15.0, ge=0, description="At shutdown, how long accepted questions get to be answered."
+    )
+    # -- operations ---------------------------------------------------------------------------------------
+    org: str = Field(default="twitch-bot", description="Organisation the bot's calls are accounted to.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address of /metrics and /health.")
+    metrics_port: int | None = Field(
+        default=9109, ge=0, le=65535, description="Port of /metrics and /health; unset disables them."
+    )
+    health_window_s: float = Field(default=60.0, gt=0, description="Error rate is measured over this long.")
+    degraded_queue_use: float = Field(default=0.7, gt=0, description="Queue use from which health degrades.")
+    unhealthy_queue_use: float = Field(
+        default=0.95, gt=0, description="Queue use from which it is unhealthy."
+    )
+    degraded_error_rate: float = Field(
+        default=0.1, ge=0, description="Error rate from which health degrades."
+    )
+    unhealthy_error_rate: float = Field(
+        default=0.5, ge=0, description="Error rate from which it is unhealthy."
+    )
+
+    @property
+    def message_limit(self) -> int:
+        """Messages the bot allows itself per window: Twitch's limit for its role, less the safety margin."""
+        base = self.messages_per_window or (100 if self.moderator else 20)
+        return max(1, int(base * self.message_safety))
+
+    @field_validator("nick", "channel")
+    @classmethod
+    def _irc_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lstrip("#").lower()
+        if not value or any(ch in value for ch in " ,\r\n\x00"):
+            raise ValueError(f"not a valid chat name: {value!r}")
+        return value
 
 
 class ConfigError(Exception):
@@ -212,6 +349,30 @@ class Settings(BaseSettings):
     )
     breaker_open_s: float = Field(
         default=30.0, gt=0, description="How long an open breaker keeps traffic away before a probe."
+    )
+
+    # -- chat API -----------------------------------------------------------------------------------------
+    chat_model: str = Field(
+        default="claude-sonnet-4-6",
+        description="Model of a new chat that names none (and whose prompt version names none).",
+    )
+    chat_max_tokens: int = Field(default=1024, gt=0, description="max_tokens of a chat call that sets none.")
+    chat_history_tokens: int = Field(
+        default=100_000,
+        gt=0,
+        description=(
+            "Token budget of a chat call's conversation: the most recent turns that fit, with the new "
+            "message, are sent (the system prompt comes on top)."
+        ),
+    )
+    chat_cache_breakpoints: bool = Field(
+        default=True,
+        description="Place prompt-cache breakpoints in chat calls automatically (tools, system, history).",
+    )
+
+    # -- chat bots ----------------------------------------------------------------------------------------
+    bot: BotSettings = Field(
+        default_factory=BotSettings, description="The chat bot ([bot] table; see BotSettings)."
     )
 
     @field_validator("database_url")

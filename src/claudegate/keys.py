@@ -33,7 +33,9 @@ from claudegate.errors import ApiError, AuthenticationError
 
 __all__ = [
     "KEY_PREFIX",
+    "NO_BUDGET",
     "UNLIMITED_TENANT",
+    "BudgetCaps",
     "Identity",
     "KeyLookup",
     "KeyResolver",
@@ -111,6 +113,29 @@ class LimitSet:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetCaps:
+    """Spending caps of one tenant level (an organisation or a user) per UTC day and calendar month, in tokens
+    (every input token, cached or not, and every output token) and in US dollars. None means no cap."""
+
+    daily_tokens: int | None = None
+    monthly_tokens: int | None = None
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+
+    @property
+    def is_unlimited(self) -> bool:
+        return (
+            self.daily_tokens is None
+            and self.monthly_tokens is None
+            and self.daily_usd is None
+            and self.monthly_usd is None
+        )
+
+
+NO_BUDGET: Final = BudgetCaps()
+
+
+@dataclass(frozen=True, slots=True)
 class TenantSettings:
     """The flow-control settings that apply to a call made with a key.
 
@@ -118,6 +143,7 @@ class TenantSettings:
     user has an unlimited ``user`` level). ``deadline_ms`` is the key's default deadline for its calls (None:
     no default; a call may still set its own). ``priority``: higher goes first, 0 by default. The weights
     share capacity between organisations, and between the users of one organisation (1.0 by default).
+    ``org_budget`` and ``user_budget`` cap what the organisation and the user spend per day and month.
     """
 
     key: LimitSet = LimitSet()
@@ -127,6 +153,8 @@ class TenantSettings:
     priority: int = 0
     org_weight: float = 1.0
     user_weight: float = 1.0
+    org_budget: BudgetCaps = NO_BUDGET
+    user_budget: BudgetCaps = NO_BUDGET
 
 
 UNLIMITED_TENANT: Final = TenantSettings()
@@ -135,7 +163,8 @@ UNLIMITED_TENANT: Final = TenantSettings()
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who is calling: the organisation, the user (if the key belongs to one) and the key, and the
-    flow-control settings that apply to them."""
+    flow-control settings that apply to them. ``can_act_for_users``: the key may name an end user of its
+    organisation (the chat API's ``x-user-id``) and act as that user."""
 
     org_id: int
     org_name: str
@@ -144,6 +173,7 @@ class Identity:
     key_id: int
     key_name: str
     settings: TenantSettings = UNLIMITED_TENANT
+    can_act_for_users: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ tests that read usage records make an organisation of their own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from anthropic.types import MessageParam
 from claudegate.config import Settings
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
-from tests.e2e.conftest import GatewayServer
+from tests.e2e.conftest import GatewayServer, usage_rows
 from tests.servers import running_in_thread
 
 MODEL = "claude-sonnet-4-6"
@@ -92,7 +93,7 @@ async def call(
         raw = await sdk.messages.with_raw_response.create(
             model=model, max_tokens=max_tokens, messages=messages(text), extra_headers=headers
         )
-        raw.parse()
+        await raw.parse()
     except anthropic.APIStatusError as error:
         body = error.body if isinstance(error.body, dict) else {}
         detail = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -141,3 +142,16 @@ def ledger(simulator_url: str) -> list[dict[str, Any]]:
     response.raise_for_status()
     entries: list[dict[str, Any]] = response.json()
     return entries
+
+
+async def usage_records(
+    database_url: str, key_ids: list[int], count: int, timeout_s: float = 5.0
+) -> list[dict[str, Any]]:
+    """The usage records of these keys once there are ``count`` of them (records are written in batches a
+    few times a second), or whatever there is after ``timeout_s``."""
+    give_up = time.monotonic() + timeout_s
+    while True:
+        rows = await usage_rows(database_url, key_ids)
+        if len(rows) >= count or time.monotonic() > give_up:
+            return sorted(rows, key=lambda row: row["id"])
+        await asyncio.sleep(0.05)

@@ -60,6 +60,18 @@ async def test_observe_lowers_but_never_raises(state: FlowState) -> None:
     assert (await state.levels([spec]))[0] < 500
 
 
+async def test_a_take_with_headroom_leaves_that_much_refill_behind(state: FlowState) -> None:
+    spec = BucketSpec("h", capacity=10, rate=1)
+    assert await state.try_take([(spec, 9)], headroom_s=0.5) == 0  # 1 left: room for half a second's refill
+    wait = await state.try_take([(spec, 1)], headroom_s=0.5)
+    assert wait == pytest.approx(0.5, abs=0.05)  # 1 is there, but not 1 and half a second's refill
+    assert (await state.levels([spec]))[0] == pytest.approx(1, abs=0.05)
+    # A bucket too small to keep the reserve beside the amount takes it along: the next take waits for it.
+    small = BucketSpec("h-small", capacity=1, rate=1)
+    assert await state.try_take([(small, 1)], headroom_s=0.5) == 0
+    assert await state.try_take([(small, 1)], headroom_s=0.5) == pytest.approx(1.5, abs=0.05)
+
+
 async def test_buckets_refill_continuously(state: FlowState) -> None:
     spec = BucketSpec("e", capacity=10, rate=20)  # 20 tokens a second
     assert await state.try_take([(spec, 10)]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from claudegate._version import __version__
-from claudegate.cli import db, keys, orgs, serve, simulate, usage
+from claudegate.cli import bot, budgets, db, keys, orgs, prompts, serve, simulate, usage
 
 __all__ = ["app", "main"]
 
@@ -38,7 +38,10 @@ simulate.register(app)
 keys.register(app)
 orgs.register(app)
 usage.register(app)
+prompts.register(app)
+budgets.register(app)
 db.register(app)
+bot.register(app)
 
 
 def main() -> None:

@@ -19,13 +19,32 @@ from claudegate.cli._settings import (
     print_lines,
     setting_text,
 )
-from claudegate.cli._store import CliError, ConfigOption, JsonOption, print_table, run_with_store
+from claudegate.cli._store import CliError, ConfigOption, JsonOption, fail, print_table, run_with_store
 from claudegate.config import Settings
 
 if TYPE_CHECKING:
     from claudegate.store import KeyRow, NewKey, Store
 
 __all__ = ["register"]
+
+ActForUsersOption = Annotated[
+    str | None,
+    typer.Option(
+        "--act-for-users",
+        metavar="yes|no",
+        help="Whether the key may act for end users of its organisation (chat API, x-user-id).",
+    ),
+]
+
+
+def _act_for_users(text: str | None) -> dict[str, bool]:
+    if text is None:
+        return {}
+    value = text.strip().lower()
+    if value not in ("yes", "no", "true", "false"):
+        fail(f"--act-for-users: expected yes or no, got {text!r}")
+    return {"act_for_users": value in ("yes", "true")}
+
 
 keys_app = typer.Typer(
     help="Create, list and revoke gateway keys (cg-…), and set their limits.", no_args_is_help=True
@@ -44,6 +63,7 @@ def create(
     concurrency: ConcurrencyOption = None,
     deadline_ms: DeadlineOption = None,
     priority: PriorityOption = None,
+    act_for_users: ActForUsersOption = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -59,6 +79,7 @@ def create(
             "priority": priority,
         }
     )
+    settings.update(_act_for_users(act_for_users))
 
     async def action(store: Store, _settings: Settings) -> NewKey:
         org_row = await store.orgs.get_or_create_org(org)
@@ -168,10 +189,12 @@ def limits(
     concurrency: ConcurrencyOption = None,
     deadline_ms: DeadlineOption = None,
     priority: PriorityOption = None,
+    act_for_users: ActForUsersOption = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Change a key's limits, default deadline and priority, then show them all.
+    """Change a key's limits, default deadline, priority and whether it may act for end users, then show
+    them all.
 
     Only the options given change; without any, the settings are only shown.
 
@@ -186,6 +209,7 @@ def limits(
             "priority": priority,
         }
     )
+    changes.update(_act_for_users(act_for_users))
 
     async def action(store: Store, _settings: Settings) -> KeyRow:
         row = await store.keys.update_key_settings(key_id, **changes)
@@ -207,6 +231,7 @@ def limits(
             *limit_lines(row.limits),
             ("default deadline", "none" if row.deadline_ms is None else f"{row.deadline_ms:,} ms"),
             ("priority", str(row.priority or 0)),
+            ("acts for end users", "yes" if row.act_for_users else "no"),
         ],
     )
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
 
 __all__ = ["Exchange", "QueueSink", "ReplyLost"]
 
 
 class ReplyLost(Exception):  # noqa: N818 - names an event
-    """The pipeline ended without a reply for the caller: it was cancelled (the client is closing)."""
+    """The call ended without a reply for its reader: the client was closed under it."""
 
 
 class QueueSink:
@@ -78,24 +77,24 @@ class QueueSink:
 
 
 class Exchange:
-    """The pipeline's task for one call and the sink it writes to.
+    """The task that produces one reply (the pipeline running a call, or a pass-through to the upstream)
+    and the sink it writes to.
 
     :meth:`head` waits for the reply's status and headers, :meth:`next_chunk` for its body, chunk by chunk.
     Whatever the pipeline raised (a ClaudegateError before any reply, UpstreamDropped when the upstream cut
     a stream) is raised to the reader at the point where the reply stops.
     """
 
-    __slots__ = ("call", "ended", "sink", "task")
+    __slots__ = ("ended", "sink", "task")
 
-    def __init__(self, run: Callable[[CallRequest, ResponseSink], Awaitable[object]], call: CallRequest) -> None:
-        self.call = call
+    def __init__(self, produce: Callable[[ResponseSink], Awaitable[object]]) -> None:
         self.sink = QueueSink()
-        self.ended = False  # the reader has seen the end of the reply
-        self.task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self._run(run))
+        self.ended = False  # the reader has seen the end of the reply, or left
+        self.task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self._run(produce))
         self.task.add_done_callback(self._finished)
 
-    async def _run(self, run: Callable[[CallRequest, ResponseSink], Awaitable[object]]) -> object:
-        return await run(self.call, self.sink)
+    async def _run(self, produce: Callable[[ResponseSink], Awaitable[object]]) -> object:
+        return await produce(self.sink)
 
     def _finished(self, task: asyncio.Task[object]) -> None:
         if not task.cancelled():
@@ -107,7 +106,7 @@ class Exchange:
         await self.sink.started.wait()
         if self.sink.status == 0:
             self._raise_outcome()
-            raise ReplyLost("the call ended without a reply")
+            raise ReplyLost("the claudegate client was closed before the reply began")
         return self.sink.status, self.sink.headers
 
     async def next_chunk(self) -> bytes | None:
@@ -142,7 +141,7 @@ class Exchange:
         if not task.done():
             return
         if task.cancelled():
-            raise ReplyLost("the call was cancelled: the client is closing")
+            raise ReplyLost("the claudegate client was closed during the call")
         error = task.exception()
         if error is not None:
             raise error

@@ -6,12 +6,21 @@ part by weight (two-level deficit round robin, decided when a call is dispatched
 their turn); higher priorities go first. Because the order and the buckets' refill rates are known, the
 start of every waiting call can be predicted. A call whose predicted start lies beyond its deadline is
 refused at once with that prediction as its ``retry-after``, rather than left to time out in silence.
+
+The upstream's buckets run a little behind the lane's: they start refilling when the first call of a burst
+reaches the upstream, a network trip (a new connection's, the slowest) after the lane's did. A call therefore
+starts only when the lane's buckets would keep ``headroom_s`` (``UPSTREAM_LAG_S`` in the gateway) of refill
+in reserve after it, or a call started the moment the lane had refilled could reach an upstream that has not
+quite, and be answered 429.
+A bucket too small to hold the reserve beside a call (a lane allowed one request at a time) makes each call
+wait that long instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections import deque
@@ -22,7 +31,11 @@ from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
 from claudegate.flow.state import FlowState
 
-__all__ = ["AdmissionQueue", "Ticket"]
+__all__ = ["UPSTREAM_LAG_S", "AdmissionQueue", "Ticket"]
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_LAG_S = 0.5
 
 _SMOOTHING = 0.2
 _INITIAL_CALL_SECONDS = 5.0  # until calls have been timed, a call is assumed to hold its slot this long
@@ -62,10 +75,12 @@ class AdmissionQueue:
         *,
         max_concurrency: int,
         clock: Callable[[], float] = time.monotonic,
+        headroom_s: float = 0.0,
     ) -> None:
         self.lane = lane
         self._state = state
         self._max_concurrency = max_concurrency
+        self._headroom_s = headroom_s
         self._clock = clock
         # priority -> org -> user -> calls in arrival order
         self._waiting: dict[int, dict[str, dict[str, deque[Ticket]]]] = {}
@@ -89,8 +104,12 @@ class AdmissionQueue:
             for calls in users.values()
         )
 
-    async def admit(self, ticket: Ticket) -> None:
-        """Wait for the ticket's turn; raise RateLimitError (429) at once if it cannot start in time."""
+    async def admit(self, ticket: Ticket, leave: asyncio.Event | None = None) -> None:
+        """Wait for the ticket's turn; raise RateLimitError (429) at once if it cannot start in time.
+
+        ``leave`` is set when the caller goes away while waiting: the ticket then leaves the queue and
+        ``asyncio.CancelledError`` is raised (the task itself was not cancelled; the caller tells apart).
+        """
         now = self._clock()
         self._enqueue(ticket)
         wait = await self._predict(ticket, now)
@@ -99,11 +118,17 @@ class AdmissionQueue:
             raise self._refusal(ticket, wait)
         ticket.predicted_wait = wait
         if ticket.on_queued is not None and wait > 0:
-            ticket.on_queued(ticket.position, wait)
+            try:
+                ticket.on_queued(ticket.position, wait)
+            except Exception:
+                # The caller's callback runs inside the queue: an exception escaping here would leave the
+                # ticket queued for nobody. Log it; the call keeps its place.
+                logger.exception("an on_queued callback raised; the call keeps its place")
         ticket.future = asyncio.get_running_loop().create_future()
         self._wake.set()
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        watcher = self._watch_leave(ticket.future, leave) if leave is not None else None
         try:
             await ticket.future
         except asyncio.CancelledError:
@@ -112,6 +137,21 @@ class AdmissionQueue:
             elif ticket.future.exception() is None:
                 self.finished(0.0, None)  # admitted just as the caller went away: free the slot
             raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    @staticmethod
+    def _watch_leave(future: asyncio.Future[None], leave: asyncio.Event) -> asyncio.Task[bool]:
+        """Cancel a waiting ticket's future when its caller leaves (only waiting calls pay for this task)."""
+        watcher = asyncio.get_running_loop().create_task(leave.wait())
+
+        def cancel(_: asyncio.Task[bool]) -> None:
+            if leave.is_set() and not future.done():
+                future.cancel()
+
+        watcher.add_done_callback(cancel)
+        return watcher
 
     def finished(self, seconds: float, first_token_seconds: float | None) -> None:
         """A call admitted here has ended; learn its duration and free its slot."""
@@ -196,23 +236,21 @@ class AdmissionQueue:
 
     async def _predict(self, ticket: Ticket, now: float) -> float:
         """Seconds until ``ticket`` is predicted to start, from the order and the buckets' refill rates."""
-        requests = inputs = outputs = 0.0
+        lane = self.lane
+        needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
         position = 0
         for position, queued in enumerate(self._order(), start=1):  # noqa: B007 - position is used below
-            requests += 1
-            inputs += queued.input_tokens
-            outputs += queued.output_tokens
+            demands = lane.demands(queued.input_tokens, queued.output_tokens)
+            for index, (spec, amount) in enumerate(demands):
+                needed, taken = spec.reserve(amount, self._headroom_s)
+                needs[index] += needed if queued is ticket else taken
             if queued is ticket:
                 break
         ticket.position = position
-        lane = self.lane
         levels = await self._state.levels([lane.requests, lane.input_tokens, lane.output_tokens])
         bucket_wait = 0.0
         for spec, level, needed in zip(
-            (lane.requests, lane.input_tokens, lane.output_tokens),
-            levels,
-            (requests, inputs, outputs),
-            strict=True,
+            (lane.requests, lane.input_tokens, lane.output_tokens), levels, needs, strict=True
         ):
             if needed > level:
                 bucket_wait = max(bucket_wait, (needed - level) / spec.rate)
@@ -251,7 +289,7 @@ class AdmissionQueue:
                 delay = math.inf  # until a call finishes
             if delay <= 0:
                 delay = await self._state.try_take(
-                    self.lane.demands(ticket.input_tokens, ticket.output_tokens)
+                    self.lane.demands(ticket.input_tokens, ticket.output_tokens), self._headroom_s
                 )
                 if math.isinf(delay):
                     self._remove(ticket)

@@ -97,8 +97,12 @@ class Lanes:
             self._lanes[lane] = found
         return found
 
-    async def correct(self, lane: LaneLimits, headers: Mapping[str, str]) -> None:
-        """Follow the real account: adopt reported limits, and lower levels to what it says remains."""
+    async def correct(self, lane: LaneLimits, headers: Mapping[str, str], age_s: float = 0.0) -> None:
+        """Follow the real account: adopt reported limits, and lower levels to what it says remains.
+
+        ``age_s`` is how long the reply took to come back: the upstream counted what remains at some moment
+        since the request was sent, and its buckets have refilled since then for at most that long.
+        """
         for kind, (limit, remaining) in parse_ratelimit_headers(headers).items():
             spec = lane.spec(kind)
             if limit is not None and limit > 0 and abs(limit - spec.rate * 60) > 0.5:
@@ -110,7 +114,9 @@ class Lanes:
                 else:
                     lane.output_tokens = spec
             if remaining is not None:
-                # Token counts are rounded to the nearest thousand upstream: allow for the rounding before
-                # lowering, or a correct local picture would be pulled down by up to 500 on every reply.
-                slack = 500 if kind != "requests" else 0
-                await self._state.observe(spec, remaining + slack)
+                # Token counts are rounded to the nearest thousand upstream and requests down to a whole
+                # one, counted when the request arrived, up to age_s ago: allow for both before lowering, or
+                # every reply would pull a correct local picture down (by a whole call's refill for a long
+                # call), and calls admitted on the predicted refill would then miss their deadlines.
+                slack = 500 if kind != "requests" else 1
+                await self._state.observe(spec, remaining + slack + spec.rate * max(0.0, age_s))

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from claudegate.flow.state import BucketSpec
+from claudegate.flow.state import BucketSpec, CounterSpec
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -41,34 +41,38 @@ local function store(key, level, capacity, rate)
 end
 """
 
-# ARGV: n, then (capacity, rate, amount) per bucket. Returns "0" or the wait in seconds as a string.
+# ARGV: n, headroom in seconds, then (capacity, rate, amount) per bucket. Returns "0" or the wait in seconds
+# as a string.
 _TRY_TAKE = (
     _REFILL
     + """
 local n = tonumber(ARGV[1])
+local headroom = tonumber(ARGV[2])
 local levels = {}
+local takes = {}
 local wait = 0
 for i = 1, n do
-  local capacity = tonumber(ARGV[2 + (i - 1) * 3])
-  local rate = tonumber(ARGV[3 + (i - 1) * 3])
-  local amount = tonumber(ARGV[4 + (i - 1) * 3])
+  local capacity = tonumber(ARGV[3 + (i - 1) * 3])
+  local rate = tonumber(ARGV[4 + (i - 1) * 3])
+  local amount = tonumber(ARGV[5 + (i - 1) * 3])
   local level = refill(KEYS[i], capacity, rate)
   levels[i] = level
   if amount > capacity then
     return 'inf'
   end
-  if level < amount then
-    wait = math.max(wait, (amount - level) / rate)
+  local kept = math.max(0, math.min(rate * headroom, capacity - amount))
+  takes[i] = amount + rate * headroom - kept
+  if level < amount + kept then
+    wait = math.max(wait, (amount + kept - level) / rate)
   end
 end
 if wait > 0 then
   return tostring(wait)
 end
 for i = 1, n do
-  local capacity = tonumber(ARGV[2 + (i - 1) * 3])
-  local rate = tonumber(ARGV[3 + (i - 1) * 3])
-  local amount = tonumber(ARGV[4 + (i - 1) * 3])
-  store(KEYS[i], levels[i] - amount, capacity, rate)
+  local capacity = tonumber(ARGV[3 + (i - 1) * 3])
+  local rate = tonumber(ARGV[4 + (i - 1) * 3])
+  store(KEYS[i], levels[i] - takes[i], capacity, rate)
 end
 return '0'
 """
@@ -121,6 +125,33 @@ return 1
 """
 
 
+# Period counters (budgets). ARGV: n, then (amount, cap, expires_at as whole Unix seconds) per counter.
+# Returns -1 when every amount was added, else the 0-based index of the first counter that would pass its cap.
+_TRY_COUNT = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local amount = tonumber(ARGV[2 + (i - 1) * 3])
+  local cap = tonumber(ARGV[3 + (i - 1) * 3])
+  local total = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if total + amount > cap then
+    return i - 1
+  end
+end
+for i = 1, n do
+  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2 + (i - 1) * 3])
+  redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[4 + (i - 1) * 3]))
+end
+return -1
+"""
+
+# ARGV: amount, expires_at. Returns the new total as a string.
+_COUNT = """
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[2]))
+return total
+"""
+
+
 class RedisState:
     """``FlowState`` on Redis. Create with ``RedisState.from_url(url)``; keys are prefixed with ``prefix``."""
 
@@ -133,21 +164,28 @@ class RedisState:
         self._level = client.register_script(_LEVEL)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._try_count = client.register_script(_TRY_COUNT)
+        self._count = client.register_script(_COUNT)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> RedisState:
-        from redis.asyncio import Redis
+    def from_url(cls, url: str, *, max_connections: int = 64, **kwargs: Any) -> RedisState:
+        """Connect through a blocking pool: under a burst, operations wait a moment for a free connection
+        instead of failing (the default pool raises once its connections are all in use)."""
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        return cls(Redis.from_url(url, decode_responses=True), **kwargs)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, decode_responses=True
+        )
+        return cls(Redis(connection_pool=pool), **kwargs)
 
     def _key(self, name: str) -> str:
         return self._prefix + name
 
-    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]]) -> float:
+    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]], headroom_s: float = 0.0) -> float:
         if not demands:
             return 0.0
         keys = [self._key(spec.key) for spec, _ in demands]
-        args: list[float | int] = [len(demands)]
+        args: list[float | int] = [len(demands), headroom_s]
         for spec, amount in demands:
             args.extend((spec.capacity, spec.rate, amount))
         result = await self._try_take(keys=keys, args=args)
@@ -181,5 +219,29 @@ class RedisState:
         remaining_ms = await self._redis.pttl(self._key("flag:" + key))
         return max(0.0, remaining_ms / 1000) if remaining_ms > 0 else 0.0
 
+    def _counter(self, spec: CounterSpec) -> str:
+        return self._key("count:" + spec.key)
+
+    async def try_count(self, demands: Sequence[tuple[CounterSpec, float, float]]) -> int:
+        if not demands:
+            return -1
+        args: list[float | int | str] = [len(demands)]
+        for spec, amount, cap in demands:
+            args.extend((repr(float(amount)), repr(float(cap)), math.ceil(spec.expires_at)))
+        keys = [self._counter(spec) for spec, _, _ in demands]
+        return int(await self._try_count(keys=keys, args=args))
+
+    async def count(self, spec: CounterSpec, amount: float) -> float:
+        total = await self._count(
+            keys=[self._counter(spec)], args=[repr(float(amount)), math.ceil(spec.expires_at)]
+        )
+        return float(total)
+
+    async def counts(self, specs: Sequence[CounterSpec]) -> list[float]:
+        if not specs:
+            return []
+        values = await self._redis.mget([self._counter(spec) for spec in specs])
+        return [float(value) if value is not None else 0.0 for value in values]
+
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)

@@ -1,4 +1,5 @@
-"""Shared flow-control state behind one small interface: token buckets and concurrency slots.
+"""Shared flow-control state behind one small interface: token buckets, concurrency slots, flags and
+period counters (budgets).
 
 Two implementations: ``MemoryState`` (one process, the default) and ``RedisState`` (several gateway processes
 serving one account; every operation is one atomic Lua script). Buckets are continuously refilled token
@@ -15,7 +16,7 @@ from typing import Protocol
 
 from claudegate.flow.bucket import TokenBucket
 
-__all__ = ["BucketSpec", "FlowState", "MemoryState"]
+__all__ = ["BucketSpec", "CounterSpec", "FlowState", "MemoryState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +30,31 @@ class BucketSpec:
         """A bucket for a per-minute limit; ``burst`` is its capacity as a share of a minute's allowance."""
         return cls(key, max(1.0, limit * burst), limit / 60.0)
 
+    def reserve(self, amount: float, seconds: float) -> tuple[float, float]:
+        """Taking ``amount`` with ``seconds`` of refill in reserve: the level it needs, and what it takes.
+
+        The reserve stays in the bucket if the bucket can hold it beside the amount; what it cannot hold is
+        taken along with the amount, so that the next take waits for it instead.
+        """
+        reserve = self.rate * seconds
+        kept = max(0.0, min(reserve, self.capacity - amount))
+        return amount + kept, amount + reserve - kept
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSpec:
+    """A counter that accumulates over a period (a day's spend): it is dropped at ``expires_at``, a wall-clock
+    time (``time.time()``), so its key should name the period (a new period then starts from zero)."""
+
+    key: str
+    expires_at: float
+
 
 class FlowState(Protocol):
-    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]]) -> float:
+    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]], headroom_s: float = 0.0) -> float:
         """Take every amount if all are available now and return 0; otherwise take nothing and return the
-        seconds until all would be (``inf`` if an amount exceeds its bucket's capacity)."""
+        seconds until all would be (``inf`` if an amount exceeds its bucket's capacity). With ``headroom_s``,
+        each take keeps that many seconds of refill in reserve (``BucketSpec.reserve``)."""
         ...
 
     async def charge(self, spec: BucketSpec, amount: float) -> None:
@@ -63,19 +84,36 @@ class FlowState(Protocol):
         """Seconds until the flag lowers itself; 0 when it is down."""
         ...
 
+    async def try_count(self, demands: Sequence[tuple[CounterSpec, float, float]]) -> int:
+        """For (counter, amount, cap) demands: if every counter plus its amount stays within its cap, add
+        every amount and return -1; otherwise add nothing and return the index of the first that would not."""
+        ...
+
+    async def count(self, spec: CounterSpec, amount: float) -> float:
+        """Add ``amount`` to a counter unconditionally (negative: take some back); return its new total."""
+        ...
+
+    async def counts(self, specs: Sequence[CounterSpec]) -> list[float]:
+        """The counters' totals (0 for one never counted or expired)."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class MemoryState:
     """In-process state; the clock is injected so tests move time instead of sleeping."""
 
-    __slots__ = ("_buckets", "_clock", "_flags", "_slots")
+    __slots__ = ("_buckets", "_clock", "_counters", "_flags", "_slots", "_wall_clock")
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self._clock = clock
+        self._wall_clock = wall_clock  # for counters, which expire at wall-clock times
         self._buckets: dict[str, TokenBucket] = {}
         self._slots: dict[str, int] = {}
         self._flags: dict[str, float] = {}
+        self._counters: dict[str, tuple[float, float]] = {}  # key -> (total, expires_at)
 
     def _bucket(self, spec: BucketSpec, now: float) -> TokenBucket:
         bucket = self._buckets.get(spec.key)
@@ -86,14 +124,21 @@ class MemoryState:
             bucket.capacity, bucket.rate = spec.capacity, spec.rate
         return bucket
 
-    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]]) -> float:
+    async def try_take(self, demands: Sequence[tuple[BucketSpec, float]], headroom_s: float = 0.0) -> float:
         now = self._clock()
         buckets = [(self._bucket(spec, now), amount) for spec, amount in demands]
-        wait = max((bucket.wait_for(amount, now) for bucket, amount in buckets), default=0.0)
+        reserves = [spec.reserve(amount, headroom_s) for spec, amount in demands]
+        wait = max(
+            (
+                bucket.wait_for(needed, now)
+                for (bucket, _), (needed, _) in zip(buckets, reserves, strict=True)
+            ),
+            default=0.0,
+        )
         if wait > 0:
             return wait
-        for bucket, amount in buckets:
-            bucket.charge(amount, now)
+        for (bucket, _), (_, taken) in zip(buckets, reserves, strict=True):
+            bucket.charge(taken, now)
         return 0.0
 
     async def charge(self, spec: BucketSpec, amount: float) -> None:
@@ -140,6 +185,34 @@ class MemoryState:
             del self._flags[key]
             return 0.0
         return remaining
+
+    def _total(self, spec: CounterSpec, now: float) -> float:
+        entry = self._counters.get(spec.key)
+        if entry is None:
+            return 0.0
+        if entry[1] <= now:
+            del self._counters[spec.key]
+            return 0.0
+        return entry[0]
+
+    async def try_count(self, demands: Sequence[tuple[CounterSpec, float, float]]) -> int:
+        now = self._wall_clock()
+        totals = [self._total(spec, now) for spec, _, _ in demands]
+        for index, ((_, amount, cap), total) in enumerate(zip(demands, totals, strict=True)):
+            if total + amount > cap:
+                return index
+        for (spec, amount, _), total in zip(demands, totals, strict=True):
+            self._counters[spec.key] = (total + amount, spec.expires_at)
+        return -1
+
+    async def count(self, spec: CounterSpec, amount: float) -> float:
+        total = self._total(spec, self._wall_clock()) + amount
+        self._counters[spec.key] = (total, spec.expires_at)
+        return total
+
+    async def counts(self, specs: Sequence[CounterSpec]) -> list[float]:
+        now = self._wall_clock()
+        return [self._total(spec, now) for spec in specs]
 
     async def close(self) -> None:
         return None

@@ -1,4 +1,5 @@
-"""The pipeline: tenant limits → admission → dispatch with retries and failover → relay → accounting.
+"""The pipeline: budgets → tenant limits → admission → dispatch with retries and failover → relay →
+accounting.
 
 Every admitted call ends in exactly one reply to its sink and one usage record, through upstream faults,
 retries, client disconnects and shutdown. Retries happen only before any byte of the reply has reached
@@ -17,15 +18,18 @@ from dataclasses import dataclass
 import aiohttp
 
 from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError, OverloadedError, RateLimitError
-from claudegate.flow.admission import AdmissionQueue, Ticket
+from claudegate.flow.admission import UPSTREAM_LAG_S, AdmissionQueue, Ticket
+from claudegate.flow.breaker import BreakerState
 from claudegate.flow.estimator import TokenEstimator
 from claudegate.flow.limits import Lanes
 from claudegate.flow.retry import RetryPolicy, retry_after_seconds, should_retry_status
 from claudegate.pipeline.accounting import Accountant
+from claudegate.pipeline.budgets import BudgetGate, BudgetHold
 from claudegate.pipeline.relay import (
     ClientGone,
     ReplyResult,
     UpstreamDropped,
+    cancelling,
     forwarded_headers,
     open_reply,
     relay,
@@ -66,6 +70,7 @@ class Pipeline:
         catalog: ModelCatalog,
         retry: RetryPolicy,
         rng: random.Random | None = None,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self.pool = pool
         self.lanes = lanes
@@ -77,13 +82,16 @@ class Pipeline:
         self._retry = retry
         self._rng = rng or random.Random()
         self._queues: dict[tuple[str, str], AdmissionQueue] = {}
+        self._budgets = budgets
 
     def queue(self, member: PoolMember, rate_class: str) -> AdmissionQueue:
         key = (member.name, rate_class)
         queue = self._queues.get(key)
         if queue is None:
             lane = self.lanes.get(member.name, rate_class, tier=member.tier, limits=member.limits)
-            queue = AdmissionQueue(lane, self.lanes.state, max_concurrency=member.max_concurrency)
+            queue = AdmissionQueue(
+                lane, self.lanes.state, max_concurrency=member.max_concurrency, headroom_s=UPSTREAM_LAG_S
+            )
             self._queues[key] = queue
         return queue
 
@@ -91,18 +99,20 @@ class Pipeline:
         """Run one call to its end. ClaudegateError means nothing was sent to the sink: the front door
         answers it; every other outcome has been written to the sink already."""
         result = ReplyResult()
-        attempts = 0
-        upstream: str | None = None
+        budget: BudgetHold | None = None
         try:
             model = call.model or ""
             info = self._catalog.resolve(model)
             rate_class = info.rate_class if info is not None else _UNKNOWN_CLASS
             estimated_in = self._estimator.input_tokens(model, len(call.body))
             estimated_out = self._estimator.output_tokens(model, call.max_tokens)
+            # Budget stage (pipeline/budgets.py): reserve the estimate under the caps, or refuse (402).
+            if self._budgets is not None:
+                budget = await self._budgets.reserve(call, estimated_in, estimated_out)
             async with self._tenants.hold(
                 call.identity, estimated_in + estimated_out, call.deadline
             ) as taken:
-                attempts, upstream = await self._dispatch(
+                await self._dispatch(
                     call,
                     sink,
                     result,
@@ -121,16 +131,22 @@ class Pipeline:
             raise
         except ClientGone:
             result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
+        except asyncio.CancelledError:
+            # The caller's task was cancelled (an in-process caller gave up, or shutdown): it left.
+            result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
+            raise
         except UpstreamDropped as error:
             logger.warning(
                 "upstream %s cut a reply short (%s); cutting the client's connection too (request %s)",
-                upstream,
+                result.upstream,
                 error,
                 call.request_id,
             )
             raise
         finally:
-            self._accountant.record(call, result, upstream=upstream, attempts=max(1, attempts))
+            self._accountant.record(call, result, upstream=result.upstream, attempts=max(1, result.attempts))
+            if budget is not None and self._budgets is not None:
+                await self._budgets.settle(budget, result)
         return result
 
     def record_refusal(self, call: CallRequest, error: ClaudegateError | None) -> None:
@@ -152,11 +168,19 @@ class Pipeline:
         rate_class: str,
         estimated_in: int,
         estimated_out: int,
-    ) -> tuple[int, str | None]:
-        attempts = 0
+    ) -> None:
+        failed_on: set[str] = set()
         while True:
-            member, queue = await self._admit(call, rate_class, estimated_in, estimated_out)
-            attempts += 1
+            member, queue = await self._admit(
+                call,
+                sink,
+                rate_class=rate_class,
+                estimated_in=estimated_in,
+                estimated_out=estimated_out,
+                failed_on=failed_on,
+            )
+            result.attempts += 1
+            result.upstream = member.name
             failure = await self._attempt(
                 call,
                 sink,
@@ -167,11 +191,16 @@ class Pipeline:
                 estimated_out=estimated_out,
             )
             if failure is None:
-                return attempts, member.name
+                return
+            failed_on.add(member.name)
             headers = failure.response.headers if failure.response is not None else {}
-            delay = self._retry.delay(attempts - 1, headers, self._rng.random())
+            delay = self._retry.delay(result.attempts - 1, headers, self._rng.random())
+            if self._untried_upstream_open(call, failed_on):
+                delay = 0.0  # the next attempt fails over to an upstream this call has not tried yet
             now = time.monotonic()
-            if not self._retry.may_retry(attempts, delay, now, call.deadline - queue.first_token_seconds):
+            if not self._retry.may_retry(
+                result.attempts, delay, now, call.deadline - queue.first_token_seconds
+            ):
                 break
             if failure.response is not None:
                 failure.response.release()
@@ -183,18 +212,36 @@ class Pipeline:
                 await relay(failure.response, sink, result, body=failure.body)
             finally:
                 failure.response.release()
-            return attempts, member.name
+            return
         assert failure.error is not None
         raise failure.error
 
+    def _untried_upstream_open(self, call: CallRequest, failed_on: set[str]) -> bool:
+        """Whether an upstream this call has not failed on takes calls now (its breaker closed)."""
+        now = time.monotonic()
+        return any(
+            member.name not in failed_on and member.breaker.state(now) is BreakerState.CLOSED
+            for member in self.pool.candidates(call.sticky_key)
+        )
+
     async def _admit(
-        self, call: CallRequest, rate_class: str, estimated_in: int, estimated_out: int
+        self,
+        call: CallRequest,
+        sink: ResponseSink,
+        *,
+        rate_class: str,
+        estimated_in: int,
+        estimated_out: int,
+        failed_on: set[str] | None = None,
     ) -> tuple[PoolMember, AdmissionQueue]:
-        """A place in the queue of the first upstream that can start the call before its deadline."""
+        """A place in the queue of the first upstream that can start the call before its deadline; upstreams
+        that already failed this call come last."""
         candidates = self.pool.candidates(call.sticky_key)
         last_resort = not candidates
         if last_resort:
             candidates = self.pool.last_resort()
+        if failed_on:
+            candidates = sorted(candidates, key=lambda member: member.name in failed_on)
         identity = call.identity
         settings = identity.settings
         refusals: list[RateLimitError] = []
@@ -212,10 +259,14 @@ class Pipeline:
                 on_queued=call.on_queued,
             )
             try:
-                await queue.admit(ticket)
+                await queue.admit(ticket, leave=sink.gone)
             except RateLimitError as refusal:
                 refusals.append(refusal)
                 continue
+            except asyncio.CancelledError:
+                if sink.gone.is_set() and not cancelling():
+                    raise ClientGone from None  # the caller left while waiting for its turn
+                raise
             if last_resort or member.breaker.allow(time.monotonic()):
                 return member, queue
             # A half-open breaker whose probe is already out: give the place back and try the next upstream.
@@ -257,7 +308,7 @@ class Pipeline:
                 await self.lanes.refund(queue.lane, estimated_in, estimated_out)
                 return _Failure(error=error)
             first_byte = time.perf_counter() - began
-            await self.lanes.correct(queue.lane, response.headers)
+            await self.lanes.correct(queue.lane, response.headers, first_byte)
             status = response.status
             if status >= 400 and should_retry_status(status, response.headers):
                 body = await response.read()

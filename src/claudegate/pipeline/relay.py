@@ -25,6 +25,7 @@ __all__ = [
     "ClientGone",
     "ReplyResult",
     "UpstreamDropped",
+    "cancelling",
     "forwarded_headers",
     "open_reply",
     "relay",
@@ -87,6 +88,8 @@ class ReplyResult:
     first_byte_at: float | None = None
     first_token_at: float | None = None
     client_gone: bool = False
+    upstream: str | None = None  # the upstream of the latest attempt
+    attempts: int = 0
 
 
 async def open_reply(
@@ -118,7 +121,7 @@ async def open_reply(
     try:
         response = await pending
     except asyncio.CancelledError:
-        if sink.gone.is_set() and pending.cancelled() and not _cancelling():
+        if sink.gone.is_set() and pending.cancelled() and not cancelling():
             raise ClientGone from None
         raise
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
@@ -193,7 +196,7 @@ async def relay(
         await sink.send(b"", more=False)
 
 
-def _cancelling() -> bool:
+def cancelling() -> bool:
     """Whether the running task itself is being cancelled (as opposed to a task it waits on)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0

@@ -15,13 +15,15 @@ answers 403, so a gateway never exposes an unprotected admin API. Errors use Ant
     POST  /keys/{id}/revoke                                             -> key
     GET   /usage?org=&since=&group_by=model|day|user|key                -> {"data": [row], ...}
 
-``POST /keys`` creates the organisation and user when missing, as ``claudegate keys create`` does.
+``POST /keys`` creates the organisation and user when missing, as ``claudegate keys create`` does. Prompt
+versions and budgets (``/organizations/{org}/prompts…``, ``…/budget``) are described in ``admin_chat.py``.
 
 Settings (each optional in a PATCH, which changes only those given; null clears one back to its default):
 organisations and users take ``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency`` (null: no
-limit) and ``weight`` (null: 1); keys take the three limits, ``deadline_ms`` (null: no default deadline) and
-``priority`` (null: 0). Organisations, users and keys show them as stored. A change applies at once in this
-process and within ``key_cache_ttl_s`` in other gateway processes.
+limit) and ``weight`` (null: 1); keys take the three limits, ``deadline_ms`` (null: no default deadline),
+``priority`` (null: 0) and ``act_for_users`` (may act for end users with the chat API's x-user-id; null:
+false). Organisations, users and keys show them as stored. A change applies at once in this process and within
+``key_cache_ttl_s`` in other gateway processes.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from claudegate.errors import (
     PermissionDeniedError,
 )
 from claudegate.keys import KeyResolver
+from claudegate.server.admin_chat import chat_admin_routes
 from claudegate.store import AlreadyExistsError, GroupBy, OrgRow, Store, StoreError
 from claudegate.store.render import iso, key_json, new_key_json, org_json, parse_since, usage_json, user_json
 from claudegate.store.settings import KEY_SETTINGS, ORG_SETTINGS, USER_SETTINGS, checked_changes
@@ -90,6 +93,7 @@ def admin_routes(deps: AdminDeps) -> list[BaseRoute]:
         _route("/keys/{key_id}", deps, PATCH=api.update_key),
         _route("/keys/{key_id}/revoke", deps, POST=api.revoke_key),
         _route("/usage", deps, GET=api.usage),
+        *chat_admin_routes(deps, _route),
         _route("/{path:path}", deps),
     ]
 

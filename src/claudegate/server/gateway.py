@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,14 +20,15 @@ from claudegate.errors import ClaudegateError, InvalidRequestError, MethodNotAll
 from claudegate.keys import Identity, presented_key
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
+from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.server import batches as batch_routes
+from claudegate.server import chat_routes
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.health import HealthCheck
 from claudegate.server.proxy import forward
-from claudegate.server.routing import DEADLINE_HEADER, sticky_key
 from claudegate.server.services import Services, open_services
 
 __all__ = ["Gateway"]
@@ -111,6 +111,8 @@ class Gateway:
                 await self._only(call, "GET", self._authenticated_pass_through)
             elif path == "/api/hello":
                 await self._only(call, method if method in ("GET", "HEAD") else "GET", self.pass_through)
+            elif chat_routes.is_chat_path(path):
+                await chat_routes.dispatch(self.services, call, self._authenticate)
             elif path == "/metrics":
                 await self._metrics(call)
             elif path == "/health":
@@ -188,6 +190,7 @@ class Gateway:
         request.model = model if isinstance(model, str) else None
         max_tokens = body.get("max_tokens")
         request.max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
+        requested_s: float | None = None
         deadline_header = header(call.scope, DEADLINE_HEADER)
         if deadline_header is not None:
             try:
@@ -198,15 +201,11 @@ class Gateway:
                 raise InvalidRequestError(
                     f"{DEADLINE_HEADER.decode()}: expected a positive whole number of milliseconds"
                 )
-            seconds = deadline_ms / 1000
-        elif identity.settings.deadline_ms is not None:
-            seconds = identity.settings.deadline_ms / 1000
-        else:
-            seconds = settings.default_deadline_s
-        request.deadline = time.monotonic() + seconds
+            requested_s = deadline_ms / 1000
+        request.deadline = deadline_for(identity, requested_s, settings.default_deadline_s)
         request.priority = identity.settings.priority
         if len(self.services.pool.members) > 1:
-            request.sticky_key = sticky_key(settings.sticky, call.scope, body)
+            request.sticky_key = sticky_key(settings.sticky, call.scope["headers"], body)
 
     async def _metrics(self, call: GatewayCall) -> None:
         services = self.services

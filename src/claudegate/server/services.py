@@ -19,6 +19,7 @@ from claudegate.flow.retry import RetryPolicy
 from claudegate.flow.state import FlowState, MemoryState
 from claudegate.keys import KeyResolver
 from claudegate.pipeline.accounting import Accountant
+from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
@@ -116,6 +117,7 @@ async def open_services(settings: Settings) -> Services:
         accountant=Accountant(writer, prices, metrics),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
+        budgets=BudgetGate(state, prices),
     )
     prober = BreakerProber(pool, session, state)
     prober.start()

@@ -9,8 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from claudegate.store._engine import create_engine
 from claudegate.store.api_keys import KeyRepository
 from claudegate.store.batches import BatchRepository
+from claudegate.store.budgets import BudgetRepository
+from claudegate.store.chats import ChatRepository
 from claudegate.store.migrate import upgrade_database
 from claudegate.store.orgs import OrgRepository
+from claudegate.store.prompts import PromptRepository
 from claudegate.store.usage import UsageRepository
 
 __all__ = ["Store"]
@@ -23,7 +26,7 @@ class Store:
     :class:`~claudegate.accounting.usage.UsageSink` for a UsageWriter.
     """
 
-    __slots__ = ("batches", "engine", "keys", "orgs", "usage")
+    __slots__ = ("batches", "budgets", "chats", "engine", "keys", "orgs", "prompts", "usage")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -31,6 +34,9 @@ class Store:
         self.keys = KeyRepository(engine)
         self.usage = UsageRepository(engine)
         self.batches = BatchRepository(engine)
+        self.chats = ChatRepository(engine)
+        self.prompts = PromptRepository(engine)
+        self.budgets = BudgetRepository(engine)
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Store:

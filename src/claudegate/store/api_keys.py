@@ -11,7 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from claudegate.keys import (
+    NO_BUDGET,
     UNLIMITED_TENANT,
+    BudgetCaps,
     Identity,
     KeyStoreUnavailableError,
     StoredKey,
@@ -47,6 +49,7 @@ _KEY_ROWS = (
         ApiKey.max_concurrency,
         ApiKey.deadline_ms,
         ApiKey.priority,
+        ApiKey.act_for_users,
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .outerjoin(User, User.id == ApiKey.user_id)
@@ -75,6 +78,16 @@ _ACTIVE_KEY = (
         Organization.tokens_per_minute,
         Organization.max_concurrency,
         Organization.weight,
+        # Revision 0003, from column 20 on: the key's permission, then the user's and the org's budgets.
+        ApiKey.act_for_users,
+        User.budget_daily_tokens,
+        User.budget_monthly_tokens,
+        User.budget_daily_usd,
+        User.budget_monthly_usd,
+        Organization.budget_daily_tokens,
+        Organization.budget_monthly_tokens,
+        Organization.budget_daily_usd,
+        Organization.budget_monthly_usd,
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .outerjoin(User, User.id == ApiKey.user_id)
@@ -98,13 +111,30 @@ def _key_row(row: Any) -> KeyRow:
         limits=limit_set(row[10], row[11], row[12]),
         deadline_ms=row[13],
         priority=row[14],
+        act_for_users=bool(row[15]),
+    )
+
+
+def budget_caps(
+    daily_tokens: int | None, monthly_tokens: int | None, daily_usd: Any, monthly_usd: Any
+) -> BudgetCaps:
+    """BudgetCaps from four stored columns (dollars as Decimal), sharing one instance when none is set."""
+    if daily_tokens is None and monthly_tokens is None and daily_usd is None and monthly_usd is None:
+        return NO_BUDGET
+    return BudgetCaps(
+        daily_tokens=daily_tokens,
+        monthly_tokens=monthly_tokens,
+        daily_usd=None if daily_usd is None else float(daily_usd),
+        monthly_usd=None if monthly_usd is None else float(monthly_usd),
     )
 
 
 def _tenant_settings(row: Any) -> TenantSettings:
-    """The settings in a row of _ACTIVE_KEY (from column 7 on); the shared default when none is set."""
-    values = row[7:]
-    if all(value is None for value in values):
+    """The settings in a row of _ACTIVE_KEY (columns 7 to 19, and the budgets from 21 on); the shared
+    default when none is set."""
+    values = row[7:20]
+    budgets = row[21:29]
+    if all(value is None for value in values) and all(value is None for value in budgets):
         return UNLIMITED_TENANT
     return TenantSettings(
         key=limit_set(values[0], values[1], values[2]),
@@ -114,6 +144,8 @@ def _tenant_settings(row: Any) -> TenantSettings:
         priority=0 if values[4] is None else values[4],
         org_weight=1.0 if values[12] is None else values[12],
         user_weight=1.0 if values[8] is None else values[8],
+        user_budget=budget_caps(*budgets[:4]),
+        org_budget=budget_caps(*budgets[4:]),
     )
 
 
@@ -142,6 +174,7 @@ class KeyRepository:
         max_concurrency: int | None = None,
         deadline_ms: int | None = None,
         priority: int | None = None,
+        act_for_users: bool | None = None,
     ) -> NewKey:
         """A new key for an organisation (and optionally one of its users). The plaintext is in the result
         and nowhere else: only its hash and display prefix are stored.
@@ -156,6 +189,7 @@ class KeyRepository:
                 "max_concurrency": max_concurrency,
                 "deadline_ms": deadline_ms,
                 "priority": priority,
+                "act_for_users": act_for_users,
             }
         )
         key = generate_key()
@@ -191,6 +225,7 @@ class KeyRepository:
             key_id=row[5],
             key_name=row[6],
             settings=_tenant_settings(row),
+            can_act_for_users=bool(row[20]),
         )
         return StoredKey(key_hash=row[0], identity=identity)
 
@@ -235,10 +270,11 @@ class KeyRepository:
         max_concurrency: int | Unset | None = UNSET,
         deadline_ms: int | Unset | None = UNSET,
         priority: int | Unset | None = UNSET,
+        act_for_users: bool | Unset | None = UNSET,
     ) -> KeyRow | None:
         """Change a key's settings: only those given, None clearing one (no limit, no default deadline,
-        priority 0). Limits and the deadline are positive whole numbers; the priority any whole number
-        (higher first).
+        priority 0, may not act for end users). Limits and the deadline are positive whole numbers; the
+        priority any whole number (higher first); ``act_for_users`` true or false.
 
         Returns the key as it now is, or None if there is no such key. Raises InvalidSettingError, before
         changing anything, for a value a setting cannot take. Running gateways apply the change within
@@ -251,6 +287,7 @@ class KeyRepository:
                 "max_concurrency": max_concurrency,
                 "deadline_ms": deadline_ms,
                 "priority": priority,
+                "act_for_users": act_for_users,
             }
         )
         if not possible_id(key_id):

@@ -100,6 +100,7 @@ def key_json(key: KeyRow) -> dict[str, Any]:
         **limits_json(key.limits),
         "deadline_ms": key.deadline_ms,
         "priority": key.priority,
+        "act_for_users": key.act_for_users,
     }
 
 

@@ -119,6 +119,7 @@ class KeyRow:
     limits: LimitSet
     deadline_ms: int | None  # the default deadline of calls made with the key; None: none
     priority: int | None  # higher first; None counts as 0
+    act_for_users: bool = False  # may act for end users of its organisation (chat API, x-user-id)
 
     @property
     def active(self) -> bool:

@@ -1,7 +1,9 @@
 """Tenant settings as stored: which exist on each level, and the checks a value must pass to be stored.
 
-Organisations and users have limits and a weight; keys have limits, a default deadline and a priority. Every
-setting is a nullable column, and null means the default: no limit, weight 1.0, no deadline, priority 0.
+Organisations and users have limits and a weight; keys have limits, a default deadline, a priority and
+whether they may act for end users (``act_for_users``). Every
+setting is a nullable column, and null means the default: no limit, weight 1.0, no deadline, priority 0,
+false.
 Changes are given per setting, with :data:`UNSET` for "leave as it is" and None for "back to the default".
 The checks accept values straight from JSON (so a bool, a string or 5.5 for a count is refused with a message
 naming the setting) and from the command line alike.
@@ -51,7 +53,7 @@ MAX_WEIGHT: Final = 1_000_000.0
 LIMIT_SETTINGS: Final = ("requests_per_minute", "tokens_per_minute", "max_concurrency")
 ORG_SETTINGS: Final = (*LIMIT_SETTINGS, "weight")
 USER_SETTINGS: Final = ORG_SETTINGS
-KEY_SETTINGS: Final = (*LIMIT_SETTINGS, "deadline_ms", "priority")
+KEY_SETTINGS: Final = (*LIMIT_SETTINGS, "deadline_ms", "priority", "act_for_users")
 
 
 def _shown(value: object) -> str:
@@ -88,6 +90,12 @@ def _weight(name: str, value: object) -> float:
     return float(value)
 
 
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidSettingError(name, f"must be true or false; got {_shown(value)}")
+    return value
+
+
 _CHECKS: Final = {
     "requests_per_minute": _positive,
     "tokens_per_minute": _positive,
@@ -95,10 +103,11 @@ _CHECKS: Final = {
     "deadline_ms": _positive,
     "priority": _priority,
     "weight": _weight,
+    "act_for_users": _flag,
 }
 
 
-def check_setting(name: str, value: object) -> int | float | None:
+def check_setting(name: str, value: object) -> int | float | bool | None:
     """``value`` if it may be stored as setting ``name`` (None clears it); InvalidSettingError otherwise."""
     if value is None:
         return None
@@ -108,7 +117,7 @@ def check_setting(name: str, value: object) -> int | float | None:
     return check(name, value)
 
 
-def checked_changes(changes: Mapping[str, object]) -> dict[str, int | float | None]:
+def checked_changes(changes: Mapping[str, object]) -> dict[str, int | float | bool | None]:
     """The given changes (UNSET ones left out), each checked, as column values for an UPDATE."""
     return {name: check_setting(name, value) for name, value in changes.items() if value is not UNSET}
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -27,7 +30,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from claudegate.store._types import UTCDateTime
 
-__all__ = ["ApiKey", "Base", "MessageBatch", "Organization", "UsageRow", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "ChatMessage",
+    "Conversation",
+    "MessageBatch",
+    "Organization",
+    "Prompt",
+    "PromptVersion",
+    "UsageRow",
+    "User",
+]
 
 # Named constraints, so that later migrations (SQLite's batch mode in particular) can refer to them.
 NAMING_CONVENTION = {
@@ -57,6 +71,11 @@ class Organization(Base):
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     weight: Mapped[float | None] = mapped_column(Float)
+    # Budgets (revision 0003): null means no cap.
+    budget_daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    budget_monthly_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    budget_daily_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
+    budget_monthly_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
 
 
 class User(Base):
@@ -71,6 +90,10 @@ class User(Base):
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     weight: Mapped[float | None] = mapped_column(Float)
+    budget_daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    budget_monthly_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    budget_daily_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
+    budget_monthly_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
 
 
 class ApiKey(Base):
@@ -94,6 +117,8 @@ class ApiKey(Base):
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     deadline_ms: Mapped[int | None] = mapped_column(Integer)  # default deadline of the key's calls
     priority: Mapped[int | None] = mapped_column(Integer)  # higher first; null counts as 0
+    # Revision 0003: whether the key may act for its organisation's end users (x-user-id); null is false.
+    act_for_users: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class UsageRow(Base):
@@ -141,3 +166,92 @@ class MessageBatch(Base):
     user_id: Mapped[int | None] = mapped_column(Integer)
     key_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Prompt(Base):
+    """A named system prompt of an organisation. Which version new conversations get: the active one, or,
+    with a split, one drawn by weight (``split``: {"version": weight}). ``previous_version`` is what a
+    rollback goes back to."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    active_version: Mapped[int | None] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    split: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PromptVersion(Base):
+    """One numbered, immutable version of a prompt: its system text and optionally the model it is for."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    system: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Conversation(Base):
+    """A chat: whose it is (organisation, and user when a user's key or an end user made it), the prompt
+    version it was given for good (sticky), and its default model. Deleting hides it and erases its messages'
+    content; their token counts and costs stay for reports."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_org_id_created_at_id", "org_id", "created_at", "id"),
+        Index("ix_conversations_org_id_user_id_created_at", "org_id", "user_id", "created_at"),
+        Index("ix_conversations_prompt_version_id", "prompt_version_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(128))
+    prompt_version_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ChatMessage(Base):
+    """One message of a chat. A user message is stored ``pending`` before its call and becomes ``ok`` in the
+    transaction that stores the reply (``parent_id`` points from the reply to it), or ``failed`` with the
+    error. ``tokens`` is the message's own size (for trimming history); the call's usage and cost are on the
+    reply, or on the user message when the call failed."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        Index("ix_chat_messages_conversation_id_created_at_id", "conversation_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    parent_id: Mapped[str | None] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    tokens: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(128))
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    output_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cache_creation_input_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cache_read_input_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 10))
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,29 +1,39 @@
-"""What a gateway call says about its own routing: its deadline header and its stickiness key."""
+"""What a call says about its own routing: its deadline and its stickiness key."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import orjson
-from starlette.types import Scope
 
-from claudegate.server.asgi import header
+from claudegate.keys import Identity
+from claudegate.pipeline.sink import RawHeaders
 
-__all__ = ["CONVERSATION_HEADER", "DEADLINE_HEADER", "sticky_key"]
+__all__ = ["CONVERSATION_HEADER", "DEADLINE_HEADER", "deadline_for", "sticky_key"]
 
 DEADLINE_HEADER = b"x-claudegate-deadline-ms"
 CONVERSATION_HEADER = b"x-claudegate-conversation"
 
 
-def sticky_key(mode: str, scope: Scope, body: dict[str, Any]) -> str | None:
+def deadline_for(identity: Identity, requested_s: float | None, default_s: float) -> float:
+    """The latest acceptable start of a call, on ``time.monotonic()``: the call's own deadline, else its
+    key's default deadline, else the gateway's ``default_deadline_s``."""
+    if requested_s is None:
+        default_ms = identity.settings.deadline_ms
+        requested_s = default_ms / 1000 if default_ms is not None else default_s
+    return time.monotonic() + requested_s
+
+
+def sticky_key(mode: str, headers: RawHeaders, body: dict[str, Any]) -> str | None:
     """The key that keeps related calls on one upstream, so its prompt cache keeps hitting.
 
     ``conversation``: the x-claudegate-conversation header, else ``metadata.user_id``. ``prefix``: a digest of
     the model, system prompt and tools, which every turn of a conversation repeats byte for byte.
     """
     if mode == "conversation":
-        value = header(scope, CONVERSATION_HEADER)
+        value = next((v for name, v in headers if name == CONVERSATION_HEADER), None)
         if value is not None:
             return value.decode("latin-1")
         metadata = body.get("metadata")

@@ -1,0 +1,240 @@
+"""Outgoing chat lines, paced to Twitch's limits.
+
+Twitch lets a bot send 20 messages per 30 s in a channel (100 as moderator or broadcaster) and locks an
+account that sends more out of chat for about 30 minutes; it also refuses a text the bot sent in the last
+30 s. So every line goes through here: a sliding window of the times of recent sends (a send is allowed
+while fewer than ``limit`` lie in the last ``window_s``), a memory of recent texts (a repeat is dropped, not
+sent), and a queue ordered by priority, then arrival. Notices that are only useful while fresh carry an
+expiry and are dropped when the window held them back too long. When the window has a single send left and
+more lines than that to carry, a ``last_slot`` hook may use it to tell everyone still waiting how long the
+limit will hold their lines, rather than answer one and leave the rest in silence.
+
+The pacing decisions are a pure function of the clock (:meth:`Outbox.poll`), so tests drive them with a
+fake clock; :meth:`Outbox.run` is the loop that sleeps and sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from claudegate.bots.transport import ChatTransport, TransportUnavailable
+
+__all__ = [
+    "PRIORITY_ANSWER",
+    "PRIORITY_CHATTER",
+    "PRIORITY_NOTICE",
+    "LastSlot",
+    "Line",
+    "Outbox",
+    "SlidingWindow",
+]
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_NOTICE = 0  # grouped notices and fallbacks: one line tells many viewers
+PRIORITY_ANSWER = 1
+PRIORITY_CHATTER = 2  # one viewer's cooldown or refused question
+
+
+@dataclass(eq=False, slots=True)
+class Line:
+    text: str
+    kind: str = "answer"  # for metrics: answer, queued, ack, busy, slow, trouble, cooldown, invalid, ...
+    priority: int = PRIORITY_ANSWER
+    expires_at: float | None = None  # on the outbox's clock: drop the line if it is not sent by then
+    on_sent: Callable[[float], None] | None = field(default=None, repr=False)  # hears the send time
+    mentions: tuple[str, ...] = ()  # the viewers it is for
+
+
+LastSlot = Callable[[float, float], "Line | None"]
+"""Asked ``(now, wait)`` when the window has one send left and ``wait`` would pass before the next: a line to
+send in that last slot instead of the queue's head (which then waits for the next window), or None."""
+
+
+class SlidingWindow:
+    """At most ``limit`` events in any ``window_s`` seconds."""
+
+    __slots__ = ("_times", "limit", "window_s")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def _forget(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+
+    def used(self, now: float) -> int:
+        self._forget(now)
+        return len(self._times)
+
+    def wait_after_next(self, now: float) -> float:
+        """With one send left, how long the window will be full once it is spent."""
+        self._forget(now)
+        return (self._times[0] if self._times else now) + self.window_s - now
+
+    def delay(self, now: float) -> float:
+        """Seconds until one more event is allowed (0: now)."""
+        self._forget(now)
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[-self.limit] + self.window_s - now
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+
+
+class Outbox:
+    """The channel's outgoing lines. ``put`` queues, ``run`` sends (start it as a task)."""
+
+    def __init__(
+        self,
+        transport: ChatTransport,
+        *,
+        limit: int,
+        window_s: float = 30.0,
+        duplicate_window_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_sent: Callable[[Line], None] | None = None,
+        on_dropped: Callable[[Line, str], None] | None = None,
+        last_slot: LastSlot | None = None,
+    ) -> None:
+        self._transport = transport
+        self.window = SlidingWindow(limit, window_s)
+        self._duplicate_window_s = duplicate_window_s
+        self._clock = clock
+        self._on_sent = on_sent
+        self._on_dropped = on_dropped
+        self.last_slot = last_slot
+        self._queue: list[tuple[int, int, Line]] = []
+        self._order = itertools.count()
+        self._recent: dict[str, float] = {}  # text -> when it was last sent
+        self._paused_until = 0.0
+        self._sending = False
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- queueing -----------------------------------------------------------------------------------------
+
+    def put(self, line: Line) -> None:
+        heapq.heappush(self._queue, (line.priority, next(self._order), line))
+        self._idle.clear()
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    def queued(self) -> list[Line]:
+        """The lines waiting, in the order they will go."""
+        return [item[2] for item in sorted(self._queue)]
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (the platform said the bot is sending too fast)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._wake.set()
+
+    # -- pacing (pure in the clock) -----------------------------------------------------------------------
+
+    def poll(self, now: float) -> tuple[Line | None, float]:
+        """The line to send now, or None and how long to wait before asking again (inf: until a put).
+
+        Expired lines and repeats of a recent text are dropped on the way."""
+        while self._queue:
+            line = self._queue[0][2]
+            if line.expires_at is not None and now > line.expires_at:
+                heapq.heappop(self._queue)
+                self._dropped(line, "expired")
+                continue
+            sent_at = self._recent.get(line.text)
+            if sent_at is not None and now - sent_at < self._duplicate_window_s:
+                heapq.heappop(self._queue)
+                self._dropped(line, "duplicate")
+                continue
+            wait = max(self._paused_until - now, self.window.delay(now))
+            if wait > 0:
+                return None, wait
+            if self.last_slot is not None and self.window.used(now) == self.window.limit - 1:
+                instead = self.last_slot(now, self.window.wait_after_next(now))
+                if instead is not None:
+                    return instead, 0.0
+            heapq.heappop(self._queue)
+            return line, 0.0
+        self._idle.set()
+        return None, math.inf
+
+    def sent(self, line: Line, now: float) -> None:
+        """``line`` went out at ``now``: count it against the limits."""
+        self.window.record(now)
+        self._recent[line.text] = now
+        if len(self._recent) > 4 * self.window.limit:
+            self._recent = {t: at for t, at in self._recent.items() if now - at < self._duplicate_window_s}
+        if line.on_sent is not None:
+            line.on_sent(now)
+        if self._on_sent is not None:
+            self._on_sent(line)
+
+    def _dropped(self, line: Line, reason: str) -> None:
+        logger.debug("chat line dropped (%s): %s", reason, line.text)
+        if self._on_dropped is not None:
+            self._on_dropped(line, reason)
+
+    def _requeue(self, line: Line) -> None:
+        # Back at the front of its priority (negative: before every line queued normally).
+        heapq.heappush(self._queue, (line.priority, -next(self._order), line))
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            line, wait = self.poll(self._clock())
+            if line is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=None if math.isinf(wait) else wait)
+                continue
+            self._sending = True
+            try:
+                await self._transport.send(line.text)
+            except TransportUnavailable:
+                self._requeue(line)
+                await self._transport.wait_connected()
+                continue
+            finally:
+                self._sending = False
+            self.sent(line, self._clock())
+            if not self._queue:
+                self._idle.set()
+
+    async def flush(self, within_s: float) -> bool:
+        """Wait until every queued line is sent or dropped, at most ``within_s`` seconds; say whether it
+        emptied."""
+        if not self._queue and not self._sending:
+            return True
+        self._idle.clear()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, within_s))
+        except TimeoutError:
+            return False
+        return True
+
+    def discard(self) -> list[Line]:
+        """Empty the queue (at the end of a shutdown); the lines that will never be sent."""
+        lines = [item[2] for item in sorted(self._queue)]
+        self._queue.clear()
+        self._idle.set()
+        for line in lines:
+            self._dropped(line, "shutdown")
+        return lines

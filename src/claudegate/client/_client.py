@@ -1,0 +1,125 @@
+"""``claudegate.AsyncClient``: the official SDK's ``messages`` surface, served by claudegate's pipeline in
+this process, with no HTTP hop: flow control (tenant limits, fair deadline-aware admission), retries and
+failover, usage records and metrics, as for a call through the gateway.
+
+It opens claudegate's services (database, usage writer, flow state, upstream pool; the embedded simulator
+when no upstream is configured) on first use or on ``async with``, once, on the running event loop, and
+uses them from that loop only. ``await client.close()`` releases them and flushes the usage records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from claudegate.client._exchange import Exchange
+from claudegate.client._identity import LocalIdentity
+from claudegate.client._messages import AsyncMessages
+from claudegate.config import Settings
+from claudegate.keys import Identity
+from claudegate.pipeline.sink import ResponseSink
+from claudegate.server.services import Services, open_services
+
+__all__ = ["AsyncClient"]
+
+logger = logging.getLogger(__name__)
+
+# At close, how long calls still running get to finish once told their caller left (a call in a relay ends
+# at once; one still queued for admission would wait for its turn, so it is cancelled after this).
+_CLOSE_GRACE_S = 2.0
+
+
+class AsyncClient:
+    """An in-process client with the SDK's ``messages.create``, ``messages.stream`` and
+    ``messages.count_tokens``.
+
+    ``settings``: claudegate's settings (default: ``Settings.load()``, from the environment). The caller is
+    the owner of ``key``, a gateway key (``cg-…``) whose limits then apply; without one, the organisation
+    ``org`` (and the user ``user``), created if need be, with a key named ``in-process`` for attribution.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        org: str = "default",
+        user: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._org = org
+        self._user = user
+        self._key = key
+        self._local: LocalIdentity | None = None
+        self._services: Services | None = None
+        self._opening = asyncio.Lock()
+        self._exchanges: set[Exchange] = set()
+        self._closed = False
+        self.messages = AsyncMessages(self)
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> Services:
+        """Open the services (once; every call does this itself) and return them."""
+        if self._closed:
+            raise RuntimeError("this claudegate client is closed")
+        if self._services is None:
+            async with self._opening:
+                if self._services is None:
+                    settings = self._settings or Settings.load()
+                    self._settings = settings
+                    self._local = LocalIdentity(self._org, self._user, ttl_s=settings.key_cache_ttl_s)
+                    self._services = await open_services(settings)
+                    if self._services.simulator is not None:
+                        logger.warning(
+                            "claudegate: no ANTHROPIC_API_KEY or upstream_url is set, so the embedded "
+                            "simulator answers: replies are simulated (and free)"
+                        )
+        return self._services
+
+    async def identity(self) -> Identity:
+        """Who this client's calls are made as (resolved for each call, like the gateway resolves a key;
+        a cache makes that cheap). Raises claudegate's AuthenticationError for a bad key."""
+        services = await self.open()
+        if self._key is not None:
+            return await services.resolver.resolve(self._key)
+        assert self._local is not None
+        return await self._local.get(services.store)
+
+    def start(self, produce: Callable[[ResponseSink], Awaitable[object]]) -> Exchange:
+        """Run ``produce`` (a call through the pipeline, or a pass-through) in a task of its own."""
+        if self._closed:
+            raise RuntimeError("this claudegate client is closed")
+        exchange = Exchange(produce)
+        self._exchanges.add(exchange)
+        exchange.task.add_done_callback(lambda _task: self._exchanges.discard(exchange))
+        return exchange
+
+    async def close(self) -> None:
+        """End the calls still running (as if their callers left), then close the services, writing the
+        usage records still buffered."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = set()
+        for exchange in list(self._exchanges):
+            exchange.leave()
+            tasks.add(exchange.task)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=_CLOSE_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._services is not None:
+            await self._services.close()
+            self._services = None

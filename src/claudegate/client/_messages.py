@@ -1,0 +1,281 @@
+"""``client.messages``: ``create``, ``stream`` and ``count_tokens`` with the official SDK's parameters and
+return types, plus claudegate's own keyword-only ``deadline_s``, ``priority`` and ``on_queued``.
+
+``create`` and ``stream`` run the call through the pipeline (flow control, retries, failover, usage
+record); ``count_tokens``, like the gateway's route, goes to the preferred upstream directly, outside flow
+control and unmetered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import orjson
+from anthropic.types import Message, MessageCountTokensParams, MessageTokensCount
+from anthropic.types.message_create_params import (
+    MessageCreateParamsBase,
+    MessageCreateParamsNonStreaming,
+    MessageCreateParamsStreaming,
+)
+
+from claudegate.client._call import build_call
+from claudegate.client._errors import error_from_reply, translate
+from claudegate.client._exchange import Exchange, ReplyLost
+from claudegate.client._params import Prepared, prepare
+from claudegate.client._streams import AsyncEventStream, AsyncMessageStreamManager
+from claudegate.errors import ClaudegateError, RequestTooLargeError
+from claudegate.pipeline.relay import ReplyResult, UpstreamDropped, forwarded_headers, open_reply, relay
+from claudegate.pipeline.sink import RawHeaders, ResponseSink
+from claudegate.server.call import MAX_BODY_BYTES, new_request_id
+from claudegate.server.services import Services
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from claudegate.client._client import AsyncClient
+
+__all__ = ["AsyncMessages", "OnQueued"]
+
+OnQueued = Callable[[int, float], None]
+"""Hears ``(position, predicted wait in seconds)`` when a call has to wait for its turn."""
+
+_TRANSLATED = (ClaudegateError, UpstreamDropped, ReplyLost, TimeoutError)
+_MESSAGES_PATH = "/v1/messages"
+_COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+
+_Reply = TypeVar("_Reply", Message, MessageTokensCount)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What a call says about itself besides its body."""
+
+    deadline_s: float | None
+    priority: int | None
+    on_queued: OnQueued | None
+    betas: Iterable[str] | None
+    extra_headers: Mapping[str, object] | None
+    extra_query: Mapping[str, object] | None
+    extra_body: Mapping[str, object] | None
+    timeout: float | None
+
+
+class AsyncMessages:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self,
+        *,
+        deadline_s: float | None = None,
+        priority: int | None = None,
+        on_queued: OnQueued | None = None,
+        betas: Iterable[str] | None = None,
+        extra_headers: Mapping[str, object] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's parameter
+        **params: Unpack[MessageCreateParamsNonStreaming],
+    ) -> Message: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        deadline_s: float | None = None,
+        priority: int | None = None,
+        on_queued: OnQueued | None = None,
+        betas: Iterable[str] | None = None,
+        extra_headers: Mapping[str, object] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's parameter
+        **params: Unpack[MessageCreateParamsStreaming],
+    ) -> AsyncEventStream: ...
+
+    async def create(
+        self,
+        *,
+        deadline_s: float | None = None,
+        priority: int | None = None,
+        on_queued: OnQueued | None = None,
+        betas: Iterable[str] | None = None,
+        extra_headers: Mapping[str, object] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's parameter
+        **params: Any,
+    ) -> Message | AsyncEventStream:
+        """Send a message, as ``anthropic.AsyncAnthropic().messages.create``: a Message, or with
+        ``stream=True`` a stream of raw events (errors before the reply starts are raised here).
+
+        ``deadline_s``: how long the call may wait for its turn before it starts (default: the key's
+        default deadline, else ``default_deadline_s``); a call that cannot start in time raises
+        ``anthropic.RateLimitError`` at once, its ``retry-after`` header saying when it could.
+        ``priority``: higher goes first (default: the key's). ``on_queued(position, wait)`` is called when
+        the call has to wait (from the event loop running the client). ``timeout``: seconds for the whole
+        reply, or between two chunks of a stream (``anthropic.APITimeoutError``; default none). Other
+        keyword arguments go into the request body, as ``extra_body`` does.
+        """
+        options = _Options(
+            deadline_s, priority, on_queued, betas, extra_headers, extra_query, extra_body, timeout
+        )
+        return await self._create(params, options)
+
+    def stream(
+        self,
+        *,
+        deadline_s: float | None = None,
+        priority: int | None = None,
+        on_queued: OnQueued | None = None,
+        betas: Iterable[str] | None = None,
+        extra_headers: Mapping[str, object] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,
+        **params: Unpack[MessageCreateParamsBase],
+    ) -> AsyncMessageStreamManager:
+        """``async with client.messages.stream(...) as stream``, as the SDK's: ``stream.text_stream``,
+        ``async for event in stream``, ``await stream.get_final_message()``. Same parameters as
+        :meth:`create`."""
+        options = _Options(
+            deadline_s, priority, on_queued, betas, extra_headers, extra_query, extra_body, timeout
+        )
+        body_params: dict[str, Any] = {**params, "stream": True}
+
+        async def open_stream() -> AsyncEventStream:
+            opened = await self._create(body_params, options)
+            assert isinstance(opened, AsyncEventStream)
+            return opened
+
+        return AsyncMessageStreamManager(open_stream)
+
+    async def count_tokens(
+        self,
+        *,
+        betas: Iterable[str] | None = None,
+        extra_headers: Mapping[str, object] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's parameter
+        **params: Unpack[MessageCountTokensParams],
+    ) -> MessageTokensCount:
+        """Count a request's input tokens, as the SDK's ``messages.count_tokens`` (outside flow control)."""
+        _require(params, ("messages", "model"))
+        prepared = prepare(
+            _COUNT_TOKENS_PATH,
+            params,
+            betas=betas,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+        )
+        request_id = new_request_id()
+        try:
+            services = await self._client.open()
+            await self._client.identity()  # a bad key is refused here too, as by the gateway
+            exchange = self._client.start(partial(_pass_through, services, prepared))
+            status, headers, body = await _head(exchange, timeout, read_body=True)
+        except _TRANSLATED as error:
+            raise translate(error, request_id=request_id, path=prepared.path_and_query) from None
+        if status >= 400:
+            raise error_from_reply(status, headers, body, path=prepared.path_and_query)
+        return _parse(MessageTokensCount, body, headers)
+
+    async def _create(self, params: dict[str, Any], options: _Options) -> Message | AsyncEventStream:
+        _require(params, ("max_tokens", "messages", "model"))
+        prepared = prepare(
+            _MESSAGES_PATH,
+            params,
+            betas=options.betas,
+            extra_headers=options.extra_headers,
+            extra_query=options.extra_query,
+            extra_body=options.extra_body,
+        )
+        request_id = new_request_id()
+        translating = partial(translate, request_id=request_id, path=prepared.path_and_query)
+        stream = params.get("stream") is True
+        try:
+            exchange = await self._run(prepared, request_id, options)
+            status, headers, body = await _head(exchange, options.timeout, read_body=not stream)
+        except _TRANSLATED as error:
+            raise translating(error) from None
+        if status >= 400:
+            raise error_from_reply(status, headers, body, path=prepared.path_and_query)
+        if stream:
+            return AsyncEventStream(
+                exchange, path=prepared.path_and_query, translate=translating, timeout=options.timeout
+            )
+        return _parse(Message, body, headers)
+
+    async def _run(self, prepared: Prepared, request_id: str, options: _Options) -> Exchange:
+        """Start the call in the pipeline."""
+        services = await self._client.open()
+        identity = await self._client.identity()
+        call = build_call(
+            prepared,
+            identity=identity,
+            request_id=request_id,
+            settings=services.settings,
+            upstreams=len(services.pool.members),
+            deadline_s=options.deadline_s,
+            priority=options.priority,
+            on_queued=options.on_queued,
+        )
+        pipeline = services.pipeline
+        if len(call.body) > MAX_BODY_BYTES:  # the gateway's limit, and Anthropic's
+            error = RequestTooLargeError("Request exceeds the maximum allowed number of bytes.")
+            pipeline.record_refusal(call, error)
+            raise error
+        return self._client.start(partial(pipeline.run, call))
+
+
+async def _head(
+    exchange: Exchange, seconds: float | None, *, read_body: bool
+) -> tuple[int, RawHeaders, bytes]:
+    """The reply's status and headers, and its body if asked or if it is an error, within ``seconds``. A
+    caller that gives up (cancelled, or out of time) leaves the exchange."""
+    try:
+        async with asyncio.timeout(seconds):
+            status, headers = await exchange.head()
+            body = await exchange.read() if read_body or status >= 400 else b""
+    except BaseException:
+        exchange.leave()
+        raise
+    return status, headers, body
+
+
+async def _pass_through(services: Services, prepared: Prepared, sink: ResponseSink) -> None:
+    upstream = services.upstream
+    response = await open_reply(
+        services.session,
+        upstream,
+        path_and_query=prepared.path_and_query,
+        headers=forwarded_headers(prepared.headers, upstream),
+        body=prepared.body,
+        sink=sink,
+    )
+    try:
+        await relay(response, sink, ReplyResult())
+    finally:
+        response.release()
+
+
+def _parse(cls: type[_Reply], body: bytes, headers: RawHeaders) -> _Reply:
+    """The SDK's model for a reply, built as the SDK builds it (without validation, so that fields and
+    values newer than the installed SDK pass through), with the reply's ``_request_id``."""
+    result = cls.construct(**orjson.loads(body))
+    result._request_id = next((v.decode() for k, v in headers if k.lower() == b"request-id"), None)
+    return result
+
+
+def _require(params: Mapping[str, object], names: tuple[str, ...]) -> None:
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise TypeError(f"Missing required arguments: {', '.join(repr(name) for name in missing)}")

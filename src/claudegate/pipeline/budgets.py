@@ -1,0 +1,194 @@
+"""Budgets: daily and monthly caps in tokens and dollars per organisation and per user.
+
+A call is checked before dispatch against an estimate of what it will spend (the pipeline's input and
+output estimates, and their price), which is reserved at once in the shared counters, so calls starting
+together in several gateway processes cannot all slip under a cap. When the call ends, the reservation is
+replaced by what the reply reported. Counters live in the ``FlowState`` (memory, or Redis for several
+processes), one per tenant, cap kind and period, named after the period (UTC day ``d20261124``, month
+``m202611``): a new period starts at zero, and the old counter expires at its end.
+
+Tokens count every input token (cached or not: the cache is a price, not a size) and every output token.
+Dollars come from the price table; a model without a price counts zero dollars (it still counts tokens).
+
+A refusal is ``402 billing_error``, the error Anthropic answers when a spend limit is reached, and not
+``429 rate_limit_error``: SDKs retry a 429 on their own, with backoff, which for a cap that resets at midnight
+only wastes calls, and a 429 tells the user "slow down" when the truth is "out of budget until …". The
+message names the cap, its level and when it resets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.errors import BillingError
+from claudegate.flow.state import CounterSpec, FlowState
+from claudegate.keys import BudgetCaps, Identity
+from claudegate.pipeline.relay import ReplyResult
+from claudegate.pipeline.request import CallRequest
+
+__all__ = ["BudgetExceededError", "BudgetGate", "BudgetHold", "period_end"]
+
+_PER_MILLION: Final = 1_000_000
+
+
+class BudgetExceededError(BillingError):
+    """A call refused because it would pass a budget cap; ``resets_at`` is when that cap starts over."""
+
+    def __init__(self, message: str, *, resets_at: datetime) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+
+
+@dataclass(frozen=True, slots=True)
+class _Cap:
+    spec: CounterSpec
+    limit: float
+    what: str  # "daily token budget of organisation acme"
+    unit: str  # "tokens" or "usd"
+    resets_at: datetime
+
+
+@dataclass(slots=True)
+class BudgetHold:
+    """What a call reserved: settled with the real spend when it ends."""
+
+    caps: list[_Cap]
+    tokens: float
+    usd: float
+    model: str | None
+
+
+def period_end(now: datetime, period: str) -> datetime:
+    """The end of the UTC day or calendar month (``period``: "day" or "month") that ``now`` falls in."""
+    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if period == "day":
+        return day + timedelta(days=1)
+    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+
+
+class BudgetGate:
+    """Checks and settles budgets for the pipeline. ``clock`` is the wall clock: periods are calendar ones."""
+
+    __slots__ = ("_clock", "_prices", "_state")
+
+    def __init__(self, state: FlowState, prices: PriceTable, clock: Callable[[], float] = time.time) -> None:
+        self._state = state
+        self._prices = prices
+        self._clock = clock
+
+    async def reserve(self, call: CallRequest, estimated_in: int, estimated_out: int) -> BudgetHold | None:
+        """Reserve the call's estimated spend under every cap that applies, or raise BudgetExceededError
+        (nothing reserved). None when no cap applies."""
+        caps = self._caps(call.identity)
+        if not caps:
+            return None
+        tokens = float(estimated_in + estimated_out)
+        usd = self._estimated_usd(call.model, estimated_in, estimated_out)
+        demands = [(cap.spec, tokens if cap.unit == "tokens" else usd, cap.limit) for cap in caps]
+        refused = await self._state.try_count(demands)
+        if refused >= 0:
+            cap = caps[refused]
+            spent = (await self._state.counts([cap.spec]))[0]
+            raise BudgetExceededError(self._refusal(cap, spent, demands[refused][1]), resets_at=cap.resets_at)
+        return BudgetHold(caps=caps, tokens=tokens, usd=usd, model=call.model)
+
+    async def settle(self, hold: BudgetHold, result: ReplyResult) -> None:
+        """Replace the reservation with what the call really spent (nothing, for a call that failed before
+        the upstream charged anything)."""
+        usage = result.usage
+        tokens = (
+            usage.input_tokens
+            + usage.cache_creation_input_tokens
+            + usage.cache_read_input_tokens
+            + usage.output_tokens
+        )
+        model = result.model or hold.model
+        cost = (
+            self._prices.cost(
+                model,
+                UsageTokens(
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                    cache_read_input_tokens=usage.cache_read_input_tokens,
+                    cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+                ),
+                batch=False,
+            )
+            if model
+            else None
+        )
+        usd = float(cost) if cost is not None else 0.0
+        for cap in hold.caps:
+            difference = (tokens - hold.tokens) if cap.unit == "tokens" else (usd - hold.usd)
+            if difference:
+                await self._state.count(cap.spec, difference)
+
+    def _caps(self, identity: Identity) -> list[_Cap]:
+        settings = identity.settings
+        levels: list[tuple[str, str, BudgetCaps]] = []
+        if not settings.org_budget.is_unlimited:
+            levels.append(
+                (f"org:{identity.org_id}", f"organisation {identity.org_name}", settings.org_budget)
+            )
+        if identity.user_id is not None and not settings.user_budget.is_unlimited:
+            levels.append(
+                (
+                    f"user:{identity.user_id}",
+                    f"user {identity.user_name} of organisation {identity.org_name}",
+                    settings.user_budget,
+                )
+            )
+        if not levels:
+            return []
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        day_end, month_end = period_end(now, "day"), period_end(now, "month")
+        day, month = now.strftime("d%Y%m%d"), now.strftime("m%Y%m")
+        caps: list[_Cap] = []
+        for scope, who, budget in levels:
+            for period, label, end, tokens, usd in (
+                ("daily", day, day_end, budget.daily_tokens, budget.daily_usd),
+                ("monthly", month, month_end, budget.monthly_tokens, budget.monthly_usd),
+            ):
+                if tokens is not None:
+                    spec = CounterSpec(f"budget:{scope}:tokens:{label}", end.timestamp())
+                    caps.append(_Cap(spec, float(tokens), f"{period} token budget of {who}", "tokens", end))
+                if usd is not None:
+                    spec = CounterSpec(f"budget:{scope}:usd:{label}", end.timestamp())
+                    caps.append(_Cap(spec, usd, f"{period} dollar budget of {who}", "usd", end))
+        return caps
+
+    def _estimated_usd(self, model: str | None, estimated_in: int, estimated_out: int) -> float:
+        price = self._prices.price(model) if model else None
+        if price is None:
+            return 0.0
+        return float(estimated_in * price.input + estimated_out * price.output) / _PER_MILLION
+
+    def _refusal(self, cap: _Cap, spent: float, needed: float) -> str:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        if cap.unit == "tokens":
+            limit, used, call = f"{cap.limit:,.0f} tokens", f"{spent:,.0f}", f"about {needed:,.0f} tokens"
+        else:
+            limit, used, call = f"${cap.limit:,.2f}", f"${spent:,.4f}", f"about ${needed:,.4f}"
+        return (
+            f"claudegate: this call would exceed the {cap.what} ({limit}; {used} used, the call needs "
+            f"{call}). It resets at {cap.resets_at.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+            f"(in {_span(cap.resets_at - now)})."
+        )
+
+
+def _span(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes = seconds // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{max(1, minutes)} min"

@@ -1,0 +1,178 @@
+"""A real IRC server on loopback (Debian's InspIRCd) and IRC clients that play viewers, for the Twitch bot's
+end-to-end tests and its benchmark.
+
+The server's configuration is the one shared/reference/twitch-chat.md gives: no connection throttling, no
+fake lag, 4 KB lines, IRCv3 tags. InspIRCd relays client tags but not Twitch's server tags (``user-id``,
+``display-name``), so viewers are known by their nick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from claudegate.bots.ircline import format_line, parse_line
+
+__all__ = ["Heard", "Viewer", "inspircd_binary", "running_inspircd"]
+
+_CONFIG = """\
+<server name="irc.test" description="test" network="TestNet">
+<admin name="t" nick="t" email="t@example.invalid">
+<bind address="127.0.0.1" port="@PORT@" type="clients">
+<connect name="main" allow="127.0.0.1" timeout="30" pingfreq="120" hardsendq="4M" softsendq="1M"
+         recvq="64K" threshold="100000" commandrate="100000000" fakelag="no" localmax="1000"
+         globalmax="1000" maxconnwarn="off" resolvehostnames="no" limit="5000">
+<files motd="@DIR@/motd.txt">
+<pid file="@DIR@/inspircd.pid">
+<dns server="127.0.0.1" timeout="1">
+<performance somaxconn="512" netbuffersize="65534" clonesonconnect="no">
+<limits maxline="4096">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="@DIR@/ircd.log">
+<module name="cap"> <module name="ircv3"> <module name="ircv3_ctctags"> <module name="ircv3_msgid">
+<module name="ircv3_servertime"> <module name="ircv3_echomessage">
+"""
+
+
+def inspircd_binary() -> str | None:
+    """The server's executable (Debian puts it in /usr/sbin, which is not on every PATH)."""
+    return shutil.which("inspircd") or shutil.which("inspircd", path="/usr/sbin:/usr/local/sbin")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_inspircd(folder: Path) -> Iterator[int]:
+    """Start InspIRCd on a free loopback port with its files in ``folder``; yield the port; stop it."""
+    binary = inspircd_binary()
+    if binary is None:
+        raise RuntimeError("inspircd is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "motd.txt").write_text("")
+    port = _free_port()
+    config = folder / "inspircd.conf"
+    config.write_text(_CONFIG.replace("@DIR@", str(folder)).replace("@PORT@", str(port)))
+    command = [binary, "--config", str(config), "--nofork"]
+    if os.geteuid() == 0:
+        command.append("--runasroot")
+    with open(folder / "stdout.log", "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                output = (folder / "stdout.log").read_text(errors="replace")
+                raise RuntimeError(f"inspircd exited with {process.returncode}: {output[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("inspircd did not start listening within 15 s") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    at: float  # time.perf_counter() when the line arrived
+    sender: str
+    text: str
+
+
+class Viewer:
+    """A chat user: joins the channel, says things, and keeps every channel line it hears."""
+
+    def __init__(self, nick: str, port: int, channel: str) -> None:
+        self.nick = nick
+        self.port = port
+        self.channel = "#" + channel.lstrip("#")
+        self.heard: list[Heard] = []
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._joined = asyncio.Event()
+        self._news = asyncio.Event()
+
+    async def connect(self, *, within: float = 10.0) -> None:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._send(format_line("NICK", self.nick))
+        self._send(format_line("USER", self.nick, "0", "*", self.nick))
+        self._task = asyncio.get_running_loop().create_task(self._read())
+        await asyncio.wait_for(self._joined.wait(), timeout=within)
+
+    def _send(self, line: str) -> None:
+        assert self._writer is not None
+        self._writer.write(line.encode() + b"\r\n")
+
+    async def say(self, text: str) -> float:
+        """Say ``text`` in the channel; returns when it was written (time.perf_counter())."""
+        self._send(format_line("PRIVMSG", self.channel, text))
+        assert self._writer is not None
+        await self._writer.drain()
+        return time.perf_counter()
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        while line := await self._reader.readline():
+            message = parse_line(line.decode("utf-8", errors="replace"))
+            if message.command == "PING":
+                self._send(format_line("PONG", message.trailing))
+            elif message.command == "001":
+                self._send(format_line("JOIN", self.channel))
+            elif message.command == "JOIN" and message.nick == self.nick:
+                self._joined.set()
+            elif message.command == "PRIVMSG" and message.params[0] == self.channel:
+                self.heard.append(Heard(time.perf_counter(), message.nick or "", message.params[1]))
+                self._news.set()
+
+    def lines_for_me(self, sender: str | None = None) -> list[Heard]:
+        """Lines that mention this viewer (``@nick`` as a word), optionally from ``sender`` only."""
+        mention = "@" + self.nick
+        return [
+            heard
+            for heard in self.heard
+            if (sender is None or heard.sender == sender) and mention in heard.text.split()
+        ]
+
+    async def wait_for(self, predicate: Callable[[list[Heard]], bool], *, within: float) -> list[Heard]:
+        """Wait until ``predicate(lines for me)`` holds; returns those lines."""
+        deadline = time.monotonic() + within
+        while not predicate(self.lines_for_me()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.nick} heard only {[h.text for h in self.lines_for_me()]}")
+            self._news.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._news.wait(), timeout=left)
+        return self.lines_for_me()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                self._send("QUIT :bye")
+                await self._writer.drain()
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+                await self._task
