@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def irc_config(bot: BotSettings, channel: str, token: SecretStr | None) -> IrcConfig:
     if bot.nick is None:
-        raise ConfigError("set the bot's login name: nick in the [bot] table of the settings file")
+        raise ConfigError("set the bot's login name: nick in the bot table of the settings file")
     return IrcConfig(
         host=bot.irc_host,
         port=bot.irc_port,

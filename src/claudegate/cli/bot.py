@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["register"]
 
@@ -43,11 +44,11 @@ def twitch(
     try:
         settings = Settings.load(config)
     except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
     name = channel or settings.bot.channel
     if not name:
-        console.print("[red]error:[/red] give --channel NAME, or set channel in the [bot] table")
+        console.print("[red]error:[/red] give --channel NAME, or set channel in the settings' bot table")
         raise typer.Exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -55,7 +56,7 @@ def twitch(
     try:
         asyncio.run(run_twitch_bot(settings, name))
     except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
 
 

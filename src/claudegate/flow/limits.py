@@ -29,14 +29,18 @@ class LaneLimits:
     requests: BucketSpec
     input_tokens: BucketSpec
     output_tokens: BucketSpec
+    # Limits the operator set in numbers (rather than a tier): an upstream may lower them, never raise them,
+    # since they may deliberately leave part of the account to other applications.
+    configured: bool = False
 
     @classmethod
-    def from_limits(cls, lane: str, limits: Limits, burst: float) -> LaneLimits:
+    def from_limits(cls, lane: str, limits: Limits, burst: float, *, configured: bool = False) -> LaneLimits:
         return cls(
             lane,
             BucketSpec.per_minute(f"lane:{lane}:requests", limits.requests_per_minute, burst),
             BucketSpec.per_minute(f"lane:{lane}:input", limits.input_tokens_per_minute, burst),
             BucketSpec.per_minute(f"lane:{lane}:output", limits.output_tokens_per_minute, burst),
+            configured=configured,
         )
 
     def spec(self, kind: str) -> BucketSpec:
@@ -93,7 +97,9 @@ class Lanes:
         lane = f"{upstream}:{rate_class}"
         found = self._lanes.get(lane)
         if found is None:
-            found = LaneLimits.from_limits(lane, limits or limits_for(tier, rate_class), self._burst)
+            found = LaneLimits.from_limits(
+                lane, limits or limits_for(tier, rate_class), self._burst, configured=limits is not None
+            )
             self._lanes[lane] = found
         return found
 
@@ -105,7 +111,10 @@ class Lanes:
         """
         for kind, (limit, remaining) in parse_ratelimit_headers(headers).items():
             spec = lane.spec(kind)
-            if limit is not None and limit > 0 and abs(limit - spec.rate * 60) > 0.5:
+            current = spec.rate * 60
+            changed = limit is not None and limit > 0 and abs(limit - current) > 0.5
+            # Numbers the operator set stay unless the account reports less (see LaneLimits.configured).
+            if limit is not None and changed and not (lane.configured and limit > current):
                 spec = BucketSpec.per_minute(spec.key, limit, self._burst)
                 if kind == "requests":
                     lane.requests = spec
