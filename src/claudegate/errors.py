@@ -19,6 +19,7 @@ exception class for an error made by claudegate as for one made by Anthropic.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -39,6 +40,7 @@ __all__ = [
     "RequestTooLargeError",
     "error_body",
     "error_for_status",
+    "retry_after_headers",
 ]
 
 
@@ -141,6 +143,15 @@ def error_for_status(status: int, message: str) -> ClaudegateError:
     if cls is None:
         cls = ApiError if status >= 500 else InvalidRequestError
     return cls(message)
+
+
+def retry_after_headers(seconds: float) -> list[tuple[str, str]]:
+    """``retry-after`` in whole seconds (rounded up: never earlier than predicted) and ``retry-after-ms``
+    with the exact wait, which the official SDKs read first."""
+    return [
+        ("retry-after", str(max(1, math.ceil(seconds)))),
+        ("retry-after-ms", str(max(1, round(seconds * 1000)))),
+    ]
 
 
 def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:

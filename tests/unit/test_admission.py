@@ -49,7 +49,8 @@ async def test_a_call_that_cannot_start_in_time_is_refused_at_once_with_an_hones
     with pytest.raises(RateLimitError) as refused:
         await queue.admit(ticket("a", deadline_in=0.3))  # its own 10 calls ahead need ~1 s
     assert time.monotonic() - started < 0.05  # refused at once, not after waiting
-    assert refused.value.retry_after >= 1
+    # retry-after is the prediction itself (sent whole-second rounded up, and exact as retry-after-ms)
+    assert refused.value.retry_after == pytest.approx(1.0, abs=0.15)
     assert (
         "predicted wait of 1.0 s" in refused.value.message
         or "predicted wait of 0.9 s" in refused.value.message

@@ -199,8 +199,18 @@ class UsageWriter:
         return min(self._retry_base * 2.0 ** (self._failures - 1), _MAX_BACKOFF_S)
 
     async def _drain(self) -> None:
-        """Write everything buffered, batch by batch; on a failure, keep the batch and return."""
-        while (self._queue or self._inflight) and not self._closing:
+        """Write what is buffered, batch by batch; on a failure, keep the batch and return.
+
+        Records that arrive while a batch is written wait for the next interval, unless a whole batch of them
+        is waiting: chasing them would, under steady traffic, write a transaction every few calls.
+        """
+        first = True
+        while (
+            (self._queue or self._inflight)
+            and not self._closing
+            and (first or len(self._queue) >= self._batch_size)
+        ):
+            first = False
             try:
                 await self._write_batch()
             except Exception as exc:  # any sink failure is retried; the records stay in _inflight

@@ -224,6 +224,7 @@ class ChatService:
             body=orjson.dumps(turn.body),
             model=turn.model,
             max_tokens=turn.max_tokens,
+            stream=turn.body.get("stream") is True,
             deadline=deadline_for(identity, None, self._settings.default_deadline_s),
             headers=forwarded,
             priority=identity.settings.priority,

@@ -43,6 +43,7 @@ def build_call(
         body=prepared.body,
         model=model if isinstance(model, str) else None,
         max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1,
+        stream=fields.get("stream") is True,
         deadline=deadline_for(identity, deadline_s, settings.default_deadline_s),
         headers=prepared.headers,
         path_and_query=prepared.path_and_query,

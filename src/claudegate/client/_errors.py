@@ -26,7 +26,7 @@ import anthropic
 import orjson
 
 from claudegate.client._exchange import ReplyLost
-from claudegate.errors import ClaudegateError, RateLimitError
+from claudegate.errors import ClaudegateError, RateLimitError, retry_after_headers
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.sink import RawHeaders
 
@@ -124,7 +124,7 @@ def error_from_claudegate(error: ClaudegateError, request_id: str, *, path: str)
         ("x-claudegate-request-id", request_id),
     ]
     if isinstance(error, RateLimitError):
-        headers.append(("retry-after", str(max(1, round(error.retry_after)))))
+        headers.extend(retry_after_headers(error.retry_after))
         headers.extend(error.headers)
     return _status_error(error.status, error.body(request_id), headers, path)
 

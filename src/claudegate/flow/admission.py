@@ -31,7 +31,7 @@ from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
 from claudegate.flow.state import FlowState
 
-__all__ = ["UPSTREAM_LAG_S", "AdmissionQueue", "Ticket"]
+__all__ = ["UPSTREAM_LAG_S", "AdmissionQueue", "ReplyStart", "Ticket"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,36 @@ UPSTREAM_LAG_S = 0.5
 
 _SMOOTHING = 0.2
 _INITIAL_CALL_SECONDS = 5.0  # until calls have been timed, a call is assumed to hold its slot this long
+_SPREAD = 3.0  # a start is judged against the mean plus this many mean deviations
+
+
+class ReplyStart:
+    """How long after dispatch a reply's first byte arrives: a running mean and mean absolute deviation.
+
+    Admission needs a high estimate, not the mean: a call admitted when its start plus the *mean* just fits
+    misses its deadline whenever its reply is slower than average, which is half the time. Before any reply
+    has been timed nothing is assumed (a guess would refuse calls against a fast upstream, or admit them
+    against a slow one); the first reply starts the estimate with a wide spread, which later ones narrow.
+    """
+
+    __slots__ = ("deviation", "mean", "samples")
+
+    def __init__(self) -> None:
+        self.mean = 0.0
+        self.deviation = 0.0
+        self.samples = 0
+
+    def observe(self, seconds: float) -> None:
+        if self.samples == 0:
+            self.mean, self.deviation = seconds, seconds / 2
+        else:
+            self.deviation = (1 - _SMOOTHING) * self.deviation + _SMOOTHING * abs(seconds - self.mean)
+            self.mean = (1 - _SMOOTHING) * self.mean + _SMOOTHING * seconds
+        self.samples += 1
+
+    @property
+    def bound(self) -> float:
+        return self.mean + _SPREAD * self.deviation
 
 
 @dataclass(eq=False, slots=True)
@@ -49,7 +79,8 @@ class Ticket:
     user: str
     input_tokens: float
     output_tokens: float
-    deadline: float  # on the queue's clock: the latest acceptable start of the reply
+    deadline: float  # on the queue's clock: by when the reply must have begun
+    streamed: bool = False  # a stream begins with its first token; a JSON reply only once complete
     priority: int = 0
     org_weight: float = 1.0
     user_weight: float = 1.0
@@ -88,7 +119,7 @@ class AdmissionQueue:
         self._user_served: dict[tuple[str, str], float] = {}
         self.in_flight = 0
         self._call_seconds = _INITIAL_CALL_SECONDS
-        self.first_token_seconds = 0.0  # expected time from dispatch to the first byte of the reply
+        self._reply_start = {True: ReplyStart(), False: ReplyStart()}
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._paused_until = 0.0
@@ -111,9 +142,11 @@ class AdmissionQueue:
         ``asyncio.CancelledError`` is raised (the task itself was not cancelled; the caller tells apart).
         """
         now = self._clock()
+        if await self._start_at_once(ticket, now):
+            return
         self._enqueue(ticket)
         wait = await self._predict(ticket, now)
-        if now + wait + self.first_token_seconds > ticket.deadline:
+        if now + wait + self.reply_start(ticket.streamed) > ticket.deadline:
             self._remove(ticket)
             raise self._refusal(ticket, wait)
         ticket.predicted_wait = wait
@@ -153,18 +186,18 @@ class AdmissionQueue:
         watcher.add_done_callback(cancel)
         return watcher
 
-    def finished(self, seconds: float, first_token_seconds: float | None) -> None:
-        """A call admitted here has ended; learn its duration and free its slot."""
+    def finished(self, seconds: float, first_byte_seconds: float | None, *, streamed: bool = False) -> None:
+        """A call admitted here has ended; learn its duration and when its reply began; free its slot."""
         self.in_flight = max(0, self.in_flight - 1)
         if seconds > 0:
             self._call_seconds = (1 - _SMOOTHING) * self._call_seconds + _SMOOTHING * seconds
-        if first_token_seconds is not None:
-            self.first_token_seconds = (
-                (1 - _SMOOTHING) * self.first_token_seconds + _SMOOTHING * first_token_seconds
-                if self.first_token_seconds
-                else first_token_seconds
-            )
+        if first_byte_seconds is not None:
+            self._reply_start[streamed].observe(first_byte_seconds)
         self._wake.set()
+
+    def reply_start(self, streamed: bool) -> float:
+        """A high estimate of the time from dispatch to the first byte of a reply."""
+        return self._reply_start[streamed].bound
 
     def pause(self, seconds: float) -> None:
         """Dispatch nothing for a while (the upstream said ``retry-after``)."""
@@ -266,7 +299,7 @@ class AdmissionQueue:
             f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
             f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s. Retry after that, "
             "or allow a later deadline (x-claudegate-deadline-ms).",
-            retry_after=max(1.0, math.ceil(wait)),
+            retry_after=max(wait, 0.001),
         )
 
     # -- dispatch -----------------------------------------------------------------------------------------
@@ -278,7 +311,7 @@ class AdmissionQueue:
                 return
             now = self._clock()
             assert ticket.future is not None
-            if now + self.first_token_seconds > ticket.deadline:
+            if now + self.reply_start(ticket.streamed) > ticket.deadline:
                 self._remove(ticket)
                 wait = await self._predict_fresh(now)
                 if not ticket.future.done():
@@ -304,16 +337,37 @@ class AdmissionQueue:
                     self._take_turn(ticket)
                     continue
             self._wake.clear()
-            timeout = min(delay, max(0.0, ticket.deadline - self.first_token_seconds - now))
+            timeout = min(delay, max(0.0, ticket.deadline - self.reply_start(ticket.streamed) - now))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout if math.isfinite(timeout) else None)
 
-    def _take_turn(self, ticket: Ticket) -> None:
-        self._remove(ticket)
+    async def _start_at_once(self, ticket: Ticket, now: float) -> bool:
+        """The common case, without queueing: nobody waits, a slot is free and the buckets have room.
+
+        The full path (predicting the order, a future, the dispatcher) is for calls that must wait; most
+        calls of an account that is not saturated should cost one bucket check.
+        """
+        if self._waiting or self.in_flight >= self._max_concurrency or self._paused_until > now:
+            return False
+        if now + self.reply_start(ticket.streamed) > ticket.deadline:
+            return False  # the full path refuses it, with a prediction
+        demands = self.lane.demands(ticket.input_tokens, ticket.output_tokens)
+        if await self._state.try_take(demands, self._headroom_s) != 0:
+            return False
+        ticket.position = 1
+        self._count_turn(ticket)
+        return True
+
+    def _count_turn(self, ticket: Ticket) -> None:
+        """A call starts: charge its organisation's and user's fair shares, and take a slot."""
         self._org_served[ticket.org] = self._org_served.get(ticket.org, 0.0) + ticket.cost / ticket.org_weight
         key = (ticket.org, ticket.user)
         self._user_served[key] = self._user_served.get(key, 0.0) + ticket.cost / ticket.user_weight
         self.in_flight += 1
+
+    def _take_turn(self, ticket: Ticket) -> None:
+        self._remove(ticket)
+        self._count_turn(ticket)
         assert ticket.future is not None
         if ticket.future.done():  # the caller went away at this very moment
             self.in_flight -= 1

@@ -199,7 +199,7 @@ class Pipeline:
                 delay = 0.0  # the next attempt fails over to an upstream this call has not tried yet
             now = time.monotonic()
             if not self._retry.may_retry(
-                result.attempts, delay, now, call.deadline - queue.first_token_seconds
+                result.attempts, delay, now, call.deadline - queue.reply_start(call.stream)
             ):
                 break
             if failure.response is not None:
@@ -253,6 +253,7 @@ class Pipeline:
                 input_tokens=estimated_in,
                 output_tokens=estimated_out,
                 deadline=call.deadline,
+                streamed=call.stream,
                 priority=call.priority,
                 org_weight=settings.org_weight,
                 user_weight=settings.user_weight,
@@ -334,7 +335,7 @@ class Pipeline:
             member.in_flight -= 1
             if response is not None:
                 response.release()
-            queue.finished(time.perf_counter() - began, first_byte)
+            queue.finished(time.perf_counter() - began, first_byte, streamed=call.stream)
 
     async def _failed(self, member: PoolMember) -> None:
         """Count a failure against the upstream; if that opens its breaker, tell the other processes."""

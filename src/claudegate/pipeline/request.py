@@ -19,7 +19,8 @@ class CallRequest:
     body: bytes  # the request body exactly as the client sent it: it is forwarded unchanged
     model: str | None
     max_tokens: int
-    deadline: float  # on time.monotonic(): the latest acceptable start of the reply
+    deadline: float  # on time.monotonic(): by when the reply must have begun
+    stream: bool = False  # the body asks for a stream
     headers: RawHeaders = field(default_factory=list)  # the client's headers, forwarded end to end
     path_and_query: str = "/v1/messages"
     priority: int = 0

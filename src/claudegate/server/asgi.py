@@ -11,9 +11,16 @@ from collections.abc import Iterable
 
 from starlette.types import Receive, Scope, Send
 
-from claudegate.errors import ClaudegateError, RateLimitError
+from claudegate.errors import ClaudegateError, RateLimitError, retry_after_headers
 
-__all__ = ["GATEWAY_ORIGIN", "RawHeaders", "header", "read_body", "send_error", "send_json"]
+__all__ = [
+    "GATEWAY_ORIGIN",
+    "RawHeaders",
+    "header",
+    "read_body",
+    "send_error",
+    "send_json",
+]
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -68,6 +75,6 @@ async def send_error(
     rid = request_id.encode()
     headers: RawHeaders = [GATEWAY_ORIGIN, (b"request-id", rid), (b"x-claudegate-request-id", rid), *extra]
     if isinstance(error, RateLimitError):
-        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+        headers.extend((k.encode(), v.encode()) for k, v in retry_after_headers(error.retry_after))
         headers.extend((k.encode(), v.encode()) for k, v in error.headers)
     await send_json(send, error.status, error.body(request_id), headers)

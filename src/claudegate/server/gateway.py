@@ -190,6 +190,7 @@ class Gateway:
         request.model = model if isinstance(model, str) else None
         max_tokens = body.get("max_tokens")
         request.max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
+        request.stream = body.get("stream") is True
         requested_s: float | None = None
         deadline_header = header(call.scope, DEADLINE_HEADER)
         if deadline_header is not None:
