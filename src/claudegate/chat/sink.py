@@ -8,55 +8,16 @@ HTTP client: when it hangs up, the pipeline hears it through ``gone`` and abando
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from starlette.types import Receive, Send
 
 from claudegate.chat.sse import PING, MessageBuilder, token_event
-from claudegate.pipeline.sink import RawHeaders
+from claudegate.pipeline.sink import DisconnectWatch, RawHeaders
 from claudegate.wire.sse import SSEParser
 
 __all__ = ["ChatStreamSink", "ReplyBuffer"]
 
 
-class _Watched:
-    """The ``gone`` half of a ResponseSink: a task that notices the HTTP client's disconnect."""
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._gone = asyncio.Event()
-        self._callbacks: list[Callable[[], None]] = []
-        self._watcher: asyncio.Task[None] | None = None
-
-    @property
-    def gone(self) -> asyncio.Event:
-        return self._gone
-
-    def watch(self) -> None:
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    async def _watch(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self._gone.set()
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
-
-    def on_gone(self, callback: Callable[[], None]) -> None:
-        if self._gone.is_set():
-            callback()
-        else:
-            self._callbacks.append(callback)
-
-
-class ReplyBuffer(_Watched):
+class ReplyBuffer(DisconnectWatch):
     """Keeps a reply whole: its status, headers and body."""
 
     def __init__(self, receive: Receive) -> None:

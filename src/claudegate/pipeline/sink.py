@@ -8,7 +8,7 @@ from typing import Protocol
 
 from starlette.types import Receive, Send
 
-__all__ = ["AsgiSink", "RawHeaders", "ResponseSink"]
+__all__ = ["AsgiSink", "DisconnectWatch", "RawHeaders", "ResponseSink"]
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -30,15 +30,11 @@ class ResponseSink(Protocol):
     async def send(self, chunk: bytes, *, more: bool) -> None: ...
 
 
-class AsgiSink:
-    """The reply of an HTTP call, with a watcher that notices when the client disconnects."""
+class DisconnectWatch:
+    """The ``gone`` half of a ResponseSink for an HTTP client: a task that notices its disconnect."""
 
-    __slots__ = ("_callbacks", "_extra", "_gone", "_receive", "_send", "_watcher")
-
-    def __init__(self, receive: Receive, send: Send, extra_headers: RawHeaders) -> None:
+    def __init__(self, receive: Receive) -> None:
         self._receive = receive
-        self._send = send
-        self._extra = extra_headers
         self._gone = asyncio.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._watcher: asyncio.Task[None] | None = None
@@ -60,7 +56,8 @@ class AsgiSink:
         while (await self._receive())["type"] != "http.disconnect":
             pass
         self._gone.set()
-        for callback in self._callbacks:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
             callback()
 
     def on_gone(self, callback: Callable[[], None]) -> None:
@@ -68,6 +65,15 @@ class AsgiSink:
             callback()
         else:
             self._callbacks.append(callback)
+
+
+class AsgiSink(DisconnectWatch):
+    """The reply of an HTTP call, relayed as it comes, with a watcher that notices a disconnect."""
+
+    def __init__(self, receive: Receive, send: Send, extra_headers: RawHeaders) -> None:
+        super().__init__(receive)
+        self._send = send
+        self._extra = extra_headers
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         headers.extend(self._extra)

@@ -29,12 +29,13 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets key lookups read while usage is written; busy_timeout waits for a lock instead of failing.
+    # busy_timeout first: switching to WAL takes a lock too, and several processes opening a new database at
+    # once would otherwise fail on it. WAL lets key lookups read while usage is written.
     for pragma in (
+        "PRAGMA busy_timeout=10000",
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=10000",
     ):
         cursor.execute(pragma)
     cursor.close()
