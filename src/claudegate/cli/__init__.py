@@ -11,7 +11,10 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="claudegate",
-    help="Run Anthropic's Claude in production: gateway, flow control, accounting and an API simulator.",
+    help=(
+        "Run Anthropic's Claude in production: an Anthropic-compatible gateway with flow control and "
+        "accounting, a chat API, chat bots, and an Anthropic API simulator."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
