@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from claudegate.keys import NO_BUDGET, hash_key
-from claudegate.store import Store, current_revision, upgrade_database
+from claudegate.store import Store, current_revision, head_revision, upgrade_database
 from claudegate.store._engine import create_engine
 from claudegate.store.migrate import alembic_config
 from tests.integration.test_migrations import _seed_at_0001
@@ -31,7 +31,7 @@ async def test_upgrading_from_0002_keeps_the_data_and_adds_defaults(database_url
     await upgrade_database(database_url, "0002")
     assert not (await _tables(database_url)) & CHAT_TABLES
     await upgrade_database(database_url)
-    assert await current_revision(database_url) == "0003"
+    assert await current_revision(database_url) == head_revision()
     assert (await _tables(database_url)) >= CHAT_TABLES
 
     store = await Store.open(database_url, upgrade=False)
@@ -81,4 +81,4 @@ async def test_downgrading_to_0002_drops_the_chat_schema(database_url: str) -> N
     assert not (await _tables(database_url)) & CHAT_TABLES
     assert "budget_daily_tokens" not in columns
     await upgrade_database(database_url)  # and up again
-    assert await current_revision(database_url) == "0003"
+    assert await current_revision(database_url) == head_revision()

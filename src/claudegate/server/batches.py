@@ -15,8 +15,10 @@ import orjson
 from claudegate.errors import MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers
 from claudegate.server.asgi import send_json
+from claudegate.server.batch_usage import batch_usage_records
 from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.proxy import forward
+from claudegate.store.rows import BatchOwner
 from claudegate.wire.pagination import page_params
 
 if TYPE_CHECKING:
@@ -47,16 +49,34 @@ async def dispatch(services: Services, call: GatewayCall) -> None:
         raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
     if method not in allowed[action]:
         raise MethodNotAllowedError(method, path, allowed[action])
-    await _owned(services, call, batch_id)
-    await _forward(services, call, rewrite=action != "results")
+    owner = await _owned(services, call, batch_id)
+    if action == "results":
+        await forward(call, services, rewrite=_results_accountant(services, owner))
+    else:
+        await _forward(services, call, rewrite=True)
 
 
-async def _owned(services: Services, call: GatewayCall, batch_id: str) -> None:
+async def _owned(services: Services, call: GatewayCall, batch_id: str) -> BatchOwner:
     assert call.identity is not None
     owner = await services.store.batches.get_batch_owner(batch_id)
     if owner is None or owner.org_id != call.identity.org_id:
         # The same answer whether the batch is another organisation's or does not exist: ids leak nothing.
         raise NotFoundError(f"Message batch {batch_id} not found.")
+    return owner
+
+
+def _results_accountant(services: Services, owner: BatchOwner) -> Any:
+    """Record the usage of a batch's requests the first time its results pass through the gateway: one
+    record per processed request (succeeded ones with their tokens and cost at batch prices, errored ones
+    with their error), attributed to whoever created the batch. The results pass on unchanged."""
+
+    async def account(status: int, body: bytes) -> bytes:
+        if status == 200 and await services.store.batches.claim_accounting(owner.batch_id):
+            for record in batch_usage_records(owner, body, services.prices):
+                services.writer.submit(record)
+        return body
+
+    return account
 
 
 def _rewriter(services: Services, call: GatewayCall, *, record: bool) -> Any:

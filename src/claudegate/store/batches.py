@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,6 +42,18 @@ class BatchRepository:
                 await conn.execute(insert(MessageBatch).values(values))
         except IntegrityError:
             raise AlreadyExistsError(f"batch {batch_id!r} is already recorded") from None
+
+    async def claim_accounting(self, batch_id: str) -> bool:
+        """Mark a batch's results as accounted; True only for the one caller that marked it first, so each
+        batch's usage is recorded once however often (and by however many processes) its results are read."""
+        stmt = (
+            update(MessageBatch)
+            .where(MessageBatch.id == batch_id, MessageBatch.accounted_at.is_(None))
+            .values(accounted_at=datetime.now(UTC))
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
 
     async def get_batch_owner(self, batch_id: str) -> BatchOwner | None:
         stmt = select(

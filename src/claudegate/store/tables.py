@@ -166,6 +166,7 @@ class MessageBatch(Base):
     user_id: Mapped[int | None] = mapped_column(Integer)
     key_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accounted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Prompt(Base):
