@@ -6,12 +6,15 @@ a transaction-scoped advisory lock on PostgreSQL, an immediate (write-locking) t
 
 from __future__ import annotations
 
+import asyncio
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from claudegate.store._engine import create_engine
 
@@ -19,6 +22,7 @@ __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade_datab
 
 # An arbitrary constant naming claudegate's migration lock among PostgreSQL advisory locks.
 _PG_LOCK_ID = 0x6367_6D69  # "cgmi"
+_SQLITE_ATTEMPTS = 5
 
 
 def alembic_config() -> Config:
@@ -38,7 +42,23 @@ def head_revision() -> str:
 
 
 async def upgrade_database(url: str, revision: str = "head") -> None:
-    """Create the schema, or bring it up to ``revision``. Cheap when it is already current."""
+    """Create the schema, or bring it up to ``revision``. Cheap when it is already current.
+
+    Several processes may start at once: PostgreSQL serialises them with an advisory lock, SQLite with an
+    immediate transaction; a SQLite database still busy past its timeout (a slow disk, a loaded machine) is
+    tried again a few times before the error is let through.
+    """
+    for attempt in range(_SQLITE_ATTEMPTS):
+        try:
+            await _upgrade_once(url, revision)
+            return
+        except OperationalError as error:
+            if "database is locked" not in str(error) or attempt == _SQLITE_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.2 * 2**attempt)
+
+
+async def _upgrade_once(url: str, revision: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
