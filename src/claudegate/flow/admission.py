@@ -81,6 +81,7 @@ class Ticket:
     output_tokens: float
     deadline: float  # on the queue's clock: by when the reply must have begun
     streamed: bool = False  # a stream begins with its first token; a JSON reply only once complete
+    reply_start: float = 0.0  # the lane's estimate of dispatch-to-first-byte when the call was admitted
     priority: int = 0
     org_weight: float = 1.0
     user_weight: float = 1.0
@@ -146,7 +147,10 @@ class AdmissionQueue:
             return
         self._enqueue(ticket)
         wait = await self._predict(ticket, now)
-        if now + wait + self.reply_start(ticket.streamed) > ticket.deadline:
+        # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
+        # but a call told it would start in time keeps that promise rather than being refused late.
+        ticket.reply_start = self.reply_start(ticket.streamed)
+        if now + wait + ticket.reply_start > ticket.deadline:
             self._remove(ticket)
             raise self._refusal(ticket, wait)
         ticket.predicted_wait = wait
@@ -311,7 +315,7 @@ class AdmissionQueue:
                 return
             now = self._clock()
             assert ticket.future is not None
-            if now + self.reply_start(ticket.streamed) > ticket.deadline:
+            if now + ticket.reply_start > ticket.deadline:
                 self._remove(ticket)
                 wait = await self._predict_fresh(now)
                 if not ticket.future.done():
@@ -337,7 +341,7 @@ class AdmissionQueue:
                     self._take_turn(ticket)
                     continue
             self._wake.clear()
-            timeout = min(delay, max(0.0, ticket.deadline - self.reply_start(ticket.streamed) - now))
+            timeout = min(delay, max(0.0, ticket.deadline - ticket.reply_start - now))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout if math.isfinite(timeout) else None)
 
