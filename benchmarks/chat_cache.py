@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from _processes import Proc, claudegate, free_port, wait_until_up
 from claudegate.accounting.prices import PriceTable
 from claudegate.wire.tokens import count_text_tokens
 
@@ -114,49 +111,6 @@ def system_prompt() -> str:
 
 
 # -- processes ---------------------------------------------------------------------------------------------
-
-
-class Proc:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.log = log
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def claudegate(*args: str) -> list[str]:
-    return [sys.executable, "-m", "claudegate", *args]
-
-
-async def wait_until_up(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited; see {proc.log}:\n{proc.log.read_text()[-3000:]}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url) as response:
-                    await response.read()
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{proc.name} did not answer at {url} within {timeout_s} s; see {proc.log}")
 
 
 # -- the conversation --------------------------------------------------------------------------------------
@@ -283,6 +237,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "simulator",
             claudegate("simulate", "--port", str(sim_port), "--latency", "none"),
             env,
+            None,
             workdir / "sim.log",
         )
         upstream = env | {
@@ -294,12 +249,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 "gateway (breakpoints)",
                 claudegate("serve", "--port", str(with_port)),
                 upstream,
+                None,
                 workdir / "with.log",
             ),
             Proc(
                 "gateway (no breakpoints)",
                 claudegate("serve", "--port", str(without_port)),
                 upstream | {"CLAUDEGATE_CHAT_CACHE_BREAKPOINTS": "false"},
+                None,
                 workdir / "without.log",
             ),
         ]

@@ -60,8 +60,6 @@ import math
 import os
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -76,6 +74,7 @@ import aiohttp
 import anthropic
 import httpx2
 
+from _processes import Proc, claudegate, free_port, wait_until_up
 from claudegate.wire.tiers import limits_for
 
 MODEL = "claude-sonnet-4-5"
@@ -100,54 +99,6 @@ _WORDS = _TEXT.split()
 
 
 # -- processes -------------------------------------------------------------------------------------------
-
-
-class Proc:
-    """A child process, optionally pinned to CPUs with taskset (which execs, so the PID is the server's)."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cpus: str | None, log: Path) -> None:
-        self.name = name
-        self.log = log
-        prefix = ["taskset", "-c", cpus] if cpus is not None else []
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                prefix + argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.pid = self.popen.pid
-
-    def stop(self) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def claudegate(*args: str) -> list[str]:
-    return [sys.executable, "-m", "claudegate", *args]
-
-
-async def wait_until_up(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited; see {proc.log}:\n{proc.log.read_text()[-3000:]}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url, headers={"x-api-key": "sk-bench-probe"}) as response:
-                    await response.read()
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{proc.name} did not answer at {url} within {timeout_s} s; see {proc.log}")
 
 
 def base_env(workdir: Path) -> dict[str, str]:

@@ -32,8 +32,6 @@ import contextlib
 import json
 import os
 import resource
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -47,6 +45,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from _processes import Proc, claudegate, free_port, wait_until_up
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FLUSH_WAIT_S = 0.8  # the gateway writes usage every 0.5 s (its default); wait that out around each phase
@@ -92,69 +92,6 @@ class Phase:
 
 
 # -- processes -------------------------------------------------------------------------------------------
-
-
-class Proc:
-    """A child process, optionally pinned to CPUs with taskset (which execs, so the PID is the server's)."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cpus: str | None, log: Path) -> None:
-        self.name = name
-        self.log = log
-        prefix = ["taskset", "-c", cpus] if cpus is not None else []
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                prefix + argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.pid = self.popen.pid
-
-    def cpu_ticks(self) -> int:
-        """utime + stime of the whole process (every thread), in clock ticks."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return int(fields[11]) + int(fields[12])
-
-    def memory_mb(self, key: str = "VmRSS") -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"{key} not in /proc/{self.pid}/status")
-
-    def threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/task"))
-
-    def stop(self) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def claudegate(*args: str) -> list[str]:
-    return [sys.executable, "-m", "claudegate", *args]
-
-
-async def wait_until_up(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited; see {proc.log}:\n{proc.log.read_text()[-3000:]}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url, headers={"x-api-key": "sk-bench"}) as response:
-                    await response.read()
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{proc.name} did not answer at {url} within {timeout_s} s; see {proc.log}")
 
 
 # -- load ------------------------------------------------------------------------------------------------
