@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -46,6 +46,28 @@ def _act_for_users(text: str | None) -> dict[str, bool]:
     return {"act_for_users": value in ("yes", "true")}
 
 
+def _key_settings(
+    rpm: str | None,
+    tpm: str | None,
+    concurrency: str | None,
+    deadline_ms: str | None,
+    priority: str | None,
+    act_for_users: str | None,
+) -> dict[str, Any]:
+    """A key's settings as given to ``keys create`` or ``keys limits``, parsed and checked."""
+    settings = parse_settings(
+        {
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+            "max_concurrency": concurrency,
+            "deadline_ms": deadline_ms,
+            "priority": priority,
+        }
+    )
+    settings.update(_act_for_users(act_for_users))
+    return settings
+
+
 keys_app = typer.Typer(
     help="Create, list and revoke gateway keys (cg-…), and set their limits.", no_args_is_help=True
 )
@@ -70,16 +92,7 @@ def create(
     """Create a key and print it. This is the only time the key is shown: only its hash is stored.
 
     Without limits the key is limited only by its user's and organisation's (see `keys limits`)."""
-    settings = parse_settings(
-        {
-            "requests_per_minute": rpm,
-            "tokens_per_minute": tpm,
-            "max_concurrency": concurrency,
-            "deadline_ms": deadline_ms,
-            "priority": priority,
-        }
-    )
-    settings.update(_act_for_users(act_for_users))
+    settings = _key_settings(rpm, tpm, concurrency, deadline_ms, priority, act_for_users)
 
     async def action(store: Store, _settings: Settings) -> NewKey:
         org_row = await store.orgs.get_or_create_org(org)
@@ -200,16 +213,7 @@ def limits(
 
     Running gateways apply a change within key_cache_ttl_s.
     """
-    changes = parse_settings(
-        {
-            "requests_per_minute": rpm,
-            "tokens_per_minute": tpm,
-            "max_concurrency": concurrency,
-            "deadline_ms": deadline_ms,
-            "priority": priority,
-        }
-    )
-    changes.update(_act_for_users(act_for_users))
+    changes = _key_settings(rpm, tpm, concurrency, deadline_ms, priority, act_for_users)
 
     async def action(store: Store, _settings: Settings) -> KeyRow:
         row = await store.keys.update_key_settings(key_id, **changes)
