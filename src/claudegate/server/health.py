@@ -6,8 +6,9 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
+
+from claudegate.upstream.probe import probe_upstream
 
 if TYPE_CHECKING:
     from claudegate.server.services import Services
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["HealthCheck"]
 
 _CACHE_SECONDS = 5.0  # probes hit the upstream; a load balancer polling every second should not
-_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
 class HealthCheck:
@@ -46,16 +46,7 @@ class HealthCheck:
             return status, body
 
     async def _upstream_ready(self) -> tuple[bool, str]:
-        upstream = self._services.upstream
-        try:
-            async with self._services.session.get(
-                upstream.base_url + "/v1/models?limit=1",
-                headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
-                timeout=_PROBE_TIMEOUT,
-            ) as response:
-                await response.read()
-                if response.status == 200:
-                    return True, "ok"
-                return False, f"answered {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as error:
-            return False, f"unreachable ({type(error).__name__})"
+        status = await probe_upstream(self._services.session, self._services.upstream)
+        if status == 200:
+            return True, "ok"  # reachable, and it accepts the configured key
+        return False, f"answered {status}" if isinstance(status, int) else status

@@ -18,13 +18,28 @@ import aiohttp
 from claudegate.flow.breaker import BreakerState
 from claudegate.flow.state import FlowState
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
+from claudegate.upstream.target import Upstream
 
-__all__ = ["BreakerProber"]
+__all__ = ["BreakerProber", "probe_upstream"]
 
 logger = logging.getLogger(__name__)
 
 _INTERVAL_S = 1.0
 _TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+async def probe_upstream(session: aiohttp.ClientSession, upstream: Upstream) -> int | str:
+    """Ask the upstream for one model with its key: the HTTP status, or why it could not be reached."""
+    try:
+        async with session.get(
+            upstream.base_url + "/v1/models?limit=1",
+            headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
+            timeout=_TIMEOUT,
+        ) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return f"unreachable ({type(error).__name__})"
 
 
 class BreakerProber:
@@ -57,16 +72,8 @@ class BreakerProber:
 
     async def probe(self, member: PoolMember) -> bool:
         upstream = member.upstream
-        try:
-            async with self._session.get(
-                upstream.base_url + "/v1/models?limit=1",
-                headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
-                timeout=_TIMEOUT,
-            ) as response:
-                await response.read()
-                healthy = response.status < 500
-        except (aiohttp.ClientError, TimeoutError):
-            healthy = False
+        status = await probe_upstream(self._session, upstream)
+        healthy = isinstance(status, int) and status < 500  # up, even if this key may not list models
         if healthy:
             member.breaker.record_success()
             await self._state.trip(breaker_flag(upstream.name), 0)
