@@ -222,8 +222,10 @@ async def test_every_call_is_recorded_with_the_upstreams_token_counts(
         if call.kind == "hangup":
             # The gateway counts the tokens of the deltas that reached it; the simulator counts a delta as
             # produced just before writing it. The delta it was writing when the gateway closed the
-            # connection is counted upstream but never arrives, so the two may differ by that one delta.
-            assert 0 <= entry["output_tokens"] - row["output_tokens"] <= TOKENS_PER_DELTA, what
+            # connection is counted upstream but never arrives, and on a loaded machine one more may be
+            # written (a delta every 15 ms here) while the gateway's notice of the hang-up waits for its
+            # turn on the event loop: the two may differ by those deltas, and no more.
+            assert 0 <= entry["output_tokens"] - row["output_tokens"] <= 2 * TOKENS_PER_DELTA, what
             assert row["output_tokens"] >= (outcome.received_tokens or 0), what
             # The upstream call was cancelled: generation stopped far short of the reply's length.
             assert not entry["completed"], what

@@ -21,7 +21,7 @@ from claudegate.accounting.usage import UsageRecord
 from claudegate.keys import UNLIMITED_TENANT, LimitSet, generate_key, hash_key
 from claudegate.store import GroupBy, Store, current_revision, head_revision, upgrade_database
 from claudegate.store._engine import create_engine
-from claudegate.store.migrate import alembic_config
+from claudegate.store.migrate import HEAD_REVISION, alembic_config
 from claudegate.store.tables import ApiKey, Base, Organization, UsageRow, User
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +49,24 @@ async def test_upgrading_a_current_database_changes_nothing(database_url: str) -
     await upgrade_database(database_url)
     await upgrade_database(database_url)
     assert await current_revision(database_url) == head_revision()
+
+
+def test_the_head_revision_the_gateway_checks_at_start_is_alembics() -> None:
+    """Starting skips Alembic when the database is at HEAD_REVISION: a new migration must move it."""
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_gateway_starting_on_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'current.db'}"
+    asyncio.run(upgrade_database(url))
+    script = (
+        "import asyncio, sys\n"
+        "from claudegate.store import upgrade_database\n"
+        f"asyncio.run(upgrade_database({url!r}))\n"
+        "print(any(name.split('.')[0] == 'alembic' for name in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
 
 
 async def test_gateways_starting_together_upgrade_once(database_url: str) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from claudegate.errors import RateLimitError
-from claudegate.flow.admission import AdmissionQueue, Ticket
+from claudegate.flow.admission import AdmissionQueue, ReplyStart, Ticket
 from claudegate.flow.limits import LaneLimits
 from claudegate.flow.state import BucketSpec, MemoryState
 
@@ -137,3 +137,115 @@ async def test_a_caller_that_gives_up_leaves_the_queue() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert queue.waiting == 0
+
+
+def placed(org: str, place: str, *, deadline_in: float) -> Ticket:
+    """A ticket that can be known again when it comes back (as the pipeline's key and body do)."""
+    return Ticket(org, "u", 10, 10, deadline=time.monotonic() + deadline_in, place=lambda: place)
+
+
+async def test_a_refused_call_that_comes_back_at_its_retry_after_finds_its_turn_kept() -> None:
+    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    ahead = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]
+    await asyncio.sleep(0)
+    refused_at = time.monotonic()
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(placed("a", "call-x", deadline_in=0.3))
+    wait = refused.value.retry_after
+    assert wait == pytest.approx(1.0, abs=0.15)
+    assert queue.holds == 1
+    # Ten newer calls arrive while it is away; without a kept turn they would all go before it.
+    behind = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]
+    await asyncio.sleep(wait - (time.monotonic() - refused_at))
+    await queue.admit(placed("a", "call-x", deadline_in=0.3))  # admitted, not refused a second time
+    started_after = time.monotonic() - refused_at
+    assert started_after == pytest.approx(wait, rel=0.2)
+    assert queue.holds == 0
+    await asyncio.gather(*ahead, *behind)
+
+
+async def test_a_kept_turn_blocks_nobody_and_lapses_when_its_caller_does_not_come_back() -> None:
+    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    await queue.admit(ticket("a"))  # the bucket holds one request: now it is empty
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(placed("a", "absent", deadline_in=0.05))
+    wait = refused.value.retry_after
+    assert wait == pytest.approx(0.1, abs=0.03)
+    assert queue.holds == 1
+    # A newer call is not held up by a turn kept for a caller that is away: it starts when the bucket
+    # allows, within the same 0.1 s the refused call was told.
+    started = time.monotonic()
+    await queue.admit(ticket("b"))
+    assert time.monotonic() - started < wait + 0.05
+    await asyncio.sleep(wait + 1.5 + 0.1 * wait + 0.1)  # past the time it was told, and the grace
+    assert queue.holds == 0
+    # Had it come back now, it would be an ordinary new call, with no turn of its own.
+    await queue.admit(placed("a", "absent", deadline_in=30))
+    assert queue.holds == 0
+
+
+async def test_predictions_count_expected_output_and_come_true_when_reservations_are_settled() -> None:
+    state = MemoryState()
+    small = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 200, 1000)  # 1,000 output tokens a second
+    queue = AdmissionQueue(LaneLimits("t", small, small, output), state, max_concurrency=100)
+
+    async def call() -> None:
+        # Each call reserves 125 output tokens, produces the 100 expected, and settles at once.
+        await queue.admit(
+            Ticket("a", "u", 0, 125, deadline=time.monotonic() + 30, expected_output_tokens=100)
+        )
+        await state.charge(output, -25)
+        queue.finished(0.01, None)
+
+    ahead = [asyncio.create_task(call()) for _ in range(8)]
+    await asyncio.sleep(0)
+    heard: list[float] = []
+    last = Ticket("a", "u", 0, 125, deadline=time.monotonic() + 30, expected_output_tokens=100)
+    last.on_queued = lambda _position, wait: heard.append(wait)
+    started = time.monotonic()
+    await queue.admit(last)
+    waited = time.monotonic() - started
+    await asyncio.gather(*ahead)
+    assert waited == pytest.approx(heard[0], rel=0.1)  # counting the reservations would say 25% more
+
+
+def test_a_stale_reply_start_estimate_fades_so_refusals_do_not_last_for_ever() -> None:
+    estimate = ReplyStart()
+    estimate.observe(12.0, now=100.0)  # one very slow reply, past a 10 s deadline
+    assert estimate.bound(100.0) >= 12.0
+    assert estimate.bound(129.0) == estimate.bound(100.0)  # recent: kept as it is
+    assert estimate.bound(30 + 100 + 60) == pytest.approx(estimate.bound(100.0) / 2)
+    assert estimate.bound(30 + 100 + 240) < 2.0
+
+
+def test_the_reply_start_estimate_is_a_high_quantile_that_stays_below_the_longest_reply() -> None:
+    # Replies whose length varies: most begin within 2-4 s, a few take up to 9 s. The mean plus three mean
+    # deviations would put the estimate beyond the slowest reply seen and refuse every call with a 10 s
+    # deadline; a high quantile of recent replies covers all but the rarest.
+    estimate = ReplyStart()
+    durations = [2.0 + (i % 5) * 0.5 for i in range(90)] + [9.0, 8.5, 8.0, 7.5, 7.0, 6.5, 6.0, 5.5, 5.0, 4.5]
+    for number, seconds in enumerate(durations):
+        estimate.observe(seconds, now=float(number))
+    bound = estimate.bound(float(len(durations)))
+    assert 7.0 <= bound <= 9.0
+    covered = sum(seconds <= bound for seconds in durations) / len(durations)
+    assert covered >= 0.97
+
+
+async def test_a_refused_call_back_long_before_its_turn_queues_behind_those_who_came_before_it() -> None:
+    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    ahead = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]
+    await asyncio.sleep(0)
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(placed("a", "eager", deadline_in=0.3))
+    assert refused.value.retry_after == pytest.approx(1.0, abs=0.15)
+    behind = asyncio.create_task(queue.admit(ticket("a", deadline_in=30)))
+    await asyncio.sleep(0)
+    # Back at once, with a deadline that lets it wait: it does not jump the calls queued meanwhile.
+    order: list[str] = []
+    eager = asyncio.create_task(queue.admit(placed("a", "eager", deadline_in=30)))
+    behind.add_done_callback(lambda _: order.append("behind"))
+    eager.add_done_callback(lambda _: order.append("eager"))
+    await asyncio.gather(*ahead, behind, eager)
+    assert order == ["behind", "eager"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from claudegate.pipeline.sink import RawHeaders, ResponseSink
+from claudegate.pipeline.sink import Departure, RawHeaders, ResponseSink
 
 __all__ = ["Exchange", "QueueSink", "ReplyLost"]
 
@@ -21,29 +21,18 @@ class ReplyLost(Exception):  # noqa: N818 - names an event
     """The call ended without a reply for its reader: the client was closed under it."""
 
 
-class QueueSink:
+class QueueSink(Departure):
     """A :class:`~claudegate.pipeline.sink.ResponseSink` for a caller in this process: the reply's status
     and headers are kept, its chunks queued; ``None`` in the queue ends the reply."""
 
-    __slots__ = ("_callbacks", "_chunks", "_gone", "headers", "started", "status")
+    __slots__ = ("_chunks", "headers", "started", "status")
 
     def __init__(self) -> None:
-        self._gone = asyncio.Event()
-        self._callbacks: list[Callable[[], None]] = []
+        super().__init__()
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.started = asyncio.Event()  # set by the reply's start, or when the pipeline ends without one
         self.status = 0
         self.headers: RawHeaders = []
-
-    @property
-    def gone(self) -> asyncio.Event:
-        return self._gone
-
-    def on_gone(self, callback: Callable[[], None]) -> None:
-        if self._gone.is_set():
-            callback()
-        else:
-            self._callbacks.append(callback)
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         self.status = status
@@ -57,15 +46,6 @@ class QueueSink:
             self._chunks.put_nowait(chunk)
         if not more:
             self._chunks.put_nowait(None)
-
-    def leave(self) -> None:
-        """The caller has left: tell whoever waits on the upstream (once)."""
-        if self._gone.is_set():
-            return
-        self._gone.set()
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
 
     def end(self) -> None:
         """The pipeline has ended: wake a reader waiting for a start or a chunk that will not come."""

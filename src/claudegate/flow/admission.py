@@ -14,6 +14,18 @@ in reserve after it, or a call started the moment the lane had refilled could re
 quite, and be answered 429.
 A bucket too small to hold the reserve beside a call (a lane allowed one request at a time) makes each call
 wait that long instead.
+
+A refused call keeps its turn. Its ``retry-after`` is the predicted start of its turn, and the queue keeps
+a *hold* for it (matched by the call's ``place``: its key and body) until shortly after that time: when the
+call comes back it goes first, rather than behind everything that arrived while it was away, and calls
+predicted to start after a hold's time are predicted behind it. Callers do not all come back (the bot, a
+client without retries), so a hold counts in predictions at the rate at which holds have been claimed, and
+it takes no tokens and blocks nobody: a hold that is never claimed costs the others nothing but a slightly
+long prediction, which corrects itself as that rate is learnt.
+
+Predictions count the output a call is expected to produce, not the reservation taken for it (a little
+more, so that a long reply does not put the lane in debt), and what calls in flight will give back when
+they settle: a prediction should be right on average, and the reservation is what keeps the lane safe.
 """
 
 from __future__ import annotations
@@ -24,8 +36,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
@@ -39,36 +52,73 @@ UPSTREAM_LAG_S = 0.5
 
 _SMOOTHING = 0.2
 _INITIAL_CALL_SECONDS = 5.0  # until calls have been timed, a call is assumed to hold its slot this long
-_SPREAD = 3.0  # a start is judged against the mean plus this many mean deviations
+_SPREAD = 3.0  # until enough replies are timed, a start is judged against the mean and this many deviations
+_WINDOW = 100  # replies the estimate of when a reply begins is taken from
+_QUANTILE = 0.98  # ... as this quantile of them
+_QUANTILE_SAMPLES = 20  # ... once there are this many
+# With no reply timed for this long, the estimate of when replies begin starts to fade (halving every
+# _STALE_HALF_LIFE_S): otherwise an estimate raised past every deadline by a few slow replies would refuse
+# every later call, and nothing would ever be timed again to bring it down.
+_STALE_AFTER_S = 30.0
+_STALE_HALF_LIFE_S = 60.0
+# A hold lapses this long after the time its caller was told (plus a share of the wait): long enough for a
+# client that rounds retry-after up to whole seconds, short enough that absent callers cost others little.
+_HOLD_GRACE_S = 1.5
+_HOLD_GRACE_SHARE = 0.1
+_EARLY_S = 0.25  # a caller back this much (plus a share of the wait) before its turn is early
+_EARLY_SHARE = 0.1
+# The share of holds claimed by their callers is counted over this many recent holds, starting from one
+# claimed and one not (so 0.5 before any hold has ended, and never quite 0 or 1).
+_SHOW_WINDOW = 50
 
 
 class ReplyStart:
-    """How long after dispatch a reply's first byte arrives: a running mean and mean absolute deviation.
+    """How long after dispatch a reply's first byte arrives: a high estimate, from recent replies.
 
     Admission needs a high estimate, not the mean: a call admitted when its start plus the *mean* just fits
-    misses its deadline whenever its reply is slower than average, which is half the time. Before any reply
-    has been timed nothing is assumed (a guess would refuse calls against a fast upstream, or admit them
-    against a slow one); the first reply starts the estimate with a wide spread, which later ones narrow.
+    misses its deadline whenever its reply is slower than average, which is half the time. Once enough
+    replies have been timed, the estimate is a high quantile of the recent ones (``_QUANTILE``); before
+    that, the mean plus ``_SPREAD`` mean deviations, which starts wide and narrows. A quantile follows a
+    skewed distribution (a non-streamed reply begins when it is complete, and replies vary in length) where
+    the mean plus deviations would overshoot its longest value and refuse every call. Before any reply has
+    been timed nothing is assumed (a guess would refuse calls against a fast upstream, or admit them
+    against a slow one).
     """
 
-    __slots__ = ("deviation", "mean", "samples")
+    __slots__ = ("_bound", "deviation", "mean", "observed_at", "recent", "samples")
 
     def __init__(self) -> None:
         self.mean = 0.0
         self.deviation = 0.0
         self.samples = 0
+        self.observed_at = 0.0
+        self.recent: deque[float] = deque(maxlen=_WINDOW)
+        self._bound: float | None = 0.0  # None: to be computed again
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, seconds: float, now: float) -> None:
         if self.samples == 0:
             self.mean, self.deviation = seconds, seconds / 2
         else:
             self.deviation = (1 - _SMOOTHING) * self.deviation + _SMOOTHING * abs(seconds - self.mean)
             self.mean = (1 - _SMOOTHING) * self.mean + _SMOOTHING * seconds
         self.samples += 1
+        self.observed_at = now
+        self.recent.append(seconds)
+        self._bound = None
 
-    @property
-    def bound(self) -> float:
-        return self.mean + _SPREAD * self.deviation
+    def bound(self, now: float) -> float:
+        estimate = self._bound
+        if estimate is None:
+            if len(self.recent) >= _QUANTILE_SAMPLES:
+                ordered = sorted(self.recent)
+                estimate = ordered[min(len(ordered) - 1, int(_QUANTILE * len(ordered)))]
+            else:
+                estimate = self.mean + _SPREAD * self.deviation
+            self._bound = estimate
+        stale = now - self.observed_at - _STALE_AFTER_S
+        if self.samples and stale > 0:
+            estimate *= 0.5 ** (stale / _STALE_HALF_LIFE_S)
+        return estimate
 
 
 @dataclass(eq=False, slots=True)
@@ -86,14 +136,34 @@ class Ticket:
     org_weight: float = 1.0
     user_weight: float = 1.0
     on_queued: Callable[[int, float], None] | None = None  # hears (position, predicted wait) when queued
+    # The output the call is expected to produce (``output_tokens`` is what is reserved for it, a little
+    # more); predictions use this. None: the reservation.
+    expected_output_tokens: float | None = None
+    # Names the call so that it is known again when it comes back after a refusal (its key and body); a
+    # refused call with a place keeps its turn for a while. Called only when needed (hashing a body costs).
+    place: Callable[[], Hashable] | None = field(default=None, repr=False)
     position: int = 0  # 1-based place in the predicted order while waiting
     predicted_wait: float = 0.0  # seconds from enqueueing to the predicted start
     future: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
+    def expected_output(self) -> float:
+        return self.output_tokens if self.expected_output_tokens is None else self.expected_output_tokens
+
+    @property
     def cost(self) -> float:
         # Fairness counts requests and tokens: a call that asks for a lot uses more of the lane.
         return 1.0 + (self.input_tokens + self.output_tokens) / 1000.0
+
+
+@dataclass(slots=True)
+class _Hold:
+    """The kept turn of a refused call: when it was told to come back, and what it will need then."""
+
+    due: float
+    early: float  # a caller back sooner than this did not wait as told: it queues as a new call
+    input_tokens: float
+    output_tokens: float  # expected, not reserved: holds only ever count in predictions
 
 
 class AdmissionQueue:
@@ -116,11 +186,18 @@ class AdmissionQueue:
         self._clock = clock
         # priority -> org -> user -> calls in arrival order
         self._waiting: dict[int, dict[str, dict[str, deque[Ticket]]]] = {}
+        # Refused calls that came back to their kept turn: they go before anyone else.
+        self._returning: deque[Ticket] = deque()
+        self._holds: dict[Hashable, _Hold] = {}
+        self._shows: deque[bool] = deque(maxlen=_SHOW_WINDOW)  # recent holds: claimed or lapsed
         self._org_served: dict[str, float] = {}
         self._user_served: dict[tuple[str, str], float] = {}
         self.in_flight = 0
         self._call_seconds = _INITIAL_CALL_SECONDS
         self._reply_start = {True: ReplyStart(), False: ReplyStart()}
+        # Output reserved beyond what a call is expected to produce, on average: what each call in flight
+        # gives back when it settles.
+        self._surplus_output = 0.0
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._paused_until = 0.0
@@ -129,12 +206,17 @@ class AdmissionQueue:
 
     @property
     def waiting(self) -> int:
-        return sum(
-            len(calls)
-            for orgs in self._waiting.values()
-            for users in orgs.values()
-            for calls in users.values()
-        )
+        """Calls waiting for their turn."""
+        queued = 0
+        for orgs in self._waiting.values():
+            for users in orgs.values():
+                queued += sum(len(calls) for calls in users.values())
+        return len(self._returning) + queued
+
+    @property
+    def holds(self) -> int:
+        """Turns kept for refused calls that have not come back yet."""
+        return len(self._holds)
 
     async def admit(self, ticket: Ticket, leave: asyncio.Event | None = None) -> None:
         """Wait for the ticket's turn; raise RateLimitError (429) at once if it cannot start in time.
@@ -143,16 +225,17 @@ class AdmissionQueue:
         ``asyncio.CancelledError`` is raised (the task itself was not cancelled; the caller tells apart).
         """
         now = self._clock()
-        if await self._start_at_once(ticket, now):
-            return
-        self._enqueue(ticket)
+        returning = self._claim_hold(ticket, now) if self._holds else False
+        if not returning:
+            if await self._start_at_once(ticket, now):
+                return
+            self._enqueue(ticket)
         wait = await self._predict(ticket, now)
         # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
         # but a call told it would start in time keeps that promise rather than being refused late.
         ticket.reply_start = self.reply_start(ticket.streamed)
         if now + wait + ticket.reply_start > ticket.deadline:
-            self._remove(ticket)
-            raise self._refusal(ticket, wait)
+            self._refuse(ticket, wait, now)
         ticket.predicted_wait = wait
         if ticket.on_queued is not None and wait > 0:
             try:
@@ -162,9 +245,7 @@ class AdmissionQueue:
                 # ticket queued for nobody. Log it; the call keeps its place.
                 logger.exception("an on_queued callback raised; the call keeps its place")
         ticket.future = asyncio.get_running_loop().create_future()
-        self._wake.set()
-        if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        self._ensure_dispatcher()
         watcher = self._watch_leave(ticket.future, leave) if leave is not None else None
         try:
             await ticket.future
@@ -196,17 +277,51 @@ class AdmissionQueue:
         if seconds > 0:
             self._call_seconds = (1 - _SMOOTHING) * self._call_seconds + _SMOOTHING * seconds
         if first_byte_seconds is not None:
-            self._reply_start[streamed].observe(first_byte_seconds)
+            self._reply_start[streamed].observe(first_byte_seconds, self._clock())
         self._wake.set()
 
     def reply_start(self, streamed: bool) -> float:
         """A high estimate of the time from dispatch to the first byte of a reply."""
-        return self._reply_start[streamed].bound
+        return self._reply_start[streamed].bound(self._clock())
 
     def pause(self, seconds: float) -> None:
         """Dispatch nothing for a while (the upstream said ``retry-after``)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         self._wake.set()
+
+    # -- holds: the kept turns of refused calls -----------------------------------------------------------
+
+    def _refuse(self, ticket: Ticket, wait: float, now: float) -> NoReturn:
+        """Refuse a call that cannot start in time, keeping its turn for it if it can be known again."""
+        self._remove(ticket)
+        place = ticket.place() if ticket.place is not None else None
+        if place is not None and place not in self._holds:  # an identical call's kept turn is enough
+            early = now + wait - _EARLY_S - _EARLY_SHARE * wait
+            hold = _Hold(now + wait, early, ticket.input_tokens, ticket.expected_output)
+            self._holds[place] = hold
+            lapse_in = wait + _HOLD_GRACE_S + _HOLD_GRACE_SHARE * wait
+            asyncio.get_running_loop().call_later(lapse_in, self._lapse, place, hold)
+        raise self._refusal(ticket, wait)
+
+    def _claim_hold(self, ticket: Ticket, now: float) -> bool:
+        """Whether this call is a refused one coming back to its kept turn; if so it goes first."""
+        hold = self._holds.pop(ticket.place(), None) if ticket.place is not None else None
+        if hold is None:
+            return False
+        # A caller back well before its turn waits behind those who came before it: it takes no turn of
+        # anyone's, so for predictions its hold counts as one not claimed.
+        early = now < hold.early
+        self._shows.append(not early)
+        if early:
+            return False
+        self._returning.append(ticket)
+        return True
+
+    def _lapse(self, place: Hashable, hold: _Hold) -> None:
+        """A hold's caller did not come back in time: its turn is no longer kept."""
+        if self._holds.get(place) is hold:
+            del self._holds[place]
+            self._shows.append(False)
 
     # -- order --------------------------------------------------------------------------------------------
 
@@ -227,6 +342,10 @@ class AdmissionQueue:
         users.setdefault(ticket.user, deque()).append(ticket)
 
     def _remove(self, ticket: Ticket) -> None:
+        if ticket in self._returning:
+            self._returning.remove(ticket)
+            self._wake.set()
+            return
         users = self._waiting.get(ticket.priority, {}).get(ticket.org, {})
         calls = users.get(ticket.user)
         if calls is not None and ticket in calls:
@@ -246,6 +365,7 @@ class AdmissionQueue:
 
     def _order(self) -> Iterator[Ticket]:
         """Waiting calls in the order they will be dispatched (a dry run of the fair choice)."""
+        yield from self._returning
         org_served = dict(self._org_served)
         user_served = dict(self._user_served)
         for priority in sorted(self._waiting, reverse=True):
@@ -272,41 +392,76 @@ class AdmissionQueue:
     # -- prediction ---------------------------------------------------------------------------------------
 
     async def _predict(self, ticket: Ticket, now: float) -> float:
-        """Seconds until ``ticket`` is predicted to start, from the order and the buckets' refill rates."""
+        """Seconds until ``ticket`` is predicted to start, from the order and the buckets' refill rates.
+
+        Expected, not reserved, output is counted for the calls ahead, and a hold due before the call's start
+        as much as its caller is likely to come back; the call's own needs are counted in full (with the
+        lane's reserve), since it starts only once they are there.
+        """
         lane = self.lane
+        specs = (lane.requests, lane.input_tokens, lane.output_tokens)
         needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
         position = 0
         for position, queued in enumerate(self._order(), start=1):  # noqa: B007 - position is used below
-            demands = lane.demands(queued.input_tokens, queued.output_tokens)
-            for index, (spec, amount) in enumerate(demands):
+            own = queued is ticket
+            output = queued.output_tokens if own else queued.expected_output
+            for index, (spec, amount) in enumerate(lane.demands(queued.input_tokens, output)):
                 needed, taken = spec.reserve(amount, self._headroom_s)
-                needs[index] += needed if queued is ticket else taken
-            if queued is ticket:
+                needs[index] += needed if own else taken
+            if own:
                 break
         ticket.position = position
-        levels = await self._state.levels([lane.requests, lane.input_tokens, lane.output_tokens])
-        bucket_wait = 0.0
-        for spec, level, needed in zip(
-            (lane.requests, lane.input_tokens, lane.output_tokens), levels, needs, strict=True
-        ):
-            if needed > level:
-                bucket_wait = max(bucket_wait, (needed - level) / spec.rate)
+        levels = await self._state.levels(list(specs))
+        levels[2] += self.in_flight * self._surplus_output  # what calls in flight give back as they settle
+
+        def bucket_wait() -> float:
+            return max(
+                (
+                    (needed - level) / spec.rate
+                    for spec, level, needed in zip(specs, levels, needs, strict=True)
+                    if needed > level
+                ),
+                default=0.0,
+            )
+
+        wait = bucket_wait()
+        # Callers back at their kept turn go first, so holds due before this call starts would go before it,
+        # as far as their callers come back; callers already back go in the order they came.
+        returning = ticket in self._returning
+        holds = [] if returning else sorted(self._holds.values(), key=lambda hold: hold.due)
+        show_rate = (sum(self._shows) + 1) / (len(self._shows) + 2)
+        for hold in holds:
+            if hold.due > now + wait:
+                break
+            for index, (spec, amount) in enumerate(lane.demands(hold.input_tokens, hold.output_tokens)):
+                needs[index] += show_rate * spec.reserve(amount, self._headroom_s)[1]
+            wait = bucket_wait()
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
             rounds = math.ceil((position - free_slots) / self._max_concurrency)
             slot_wait = rounds * self._call_seconds
-        return max(bucket_wait, slot_wait, self._paused_until - now)
+        return max(wait, slot_wait, self._paused_until - now)
 
     def _refusal(self, ticket: Ticket, wait: float) -> RateLimitError:
+        reply = (
+            f" Replies from this upstream currently take up to {ticket.reply_start:.1f} s to begin."
+            if ticket.reply_start > 0
+            else ""
+        )
         return RateLimitError(
             f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
-            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s. Retry after that, "
-            "or allow a later deadline (x-claudegate-deadline-ms).",
+            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s.{reply} Retry after "
+            "that, or allow a later deadline (x-claudegate-deadline-ms).",
             retry_after=max(wait, 0.001),
         )
 
     # -- dispatch -----------------------------------------------------------------------------------------
+
+    def _ensure_dispatcher(self) -> None:
+        self._wake.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def _dispatch(self) -> None:
         while True:
@@ -338,7 +493,9 @@ class AdmissionQueue:
                     )
                     continue
                 if delay == 0:
-                    self._take_turn(ticket)
+                    self._remove(ticket)
+                    self._count_fair_share(ticket)
+                    self._start(ticket)
                     continue
             self._wake.clear()
             timeout = min(delay, max(0.0, ticket.deadline - ticket.reply_start - now))
@@ -351,27 +508,29 @@ class AdmissionQueue:
         The full path (predicting the order, a future, the dispatcher) is for calls that must wait; most
         calls of an account that is not saturated should cost one bucket check.
         """
-        if self._waiting or self.in_flight >= self._max_concurrency or self._paused_until > now:
+        if self._waiting or self._returning or self.in_flight >= self._max_concurrency:
             return False
-        if now + self.reply_start(ticket.streamed) > ticket.deadline:
+        if self._paused_until > now or now + self.reply_start(ticket.streamed) > ticket.deadline:
             return False  # the full path refuses it, with a prediction
         demands = self.lane.demands(ticket.input_tokens, ticket.output_tokens)
         if await self._state.try_take(demands, self._headroom_s) != 0:
             return False
         ticket.position = 1
-        self._count_turn(ticket)
+        self._count_fair_share(ticket)
+        self.in_flight += 1
         return True
 
-    def _count_turn(self, ticket: Ticket) -> None:
-        """A call starts: charge its organisation's and user's fair shares, and take a slot."""
+    def _count_fair_share(self, ticket: Ticket) -> None:
+        """A call's tokens are taken: charge its organisation's and user's fair shares."""
         self._org_served[ticket.org] = self._org_served.get(ticket.org, 0.0) + ticket.cost / ticket.org_weight
         key = (ticket.org, ticket.user)
         self._user_served[key] = self._user_served.get(key, 0.0) + ticket.cost / ticket.user_weight
-        self.in_flight += 1
+        surplus = ticket.output_tokens - ticket.expected_output
+        self._surplus_output = (1 - _SMOOTHING) * self._surplus_output + _SMOOTHING * surplus
 
-    def _take_turn(self, ticket: Ticket) -> None:
-        self._remove(ticket)
-        self._count_turn(ticket)
+    def _start(self, ticket: Ticket) -> None:
+        """Give a waiting call its turn: it takes a slot (its tokens are taken)."""
+        self.in_flight += 1
         assert ticket.future is not None
         if ticket.future.done():  # the caller went away at this very moment
             self.in_flight -= 1

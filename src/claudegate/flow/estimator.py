@@ -46,8 +46,13 @@ class TokenEstimator:
         return max(1, math.ceil(body_bytes / self._for(model).bytes_per_token))
 
     def output_tokens(self, model: str, max_tokens: int) -> int:
+        """The output to reserve for a call: a little above the average (``_OUTPUT_HEADROOM``)."""
         expected = math.ceil(self._for(model).output_tokens * _OUTPUT_HEADROOM)
         return max(1, min(max_tokens, expected))
+
+    def expected_output_tokens(self, model: str, max_tokens: int) -> float:
+        """The output a call is expected to produce: the average, for predictions rather than reservations."""
+        return max(1.0, min(float(max_tokens), self._for(model).output_tokens))
 
     def observe(self, model: str, body_bytes: int, charged_input_tokens: int, output_tokens: int) -> None:
         """Learn from a finished call: its body size, the input tokens it was charged, its output."""

@@ -10,9 +10,11 @@ never provokes the 429s it is recovering from.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import aiohttp
@@ -244,6 +246,8 @@ class Pipeline:
             candidates = sorted(candidates, key=lambda member: member.name in failed_on)
         identity = call.identity
         settings = identity.settings
+        expected_out = self._estimator.expected_output_tokens(call.model or "", call.max_tokens)
+        place = functools.partial(_place_of, call)
         refusals: list[RateLimitError] = []
         for member in candidates:
             queue = self.queue(member, rate_class)
@@ -258,6 +262,8 @@ class Pipeline:
                 org_weight=settings.org_weight,
                 user_weight=settings.user_weight,
                 on_queued=call.on_queued,
+                expected_output_tokens=expected_out,
+                place=place,
             )
             try:
                 await queue.admit(ticket, leave=sink.gone)
@@ -359,6 +365,11 @@ class Pipeline:
         await self.lanes.settle(queue.lane, charged_in - estimated_in, usage.output_tokens - estimated_out)
         if result.status < 400 and call.model:
             self._estimator.observe(call.model, len(call.body), charged_in, usage.output_tokens)
+
+
+def _place_of(call: CallRequest) -> Hashable:
+    """What tells a call apart when it comes back after a refusal: the same key sending the same request."""
+    return (call.identity.key_id, call.path_and_query, hash(call.body))
 
 
 async def _client_left_during(sink: ResponseSink, seconds: float) -> bool:

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
@@ -108,31 +109,56 @@ async def open_reply(
     client, so the caller may retry), and ClientGone when the client leaves first: the pending upstream
     call is then abandoned at once, so a non-streamed reply stops being generated for nobody.
     """
-    pending = asyncio.get_running_loop().create_task(
-        session.request(
-            method, upstream.base_url + path_and_query, headers=headers, data=body, allow_redirects=False
-        )
-    )
+    if sink.gone.is_set():
+        raise ClientGone
+    # The request runs in the caller's own task, which a client leaving cancels (as asyncio.timeout does
+    # on expiry): a task of its own per call cost a task and a turn of the event loop before the upstream
+    # write, on every call, for the rare client that leaves.
+    task = asyncio.current_task()
+    assert task is not None
+    abandoned = False
+    waiting = True
 
     def abandon() -> None:
-        pending.cancel()
+        nonlocal abandoned
+        if waiting and not abandoned:
+            abandoned = True
+            task.cancel()
 
     sink.on_gone(abandon)
     try:
-        response = await pending
+        try:
+            response = await session.request(
+                method, upstream.base_url + path_and_query, headers=headers, data=body, allow_redirects=False
+            )
+        finally:
+            waiting = False
     except asyncio.CancelledError:
-        if sink.gone.is_set() and pending.cancelled() and not cancelling():
+        # Only the client's leaving, taken back, makes this ClientGone: a cancellation of the task from
+        # elsewhere (shutdown, an in-process caller's timeout) still propagates.
+        if abandoned and task.uncancel() == 0:
             raise ClientGone from None
         raise
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+        _gone_first(task, abandoned)
         raise ApiError(f"The upstream {upstream.name} could not be reached: {type(error).__name__}") from None
     except TimeoutError:
+        _gone_first(task, abandoned)
         raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
-    if sink.gone.is_set():  # the client left just as the reply began
+    if abandoned or sink.gone.is_set():  # the client left just as the reply began
         response.close()
+        _gone_first(task, abandoned)
         raise ClientGone
     sink.on_gone(response.close)
     return response
+
+
+def _gone_first(task: asyncio.Task[Any], abandoned: bool) -> None:
+    """If the client's leaving cancelled the task but the request ended otherwise, take the cancellation
+    back (it must not hit a later await) and report the client gone instead."""
+    if abandoned:
+        task.uncancel()
+        raise ClientGone
 
 
 def reply_headers(response: aiohttp.ClientResponse) -> RawHeaders:

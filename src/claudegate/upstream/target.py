@@ -23,11 +23,14 @@ def new_session() -> aiohttp.ClientSession:
     """The gateway's client: aiohttp, because its per-call cost is a fraction of httpx's (design.md).
 
     Replies are not decompressed (the gateway asks for identity encoding) and no total timeout applies:
-    streams may last many minutes; a stalled read is bounded by ``sock_read``.
+    streams may last many minutes; a stalled read is bounded by ``sock_read``. Cookies are neither kept nor
+    sent: one session serves every tenant, and a cookie an upstream set in reply to one caller must not
+    travel with another's requests.
     """
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
         timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=600),
         auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
     )
