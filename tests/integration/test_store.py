@@ -229,13 +229,13 @@ async def test_batch_ownership_and_newest_first_pagination(store: Store) -> None
             key_id=None,
             created_at=start + timedelta(minutes=n),
         )
-    await store.batches.record_batch("msgbatch_beta", org_id=beta.id, user_id=None, key_id=7)
+    await store.batches.record_batch("msgbatch_beta", org_id=beta.id, user_id=None, key_id=7, upstream="west")
     with pytest.raises(AlreadyExistsError):
         await store.batches.record_batch("msgbatch_0", org_id=beta.id, user_id=None, key_id=None)
 
     owner = await store.batches.get_batch_owner("msgbatch_beta")
     assert owner is not None
-    assert (owner.org_id, owner.key_id) == (beta.id, 7)
+    assert (owner.org_id, owner.key_id, owner.upstream) == (beta.id, 7, "west")
     assert await store.batches.get_batch_owner("msgbatch_missing") is None
 
     first = await store.batches.list_batch_ids(acme.id, limit=2)
@@ -248,4 +248,6 @@ async def test_batch_ownership_and_newest_first_pagination(store: Store) -> None
     assert (back.ids, back.has_more) == (["msgbatch_4", "msgbatch_3"], False)
     # another organisation's batch id is not a cursor into this one's list
     assert (await store.batches.list_batch_ids(acme.id, after_id="msgbatch_beta")).ids == []
-    assert (await store.batches.list_batch_ids(beta.id)).ids == ["msgbatch_beta"]
+    beta_page = await store.batches.list_batch_ids(beta.id)
+    assert (beta_page.ids, beta_page.upstreams) == (["msgbatch_beta"], ["west"])
+    assert first.upstreams == [None, None]  # recorded without an upstream: the preferred one

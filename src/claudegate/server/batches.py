@@ -1,8 +1,10 @@
 """Message Batches through the gateway: a batch is visible only to the organisation that created it.
 
 The upstream account is shared by every organisation, so ownership is recorded at creation and checked on
-every later call; listing reads the organisation's own batch ids from the store. ``results_url`` is
-rewritten to point at the gateway, so clients that follow it stay behind the gateway's keys.
+every later call; listing reads the organisation's own batch ids from the store. A batch is created on the
+preferred upstream, and the upstream is recorded with its owner: every later call about it goes there, even
+once another upstream is preferred. ``results_url`` is rewritten to point at the gateway, so clients that
+follow it stay behind the gateway's keys.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from claudegate.server.batch_usage import batch_usage_records
 from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.proxy import forward
 from claudegate.store.rows import BatchOwner
+from claudegate.upstream.target import Upstream
 from claudegate.wire.pagination import page_params
 
 if TYPE_CHECKING:
@@ -50,10 +53,11 @@ async def dispatch(services: Services, call: GatewayCall) -> None:
     if method not in allowed[action]:
         raise MethodNotAllowedError(method, path, allowed[action])
     owner = await _owned(services, call, batch_id)
+    upstream = services.upstream_named(owner.upstream)
     if action == "results":
-        await forward(call, services, rewrite=_results_accountant(services, owner))
+        await forward(call, services, rewrite=_results_accountant(services, owner), upstream=upstream)
     else:
-        await _forward(services, call, rewrite=True)
+        await forward(call, services, rewrite=_rewriter(services, call, record=None), upstream=upstream)
 
 
 async def _owned(services: Services, call: GatewayCall, batch_id: str) -> BatchOwner:
@@ -79,9 +83,10 @@ def _results_accountant(services: Services, owner: BatchOwner) -> Any:
     return account
 
 
-def _rewriter(services: Services, call: GatewayCall, *, record: bool) -> Any:
-    """Point ``results_url`` at the gateway; on creation, record ownership before the client sees the id
-    (a client that retrieves its batch at once must find it recorded)."""
+def _rewriter(services: Services, call: GatewayCall, *, record: Upstream | None) -> Any:
+    """Point ``results_url`` at the gateway; on creation (``record``: the upstream it was created on),
+    record ownership before the client sees the id (a client that retrieves its batch at once must find it
+    recorded)."""
     base = call.base_url()
 
     async def rewrite(status: int, body: bytes) -> bytes:
@@ -90,11 +95,15 @@ def _rewriter(services: Services, call: GatewayCall, *, record: bool) -> Any:
         data = orjson.loads(body)
         if not isinstance(data, dict):
             return body
-        if record:
+        if record is not None:
             identity = call.identity
             assert identity is not None
             await services.store.batches.record_batch(
-                data["id"], org_id=identity.org_id, user_id=identity.user_id, key_id=identity.key_id
+                data["id"],
+                org_id=identity.org_id,
+                user_id=identity.user_id,
+                key_id=identity.key_id,
+                upstream=record.name,
             )
         if data.get("results_url"):
             data["results_url"] = f"{base}{_PREFIX}/{data['id']}/results"
@@ -104,17 +113,10 @@ def _rewriter(services: Services, call: GatewayCall, *, record: bool) -> Any:
     return rewrite
 
 
-async def _forward(services: Services, call: GatewayCall, *, rewrite: bool, record: bool = False) -> None:
-    await forward(
-        call,
-        services,
-        rewrite=_rewriter(services, call, record=record) if rewrite else None,
-    )
-
-
 async def _create(services: Services, call: GatewayCall) -> None:
     await read_json_body(call, MAX_BATCH_BODY_BYTES)
-    await _forward(services, call, rewrite=True, record=True)
+    upstream = services.upstream
+    await forward(call, services, rewrite=_rewriter(services, call, record=upstream), upstream=upstream)
 
 
 async def _list(services: Services, call: GatewayCall) -> None:
@@ -128,15 +130,18 @@ async def _list(services: Services, call: GatewayCall) -> None:
     page = await services.store.batches.list_batch_ids(
         call.identity.org_id, limit=limit, after_id=after_id, before_id=before_id
     )
-    upstream = services.upstream
-    headers = forwarded_headers(call.scope["headers"], upstream)
 
-    async def fetch(batch_id: str) -> dict[str, Any] | None:
+    async def fetch(batch_id: str, upstream_name: str | None) -> dict[str, Any] | None:
+        upstream = services.upstream_named(upstream_name)
+        headers = forwarded_headers(call.scope["headers"], upstream)
         async with services.session.get(f"{upstream.base_url}{_PREFIX}/{batch_id}", headers=headers) as reply:
             body = await reply.read()
             return orjson.loads(body) if reply.status == 200 else None
 
-    found = await asyncio.gather(*(fetch(batch_id) for batch_id in page.ids))
+    upstreams = page.upstreams or [None] * len(page.ids)
+    found = await asyncio.gather(
+        *(fetch(batch_id, name) for batch_id, name in zip(page.ids, upstreams, strict=True))
+    )
     base = call.base_url()
     data = []
     for batch in found:

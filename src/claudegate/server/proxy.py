@@ -1,5 +1,6 @@
 """Pass-through for the routes outside flow control (models, count_tokens, batches, the probe route):
-the same relay as the pipeline, to the preferred upstream, without metering."""
+the same relay as the pipeline, to the preferred upstream (a batch: to the one it lives on), without
+metering."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from claudegate.pipeline.relay import ClientGone, ReplyResult, forwarded_headers
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.server.call import GatewayCall
 from claudegate.server.services import Services
+from claudegate.upstream.target import Upstream
 
 __all__ = ["forward"]
 
@@ -18,10 +20,11 @@ async def forward(
     services: Services,
     *,
     rewrite: Callable[[int, bytes], Awaitable[bytes]] | None = None,
+    upstream: Upstream | None = None,
 ) -> ReplyResult:
-    """Relay the call to the preferred upstream and its reply back. A client that leaves ends it quietly;
-    errors reaching the upstream raise ClaudegateError with nothing sent yet."""
-    upstream = services.upstream
+    """Relay the call to ``upstream`` (by default the preferred one) and its reply back. A client that
+    leaves ends it quietly; errors reaching the upstream raise ClaudegateError with nothing sent yet."""
+    upstream = upstream or services.upstream
     sink = AsgiSink(call.receive, call.send, [call.id_header])
     if call.body is not None:
         sink.watch()

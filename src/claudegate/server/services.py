@@ -55,11 +55,17 @@ class Services:
 
     @property
     def upstream(self) -> Upstream:
-        """The upstream for calls outside flow control (models, count_tokens, batches): the preferred one.
-
-        Batches live on the upstream that created them, so they always use this one.
-        """
+        """The upstream for calls outside flow control (models, count_tokens, new batches): the preferred
+        one."""
         return min(self.pool.members, key=lambda member: member.priority).upstream
+
+    def upstream_named(self, name: str | None) -> Upstream:
+        """The upstream of that name (where a batch lives); the preferred one if there is none by that name
+        (a batch recorded before upstreams were kept, or an upstream since removed from the settings)."""
+        for member in self.pool.members:
+            if member.name == name:
+                return member.upstream
+        return self.upstream
 
     async def close(self) -> None:
         await self.prober.stop()

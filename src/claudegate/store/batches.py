@@ -27,15 +27,18 @@ class BatchRepository:
         org_id: int,
         user_id: int | None,
         key_id: int | None,
+        upstream: str | None = None,
         created_at: datetime | None = None,
     ) -> None:
-        """Remember who created an upstream batch. AlreadyExistsError if the id is already recorded."""
+        """Remember who created an upstream batch, and on which upstream. AlreadyExistsError if the id is
+        already recorded."""
         values = {
             "id": batch_id,
             "org_id": org_id,
             "user_id": user_id,
             "key_id": key_id,
             "created_at": created_at or datetime.now(UTC),
+            "upstream": upstream,
         }
         try:
             async with self._engine.begin() as conn:
@@ -62,6 +65,7 @@ class BatchRepository:
             MessageBatch.user_id,
             MessageBatch.key_id,
             MessageBatch.created_at,
+            MessageBatch.upstream,
         ).where(MessageBatch.id == batch_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
@@ -81,7 +85,7 @@ class BatchRepository:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         position = tuple_(MessageBatch.created_at, MessageBatch.id)
-        stmt = select(MessageBatch.id).where(MessageBatch.org_id == org_id)
+        stmt = select(MessageBatch.id, MessageBatch.upstream).where(MessageBatch.org_id == org_id)
         async with self._engine.connect() as conn:
             cursor_id = before_id if before_id is not None else after_id
             if cursor_id is not None:
@@ -103,9 +107,11 @@ class BatchRepository:
                     stmt = stmt.where(position < cursor_position)
             if before_id is None:
                 stmt = stmt.order_by(MessageBatch.created_at.desc(), MessageBatch.id.desc())
-            ids = list((await conn.execute(stmt.limit(limit + 1))).scalars())
-        has_more = len(ids) > limit
-        ids = ids[:limit]
+            rows = [(row[0], row[1]) for row in await conn.execute(stmt.limit(limit + 1))]
+        has_more = len(rows) > limit
+        rows = rows[:limit]
         if before_id is not None:
-            ids.reverse()
-        return BatchPage(ids=ids, has_more=has_more)
+            rows.reverse()
+        return BatchPage(
+            ids=[batch_id for batch_id, _ in rows], has_more=has_more, upstreams=[up for _, up in rows]
+        )

@@ -158,14 +158,16 @@ class BatchOwner:
     user_id: int | None
     key_id: int | None
     created_at: datetime
+    upstream: str | None = None  # the upstream it lives on (None: recorded before that was kept)
 
 
 @dataclass(frozen=True, slots=True)
 class BatchPage:
-    """One page of batch ids, newest first, with Anthropic's pagination fields."""
+    """One page of batch ids, newest first, with Anthropic's pagination fields, and each one's upstream."""
 
     ids: list[str]
     has_more: bool
+    upstreams: list[str | None] = field(default_factory=list)
 
     @property
     def first_id(self) -> str | None:

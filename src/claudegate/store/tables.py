@@ -167,6 +167,8 @@ class MessageBatch(Base):
     key_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     accounted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The upstream (by name) the batch lives on; NULL for batches recorded before it was kept: the preferred.
+    upstream: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Prompt(Base):
