@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import struct
 import uuid
 import zlib
@@ -23,9 +24,14 @@ CACHE_MODEL = "claude-sonnet-5"
 HELLO = [{"role": "user", "content": "Hello"}]
 
 
+_KEYS_MADE = itertools.count()
+
+
 def unique_key() -> str:
-    """An API key of its own: the simulator keeps caches, buckets and batches per key."""
-    return f"sk-test-{uuid.uuid4().hex}"
+    """An API key of its own: the simulator keeps caches, buckets and batches per key. Its last four
+    characters, which are all the ledger shows of a key, are a counter: random ones would now and then be
+    shared by two tests' keys, and one test would read the other's ledger entries."""
+    return f"sk-test-{uuid.uuid4().hex}{next(_KEYS_MADE) % 0x10000:04x}"
 
 
 def sync_client(url: str, *, api_key: str = "test-key", max_retries: int = 0) -> anthropic.Anthropic:
