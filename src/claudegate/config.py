@@ -334,6 +334,14 @@ class Settings(BaseSettings):
         default=None,
         description="Redis for buckets, limits and breaker state shared by several gateway processes.",
     )
+    redis_prefix: str = Field(
+        default="claudegate:",
+        min_length=1,
+        description=(
+            "Prefix of every Redis key the gateway uses: gateways that share a prefix share their state "
+            "(one account); give deployments serving different accounts different prefixes on one Redis."
+        ),
+    )
     default_deadline_s: float = Field(
         default=600.0, gt=0, description="Deadline of a call whose key and request set none."
     )

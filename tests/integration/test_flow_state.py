@@ -113,3 +113,23 @@ async def test_flags_lower_themselves_and_can_be_lowered(state: FlowState) -> No
     await state.trip("breaker:y", 30)
     await state.trip("breaker:y", 0)
     assert await state.tripped("breaker:y") == 0
+
+
+async def test_gateways_share_redis_state_only_under_the_same_prefix(redis_url: str) -> None:
+    from claudegate.config import Settings
+    from claudegate.server.services import flow_state
+
+    account = f"test-{secrets.token_hex(6)}:"
+    first = flow_state(Settings(redis_url=redis_url, redis_prefix=account))
+    second = flow_state(Settings(redis_url=redis_url, redis_prefix=account))
+    other = flow_state(Settings(redis_url=redis_url, redis_prefix=f"other-{secrets.token_hex(6)}:"))
+    bucket = BucketSpec("lane:upstream:sonnet:requests", capacity=10, rate=10 / 60)
+    try:
+        assert await first.try_take([(bucket, 8)]) == 0
+        (shared,) = await second.levels([bucket])
+        (separate,) = await other.levels([bucket])
+        assert shared == pytest.approx(2, abs=0.1)  # the same account: what one took, the other sees
+        assert separate == pytest.approx(10)  # another deployment's prefix: untouched
+    finally:
+        for state in (first, second, other):
+            await state.close()

@@ -31,7 +31,7 @@ from claudegate.upstream.target import Upstream, new_session
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
-__all__ = ["Services", "open_services"]
+__all__ = ["Services", "flow_state", "open_services"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ async def open_services(settings: Settings) -> Services:
                 max_concurrency=settings.upstream_max_concurrency,
             )
         ]
-    state = _state(settings)
+    state = flow_state(settings)
     pool = UpstreamPool(members, routing=settings.routing)
     session = new_session()
     metrics = GatewayMetrics()
@@ -153,11 +153,12 @@ def _breaker(settings: Settings) -> CircuitBreaker:
     )
 
 
-def _state(settings: Settings) -> FlowState:
+def flow_state(settings: Settings) -> FlowState:
+    """The state flow control shares: in this process, or in Redis under ``redis_prefix``."""
     if settings.redis_url:
         from claudegate.flow.redis_state import RedisState
 
-        return RedisState.from_url(settings.redis_url)
+        return RedisState.from_url(settings.redis_url, prefix=settings.redis_prefix)
     return MemoryState()
 
 
