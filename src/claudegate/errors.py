@@ -26,6 +26,7 @@ from typing import ClassVar
 import orjson
 
 __all__ = [
+    "ERROR_TYPES",
     "ApiError",
     "AuthenticationError",
     "BillingError",
@@ -40,6 +41,7 @@ __all__ = [
     "RequestTooLargeError",
     "error_body",
     "error_for_status",
+    "error_for_type",
     "retry_after_headers",
 ]
 
@@ -121,20 +123,22 @@ class OverloadedError(ClaudegateError):
     error_type = "overloaded_error"
 
 
-_BY_STATUS: dict[int, type[ClaudegateError]] = {
-    cls.status: cls
-    for cls in (
-        InvalidRequestError,
-        AuthenticationError,
-        BillingError,
-        PermissionDeniedError,
-        NotFoundError,
-        RequestTooLargeError,
-        ApiError,
-        GatewayTimeoutError,
-        OverloadedError,
-    )
-}
+# The errors of Anthropic's API that need nothing but a message (a rate limit needs a retry time too).
+_PLAIN_ERRORS: tuple[type[ClaudegateError], ...] = (
+    InvalidRequestError,
+    AuthenticationError,
+    BillingError,
+    PermissionDeniedError,
+    NotFoundError,
+    RequestTooLargeError,
+    ApiError,
+    GatewayTimeoutError,
+    OverloadedError,
+)
+_BY_STATUS: dict[int, type[ClaudegateError]] = {cls.status: cls for cls in _PLAIN_ERRORS}
+_BY_TYPE: dict[str, type[ClaudegateError]] = {cls.error_type: cls for cls in _PLAIN_ERRORS}
+# Every error type of Anthropic's envelope.
+ERROR_TYPES = frozenset({*_BY_TYPE, RateLimitError.error_type})
 
 
 def error_for_status(status: int, message: str) -> ClaudegateError:
@@ -143,6 +147,14 @@ def error_for_status(status: int, message: str) -> ClaudegateError:
     if cls is None:
         cls = ApiError if status >= 500 else InvalidRequestError
     return cls(message)
+
+
+def error_for_type(error_type: str, message: str) -> ClaudegateError:
+    """The error of an envelope's type, as Anthropic names it (an unknown type: ``api_error``); a rate limit
+    says to retry after a second, since an envelope carries no retry time."""
+    if error_type == RateLimitError.error_type:
+        return RateLimitError(message, retry_after=1.0)
+    return _BY_TYPE.get(error_type, ApiError)(message)
 
 
 def retry_after_headers(seconds: float) -> list[tuple[str, str]]:

@@ -3,28 +3,17 @@ event), the client that hung up, and the failure of a turn whose question is alr
 
 from __future__ import annotations
 
-from typing import Final
-
 import orjson
 
 from claudegate.errors import (
-    ApiError,
-    AuthenticationError,
-    BillingError,
     ClaudegateError,
-    GatewayTimeoutError,
-    InvalidRequestError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
     RateLimitError,
-    RequestTooLargeError,
     error_for_status,
 )
 from claudegate.flow.retry import retry_after_seconds
 from claudegate.pipeline.sink import RawHeaders
 
-__all__ = ["ClientClosedError", "TurnFailedError", "error_from_reply", "error_of_type"]
+__all__ = ["ClientClosedError", "TurnFailedError", "error_from_reply"]
 
 
 class ClientClosedError(ClaudegateError):
@@ -35,29 +24,6 @@ class ClientClosedError(ClaudegateError):
 
     def __init__(self) -> None:
         super().__init__("the client disconnected before the reply was complete")
-
-
-_BY_TYPE: Final[dict[str, type[ClaudegateError]]] = {
-    cls.error_type: cls
-    for cls in (
-        InvalidRequestError,
-        AuthenticationError,
-        BillingError,
-        PermissionDeniedError,
-        NotFoundError,
-        RequestTooLargeError,
-        ApiError,
-        GatewayTimeoutError,
-        OverloadedError,
-    )
-}
-
-
-def error_of_type(error_type: str, message: str) -> ClaudegateError:
-    """The error for an ``error`` event of a stream (its type, as Anthropic names it, and its message)."""
-    if error_type == "rate_limit_error":
-        return RateLimitError(message, retry_after=1.0)
-    return _BY_TYPE.get(error_type, ApiError)(message)
 
 
 class TurnFailedError(Exception):

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from claudegate.chat.errors import ClientClosedError, TurnFailedError, error_from_reply, error_of_type
+from claudegate.chat.errors import ClientClosedError, TurnFailedError, error_from_reply
 from claudegate.chat.render import chat_json, message_json
 from claudegate.chat.request import Caller, ChatRequest, caller_for
 from claudegate.chat.service import ChatService, Turn, TurnReply
@@ -39,6 +39,7 @@ from claudegate.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
     NotFoundError,
+    error_for_type,
 )
 from claudegate.keys import Identity
 from claudegate.pipeline.relay import UpstreamDropped
@@ -264,7 +265,7 @@ async def _stream_turn(service: ChatService, call: GatewayCall, caller: Caller, 
                 "api_error",
                 "the model's stream ended before its reply did",
             )
-            raise await service.fail(turn, error_of_type(error_type, message), result)
+            raise await service.fail(turn, error_for_type(error_type, message), result)
         reply = await service.complete(
             turn, result, content=builder.content, stop_reason=builder.stop_reason, model=builder.model
         )

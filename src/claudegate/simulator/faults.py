@@ -16,17 +16,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from claudegate.errors import (
+    ERROR_TYPES,
     ApiError,
-    AuthenticationError,
     BillingError,
     ClaudegateError,
     GatewayTimeoutError,
     InvalidRequestError,
-    NotFoundError,
     OverloadedError,
     PermissionDeniedError,
     RateLimitError,
-    RequestTooLargeError,
+    error_for_type,
 )
 from claudegate.simulator.settings import FAULT_KINDS, FaultRate
 
@@ -34,30 +33,17 @@ __all__ = ["FAULT_HEADER", "Fault", "FaultInjector", "error_of_type"]
 
 FAULT_HEADER = "x-simulator-fault"
 _MAX_TRACKED = 10_000
-_ERRORS_BY_TYPE: dict[str, type[ClaudegateError]] = {
-    cls.error_type: cls
-    for cls in (
-        InvalidRequestError,
-        AuthenticationError,
-        BillingError,
-        PermissionDeniedError,
-        NotFoundError,
-        RequestTooLargeError,
-        ApiError,
-        GatewayTimeoutError,
-        OverloadedError,
-    )
+_MESSAGES = {
+    "overloaded_error": "Overloaded",
+    "api_error": "Internal server error",
+    "rate_limit_error": "Rate limited",
 }
-_ERROR_TYPES = frozenset({*_ERRORS_BY_TYPE, "rate_limit_error"})
-_MESSAGES = {"overloaded_error": "Overloaded", "api_error": "Internal server error"}
 
 
 def error_of_type(error_type: str) -> ClaudegateError:
     """The error a ``midstream_error:TYPE`` fault sends when the request did not ask for a stream."""
-    if error_type == "rate_limit_error":
-        return RateLimitError("Rate limited", retry_after=1.0)
     message = _MESSAGES.get(error_type, error_type.replace("_", " ").capitalize())
-    return _ERRORS_BY_TYPE.get(error_type, ApiError)(message)
+    return error_for_type(error_type, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +112,9 @@ class FaultInjector:
                 raise InvalidRequestError(
                     f"{FAULT_HEADER}: {argument!r} is not a number of seconds"
                 ) from None
-        if kind == "midstream_error" and argument and argument not in _ERROR_TYPES:
+        if kind == "midstream_error" and argument and argument not in ERROR_TYPES:
             raise InvalidRequestError(
-                f"{FAULT_HEADER}: {argument!r} is not an error type; known: {', '.join(sorted(_ERROR_TYPES))}"
+                f"{FAULT_HEADER}: {argument!r} is not an error type; known: {', '.join(sorted(ERROR_TYPES))}"
             )
         times = _times(options)
         if times is not None:
