@@ -245,7 +245,9 @@ class AdmissionQueue:
                 # ticket queued for nobody. Log it; the call keeps its place.
                 logger.exception("an on_queued callback raised; the call keeps its place")
         ticket.future = asyncio.get_running_loop().create_future()
-        self._ensure_dispatcher()
+        self._wake.set()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
         watcher = self._watch_leave(ticket.future, leave) if leave is not None else None
         try:
             await ticket.future
@@ -457,11 +459,6 @@ class AdmissionQueue:
         )
 
     # -- dispatch -----------------------------------------------------------------------------------------
-
-    def _ensure_dispatcher(self) -> None:
-        self._wake.set()
-        if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def _dispatch(self) -> None:
         while True:

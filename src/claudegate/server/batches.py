@@ -138,9 +138,8 @@ async def _list(services: Services, call: GatewayCall) -> None:
             body = await reply.read()
             return orjson.loads(body) if reply.status == 200 else None
 
-    upstreams = page.upstreams or [None] * len(page.ids)
     found = await asyncio.gather(
-        *(fetch(batch_id, name) for batch_id, name in zip(page.ids, upstreams, strict=True))
+        *(fetch(batch_id, name) for batch_id, name in zip(page.ids, page.upstreams, strict=True))
     )
     base = call.base_url()
     data = []

@@ -97,7 +97,7 @@ class BatchRepository:
                     )
                 ).first()
                 if cursor is None:
-                    return BatchPage(ids=[], has_more=False)
+                    return BatchPage(ids=[], has_more=False, upstreams=[])
                 cursor_position = tuple(cursor)
                 if before_id is not None:
                     stmt = stmt.where(position > cursor_position).order_by(

@@ -167,7 +167,7 @@ class BatchPage:
 
     ids: list[str]
     has_more: bool
-    upstreams: list[str | None] = field(default_factory=list)
+    upstreams: list[str | None]  # each id's upstream, in the same order
 
     @property
     def first_id(self) -> str | None:
