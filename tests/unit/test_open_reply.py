@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-import aiohttp
 import pytest
-from multidict import CIMultiDict
 
 from claudegate.errors import ApiError
 from claudegate.pipeline.relay import ClientGone, open_reply
 from claudegate.pipeline.sink import Departure, RawHeaders
+from claudegate.upstream.http import HttpClient, UpstreamConnectionError
 from claudegate.upstream.target import Upstream
 
 UPSTREAM = Upstream(name="up", base_url="http://upstream.invalid", api_key="sk-test")
@@ -36,7 +35,7 @@ class FakeSession:
         self.error = error
         self.response = FakeResponse()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
+    async def request(self, method: str, url: str, headers: RawHeaders, body: bytes | None) -> FakeResponse:
         self.started.set()
         try:
             await self.reply.wait()
@@ -60,10 +59,10 @@ class FakeSink(Departure):
 
 async def _open(session: FakeSession, sink: FakeSink) -> Any:
     return await open_reply(
-        cast(aiohttp.ClientSession, session),
+        cast(HttpClient, session),
         UPSTREAM,
         path_and_query="/v1/messages",
-        headers=CIMultiDict(),
+        headers=[],
         body=b"{}",
         sink=sink,
     )
@@ -140,7 +139,8 @@ async def test_a_client_leaving_as_the_reply_arrives_closes_it() -> None:
 
 
 async def test_an_unreachable_upstream_is_an_api_error() -> None:
-    session, sink = FakeSession(error=aiohttp.ServerDisconnectedError()), FakeSink()
+    error = UpstreamConnectionError("the upstream closed the connection")
+    session, sink = FakeSession(error=error), FakeSink()
     session.reply.set()
     with pytest.raises(ApiError):
         await _open(session, sink)

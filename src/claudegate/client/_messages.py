@@ -254,7 +254,7 @@ async def _head(
 async def _pass_through(services: Services, prepared: Prepared, sink: ResponseSink) -> None:
     upstream = services.upstream
     response = await open_reply(
-        services.session,
+        services.http,
         upstream,
         path_and_query=prepared.path_and_query,
         headers=forwarded_headers(prepared.headers, upstream),

@@ -17,8 +17,6 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-import aiohttp
-
 from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError, OverloadedError, RateLimitError
 from claudegate.flow.admission import UPSTREAM_LAG_S, AdmissionQueue, Ticket
 from claudegate.flow.breaker import BreakerState
@@ -39,6 +37,7 @@ from claudegate.pipeline.relay import (
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import ResponseSink
 from claudegate.pipeline.tenants import TenantGate
+from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.wire.models import ModelCatalog
 
@@ -55,7 +54,7 @@ class _Failure:
     """A failed attempt that may be retried: an error reply not yet relayed, or an unreachable upstream."""
 
     error: ClaudegateError | None = None
-    response: aiohttp.ClientResponse | None = None
+    response: HttpResponse | None = None
     body: bytes = b""
 
 
@@ -65,7 +64,7 @@ class Pipeline:
         *,
         pool: UpstreamPool,
         lanes: Lanes,
-        session: aiohttp.ClientSession,
+        http: HttpClient,
         tenants: TenantGate,
         estimator: TokenEstimator,
         accountant: Accountant,
@@ -76,7 +75,7 @@ class Pipeline:
     ) -> None:
         self.pool = pool
         self.lanes = lanes
-        self._session = session
+        self._http = http
         self._tenants = tenants
         self._estimator = estimator
         self._accountant = accountant
@@ -299,11 +298,11 @@ class Pipeline:
         member.in_flight += 1
         began = time.perf_counter()
         first_byte: float | None = None
-        response: aiohttp.ClientResponse | None = None
+        response: HttpResponse | None = None
         try:
             try:
                 response = await open_reply(
-                    self._session,
+                    self._http,
                     upstream,
                     path_and_query=call.path_and_query,
                     headers=forwarded_headers(call.headers, upstream),

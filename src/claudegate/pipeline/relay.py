@@ -14,11 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-from multidict import CIMultiDict
-
 from claudegate.errors import ApiError, GatewayTimeoutError
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
+from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.target import Upstream
 from claudegate.wire.usage_tap import Usage, UsageTap, usage_from_message
 
@@ -66,13 +64,16 @@ class ClientGone(Exception):  # noqa: N818 - names an event
     """The client disconnected before its reply was complete."""
 
 
-def forwarded_headers(raw: RawHeaders, upstream: Upstream) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw:
-        if name not in _DROP_REQUEST and not name.startswith(b"x-claudegate-"):
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
-    headers["x-api-key"] = upstream.api_key
-    headers["accept-encoding"] = "identity"  # the gateway reads usage from replies; keep them plain
+def forwarded_headers(raw: RawHeaders, upstream: Upstream) -> RawHeaders:
+    """The client's headers as the upstream receives them. ``raw`` has lower-case names (as ASGI servers
+    and the in-process client give them)."""
+    headers = [
+        (name, value)
+        for name, value in raw
+        if name not in _DROP_REQUEST and not name.startswith(b"x-claudegate-")
+    ]
+    headers.append((b"x-api-key", upstream.api_key_bytes))
+    headers.append((b"accept-encoding", b"identity"))  # the gateway reads usage from replies; keep them plain
     return headers
 
 
@@ -94,15 +95,15 @@ class ReplyResult:
 
 
 async def open_reply(
-    session: aiohttp.ClientSession,
+    client: HttpClient,
     upstream: Upstream,
     *,
     method: str = "POST",
     path_and_query: str,
-    headers: CIMultiDict[str],
+    headers: RawHeaders,
     body: bytes | None,
     sink: ResponseSink,
-) -> aiohttp.ClientResponse:
+) -> HttpResponse:
     """Send the call and wait for the reply's status and headers.
 
     Raises ApiError/GatewayTimeoutError when the upstream cannot be reached (nothing has reached the
@@ -128,9 +129,7 @@ async def open_reply(
     sink.on_gone(abandon)
     try:
         try:
-            response = await session.request(
-                method, upstream.base_url + path_and_query, headers=headers, data=body, allow_redirects=False
-            )
+            response = await client.request(method, upstream.base_url + path_and_query, headers, body)
         finally:
             waiting = False
     except asyncio.CancelledError:
@@ -139,9 +138,9 @@ async def open_reply(
         if abandoned and task.uncancel() == 0:
             raise ClientGone from None
         raise
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+    except ConnectionError as error:
         _gone_first(task, abandoned)
-        raise ApiError(f"The upstream {upstream.name} could not be reached: {type(error).__name__}") from None
+        raise ApiError(f"The upstream {upstream.name} could not be reached: {error}") from None
     except TimeoutError:
         _gone_first(task, abandoned)
         raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
@@ -161,12 +160,12 @@ def _gone_first(task: asyncio.Task[Any], abandoned: bool) -> None:
         raise ClientGone
 
 
-def reply_headers(response: aiohttp.ClientResponse) -> RawHeaders:
+def reply_headers(response: HttpResponse) -> RawHeaders:
     return [(k, v) for k, v in response.raw_headers if k.lower() not in _DROP_RESPONSE]
 
 
 async def relay(
-    response: aiohttp.ClientResponse,
+    response: HttpResponse,
     sink: ResponseSink,
     result: ReplyResult,
     *,
@@ -184,7 +183,7 @@ async def relay(
         if body is None:
             try:
                 body = await response.read()
-            except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError):
+            except (ConnectionError, TimeoutError):
                 if sink.gone.is_set():
                     result.client_gone = True
                     raise ClientGone from None
@@ -202,12 +201,12 @@ async def relay(
     await sink.start(response.status, headers)
     result.first_byte_at = time.perf_counter()
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response.iter_chunks():
             tap.feed(chunk)
             if result.first_token_at is None and tap.first_content:
                 result.first_token_at = time.perf_counter()
             await sink.send(chunk, more=True)
-    except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as error:
+    except (ConnectionError, TimeoutError) as error:
         _settle(result, tap)
         if sink.gone.is_set():
             _client_left(result, tap)

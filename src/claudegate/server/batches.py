@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from claudegate.errors import MethodNotAllowedError, NotFoundError
+from claudegate.errors import ApiError, GatewayTimeoutError, MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers
 from claudegate.server.asgi import send_json
 from claudegate.server.batch_usage import batch_usage_records
@@ -134,9 +134,14 @@ async def _list(services: Services, call: GatewayCall) -> None:
     async def fetch(batch_id: str, upstream_name: str | None) -> dict[str, Any] | None:
         upstream = services.upstream_named(upstream_name)
         headers = forwarded_headers(call.scope["headers"], upstream)
-        async with services.session.get(f"{upstream.base_url}{_PREFIX}/{batch_id}", headers=headers) as reply:
-            body = await reply.read()
-            return orjson.loads(body) if reply.status == 200 else None
+        url = f"{upstream.base_url}{_PREFIX}/{batch_id}"
+        try:
+            status, _, body = await services.http.fetch("GET", url, headers)
+        except ConnectionError as error:
+            raise ApiError(f"The upstream {upstream.name} could not be reached: {error}") from None
+        except TimeoutError:
+            raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
+        return orjson.loads(body) if status == 200 else None
 
     found = await asyncio.gather(
         *(fetch(batch_id, name) for batch_id, name in zip(page.ids, page.upstreams, strict=True))

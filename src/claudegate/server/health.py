@@ -46,7 +46,7 @@ class HealthCheck:
             return status, body
 
     async def _upstream_ready(self) -> tuple[bool, str]:
-        status = await probe_upstream(self._services.session, self._services.upstream)
+        status = await probe_upstream(self._services.http, self._services.upstream)
         if status == 200:
             return True, "ok"  # reachable, and it accepts the configured key
         return False, f"answered {status}" if isinstance(status, int) else status

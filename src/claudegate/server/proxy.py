@@ -31,7 +31,7 @@ async def forward(
     result = ReplyResult()
     try:
         response = await open_reply(
-            services.session,
+            services.http,
             upstream,
             method=call.scope["method"],
             path_and_query=call.path_and_query,

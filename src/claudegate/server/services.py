@@ -6,8 +6,6 @@ import logging
 import os
 from dataclasses import dataclass
 
-import aiohttp
-
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageWriter
@@ -25,9 +23,10 @@ from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
+from claudegate.upstream.http import HttpClient
 from claudegate.upstream.pool import PoolMember, UpstreamPool
 from claudegate.upstream.probe import BreakerProber
-from claudegate.upstream.target import Upstream, new_session
+from claudegate.upstream.target import Upstream, new_http_client
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
@@ -49,7 +48,7 @@ class Services:
     pool: UpstreamPool
     state: FlowState
     pipeline: Pipeline
-    session: aiohttp.ClientSession
+    http: HttpClient
     prober: BreakerProber
     simulator: SimulatorServer | None = None
 
@@ -70,7 +69,7 @@ class Services:
     async def close(self) -> None:
         await self.prober.stop()
         await self.writer.close()
-        await self.session.close()
+        await self.http.close()
         await self.state.close()
         if self.simulator is not None:
             await self.simulator.stop()
@@ -111,13 +110,13 @@ async def open_services(settings: Settings) -> Services:
         ]
     state = flow_state(settings)
     pool = UpstreamPool(members, routing=settings.routing)
-    session = new_session()
+    http = new_http_client()
     metrics = GatewayMetrics()
     prices = PriceTable.load(settings.prices_file)
     pipeline = Pipeline(
         pool=pool,
         lanes=Lanes(state, burst=settings.flow_burst),
-        session=session,
+        http=http,
         tenants=TenantGate(state),
         estimator=TokenEstimator(),
         accountant=Accountant(writer, prices, metrics),
@@ -125,7 +124,7 @@ async def open_services(settings: Settings) -> Services:
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
         budgets=BudgetGate(state, prices),
     )
-    prober = BreakerProber(pool, session, state)
+    prober = BreakerProber(pool, http, state)
     prober.start()
     return Services(
         settings=settings,
@@ -137,7 +136,7 @@ async def open_services(settings: Settings) -> Services:
         pool=pool,
         state=state,
         pipeline=pipeline,
-        session=session,
+        http=http,
         prober=prober,
         simulator=simulator,
     )

@@ -13,10 +13,9 @@ import contextlib
 import logging
 import time
 
-import aiohttp
-
 from claudegate.flow.breaker import BreakerState
 from claudegate.flow.state import FlowState
+from claudegate.upstream.http import HttpClient
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.upstream.target import Upstream
 
@@ -25,27 +24,24 @@ __all__ = ["BreakerProber", "probe_upstream"]
 logger = logging.getLogger(__name__)
 
 _INTERVAL_S = 1.0
-_TIMEOUT = aiohttp.ClientTimeout(total=5)
+_TIMEOUT_S = 5.0
 
 
-async def probe_upstream(session: aiohttp.ClientSession, upstream: Upstream) -> int | str:
+async def probe_upstream(http: HttpClient, upstream: Upstream) -> int | str:
     """Ask the upstream for one model with its key: the HTTP status, or why it could not be reached."""
+    headers = [(b"x-api-key", upstream.api_key_bytes), (b"anthropic-version", b"2023-06-01")]
     try:
-        async with session.get(
-            upstream.base_url + "/v1/models?limit=1",
-            headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
-            timeout=_TIMEOUT,
-        ) as response:
-            await response.read()
-            return response.status
-    except (aiohttp.ClientError, TimeoutError) as error:
+        async with asyncio.timeout(_TIMEOUT_S):
+            status, _, _ = await http.fetch("GET", upstream.base_url + "/v1/models?limit=1", headers)
+            return status
+    except (ConnectionError, TimeoutError) as error:
         return f"unreachable ({type(error).__name__})"
 
 
 class BreakerProber:
-    def __init__(self, pool: UpstreamPool, session: aiohttp.ClientSession, state: FlowState) -> None:
+    def __init__(self, pool: UpstreamPool, http: HttpClient, state: FlowState) -> None:
         self._pool = pool
-        self._session = session
+        self._http = http
         self._state = state
         self._task: asyncio.Task[None] | None = None
 
@@ -72,7 +68,7 @@ class BreakerProber:
 
     async def probe(self, member: PoolMember) -> bool:
         upstream = member.upstream
-        status = await probe_upstream(self._session, upstream)
+        status = await probe_upstream(self._http, upstream)
         healthy = isinstance(status, int) and status < 500  # up, even if this key may not list models
         if healthy:
             member.breaker.record_success()
