@@ -164,24 +164,57 @@ async def test_a_refused_call_that_comes_back_at_its_retry_after_finds_its_turn_
     await asyncio.gather(*ahead, *behind)
 
 
-async def test_a_kept_turn_blocks_nobody_and_lapses_when_its_caller_does_not_come_back() -> None:
+async def test_a_kept_turn_lapses_soon_after_its_time_and_newer_calls_are_told_when_they_start() -> None:
     queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     await queue.admit(ticket("a"))  # the bucket holds one request: now it is empty
     with pytest.raises(RateLimitError) as refused:
         await queue.admit(placed("a", "absent", deadline_in=0.05))
-    wait = refused.value.retry_after
-    assert wait == pytest.approx(0.1, abs=0.03)
+    # Its turn comes in 0.1 s; it is kept at the whole second that retry-after states (and retry-after-ms).
+    assert refused.value.retry_after == 1.0
     assert queue.holds == 1
-    # A newer call is not held up by a turn kept for a caller that is away: it starts when the bucket
-    # allows, within the same 0.1 s the refused call was told.
+    # A newer call does not take the request kept for the absent caller (the bucket holds one): it starts
+    # when the turn lapses, shortly after the time the absent caller was told, and it is told so.
+    heard: list[float] = []
+    newer = ticket("b")
+    newer.on_queued = lambda _position, wait: heard.append(wait)
     started = time.monotonic()
-    await queue.admit(ticket("b"))
-    assert time.monotonic() - started < wait + 0.05
-    await asyncio.sleep(wait + 1.5 + 0.1 * wait + 0.1)  # past the time it was told, and the grace
+    await queue.admit(newer)
+    waited = time.monotonic() - started
+    assert 1.0 < waited < 1.0 + 0.5 + 0.05 + 0.1
+    assert heard == [pytest.approx(waited, abs=0.1)]
     assert queue.holds == 0
     # Had it come back now, it would be an ordinary new call, with no turn of its own.
     await queue.admit(placed("a", "absent", deadline_in=30))
     assert queue.holds == 0
+
+
+async def test_a_caller_back_at_its_retry_after_starts_at_once_though_newer_calls_wanted_its_tokens() -> None:
+    state = MemoryState()
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 100, 100)  # 100 output tokens a second, at most 100 at once
+    queue = AdmissionQueue(LaneLimits("t", big, big, output), state, max_concurrency=100)
+
+    def call(place: str, tokens: float, deadline_in: float) -> Ticket:
+        return Ticket("a", "u", 0, tokens, deadline=time.monotonic() + deadline_in, place=lambda: place)
+
+    await queue.admit(call("first", 100, 30))  # the bucket is empty now
+    refused_at = time.monotonic()
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(call("x", 100, 0.2))  # its 100 tokens refill in 1 s
+    assert refused.value.retry_after == 1.0
+    # While it is away, newer calls keep asking for the tokens that refill for it; each could start before
+    # it comes back, but only by taking what it will need then, so none does.
+    newer: list[asyncio.Task[None]] = []
+    for number in range(9):
+        await asyncio.sleep(0.1)
+        newer.append(asyncio.create_task(queue.admit(call(f"newer-{number}", 30, 0.3))))
+    await asyncio.sleep(0)
+    assert all(task.done() and isinstance(task.exception(), RateLimitError) for task in newer)
+    await asyncio.sleep(max(0.0, refused_at + 1.0 - time.monotonic()))
+    back = time.monotonic()
+    await queue.admit(call("x", 100, 0.2))  # back on time, with a deadline that allows no wait
+    assert time.monotonic() - back < 0.05
+    assert queue.holds == 9  # the newer calls' own turns, kept for them in turn
 
 
 async def test_predictions_count_expected_output_and_come_true_when_reservations_are_settled() -> None:

@@ -42,7 +42,7 @@ from typing import NoReturn
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
-from claudegate.flow.state import FlowState
+from claudegate.flow.state import BucketSpec, FlowState
 
 __all__ = ["UPSTREAM_LAG_S", "AdmissionQueue", "ReplyStart", "Ticket"]
 
@@ -61,10 +61,10 @@ _QUANTILE_SAMPLES = 20  # ... once there are this many
 # every later call, and nothing would ever be timed again to bring it down.
 _STALE_AFTER_S = 30.0
 _STALE_HALF_LIFE_S = 60.0
-# A hold lapses this long after the time its caller was told (plus a share of the wait): long enough for a
-# client that rounds retry-after up to whole seconds, short enough that absent callers cost others little.
-_HOLD_GRACE_S = 1.5
-_HOLD_GRACE_SHARE = 0.1
+# A hold lapses this long after the time its caller was told, plus a share of the wait: long enough for the
+# network and a busy client, short enough that the tokens kept for an absent caller soon go to others.
+_HOLD_GRACE_S = 0.5
+_HOLD_GRACE_SHARE = 0.05
 _EARLY_S = 0.25  # a caller back this much (plus a share of the wait) before its turn is early
 _EARLY_SHARE = 0.1
 # The share of holds claimed by their callers is counted over this many recent holds, starting from one
@@ -144,6 +144,8 @@ class Ticket:
     place: Callable[[], Hashable] | None = field(default=None, repr=False)
     position: int = 0  # 1-based place in the predicted order while waiting
     predicted_wait: float = 0.0  # seconds from enqueueing to the predicted start
+    # When it joined the queue: turns kept after that were predicted behind it, so they do not hold it up.
+    queued_at: float = field(default=math.inf, repr=False)
     future: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
@@ -160,10 +162,16 @@ class Ticket:
 class _Hold:
     """The kept turn of a refused call: when it was told to come back, and what it will need then."""
 
+    made: float
     due: float
     early: float  # a caller back sooner than this did not wait as told: it queues as a new call
-    input_tokens: float
-    output_tokens: float  # expected, not reserved: holds only ever count in predictions
+    lapses: float  # when the turn, and the tokens kept for it, are given up
+    # What the buckets (requests, input, output) must hold at ``due`` for the call to start at once: newer
+    # calls may not take it.
+    needs: tuple[float, float, float]
+    # What the call is expected to take if it comes back (expected rather than reserved output), for
+    # predictions and for the holds due after it, at the rate callers come back.
+    takes: tuple[float, float, float]
 
 
 class AdmissionQueue:
@@ -230,12 +238,13 @@ class AdmissionQueue:
             if await self._start_at_once(ticket, now):
                 return
             self._enqueue(ticket)
-        wait = await self._predict(ticket, now)
+            ticket.queued_at = now
+        wait, back = await self._predict(ticket, now)
         # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
         # but a call told it would start in time keeps that promise rather than being refused late.
         ticket.reply_start = self.reply_start(ticket.streamed)
         if now + wait + ticket.reply_start > ticket.deadline:
-            self._refuse(ticket, wait, now)
+            self._refuse(ticket, wait, back, now)
         ticket.predicted_wait = wait
         if ticket.on_queued is not None and wait > 0:
             try:
@@ -293,17 +302,35 @@ class AdmissionQueue:
 
     # -- holds: the kept turns of refused calls -----------------------------------------------------------
 
-    def _refuse(self, ticket: Ticket, wait: float, now: float) -> NoReturn:
-        """Refuse a call that cannot start in time, keeping its turn for it if it can be known again."""
+    def _refuse(self, ticket: Ticket, wait: float, back: float, now: float) -> NoReturn:
+        """Refuse a call that cannot start in time (``wait`` away if it queued now), keeping its turn for it
+        if it can be known again: it is told to come back ``back`` from now, when its turn will start."""
         self._remove(ticket)
         place = ticket.place() if ticket.place is not None else None
-        if place is not None and place not in self._holds:  # an identical call's kept turn is enough
-            early = now + wait - _EARLY_S - _EARLY_SHARE * wait
-            hold = _Hold(now + wait, early, ticket.input_tokens, ticket.expected_output)
+        if place is None:
+            raise self._refusal(ticket, wait, wait)
+        # The turn is kept at a whole second: callers that read retry-after (whole seconds, rounded up) and
+        # those that read retry-after-ms then come back together, and the tokens kept for a caller that does
+        # not are soon free again.
+        back = _told(back)
+        if place not in self._holds:  # an identical call's kept turn is enough
+            early = now + back - _EARLY_S - _EARLY_SHARE * back
+            lapse_in = back + _HOLD_GRACE_S + _HOLD_GRACE_SHARE * back
+            demands = self.lane.demands(ticket.input_tokens, ticket.output_tokens)
+            expected = self.lane.demands(ticket.input_tokens, ticket.expected_output)
+            needs = [spec.reserve(amount, self._headroom_s)[0] for spec, amount in demands]
+            takes = [spec.reserve(amount, self._headroom_s)[1] for spec, amount in expected]
+            hold = _Hold(
+                now,
+                now + back,
+                early,
+                now + lapse_in,
+                (needs[0], needs[1], needs[2]),
+                (takes[0], takes[1], takes[2]),
+            )
             self._holds[place] = hold
-            lapse_in = wait + _HOLD_GRACE_S + _HOLD_GRACE_SHARE * wait
             asyncio.get_running_loop().call_later(lapse_in, self._lapse, place, hold)
-        raise self._refusal(ticket, wait)
+        raise self._refusal(ticket, wait, back)
 
     def _claim_hold(self, ticket: Ticket, now: float) -> bool:
         """Whether this call is a refused one coming back to its kept turn; if so it goes first."""
@@ -324,6 +351,7 @@ class AdmissionQueue:
         if self._holds.get(place) is hold:
             del self._holds[place]
             self._shows.append(False)
+            self._wake.set()  # the tokens kept for it are free
 
     # -- order --------------------------------------------------------------------------------------------
 
@@ -393,12 +421,14 @@ class AdmissionQueue:
 
     # -- prediction ---------------------------------------------------------------------------------------
 
-    async def _predict(self, ticket: Ticket, now: float) -> float:
-        """Seconds until ``ticket`` is predicted to start, from the order and the buckets' refill rates.
+    async def _predict(self, ticket: Ticket, now: float) -> tuple[float, float]:
+        """Seconds until ``ticket`` is predicted to start if it waits in the queue now, and if it comes back
+        to a turn kept for it at that time instead (the same for a call already back), from the order and
+        the buckets' refill rates.
 
-        Expected, not reserved, output is counted for the calls ahead, and a hold due before the call's start
-        as much as its caller is likely to come back; the call's own needs are counted in full (with the
-        lane's reserve), since it starts only once they are there.
+        Expected, not reserved, output is counted for the calls ahead, and a kept turn as much as its caller
+        is likely to come back; the call's own needs are counted in full (with the lane's reserve), since it
+        starts only once they are there.
         """
         lane = self.lane
         specs = (lane.requests, lane.input_tokens, lane.output_tokens)
@@ -415,47 +445,151 @@ class AdmissionQueue:
         ticket.position = position
         levels = await self._state.levels(list(specs))
         levels[2] += self.in_flight * self._surplus_output  # what calls in flight give back as they settle
-
-        def bucket_wait() -> float:
-            return max(
-                (
-                    (needed - level) / spec.rate
-                    for spec, level, needed in zip(specs, levels, needs, strict=True)
-                    if needed > level
-                ),
-                default=0.0,
-            )
-
-        wait = bucket_wait()
-        # Callers back at their kept turn go first, so holds due before this call starts would go before it,
-        # as far as their callers come back; callers already back go in the order they came.
-        returning = ticket in self._returning
-        holds = [] if returning else sorted(self._holds.values(), key=lambda hold: hold.due)
-        show_rate = (sum(self._shows) + 1) / (len(self._shows) + 2)
-        for hold in holds:
-            if hold.due > now + wait:
-                break
-            for index, (spec, amount) in enumerate(lane.demands(hold.input_tokens, hold.output_tokens)):
-                needs[index] += show_rate * spec.reserve(amount, self._headroom_s)[1]
-            wait = bucket_wait()
+        wait = back = _bucket_wait(specs, levels, needs)
+        # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
+        if self._holds and ticket not in self._returning:
+            holds = sorted(self._holds.values(), key=lambda hold: hold.due)
+            back = self._back_wait(holds, specs, levels, needs, now)
+            own_needs = [
+                spec.reserve(amount, self._headroom_s)[0]
+                for spec, amount in lane.demands(ticket.input_tokens, ticket.output_tokens)
+            ]
+            wait = self._queued_wait(holds, specs, levels, needs, own_needs, now=now)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
             rounds = math.ceil((position - free_slots) / self._max_concurrency)
             slot_wait = rounds * self._call_seconds
-        return max(wait, slot_wait, self._paused_until - now)
+        least = max(slot_wait, self._paused_until - now)
+        return max(wait, least), max(back, least)
 
-    def _refusal(self, ticket: Ticket, wait: float) -> RateLimitError:
+    def _back_wait(
+        self,
+        holds: list[_Hold],
+        specs: tuple[BucketSpec, ...],
+        levels: list[float],
+        needs: list[float],
+        now: float,
+    ) -> float:
+        """When a call refused now would start if it came back to its kept turn: callers back at their turns
+        go first, so it starts after the turns due before it (as far as their callers come back), but it is
+        not held up by tokens kept for callers still away, nor by turns due after it."""
+        needs = list(needs)
+        wait = _bucket_wait(specs, levels, needs)
+        for hold in holds:
+            if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
+                break
+            needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
+            wait = _bucket_wait(specs, levels, needs)
+        return wait
+
+    def _queued_wait(
+        self,
+        holds: list[_Hold],
+        specs: tuple[BucketSpec, ...],
+        levels: list[float],
+        needs: list[float],
+        own: list[float],
+        *,
+        now: float,
+    ) -> float:
+        """When a call queued now (needing ``own``) would start: like one coming back to a kept turn, but it
+        may not take the tokens kept for a caller still away (``_hold_delay``), so it also waits for turns due
+        after its start unless the buckets hold enough for both, or until they lapse."""
+        needs = list(needs)
+        wait = _bucket_wait(specs, levels, needs)
+        floor = 0.0
+        behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this call goes before
+        for hold in holds:
+            start = now + wait
+            if start >= hold.lapses:  # given up before this call starts: taken as far as callers come back
+                needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
+                wait = max(floor, _bucket_wait(specs, levels, needs))
+                continue
+            if self._leaves(hold, levels, needs, behind, start=start, now=now) >= 0:
+                # It starts first and leaves what is kept for the turn, which then takes its share after it.
+                behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
+                continue
+            # It goes after the turn: it starts once the buckets hold enough for both, or the turn lapses.
+            both = [n + need for n, need in zip(needs, hold.needs, strict=True)]
+            fits = all(
+                o + need <= spec.capacity for o, need, spec in zip(own, hold.needs, specs, strict=True)
+            )
+            sooner = _bucket_wait(specs, levels, both) if fits else math.inf
+            floor = max(floor, min(hold.lapses - now, sooner))
+            needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
+            wait = max(floor, _bucket_wait(specs, levels, needs))
+        return wait
+
+    @property
+    def _show_rate(self) -> float:
+        """The share of kept turns claimed by their callers, recently."""
+        return (sum(self._shows) + 1) / (len(self._shows) + 2)
+
+    def _leaves(
+        self,
+        hold: _Hold,
+        levels: list[float],
+        taken: list[float],
+        behind: list[float],
+        *,
+        start: float,
+        now: float,
+    ) -> float:
+        """Seconds of refill to spare (negative: missing) in what is kept for ``hold`` if ``taken`` is taken
+        from the buckets (at ``levels`` now) before the hold's caller comes back, and the turns due before it
+        take ``behind`` (as far as their callers come back). Its least over the buckets."""
+        lane = self.lane
+        at = max(hold.due, start)
+        spare = math.inf
+        for spec, level, take, ahead, need in zip(
+            (lane.requests, lane.input_tokens, lane.output_tokens),
+            levels,
+            taken,
+            behind,
+            hold.needs,
+            strict=True,
+        ):
+            projected = min(spec.capacity, level + spec.rate * (at - now))
+            spare = min(spare, (projected - take - ahead - need) / spec.rate)
+        return spare
+
+    async def _hold_delay(self, ticket: Ticket, now: float) -> float:
+        """Seconds before a newer call may start without taking tokens kept for a refused call's turn: until
+        the buckets hold enough for both, or the turn lapses; 0 when none would miss what is kept for it."""
+        lane = self.lane
+        levels = await self._state.levels([lane.requests, lane.input_tokens, lane.output_tokens])
+        taken = [
+            spec.reserve(amount, self._headroom_s)[1]
+            for spec, amount in lane.demands(ticket.input_tokens, ticket.output_tokens)
+        ]
+        delay = 0.0
+        behind: list[float] = [0.0, 0.0, 0.0]
+        for hold in sorted(self._holds.values(), key=lambda hold: hold.due):
+            if hold.made >= ticket.queued_at:
+                continue  # kept after this call was queued: predicted behind it
+            spare = self._leaves(hold, levels, taken, behind, start=now, now=now)
+            if spare < 0:
+                # Waiting helps once the turn is due (the buckets refill for both), or when it lapses.
+                refilled = max(0.0, hold.due - now) - spare
+                delay = max(delay, min(refilled, hold.lapses - now))
+            behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
+        return delay
+
+    def _refusal(self, ticket: Ticket, wait: float, back: float) -> RateLimitError:
+        """The refusal of a call that would start ``wait`` from now if it waited, and is told to come back
+        ``back`` from now (sooner when its turn is kept for it)."""
         reply = (
             f" Replies from this upstream currently take up to {ticket.reply_start:.1f} s to begin."
             if ticket.reply_start > 0
             else ""
         )
+        kept = f" Its turn is kept for it if it comes back in {back:.1f} s." if back < wait else ""
         return RateLimitError(
             f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
-            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s.{reply} Retry after "
-            "that, or allow a later deadline (x-claudegate-deadline-ms).",
-            retry_after=max(wait, 0.001),
+            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s.{reply}{kept} Retry "
+            "after that, or allow a later deadline (x-claudegate-deadline-ms).",
+            retry_after=max(back, 0.001),
         )
 
     # -- dispatch -----------------------------------------------------------------------------------------
@@ -471,11 +605,13 @@ class AdmissionQueue:
                 self._remove(ticket)
                 wait = await self._predict_fresh(now)
                 if not ticket.future.done():
-                    ticket.future.set_exception(self._refusal(ticket, wait))
+                    ticket.future.set_exception(self._refusal(ticket, wait, wait))
                 continue
             delay = self._paused_until - now
             if delay <= 0 and self.in_flight >= self._max_concurrency:
                 delay = math.inf  # until a call finishes
+            if delay <= 0 and self._holds and ticket not in self._returning:
+                delay = await self._hold_delay(ticket, now)
             if delay <= 0:
                 delay = await self._state.try_take(
                     self.lane.demands(ticket.input_tokens, ticket.output_tokens), self._headroom_s
@@ -509,6 +645,8 @@ class AdmissionQueue:
             return False
         if self._paused_until > now or now + self.reply_start(ticket.streamed) > ticket.deadline:
             return False  # the full path refuses it, with a prediction
+        if self._holds and await self._hold_delay(ticket, now) > 0:
+            return False  # it would take tokens kept for a refused call's turn
         demands = self.lane.demands(ticket.input_tokens, ticket.output_tokens)
         if await self._state.try_take(demands, self._headroom_s) != 0:
             return False
@@ -539,6 +677,23 @@ class AdmissionQueue:
         probe = Ticket(org="\uffff", user="", input_tokens=0, output_tokens=0, deadline=math.inf)
         self._enqueue(probe)
         try:
-            return await self._predict(probe, now)
+            return (await self._predict(probe, now))[0]
         finally:
             self._remove(probe)
+
+
+def _bucket_wait(specs: tuple[BucketSpec, ...], levels: list[float], needs: list[float]) -> float:
+    """Seconds until every bucket, now at ``levels``, has refilled to ``needs``."""
+    return max(
+        (
+            (needed - level) / spec.rate
+            for spec, level, needed in zip(specs, levels, needs, strict=True)
+            if needed > level
+        ),
+        default=0.0,
+    )
+
+
+def _told(wait: float) -> float:
+    """The whole second a refused call is told to come back at, for a predicted start ``wait`` away."""
+    return max(1.0, float(math.ceil(wait)))
