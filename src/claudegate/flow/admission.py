@@ -15,13 +15,16 @@ quite, and be answered 429.
 A bucket too small to hold the reserve beside a call (a lane allowed one request at a time) makes each call
 wait that long instead.
 
-A refused call keeps its turn. Its ``retry-after`` is the predicted start of its turn, and the queue keeps
-a *hold* for it (matched by the call's ``place``: its key and body) until shortly after that time: when the
-call comes back it goes first, rather than behind everything that arrived while it was away, and calls
-predicted to start after a hold's time are predicted behind it. Callers do not all come back (the bot, a
-client without retries), so a hold counts in predictions at the rate at which holds have been claimed, and
-it takes no tokens and blocks nobody: a hold that is never claimed costs the others nothing but a slightly
-long prediction, which corrects itself as that rate is learnt.
+A refused call keeps its turn. Its ``retry-after`` is the predicted start of its turn, rounded up to a whole
+second, and the queue keeps a *hold* for it (matched by the call's ``place``: its key and body) until
+shortly after that time: when the call comes back it goes first, rather than behind everything that
+arrived while it was away, and until then newer calls may start only if they leave the buckets what it will
+need then, so that it starts at once. Callers do not all come back (the bot, a client without retries), so
+the turns before a hold count at the rate at which holds have been claimed, and a hold whose caller is not
+back soon after its time lapses and frees its tokens: an absent caller delays others by little, and takes
+nothing from them in the end (the buckets keep the tokens). A call queued now is predicted behind the holds
+it cannot leave their tokens to, until they lapse; holds kept after it was queued were predicted behind it
+and do not hold it up.
 
 Predictions count the output a call is expected to produce, not the reservation taken for it (a little
 more, so that a long reply does not put the lane in debt), and what calls in flight will give back when
