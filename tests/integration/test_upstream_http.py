@@ -45,6 +45,7 @@ class Server:
     url: str
     requests: list[Request] = field(default_factory=list)
     connections: int = 0
+    ended: int = 0  # connections the client closed, or the script ended
 
 
 async def _read_request(reader: asyncio.StreamReader, connection: int) -> Request | None:
@@ -78,6 +79,7 @@ async def scripted_server(handle: Handler, tls: ssl.SSLContext | None = None) ->
         except (ConnectionError, asyncio.CancelledError):
             pass  # a cancelled handler ends quietly: the test is over (a cancelled task here would be logged)
         finally:
+            server.ended += 1
             writer.close()
 
     listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
@@ -431,3 +433,20 @@ async def test_tls_upstreams_are_verified(certificate_authority: trustme.CA) -> 
                 await stranger.request("GET", f"{server.url}/v1/models")
         finally:
             await stranger.close()
+
+
+async def test_a_reply_still_in_use_when_the_client_closes_does_not_keep_its_connection() -> None:
+    client = HttpClient()
+    async with scripted_server(echo_path) as server:
+        response = await client.request("GET", f"{server.url}/a")
+        await client.close()  # shutdown, while a call still holds its reply
+        assert await response.read() == b'{"path": "/a"}'
+        response.release()
+        for _ in range(100):  # the server sees the connection end
+            if server.ended:
+                break
+            await asyncio.sleep(0.01)
+        assert server.ended == 1
+        with pytest.raises(UpstreamConnectionError, match="client is closed"):
+            await client.request("GET", f"{server.url}/b")
+    assert len(server.requests) == 1

@@ -270,6 +270,16 @@ class HttpResponse:
             self._finish()
 
 
+class _Pool:
+    """The idle connections to one origin, the most recently used last."""
+
+    __slots__ = ("closed", "idle")
+
+    def __init__(self) -> None:
+        self.idle: list[_Connection] = []
+        self.closed = False  # the client is closed: connections still in use are dropped when done
+
+
 class _Connection(asyncio.Protocol):
     """One connection to one origin; carries one exchange at a time."""
 
@@ -287,7 +297,7 @@ class _Connection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool: list[_Connection], read_timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: _Pool, read_timeout: float) -> None:
         self.loop = loop
         self._pool = pool
         self.read_timeout = read_timeout
@@ -346,13 +356,16 @@ class _Connection(asyncio.Protocol):
     def finished(self) -> None:
         """The exchange ended cleanly: back to the pool for the next request."""
         self.exchange = None
+        if self._pool.closed:
+            self.abort()
+            return
         if self.lost or self.transport is None or self.transport.is_closing():
             return
         if self.paused:
             self.resume()
         self.reused = True
         self._idle_since = self.loop.time()
-        self._pool.append(self)
+        self._pool.idle.append(self)
 
     def idle_for(self, now: float) -> float:
         return now - self._idle_since
@@ -411,7 +424,7 @@ class HttpClient:
         self._keepalive_s = keepalive_s
         self._ssl_context = ssl_context
         self._origins: dict[str, _Origin] = {}
-        self._pools: dict[_Origin, list[_Connection]] = {}
+        self._pools: dict[_Origin, _Pool] = {}
         self._closed = False
 
     async def request(
@@ -429,7 +442,9 @@ class HttpClient:
         origin, target = self._split(url)
         head = _request_head(method, target, origin.host_header, headers, body)
         head_only = method == "HEAD"
-        pool = self._pools.setdefault(origin, [])
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = _Pool()
         connection = self._idle_connection(pool)
         while True:
             if connection is None:
@@ -461,9 +476,10 @@ class HttpClient:
     async def close(self) -> None:
         self._closed = True
         for pool in self._pools.values():
-            for connection in pool:
+            pool.closed = True
+            for connection in pool.idle:
                 connection.abort()
-            pool.clear()
+            pool.idle.clear()
 
     def _split(self, url: str) -> tuple[_Origin, str]:
         path_at = url.find("/", url.find("//") + 2)
@@ -473,25 +489,26 @@ class HttpClient:
             origin = self._origins[prefix] = _origin_of(prefix)
         return origin, target
 
-    def _idle_connection(self, pool: list[_Connection]) -> _Connection | None:
-        if not pool:
+    def _idle_connection(self, pool: _Pool) -> _Connection | None:
+        idle = pool.idle
+        if not idle:
             return None
         now = asyncio.get_running_loop().time()
-        while pool:
-            connection = pool.pop()
+        while idle:
+            connection = idle.pop()
             if not connection.lost and connection.idle_for(now) < self._keepalive_s:
-                self._sweep(pool, now)
+                self._sweep(idle, now)
                 return connection
             connection.abort()
         return None
 
-    def _sweep(self, pool: list[_Connection], now: float) -> None:
+    def _sweep(self, idle: list[_Connection], now: float) -> None:
         """Close connections at the bottom of the pool that idled too long (last in, first out leaves
         them there once traffic falls)."""
-        while pool and (pool[0].lost or pool[0].idle_for(now) >= self._keepalive_s):
-            pool.pop(0).abort()
+        while idle and (idle[0].lost or idle[0].idle_for(now) >= self._keepalive_s):
+            idle.pop(0).abort()
 
-    async def _connect(self, origin: _Origin, pool: list[_Connection]) -> _Connection:
+    async def _connect(self, origin: _Origin, pool: _Pool) -> _Connection:
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if origin.tls else None
         try:
