@@ -282,3 +282,76 @@ async def test_a_refused_call_back_long_before_its_turn_queues_behind_those_who_
     eager.add_done_callback(lambda _: order.append("eager"))
     await asyncio.gather(*ahead, behind, eager)
     assert order == ["behind", "eager"]
+
+
+class Settling:
+    """Twenty calls in flight that each reserved 10 output tokens and produce none: one settles every
+    0.25 s (giving its 10 tokens back), so over five seconds (the call duration the queue assumes) they
+    give back 200 tokens, evenly."""
+
+    def __init__(self) -> None:
+        self.state = MemoryState()
+        big = BucketSpec("req", 1e9, 1e9)
+        self.output = BucketSpec("out", 200, 50)  # 50 output tokens a second, at most 200 at once
+        self.queue = AdmissionQueue(LaneLimits("t", big, big, self.output), self.state, max_concurrency=100)
+
+    def call(self, place: str, tokens: float, deadline_in: float) -> Ticket:
+        return Ticket(
+            "a",
+            "u",
+            0,
+            tokens,
+            deadline=time.monotonic() + deadline_in,
+            expected_output_tokens=0,
+            place=lambda: place,
+        )
+
+    async def start(self) -> asyncio.Task[None]:
+        for number in range(20):
+            await self.queue.admit(self.call(f"in-flight-{number}", 10, 30))  # the bucket is empty now
+        started = time.monotonic()
+
+        async def settle() -> None:
+            for number in range(20):
+                await asyncio.sleep(max(0.0, started + 0.25 * (number + 1) - time.monotonic()))
+                await self.state.charge(self.output, -10)
+                self.queue.finished(5.0, None)
+
+        return asyncio.create_task(settle())
+
+
+async def test_a_short_wait_counts_only_what_calls_in_flight_have_given_back_by_then() -> None:
+    lane = Settling()
+    settling = await lane.start()
+    # 100 tokens: 50 a second of refill and 40 a second given back, about 1.1 s. Counting all 200 that
+    # calls in flight will give back as back now would predict no wait at all.
+    heard: list[float] = []
+    queued = lane.call("queued", 100, 30)
+    queued.on_queued = lambda _position, wait: heard.append(wait)
+    started = time.monotonic()
+    await lane.queue.admit(queued)
+    waited = time.monotonic() - started
+    assert waited == pytest.approx(1.15, abs=0.1)  # settling in steps of 10 tokens: 1.2 s
+    assert heard == [pytest.approx(waited, rel=0.15)]
+    # A call that cannot wait that long is refused at once, not after waiting in the queue.
+    started = time.monotonic()
+    with pytest.raises(RateLimitError):
+        await lane.queue.admit(lane.call("hurried", 100, 0.5))
+    assert time.monotonic() - started < 0.05
+    await settling
+
+
+async def test_a_caller_back_at_its_retry_after_finds_what_calls_in_flight_gave_back_by_then() -> None:
+    lane = Settling()
+    settling = await lane.start()
+    refused_at = time.monotonic()
+    with pytest.raises(RateLimitError) as refused:
+        await lane.queue.admit(lane.call("x", 150, 0.3))
+    # 150 tokens come in about 1.7 s (refill and give-back together), told as 2 s; counting the whole
+    # give-back as back now would tell it 1 s, when only 90 tokens are there.
+    assert refused.value.retry_after == 2.0
+    await asyncio.sleep(max(0.0, refused_at + 2.0 - time.monotonic()))
+    back = time.monotonic()
+    await lane.queue.admit(lane.call("x", 150, 0.3))  # back on time: it starts at once
+    assert time.monotonic() - back < 0.05
+    await settling

@@ -29,6 +29,9 @@ and do not hold it up.
 Predictions count the output a call is expected to produce, not the reservation taken for it (a little
 more, so that a long reply does not put the lane in debt), and what calls in flight will give back when
 they settle: a prediction should be right on average, and the reservation is what keeps the lane safe.
+Calls in flight settle one by one over about a call's duration, so what they give back is counted as it
+comes in (an extra refill of the output bucket for that long), not all at once: a start predicted soon
+counts only the part given back by then.
 """
 
 from __future__ import annotations
@@ -434,7 +437,6 @@ class AdmissionQueue:
         starts only once they are there.
         """
         lane = self.lane
-        specs = (lane.requests, lane.input_tokens, lane.output_tokens)
         needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
         position = 0
         for position, queued in enumerate(self._order(), start=1):  # noqa: B007 - position is used below
@@ -446,18 +448,17 @@ class AdmissionQueue:
             if own:
                 break
         ticket.position = position
-        levels = await self._state.levels(list(specs))
-        levels[2] += self.in_flight * self._surplus_output  # what calls in flight give back as they settle
-        wait = back = _bucket_wait(specs, levels, needs)
+        buckets = await self._projections(give_back=True)
+        wait = back = _bucket_wait(buckets, needs)
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
-            back = self._back_wait(holds, specs, levels, needs, now)
+            back = self._back_wait(holds, buckets, needs, now)
             own_needs = [
                 spec.reserve(amount, self._headroom_s)[0]
                 for spec, amount in lane.demands(ticket.input_tokens, ticket.output_tokens)
             ]
-            wait = self._queued_wait(holds, specs, levels, needs, own_needs, now=now)
+            wait = self._queued_wait(holds, buckets, needs, own_needs, now=now)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
@@ -469,8 +470,7 @@ class AdmissionQueue:
     def _back_wait(
         self,
         holds: list[_Hold],
-        specs: tuple[BucketSpec, ...],
-        levels: list[float],
+        buckets: list[_Projection],
         needs: list[float],
         now: float,
     ) -> float:
@@ -478,19 +478,18 @@ class AdmissionQueue:
         go first, so it starts after the turns due before it (as far as their callers come back), but it is
         not held up by tokens kept for callers still away, nor by turns due after it."""
         needs = list(needs)
-        wait = _bucket_wait(specs, levels, needs)
+        wait = _bucket_wait(buckets, needs)
         for hold in holds:
             if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
                 break
             needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
-            wait = _bucket_wait(specs, levels, needs)
+            wait = _bucket_wait(buckets, needs)
         return wait
 
     def _queued_wait(
         self,
         holds: list[_Hold],
-        specs: tuple[BucketSpec, ...],
-        levels: list[float],
+        buckets: list[_Projection],
         needs: list[float],
         own: list[float],
         *,
@@ -500,28 +499,28 @@ class AdmissionQueue:
         may not take the tokens kept for a caller still away (``_hold_delay``), so it also waits for turns due
         after its start unless the buckets hold enough for both, or until they lapse."""
         needs = list(needs)
-        wait = _bucket_wait(specs, levels, needs)
+        wait = _bucket_wait(buckets, needs)
         floor = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this call goes before
         for hold in holds:
             start = now + wait
             if start >= hold.lapses:  # given up before this call starts: taken as far as callers come back
                 needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
-                wait = max(floor, _bucket_wait(specs, levels, needs))
+                wait = max(floor, _bucket_wait(buckets, needs))
                 continue
-            if self._leaves(hold, levels, needs, behind, start=start, now=now) >= 0:
+            if self._leaves(hold, buckets, needs, behind, start=start, now=now) >= 0:
                 # It starts first and leaves what is kept for the turn, which then takes its share after it.
                 behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
                 continue
             # It goes after the turn: it starts once the buckets hold enough for both, or the turn lapses.
             both = [n + need for n, need in zip(needs, hold.needs, strict=True)]
             fits = all(
-                o + need <= spec.capacity for o, need, spec in zip(own, hold.needs, specs, strict=True)
+                o + need <= b.spec.capacity for o, need, b in zip(own, hold.needs, buckets, strict=True)
             )
-            sooner = _bucket_wait(specs, levels, both) if fits else math.inf
+            sooner = _bucket_wait(buckets, both) if fits else math.inf
             floor = max(floor, min(hold.lapses - now, sooner))
             needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
-            wait = max(floor, _bucket_wait(specs, levels, needs))
+            wait = max(floor, _bucket_wait(buckets, needs))
         return wait
 
     @property
@@ -532,7 +531,7 @@ class AdmissionQueue:
     def _leaves(
         self,
         hold: _Hold,
-        levels: list[float],
+        buckets: list[_Projection],
         taken: list[float],
         behind: list[float],
         *,
@@ -540,28 +539,20 @@ class AdmissionQueue:
         now: float,
     ) -> float:
         """Seconds of refill to spare (negative: missing) in what is kept for ``hold`` if ``taken`` is taken
-        from the buckets (at ``levels`` now) before the hold's caller comes back, and the turns due before it
+        from the buckets (projected from now) before the hold's caller comes back, and the turns due before it
         take ``behind`` (as far as their callers come back). Its least over the buckets."""
-        lane = self.lane
         at = max(hold.due, start)
         spare = math.inf
-        for spec, level, take, ahead, need in zip(
-            (lane.requests, lane.input_tokens, lane.output_tokens),
-            levels,
-            taken,
-            behind,
-            hold.needs,
-            strict=True,
-        ):
-            projected = min(spec.capacity, level + spec.rate * (at - now))
-            spare = min(spare, (projected - take - ahead - need) / spec.rate)
+        for bucket, take, ahead, need in zip(buckets, taken, behind, hold.needs, strict=True):
+            projected = min(bucket.spec.capacity, bucket.supplied(at - now))
+            spare = min(spare, (projected - take - ahead - need) / bucket.spec.rate)
         return spare
 
     async def _hold_delay(self, ticket: Ticket, now: float) -> float:
         """Seconds before a newer call may start without taking tokens kept for a refused call's turn: until
         the buckets hold enough for both, or the turn lapses; 0 when none would miss what is kept for it."""
         lane = self.lane
-        levels = await self._state.levels([lane.requests, lane.input_tokens, lane.output_tokens])
+        buckets = await self._projections(give_back=False)
         taken = [
             spec.reserve(amount, self._headroom_s)[1]
             for spec, amount in lane.demands(ticket.input_tokens, ticket.output_tokens)
@@ -571,13 +562,26 @@ class AdmissionQueue:
         for hold in sorted(self._holds.values(), key=lambda hold: hold.due):
             if hold.made >= ticket.queued_at:
                 continue  # kept after this call was queued: predicted behind it
-            spare = self._leaves(hold, levels, taken, behind, start=now, now=now)
+            spare = self._leaves(hold, buckets, taken, behind, start=now, now=now)
             if spare < 0:
                 # Waiting helps once the turn is due (the buckets refill for both), or when it lapses.
                 refilled = max(0.0, hold.due - now) - spare
                 delay = max(delay, min(refilled, hold.lapses - now))
             behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
         return delay
+
+    async def _projections(self, *, give_back: bool) -> list[_Projection]:
+        """The buckets (requests, input, output) from their levels now, with what calls in flight give back
+        as they settle (``give_back``) coming into the output bucket over about a call's duration."""
+        lane = self.lane
+        specs = [lane.requests, lane.input_tokens, lane.output_tokens]
+        levels = await self._state.levels(specs)
+        returns = max(0.0, self.in_flight * self._surplus_output) if give_back else 0.0
+        return [
+            _Projection(specs[0], levels[0]),
+            _Projection(specs[1], levels[1]),
+            _Projection(specs[2], levels[2], returns, self._call_seconds),
+        ]
 
     def _refusal(self, ticket: Ticket, wait: float, back: float) -> RateLimitError:
         """The refusal of a call that would start ``wait`` from now if it waited, and is told to come back
@@ -685,14 +689,37 @@ class AdmissionQueue:
             self._remove(probe)
 
 
-def _bucket_wait(specs: tuple[BucketSpec, ...], levels: list[float], needs: list[float]) -> float:
-    """Seconds until every bucket, now at ``levels``, has refilled to ``needs``."""
+@dataclass(frozen=True, slots=True)
+class _Projection:
+    """A bucket's level ahead of now: it refills at its rate, and ``returns`` (what calls in flight give back
+    as they settle) comes in evenly over ``over`` seconds, as calls started at different times finish."""
+
+    spec: BucketSpec
+    level: float
+    returns: float = 0.0
+    over: float = 0.0
+
+    def supplied(self, seconds: float) -> float:
+        """The level ``seconds`` from now, not capped at the bucket's capacity (the needs of several queued
+        calls add up beyond it: this is what the bucket will have supplied by then)."""
+        back = self.returns * min(1.0, seconds / self.over) if self.over > 0 else self.returns
+        return self.level + self.spec.rate * seconds + back
+
+    def until(self, needed: float) -> float:
+        """Seconds until ``supplied`` reaches ``needed``."""
+        if needed <= self.level:
+            return 0.0
+        if self.over > 0 and self.returns > 0:
+            seconds = (needed - self.level) / (self.spec.rate + self.returns / self.over)
+            if seconds <= self.over:
+                return seconds
+        return max(0.0, needed - self.level - self.returns) / self.spec.rate
+
+
+def _bucket_wait(buckets: list[_Projection], needs: list[float]) -> float:
+    """Seconds until every bucket has supplied its share of ``needs``."""
     return max(
-        (
-            (needed - level) / spec.rate
-            for spec, level, needed in zip(specs, levels, needs, strict=True)
-            if needed > level
-        ),
+        (bucket.until(needed) for bucket, needed in zip(buckets, needs, strict=True)),
         default=0.0,
     )
 
