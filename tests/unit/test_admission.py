@@ -355,3 +355,30 @@ async def test_a_caller_back_at_its_retry_after_finds_what_calls_in_flight_gave_
     await lane.queue.admit(lane.call("x", 150, 0.3))  # back on time: it starts at once
     assert time.monotonic() - back < 0.05
     await settling
+
+
+async def test_a_call_that_would_miss_its_deadline_if_a_kept_turn_is_claimed_is_refused_at_once() -> None:
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 100, 100)  # 100 output tokens a second, at most 100 at once
+    queue = AdmissionQueue(LaneLimits("t", big, big, output), MemoryState(), max_concurrency=100)
+
+    def call(place: str, tokens: float, deadline_in: float) -> Ticket:
+        return Ticket("a", "u", 0, tokens, deadline=time.monotonic() + deadline_in, place=lambda: place)
+
+    await queue.admit(call("first", 100, 30))  # the bucket is empty now
+    refused_at = time.monotonic()
+    with pytest.raises(RateLimitError):
+        await queue.admit(call("x", 100, 0.2))  # its turn is kept for it at 1 s
+    # Counting the kept turn at the rate callers come back, this call would start just inside its deadline;
+    # if the caller does come back and takes its 100 tokens first, it would start 0.5 s later. Queued, it
+    # would be refused after waiting; it is refused at once instead.
+    asked = time.monotonic()
+    with pytest.raises(RateLimitError):
+        await queue.admit(Ticket("a", "u", 0, 100, deadline=time.monotonic() + 1.75))  # keeps no turn
+    assert time.monotonic() - asked < 0.05
+    # A call whose deadline allows for the kept turn being claimed is queued, and starts in time when it is.
+    roomy = asyncio.create_task(queue.admit(call("roomy", 100, 2.4)))
+    await asyncio.sleep(max(0.0, refused_at + 1.0 - time.monotonic()))
+    await queue.admit(call("x", 100, 0.2))  # the refused caller, back on time
+    await roomy
+    assert time.monotonic() - refused_at == pytest.approx(2.0, abs=0.2)

@@ -249,7 +249,8 @@ class AdmissionQueue:
         # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
         # but a call told it would start in time keeps that promise rather than being refused late.
         ticket.reply_start = self.reply_start(ticket.streamed)
-        if now + wait + ticket.reply_start > ticket.deadline:
+        margin = self._claim_margin(wait, now) if self._holds and not returning else 0.0
+        if now + wait + margin + ticket.reply_start > ticket.deadline:
             self._refuse(ticket, wait, back, now)
         ticket.predicted_wait = wait
         if ticket.on_queued is not None and wait > 0:
@@ -569,6 +570,20 @@ class AdmissionQueue:
                 delay = max(delay, min(refilled, hold.lapses - now))
             behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
         return delay
+
+    def _claim_margin(self, wait: float, now: float) -> float:
+        """Seconds a queued call may lose if one more kept turn due before its start is claimed than the
+        prediction counted (a turn counts at the rate callers come back, but each is claimed whole or not at
+        all): a call queued without this margin, its wait just inside its deadline, would be refused after
+        waiting rather than at once whenever one more caller than expected comes back."""
+        lane = self.lane
+        rates = (lane.requests.rate, lane.input_tokens.rate, lane.output_tokens.rate)
+        unexpected = 1.0 - self._show_rate
+        margin = 0.0
+        for hold in self._holds.values():
+            if hold.due <= now + wait:
+                margin = max(margin, *(unexpected * t / r for t, r in zip(hold.takes, rates, strict=True)))
+        return margin
 
     async def _projections(self, *, give_back: bool) -> list[_Projection]:
         """The buckets (requests, input, output) from their levels now, with what calls in flight give back
