@@ -323,10 +323,8 @@ class AdmissionQueue:
         if place not in self._holds:  # an identical call's kept turn is enough
             early = now + back - _EARLY_S - _EARLY_SHARE * back
             lapse_in = back + _HOLD_GRACE_S + _HOLD_GRACE_SHARE * back
-            demands = self.lane.demands(ticket.input_tokens, ticket.output_tokens)
-            expected = self.lane.demands(ticket.input_tokens, ticket.expected_output)
-            needs = [spec.reserve(amount, self._headroom_s)[0] for spec, amount in demands]
-            takes = [spec.reserve(amount, self._headroom_s)[1] for spec, amount in expected]
+            needs = self._needed(ticket.input_tokens, ticket.output_tokens)
+            takes = self._taken(ticket.input_tokens, ticket.expected_output)
             hold = _Hold(
                 now,
                 now + back,
@@ -455,10 +453,7 @@ class AdmissionQueue:
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
             back = self._back_wait(holds, buckets, needs, now)
-            own_needs = [
-                spec.reserve(amount, self._headroom_s)[0]
-                for spec, amount in lane.demands(ticket.input_tokens, ticket.output_tokens)
-            ]
+            own_needs = self._needed(ticket.input_tokens, ticket.output_tokens)
             wait = self._queued_wait(holds, buckets, needs, own_needs, now=now)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
@@ -478,12 +473,12 @@ class AdmissionQueue:
         """When a call refused now would start if it came back to its kept turn: callers back at their turns
         go first, so it starts after the turns due before it (as far as their callers come back), but it is
         not held up by tokens kept for callers still away, nor by turns due after it."""
-        needs = list(needs)
+        show_rate = self._show_rate
         wait = _bucket_wait(buckets, needs)
         for hold in holds:
             if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
                 break
-            needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
+            needs = _with_share(needs, hold, show_rate)
             wait = _bucket_wait(buckets, needs)
         return wait
 
@@ -499,19 +494,19 @@ class AdmissionQueue:
         """When a call queued now (needing ``own``) would start: like one coming back to a kept turn, but it
         may not take the tokens kept for a caller still away (``_hold_delay``), so it also waits for turns due
         after its start unless the buckets hold enough for both, or until they lapse."""
-        needs = list(needs)
+        show_rate = self._show_rate
         wait = _bucket_wait(buckets, needs)
         floor = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this call goes before
         for hold in holds:
             start = now + wait
             if start >= hold.lapses:  # given up before this call starts: taken as far as callers come back
-                needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
+                needs = _with_share(needs, hold, show_rate)
                 wait = max(floor, _bucket_wait(buckets, needs))
                 continue
             if self._leaves(hold, buckets, needs, behind, start=start, now=now) >= 0:
                 # It starts first and leaves what is kept for the turn, which then takes its share after it.
-                behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
+                behind = _with_share(behind, hold, show_rate)
                 continue
             # It goes after the turn: it starts once the buckets hold enough for both, or the turn lapses.
             both = [n + need for n, need in zip(needs, hold.needs, strict=True)]
@@ -520,7 +515,7 @@ class AdmissionQueue:
             )
             sooner = _bucket_wait(buckets, both) if fits else math.inf
             floor = max(floor, min(hold.lapses - now, sooner))
-            needs = [n + self._show_rate * t for n, t in zip(needs, hold.takes, strict=True)]
+            needs = _with_share(needs, hold, show_rate)
             wait = max(floor, _bucket_wait(buckets, needs))
         return wait
 
@@ -552,12 +547,9 @@ class AdmissionQueue:
     async def _hold_delay(self, ticket: Ticket, now: float) -> float:
         """Seconds before a newer call may start without taking tokens kept for a refused call's turn: until
         the buckets hold enough for both, or the turn lapses; 0 when none would miss what is kept for it."""
-        lane = self.lane
         buckets = await self._projections(give_back=False)
-        taken = [
-            spec.reserve(amount, self._headroom_s)[1]
-            for spec, amount in lane.demands(ticket.input_tokens, ticket.output_tokens)
-        ]
+        taken = self._taken(ticket.input_tokens, ticket.output_tokens)
+        show_rate = self._show_rate
         delay = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]
         for hold in sorted(self._holds.values(), key=lambda hold: hold.due):
@@ -568,7 +560,7 @@ class AdmissionQueue:
                 # Waiting helps once the turn is due (the buckets refill for both), or when it lapses.
                 refilled = max(0.0, hold.due - now) - spare
                 delay = max(delay, min(refilled, hold.lapses - now))
-            behind = [b + self._show_rate * t for b, t in zip(behind, hold.takes, strict=True)]
+            behind = _with_share(behind, hold, show_rate)
         return delay
 
     def _claim_margin(self, wait: float, now: float) -> float:
@@ -584,6 +576,17 @@ class AdmissionQueue:
             if hold.due <= now + wait:
                 margin = max(margin, *(unexpected * t / r for t, r in zip(hold.takes, rates, strict=True)))
         return margin
+
+    def _needed(self, input_tokens: float, output_tokens: float) -> list[float]:
+        """What the buckets (requests, input, output) must hold for such a call to start: its demands with
+        the lane's reserve."""
+        demands = self.lane.demands(input_tokens, output_tokens)
+        return [spec.reserve(amount, self._headroom_s)[0] for spec, amount in demands]
+
+    def _taken(self, input_tokens: float, output_tokens: float) -> list[float]:
+        """What such a call takes from the buckets (requests, input, output) when it starts."""
+        demands = self.lane.demands(input_tokens, output_tokens)
+        return [spec.reserve(amount, self._headroom_s)[1] for spec, amount in demands]
 
     async def _projections(self, *, give_back: bool) -> list[_Projection]:
         """The buckets (requests, input, output) from their levels now, with what calls in flight give back
@@ -737,6 +740,11 @@ def _bucket_wait(buckets: list[_Projection], needs: list[float]) -> float:
         (bucket.until(needed) for bucket, needed in zip(buckets, needs, strict=True)),
         default=0.0,
     )
+
+
+def _with_share(amounts: list[float], hold: _Hold, show_rate: float) -> list[float]:
+    """``amounts`` (per bucket) plus what a kept turn takes, as far as its caller is likely to come back."""
+    return [amount + show_rate * take for amount, take in zip(amounts, hold.takes, strict=True)]
 
 
 def _told(wait: float) -> float:
