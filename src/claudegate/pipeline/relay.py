@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from claudegate.errors import ApiError, GatewayTimeoutError
+from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
 from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.target import Upstream
@@ -29,6 +29,7 @@ __all__ = [
     "open_reply",
     "relay",
     "reply_headers",
+    "unreachable",
 ]
 
 # Request headers that are the gateway's own business or describe only this hop.
@@ -138,18 +139,22 @@ async def open_reply(
         if abandoned and task.uncancel() == 0:
             raise ClientGone from None
         raise
-    except ConnectionError as error:
+    except (ConnectionError, TimeoutError) as error:
         _gone_first(task, abandoned)
-        raise ApiError(f"The upstream {upstream.name} could not be reached: {error}") from None
-    except TimeoutError:
-        _gone_first(task, abandoned)
-        raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
+        raise unreachable(upstream, error) from None
     if abandoned or sink.gone.is_set():  # the client left just as the reply began
         response.close()
         _gone_first(task, abandoned)
         raise ClientGone
     sink.on_gone(response.close)
     return response
+
+
+def unreachable(upstream: Upstream, error: ConnectionError | TimeoutError) -> ClaudegateError:
+    """The gateway's error for an upstream that could not be reached, or did not answer in time."""
+    if isinstance(error, TimeoutError):
+        return GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time")
+    return ApiError(f"The upstream {upstream.name} could not be reached: {error}")
 
 
 def _gone_first(task: asyncio.Task[Any], abandoned: bool) -> None:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from claudegate.errors import ApiError, GatewayTimeoutError, MethodNotAllowedError, NotFoundError
-from claudegate.pipeline.relay import forwarded_headers
+from claudegate.errors import MethodNotAllowedError, NotFoundError
+from claudegate.pipeline.relay import forwarded_headers, unreachable
 from claudegate.server.asgi import send_json
 from claudegate.server.batch_usage import batch_usage_records
 from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
@@ -137,10 +137,8 @@ async def _list(services: Services, call: GatewayCall) -> None:
         url = f"{upstream.base_url}{_PREFIX}/{batch_id}"
         try:
             status, _, body = await services.http.fetch("GET", url, headers)
-        except ConnectionError as error:
-            raise ApiError(f"The upstream {upstream.name} could not be reached: {error}") from None
-        except TimeoutError:
-            raise GatewayTimeoutError(f"The upstream {upstream.name} did not answer in time") from None
+        except (ConnectionError, TimeoutError) as error:
+            raise unreachable(upstream, error) from None
         return orjson.loads(body) if status == 200 else None
 
     found = await asyncio.gather(

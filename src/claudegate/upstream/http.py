@@ -41,7 +41,6 @@ __all__ = ["HttpClient", "HttpResponse", "UpstreamConnectionError"]
 Header = tuple[bytes, bytes]
 
 _HIGH_WATER = 256 * 1024  # buffered reply bytes at which the connection stops reading
-_LOW_WATER = 64 * 1024  # and below which it reads again
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
