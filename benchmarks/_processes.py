@@ -46,14 +46,19 @@ class Proc:
         return len(os.listdir(f"/proc/{self.pid}/task"))
 
     def stop(self) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
+        return terminate(self.popen, 30)
+
+
+def terminate(popen: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """Stop a server as an operator would (SIGTERM), killing it if it has not exited in ``timeout_s``."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    return popen.returncode
 
 
 def free_port() -> int:

@@ -38,7 +38,6 @@ import math
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +47,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import anthropic
+
+from _processes import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.ircd: the IRC server and viewer clients the tests use too
@@ -69,13 +70,6 @@ _TEXT = (
     "setup rust python code bug fix map route skip glitch record time world first today later tomorrow"
 )
 _WORDS = _TEXT.split()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -133,7 +127,7 @@ class TierResult:
 
 class Simulator:
     def __init__(self, tier: str, seed: int, folder: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         argv = [
             str(ROOT / ".venv/bin/claudegate"),
             "simulate",
@@ -163,12 +157,7 @@ class Simulator:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, 15)
 
 
 def question(rng: random.Random, index: int) -> str:
