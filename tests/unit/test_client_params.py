@@ -8,6 +8,7 @@ import sys
 
 import anthropic
 import orjson
+import pytest
 from anthropic.types import TextBlock
 
 from claudegate.client._params import prepare
@@ -90,3 +91,11 @@ def test_import_claudegate_leaves_the_client_and_the_sdk_for_later() -> None:
     from claudegate.client import AsyncClient, Client
 
     assert (claudegate.AsyncClient, claudegate.Client) == (AsyncClient, Client)
+
+
+@pytest.mark.parametrize(
+    "extra", [{"x-note": "a\r\nx-api-key: sk-other"}, {"x-bad\nname": "v"}, {"x-nul": "a\0b"}]
+)
+def test_a_header_that_would_forge_another_is_refused_before_the_call_is_made(extra: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="CR, LF or NUL"):
+        prepare("/v1/messages", {"model": "m", "max_tokens": 5, "messages": HELLO}, extra_headers=extra)

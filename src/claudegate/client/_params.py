@@ -72,6 +72,11 @@ def prepare(
             headers[name.lower()] = str(value)
         else:
             headers.pop(name.lower(), None)
+    for name, value in headers.items():
+        # Refused here, before the call enters the pipeline, rather than by the upstream client's own check
+        # once the call has been admitted and counted.
+        if any(forbidden in name or forbidden in value for forbidden in "\r\n\0"):
+            raise ValueError(f"the header {name!r} holds a CR, LF or NUL character: a header cannot")
     if extra_query:
         query.update(extra_query)
     body = orjson.dumps(fields, default=_jsonable)
