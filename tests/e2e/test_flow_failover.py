@@ -84,3 +84,48 @@ async def test_calls_fail_over_while_the_primary_fails_and_return_when_it_recove
                 assert [(r["upstream"], r["attempts"]) for r in records[2 * THRESHOLD :]] == [
                     ("primary", 1)
                 ] * 3
+
+
+async def test_an_upstream_that_answers_its_health_probe_but_fails_calls_costs_one_call_per_open_period(
+    flow_database_url: str, tmp_path: Path
+) -> None:
+    """The probe (GET /v1/models) passes on an upstream whose /v1/messages still fails: the breaker closes on
+    trial, and the first call that fails there opens it again at once, instead of THRESHOLD more calls."""
+    tenant = await make_tenant(flow_database_url, f"trial-{uuid.uuid4().hex[:8]}")
+    with simulator() as secondary, simulator(BROKEN) as primary:
+        settings = gateway_settings(
+            None,
+            flow_database_url,
+            tmp_path,
+            upstreams=[
+                UpstreamSettings(name="primary", url=primary.url, api_key="k", priority=0, tier="unlimited"),
+                UpstreamSettings(
+                    name="secondary", url=secondary.url, api_key="k", priority=1, tier="unlimited"
+                ),
+            ],
+            breaker_failure_threshold=THRESHOLD,
+            breaker_open_s=OPEN_S,
+        )
+        with gateway(settings) as server:
+            sdk = client(server.url, tenant.key)
+            outcomes = [await call(sdk, deadline_ms=10_000) for _ in range(THRESHOLD)]
+            assert all(outcome.ok for outcome in outcomes), outcomes
+            assert breaker_state(server, "primary") is BreakerState.OPEN
+
+            member = server.gateway.services.pool.get("primary")
+            assert member is not None
+            give_up = time.monotonic() + OPEN_S + 5
+            while not member.breaker.on_trial:  # the probe passed: the models list still answers
+                assert time.monotonic() < give_up, "the probe did not find the primary answering"
+                await asyncio.sleep(0.05)
+
+            later = [await call(sdk, deadline_ms=10_000) for _ in range(THRESHOLD + 2)]
+            assert all(outcome.ok for outcome in later), later
+            assert breaker_state(server, "primary") is BreakerState.OPEN
+            # One call paid for the trial (and was failed over), not THRESHOLD of them.
+            assert [entry["status"] for entry in ledger(primary.url)] == [500] * (THRESHOLD + 1)
+            records = await usage_records(flow_database_url, [tenant.key_id], 2 * THRESHOLD + 2)
+            assert [(r["upstream"], r["attempts"]) for r in records[THRESHOLD:]] == [
+                ("secondary", 2),
+                *[("secondary", 1)] * (THRESHOLD + 1),
+            ]

@@ -48,3 +48,24 @@ def test_only_transitions_are_reported() -> None:
     assert breaker.record_failure(now=0.0) is True  # this one opened it
     assert breaker.record_success() is True  # and this one closed it
     assert breaker.record_success() is False
+
+
+def test_a_passed_health_probe_closes_the_breaker_on_trial_until_a_call_succeeds() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, open_seconds=5.0)
+    for _ in range(3):
+        breaker.record_failure(now=0.0)
+    assert breaker.state(now=5.0) is BreakerState.HALF_OPEN
+    breaker.passed_probe()
+    assert breaker.state(now=5.0) is BreakerState.CLOSED
+    assert breaker.on_trial
+    # The probe's optimism is tested by the first real call: its failure reopens at once, not after three.
+    assert breaker.record_failure(now=6.0) is True
+    assert breaker.state(now=6.0) is BreakerState.OPEN
+    assert not breaker.on_trial
+
+    breaker.passed_probe()
+    assert breaker.record_success() is False  # already closed: nothing to tell the other processes
+    assert not breaker.on_trial
+    for _ in range(2):
+        assert breaker.record_failure(now=20.0) is False  # off trial: the threshold applies again
+    assert breaker.state(now=20.0) is BreakerState.CLOSED

@@ -4,6 +4,11 @@ Closed: calls flow; ``failure_threshold`` consecutive failures open it. Open: ca
 ``open_seconds``, so a failing upstream is left alone and traffic fails over. Half-open: after that time, up
 to ``half_open_probes`` calls go through as probes; one success closes the breaker, one failure opens it
 again. The clock is passed in, so tests move time instead of sleeping.
+
+A health probe that passes (``passed_probe``) closes the breaker *on trial*: a health check is not a call,
+and an upstream can answer it while its calls still fail (``GET /v1/models`` works while ``/v1/messages``
+answers 500). Until a real call succeeds, the first failure opens the breaker again at once, rather than
+after ``failure_threshold`` more callers have paid for the probe's optimism.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     __slots__ = (
         "_failures",
+        "_on_trial",
         "_opened_at",
         "_probes",
         "_state",
@@ -40,6 +46,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probes = 0
+        self._on_trial = False
 
     def state(self, now: float) -> BreakerState:
         if self._state is BreakerState.OPEN and now - self._opened_at >= self.open_seconds:
@@ -57,16 +64,28 @@ class CircuitBreaker:
             return True
         return False
 
+    @property
+    def on_trial(self) -> bool:
+        """Closed by a health probe, and no real call has succeeded since."""
+        return self._on_trial
+
     def record_success(self) -> bool:
-        """Count a success; True when it closed an open or half-open breaker."""
+        """Count a real call's success; True when it closed an open or half-open breaker."""
         reopened = self._state is not BreakerState.CLOSED
         self._state = BreakerState.CLOSED
         self._failures = 0
+        self._on_trial = False
         return reopened
+
+    def passed_probe(self) -> None:
+        """A health probe found the upstream answering: let calls through, on trial (see the module)."""
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._on_trial = True
 
     def record_failure(self, now: float) -> bool:
         """Count a failure; True when it opened the breaker (so the news can be shared)."""
-        if self.state(now) is BreakerState.HALF_OPEN:
+        if self._on_trial or self.state(now) is BreakerState.HALF_OPEN:
             self._open(now)
             return True
         self._failures += 1
@@ -86,6 +105,7 @@ class CircuitBreaker:
         self._state = BreakerState.OPEN
         self._opened_at = now
         self._failures = 0
+        self._on_trial = False
 
     def retry_in(self, now: float) -> float:
         """Seconds until an open breaker lets a probe through (0 when it is not open)."""

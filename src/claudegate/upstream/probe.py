@@ -2,8 +2,10 @@
 
 An open breaker keeps traffic away; once its open period is over, a cheap authenticated request
 (``GET /v1/models?limit=1``) decides whether the upstream is back, so the first real call after an outage
-does not have to be the probe. The same loop adopts breakers opened by other gateway processes (a flag in
-the shared state), so one process's discovery spares the others the failures.
+does not have to be the probe. A passed probe lets calls through on trial: the probe cannot see an upstream
+that fails only its calls, so the first failed call opens the breaker again at once. The same loop adopts
+breakers opened by other gateway processes (a flag in the shared state), so one process's discovery spares
+the others the failures.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class BreakerProber:
         status = await probe_upstream(self._http, upstream)
         healthy = isinstance(status, int) and status < 500  # up, even if this key may not list models
         if healthy:
-            member.breaker.record_success()
+            member.breaker.passed_probe()
             await self._state.trip(breaker_flag(upstream.name), 0)
             logger.info("upstream %s answered its health probe: back in use", upstream.name)
         else:
