@@ -10,7 +10,7 @@ import pytest
 from claudegate.errors import RateLimitError
 from claudegate.flow.admission import AdmissionQueue, ReplyStart, Ticket
 from claudegate.flow.limits import LaneLimits
-from claudegate.flow.state import BucketSpec, MemoryState
+from claudegate.flow.state import BucketSpec, FlowState, MemoryState
 
 
 def lane(requests_per_second: float, capacity: float = 1.0) -> LaneLimits:
@@ -18,6 +18,16 @@ def lane(requests_per_second: float, capacity: float = 1.0) -> LaneLimits:
     return LaneLimits(
         "test:lane", BucketSpec("req", capacity, requests_per_second), big, BucketSpec("out", 1e9, 1e9)
     )
+
+
+def timed_queue(limits: LaneLimits, state: FlowState, *, max_concurrency: int) -> AdmissionQueue:
+    """A lane that has timed a reply, which began at once: waits are promised with nothing counted for the
+    reply. (Before any reply is timed, a call that must wait is promised a start only with a long deadline:
+    see the tests of that below.)"""
+    queue = AdmissionQueue(limits, state, max_concurrency=max_concurrency)
+    queue.finished(0.0, 0.0)
+    queue.finished(0.0, 0.0, streamed=True)
+    return queue
 
 
 def ticket(org: str, user: str = "u", *, deadline_in: float = 30.0, priority: int = 0) -> Ticket:
@@ -34,7 +44,7 @@ async def admit_all(queue: AdmissionQueue, tickets: list[Ticket], order: list[st
 
 
 async def test_a_call_with_capacity_starts_at_once() -> None:
-    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=4)
+    queue = timed_queue(lane(10), MemoryState(), max_concurrency=4)
     started = time.monotonic()
     await queue.admit(ticket("a"))
     assert time.monotonic() - started < 0.05
@@ -42,7 +52,7 @@ async def test_a_call_with_capacity_starts_at_once() -> None:
 
 
 async def test_a_call_that_cannot_start_in_time_is_refused_at_once_with_an_honest_wait() -> None:
-    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    queue = timed_queue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     waiting = [asyncio.create_task(queue.admit(ticket("a"))) for _ in range(10)]
     await asyncio.sleep(0)
     started = time.monotonic()
@@ -59,7 +69,7 @@ async def test_a_call_that_cannot_start_in_time_is_refused_at_once_with_an_hones
 
 
 async def test_predicted_wait_is_told_to_the_caller_and_comes_true() -> None:
-    queue = AdmissionQueue(lane(20), MemoryState(), max_concurrency=100)
+    queue = timed_queue(lane(20), MemoryState(), max_concurrency=100)
     for _ in range(3):
         await queue.admit(ticket("a"))  # the bucket holds one request: these leave it empty
     heard: list[tuple[int, float]] = []
@@ -76,7 +86,7 @@ async def test_predicted_wait_is_told_to_the_caller_and_comes_true() -> None:
 
 
 async def test_organisations_share_the_lane_fairly() -> None:
-    queue = AdmissionQueue(lane(50), MemoryState(), max_concurrency=100)
+    queue = timed_queue(lane(50), MemoryState(), max_concurrency=100)
     order: list[str] = []
     flood = [ticket("big") for _ in range(12)]
     few = [ticket("small") for _ in range(3)]
@@ -91,7 +101,7 @@ async def test_organisations_share_the_lane_fairly() -> None:
 
 
 async def test_users_share_their_organisations_part() -> None:
-    queue = AdmissionQueue(lane(50), MemoryState(), max_concurrency=100)
+    queue = timed_queue(lane(50), MemoryState(), max_concurrency=100)
     order: list[str] = []
     tickets = [ticket("org", "alice") for _ in range(8)] + [ticket("org", "bob") for _ in range(2)]
     await admit_all(queue, tickets, order)
@@ -99,7 +109,7 @@ async def test_users_share_their_organisations_part() -> None:
 
 
 async def test_higher_priority_goes_first() -> None:
-    queue = AdmissionQueue(lane(50), MemoryState(), max_concurrency=100)
+    queue = timed_queue(lane(50), MemoryState(), max_concurrency=100)
     order: list[str] = []
     low = [ticket("low") for _ in range(6)]
     task = asyncio.create_task(admit_all(queue, low, order))
@@ -110,7 +120,7 @@ async def test_higher_priority_goes_first() -> None:
 
 
 async def test_concurrency_is_bounded() -> None:
-    queue = AdmissionQueue(lane(1000, capacity=100), MemoryState(), max_concurrency=2)
+    queue = timed_queue(lane(1000, capacity=100), MemoryState(), max_concurrency=2)
     running = 0
     peak = 0
 
@@ -128,7 +138,7 @@ async def test_concurrency_is_bounded() -> None:
 
 
 async def test_a_caller_that_gives_up_leaves_the_queue() -> None:
-    queue = AdmissionQueue(lane(5), MemoryState(), max_concurrency=100)
+    queue = timed_queue(lane(5), MemoryState(), max_concurrency=100)
     await queue.admit(ticket("a"))
     waiting = asyncio.create_task(queue.admit(ticket("a")))
     await asyncio.sleep(0.01)
@@ -145,7 +155,7 @@ def placed(org: str, place: str, *, deadline_in: float) -> Ticket:
 
 
 async def test_a_refused_call_that_comes_back_at_its_retry_after_finds_its_turn_kept() -> None:
-    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    queue = timed_queue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     ahead = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]
     await asyncio.sleep(0)
     refused_at = time.monotonic()
@@ -165,7 +175,7 @@ async def test_a_refused_call_that_comes_back_at_its_retry_after_finds_its_turn_
 
 
 async def test_a_kept_turn_lapses_soon_after_its_time_and_newer_calls_are_told_when_they_start() -> None:
-    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    queue = timed_queue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     await queue.admit(ticket("a"))  # the bucket holds one request: now it is empty
     with pytest.raises(RateLimitError) as refused:
         await queue.admit(placed("a", "absent", deadline_in=0.05))
@@ -192,7 +202,7 @@ async def test_a_caller_back_at_its_retry_after_starts_at_once_though_newer_call
     state = MemoryState()
     big = BucketSpec("req", 1e9, 1e9)
     output = BucketSpec("out", 100, 100)  # 100 output tokens a second, at most 100 at once
-    queue = AdmissionQueue(LaneLimits("t", big, big, output), state, max_concurrency=100)
+    queue = timed_queue(LaneLimits("t", big, big, output), state, max_concurrency=100)
 
     def call(place: str, tokens: float, deadline_in: float) -> Ticket:
         return Ticket("a", "u", 0, tokens, deadline=time.monotonic() + deadline_in, place=lambda: place)
@@ -221,7 +231,7 @@ async def test_predictions_count_expected_output_and_come_true_when_reservations
     state = MemoryState()
     small = BucketSpec("req", 1e9, 1e9)
     output = BucketSpec("out", 200, 1000)  # 1,000 output tokens a second
-    queue = AdmissionQueue(LaneLimits("t", small, small, output), state, max_concurrency=100)
+    queue = timed_queue(LaneLimits("t", small, small, output), state, max_concurrency=100)
 
     async def call() -> None:
         # Each call reserves 125 output tokens, produces the 100 expected, and settles at once.
@@ -267,7 +277,7 @@ def test_the_reply_start_estimate_is_a_high_quantile_that_stays_below_the_longes
 
 
 async def test_a_refused_call_back_long_before_its_turn_queues_behind_those_who_came_before_it() -> None:
-    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
+    queue = timed_queue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     ahead = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]
     await asyncio.sleep(0)
     with pytest.raises(RateLimitError) as refused:
@@ -293,7 +303,7 @@ class Settling:
         self.state = MemoryState()
         big = BucketSpec("req", 1e9, 1e9)
         self.output = BucketSpec("out", 200, 50)  # 50 output tokens a second, at most 200 at once
-        self.queue = AdmissionQueue(LaneLimits("t", big, big, self.output), self.state, max_concurrency=100)
+        self.queue = timed_queue(LaneLimits("t", big, big, self.output), self.state, max_concurrency=100)
 
     def call(self, place: str, tokens: float, deadline_in: float) -> Ticket:
         return Ticket(
@@ -360,7 +370,7 @@ async def test_a_caller_back_at_its_retry_after_finds_what_calls_in_flight_gave_
 async def test_a_call_that_would_miss_its_deadline_if_a_kept_turn_is_claimed_is_refused_at_once() -> None:
     big = BucketSpec("req", 1e9, 1e9)
     output = BucketSpec("out", 100, 100)  # 100 output tokens a second, at most 100 at once
-    queue = AdmissionQueue(LaneLimits("t", big, big, output), MemoryState(), max_concurrency=100)
+    queue = timed_queue(LaneLimits("t", big, big, output), MemoryState(), max_concurrency=100)
 
     def call(place: str, tokens: float, deadline_in: float) -> Ticket:
         return Ticket("a", "u", 0, tokens, deadline=time.monotonic() + deadline_in, place=lambda: place)
@@ -382,3 +392,32 @@ async def test_a_call_that_would_miss_its_deadline_if_a_kept_turn_is_claimed_is_
     await queue.admit(call("x", 100, 0.2))  # the refused caller, back on time
     await roomy
     assert time.monotonic() - refused_at == pytest.approx(2.0, abs=0.2)
+
+
+async def test_until_a_reply_is_timed_only_a_long_deadline_lets_a_call_wait_for_its_turn() -> None:
+    queue = AdmissionQueue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second, none timed
+    await queue.admit(ticket("a", deadline_in=10))  # starts at once: nothing to promise
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as refused:
+        # It would start 0.1 s from now, but its reply could take all of its 10 s: nobody knows yet.
+        await queue.admit(ticket("a", deadline_in=10))
+    assert time.monotonic() - started < 0.05
+    assert "No reply from this upstream has been timed yet" in refused.value.message
+    assert refused.value.retry_after == pytest.approx(0.1, abs=0.05)
+
+    await queue.admit(ticket("a", deadline_in=120))  # a deadline with room for a long reply waits its turn
+    assert time.monotonic() - started == pytest.approx(0.1, abs=0.05)
+
+    queue.finished(1.5, 1.5)  # a reply took 1.5 s: now a wait can be promised against a 10 s deadline
+    await queue.admit(ticket("a", deadline_in=10))
+    assert time.monotonic() - started == pytest.approx(0.2, abs=0.05)
+
+
+def test_a_promised_start_counts_the_reply_estimate_before_it_fades() -> None:
+    estimate = ReplyStart()
+    estimate.observe(4.0, now=0.0)
+    fresh = estimate.bound(0.0)
+    # Idle for minutes: calls that start at once are judged on a fading estimate (so that slow replies long
+    # ago refuse nothing for ever), but a wait is promised only on what replies were last seen to take.
+    assert estimate.bound(300.0) < fresh / 4
+    assert estimate.promise(300.0) == fresh

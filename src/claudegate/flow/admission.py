@@ -67,6 +67,9 @@ _QUANTILE_SAMPLES = 20  # ... once there are this many
 # every later call, and nothing would ever be timed again to bring it down.
 _STALE_AFTER_S = 30.0
 _STALE_HALF_LIFE_S = 60.0
+# Until a reply has been timed, a call that must wait is promised a start only if its deadline leaves this
+# long for its reply after it: about 4,000 tokens of JSON reply at a Sonnet-class speed.
+_UNTIMED_REPLY_S = 60.0
 # A hold lapses this long after the time its caller was told, plus a share of the wait: long enough for the
 # network and a busy client, short enough that the tokens kept for an absent caller soon go to others.
 _HOLD_GRACE_S = 0.5
@@ -88,7 +91,8 @@ class ReplyStart:
     skewed distribution (a non-streamed reply begins when it is complete, and replies vary in length) where
     the mean plus deviations would overshoot its longest value and refuse every call. Before any reply has
     been timed nothing is assumed (a guess would refuse calls against a fast upstream, or admit them
-    against a slow one).
+    against a slow one) for calls that start at once; a call that must wait is promised a start only if
+    its deadline leaves room for a long reply (``promise``).
     """
 
     __slots__ = ("_bound", "deviation", "mean", "observed_at", "recent", "samples")
@@ -112,7 +116,9 @@ class ReplyStart:
         self.recent.append(seconds)
         self._bound = None
 
-    def bound(self, now: float) -> float:
+    def bound(self, now: float, *, fade: bool = True) -> float:
+        """The estimate for a call starting now; ``fade``: lowered while no reply has been timed for a
+        while (see ``_STALE_AFTER_S``)."""
         estimate = self._bound
         if estimate is None:
             if len(self.recent) >= _QUANTILE_SAMPLES:
@@ -122,9 +128,17 @@ class ReplyStart:
                 estimate = self.mean + _SPREAD * self.deviation
             self._bound = estimate
         stale = now - self.observed_at - _STALE_AFTER_S
-        if self.samples and stale > 0:
+        if fade and self.samples and stale > 0:
             estimate *= 0.5 ** (stale / _STALE_HALF_LIFE_S)
         return estimate
+
+    def promise(self, now: float) -> float:
+        """The estimate a call that must wait for its turn is admitted on. It does not fade: fading lets
+        calls that start at once be timed again after slow replies, while a wait promised on a faded estimate
+        would be a guess. Before any reply has been timed it is ``_UNTIMED_REPLY_S``: a call queued behind a
+        burst cannot know how long its own reply will take (the first replies to finish are the short ones,
+        too late for its promise anyway), so only a deadline that leaves room for a long reply is kept."""
+        return self.bound(now, fade=False) if self.samples else _UNTIMED_REPLY_S
 
 
 @dataclass(eq=False, slots=True)
@@ -248,7 +262,8 @@ class AdmissionQueue:
         wait, back = await self._predict(ticket, now)
         # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
         # but a call told it would start in time keeps that promise rather than being refused late.
-        ticket.reply_start = self.reply_start(ticket.streamed)
+        estimate = self._reply_start[ticket.streamed]
+        ticket.reply_start = estimate.bound(now) if wait <= 0 else estimate.promise(now)
         margin = self._claim_margin(wait, now) if self._holds and not returning else 0.0
         if now + wait + margin + ticket.reply_start > ticket.deadline:
             self._refuse(ticket, wait, back, now)
@@ -454,7 +469,8 @@ class AdmissionQueue:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
             back = self._back_wait(holds, buckets, needs, now)
             own_needs = self._needed(ticket.input_tokens, ticket.output_tokens)
-            wait = self._queued_wait(holds, buckets, needs, own_needs, now=now)
+            own_taken = self._taken(ticket.input_tokens, ticket.output_tokens)
+            wait = self._queued_wait(holds, buckets, needs, own_needs, own_taken, now=now)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
@@ -488,13 +504,18 @@ class AdmissionQueue:
         buckets: list[_Projection],
         needs: list[float],
         own: list[float],
+        own_taken: list[float],
         *,
         now: float,
     ) -> float:
-        """When a call queued now (needing ``own``) would start: like one coming back to a kept turn, but it
-        may not take the tokens kept for a caller still away (``_hold_delay``), so it also waits for turns due
-        after its start unless the buckets hold enough for both, or until they lapse."""
+        """When a call queued now (needing ``own``, taking ``own_taken``) would start: like one coming back to
+        a kept turn, but it may not take the tokens kept for a caller still away (``_hold_delay``), so it also
+        waits for turns due after its start unless the buckets hold enough for both, or until they lapse.
+
+        What it leaves a turn is judged by what it takes, as the dispatcher judges it: the reserve it needs
+        at its start stays in the buckets for the turns after it."""
         show_rate = self._show_rate
+        reserve = [need - take for need, take in zip(own, own_taken, strict=True)]
         wait = _bucket_wait(buckets, needs)
         floor = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this call goes before
@@ -504,7 +525,8 @@ class AdmissionQueue:
                 needs = _with_share(needs, hold, show_rate)
                 wait = max(floor, _bucket_wait(buckets, needs))
                 continue
-            if self._leaves(hold, buckets, needs, behind, start=start, now=now) >= 0:
+            taken = [need - kept for need, kept in zip(needs, reserve, strict=True)]
+            if self._leaves(hold, buckets, taken, behind, start=start, now=now) >= 0:
                 # It starts first and leaves what is kept for the turn, which then takes its share after it.
                 behind = _with_share(behind, hold, show_rate)
                 continue
@@ -604,11 +626,15 @@ class AdmissionQueue:
     def _refusal(self, ticket: Ticket, wait: float, back: float) -> RateLimitError:
         """The refusal of a call that would start ``wait`` from now if it waited, and is told to come back
         ``back`` from now (sooner when its turn is kept for it)."""
-        reply = (
-            f" Replies from this upstream currently take up to {ticket.reply_start:.1f} s to begin."
-            if ticket.reply_start > 0
-            else ""
-        )
+        if not self._reply_start[ticket.streamed].samples and ticket.reply_start > 0:
+            reply = (
+                " No reply from this upstream has been timed yet, so a call that must wait is promised a"
+                f" start only if its deadline leaves {ticket.reply_start:.0f} s for its reply."
+            )
+        elif ticket.reply_start > 0:
+            reply = f" Replies from this upstream currently take up to {ticket.reply_start:.1f} s to begin."
+        else:
+            reply = ""
         kept = f" Its turn is kept for it if it comes back in {back:.1f} s." if back < wait else ""
         return RateLimitError(
             f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
