@@ -408,9 +408,24 @@ async def test_until_a_reply_is_timed_only_a_long_deadline_lets_a_call_wait_for_
     await queue.admit(ticket("a", deadline_in=120))  # a deadline with room for a long reply waits its turn
     assert time.monotonic() - started == pytest.approx(0.1, abs=0.05)
 
+    # A JSON reply of at most 150 tokens takes 3 + 150/30 = 8 s at the slow pace assumed: that fits in 10 s,
+    # 300 tokens (13 s) does not. A stream's first byte is assumed within 3 s whatever its length.
+    short = ticket("a", deadline_in=10)
+    short.max_tokens = 150
+    await queue.admit(short)
+    assert time.monotonic() - started == pytest.approx(0.2, abs=0.05)
+    longer = ticket("a", deadline_in=10)
+    longer.max_tokens = 300
+    with pytest.raises(RateLimitError):
+        await queue.admit(longer)
+    streamed = ticket("a", deadline_in=4)
+    streamed.streamed = True
+    await queue.admit(streamed)
+    assert time.monotonic() - started == pytest.approx(0.3, abs=0.05)
+
     queue.finished(1.5, 1.5)  # a reply took 1.5 s: now a wait can be promised against a 10 s deadline
     await queue.admit(ticket("a", deadline_in=10))
-    assert time.monotonic() - started == pytest.approx(0.2, abs=0.05)
+    assert time.monotonic() - started == pytest.approx(0.4, abs=0.05)
 
 
 def test_a_promised_start_counts_the_reply_estimate_before_it_fades() -> None:
@@ -420,4 +435,4 @@ def test_a_promised_start_counts_the_reply_estimate_before_it_fades() -> None:
     # Idle for minutes: calls that start at once are judged on a fading estimate (so that slow replies long
     # ago refuse nothing for ever), but a wait is promised only on what replies were last seen to take.
     assert estimate.bound(300.0) < fresh / 4
-    assert estimate.promise(300.0) == fresh
+    assert estimate.promise(300.0, untimed=60.0) == fresh

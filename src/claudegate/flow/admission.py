@@ -67,9 +67,15 @@ _QUANTILE_SAMPLES = 20  # ... once there are this many
 # every later call, and nothing would ever be timed again to bring it down.
 _STALE_AFTER_S = 30.0
 _STALE_HALF_LIFE_S = 60.0
-# Until a reply has been timed, a call that must wait is promised a start only if its deadline leaves this
-# long for its reply after it: about 4,000 tokens of JSON reply at a Sonnet-class speed.
-_UNTIMED_REPLY_S = 60.0
+# Until a reply has been timed, a call that must wait is promised a start only if its deadline leaves room
+# for the longest reply it may get at a slow pace: the first byte within this long (a long prompt's time to
+# first token) ...
+_UNTIMED_FIRST_BYTE_S = 3.0
+# ... and, for a JSON reply, which arrives only once complete, its max_tokens at this speed (slower than
+# Anthropic's models generate: Opus-class models stream about 40-50 tokens a second) ...
+_UNTIMED_TOKENS_PER_S = 30.0
+# ... or, when the call's max_tokens is not known, this long.
+_UNTIMED_JSON_REPLY_S = 60.0
 # A hold lapses this long after the time its caller was told, plus a share of the wait: long enough for the
 # network and a busy client, short enough that the tokens kept for an absent caller soon go to others.
 _HOLD_GRACE_S = 0.5
@@ -132,13 +138,14 @@ class ReplyStart:
             estimate *= 0.5 ** (stale / _STALE_HALF_LIFE_S)
         return estimate
 
-    def promise(self, now: float) -> float:
+    def promise(self, now: float, untimed: float) -> float:
         """The estimate a call that must wait for its turn is admitted on. It does not fade: fading lets
         calls that start at once be timed again after slow replies, while a wait promised on a faded estimate
-        would be a guess. Before any reply has been timed it is ``_UNTIMED_REPLY_S``: a call queued behind a
-        burst cannot know how long its own reply will take (the first replies to finish are the short ones,
-        too late for its promise anyway), so only a deadline that leaves room for a long reply is kept."""
-        return self.bound(now, fade=False) if self.samples else _UNTIMED_REPLY_S
+        would be a guess. Before any reply has been timed it is ``untimed``, a slow reply's time: a call
+        queued behind a burst cannot know how long its own reply will take (the first replies to finish are
+        the short ones, too late for its promise anyway), so only a deadline that leaves room for a slow
+        reply is kept."""
+        return self.bound(now, fade=False) if self.samples else untimed
 
 
 @dataclass(eq=False, slots=True)
@@ -162,6 +169,7 @@ class Ticket:
     # Names the call so that it is known again when it comes back after a refusal (its key and body); a
     # refused call with a place keeps its turn for a while. Called only when needed (hashing a body costs).
     place: Callable[[], Hashable] | None = field(default=None, repr=False)
+    max_tokens: int | None = None  # the most output the call may produce; None: not known
     position: int = 0  # 1-based place in the predicted order while waiting
     predicted_wait: float = 0.0  # seconds from enqueueing to the predicted start
     # When it joined the queue: turns kept after that were predicted behind it, so they do not hold it up.
@@ -263,7 +271,7 @@ class AdmissionQueue:
         # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
         # but a call told it would start in time keeps that promise rather than being refused late.
         estimate = self._reply_start[ticket.streamed]
-        ticket.reply_start = estimate.bound(now) if wait <= 0 else estimate.promise(now)
+        ticket.reply_start = estimate.bound(now) if wait <= 0 else estimate.promise(now, _slow_reply(ticket))
         margin = self._claim_margin(wait, now) if self._holds and not returning else 0.0
         if now + wait + margin + ticket.reply_start > ticket.deadline:
             self._refuse(ticket, wait, back, now)
@@ -771,6 +779,15 @@ def _bucket_wait(buckets: list[_Projection], needs: list[float]) -> float:
 def _with_share(amounts: list[float], hold: _Hold, show_rate: float) -> list[float]:
     """``amounts`` (per bucket) plus what a kept turn takes, as far as its caller is likely to come back."""
     return [amount + show_rate * take for amount, take in zip(amounts, hold.takes, strict=True)]
+
+
+def _slow_reply(ticket: Ticket) -> float:
+    """How long the call's reply may take to begin, at a slow pace, before the lane has timed any."""
+    if ticket.streamed:
+        return _UNTIMED_FIRST_BYTE_S
+    if ticket.max_tokens is None:
+        return _UNTIMED_JSON_REPLY_S
+    return _UNTIMED_FIRST_BYTE_S + ticket.max_tokens / _UNTIMED_TOKENS_PER_S
 
 
 def _told(wait: float) -> float:

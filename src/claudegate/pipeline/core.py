@@ -263,6 +263,7 @@ class Pipeline:
                 on_queued=call.on_queued,
                 expected_output_tokens=expected_out,
                 place=place,
+                max_tokens=call.max_tokens,
             )
             try:
                 await queue.admit(ticket, leave=sink.gone)
