@@ -408,17 +408,17 @@ async def test_until_a_reply_is_timed_only_a_long_deadline_lets_a_call_wait_for_
     await queue.admit(ticket("a", deadline_in=120))  # a deadline with room for a long reply waits its turn
     assert time.monotonic() - started == pytest.approx(0.1, abs=0.05)
 
-    # A JSON reply of at most 150 tokens takes 3 + 150/30 = 8 s at the slow pace assumed: that fits in 10 s,
-    # 300 tokens (13 s) does not. A stream's first byte is assumed within 3 s whatever its length.
+    # A JSON reply of at most 420 tokens is assumed to take up to 2 + 420/60 = 9 s: that fits in 10 s,
+    # 600 tokens (12 s) does not. A stream's first byte is assumed within 2 s whatever its length.
     short = ticket("a", deadline_in=10)
-    short.max_tokens = 150
+    short.max_tokens = 420
     await queue.admit(short)
     assert time.monotonic() - started == pytest.approx(0.2, abs=0.05)
     longer = ticket("a", deadline_in=10)
-    longer.max_tokens = 300
+    longer.max_tokens = 600
     with pytest.raises(RateLimitError):
         await queue.admit(longer)
-    streamed = ticket("a", deadline_in=4)
+    streamed = ticket("a", deadline_in=3)
     streamed.streamed = True
     await queue.admit(streamed)
     assert time.monotonic() - started == pytest.approx(0.3, abs=0.05)

@@ -68,12 +68,12 @@ _QUANTILE_SAMPLES = 20  # ... once there are this many
 _STALE_AFTER_S = 30.0
 _STALE_HALF_LIFE_S = 60.0
 # Until a reply has been timed, a call that must wait is promised a start only if its deadline leaves room
-# for the longest reply it may get at a slow pace: the first byte within this long (a long prompt's time to
-# first token) ...
-_UNTIMED_FIRST_BYTE_S = 3.0
-# ... and, for a JSON reply, which arrives only once complete, its max_tokens at this speed (slower than
-# Anthropic's models generate: Opus-class models stream about 40-50 tokens a second) ...
-_UNTIMED_TOKENS_PER_S = 30.0
+# for the longest reply it may get: the first byte within this long ...
+_UNTIMED_FIRST_BYTE_S = 2.0
+# ... and, for a JSON reply, which arrives only once complete, its max_tokens at this speed. A reply rarely
+# uses all of its max_tokens, so a typical speed still makes a high estimate; a slower one would refuse
+# the short calls a chat bot queues behind a burst, which a typical upstream answers in time ...
+_UNTIMED_TOKENS_PER_S = 60.0
 # ... or, when the call's max_tokens is not known, this long.
 _UNTIMED_JSON_REPLY_S = 60.0
 # A hold lapses this long after the time its caller was told, plus a share of the wait: long enough for the
@@ -141,9 +141,9 @@ class ReplyStart:
     def promise(self, now: float, untimed: float) -> float:
         """The estimate a call that must wait for its turn is admitted on. It does not fade: fading lets
         calls that start at once be timed again after slow replies, while a wait promised on a faded estimate
-        would be a guess. Before any reply has been timed it is ``untimed``, a slow reply's time: a call
+        would be a guess. Before any reply has been timed it is ``untimed``, a long reply's time: a call
         queued behind a burst cannot know how long its own reply will take (the first replies to finish are
-        the short ones, too late for its promise anyway), so only a deadline that leaves room for a slow
+        the short ones, too late for its promise anyway), so only a deadline that leaves room for a long
         reply is kept."""
         return self.bound(now, fade=False) if self.samples else untimed
 
@@ -782,7 +782,7 @@ def _with_share(amounts: list[float], hold: _Hold, show_rate: float) -> list[flo
 
 
 def _slow_reply(ticket: Ticket) -> float:
-    """How long the call's reply may take to begin, at a slow pace, before the lane has timed any."""
+    """How long the call's reply may take to begin at most, before the lane has timed any."""
     if ticket.streamed:
         return _UNTIMED_FIRST_BYTE_S
     if ticket.max_tokens is None:
