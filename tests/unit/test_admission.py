@@ -20,11 +20,13 @@ def lane(requests_per_second: float, capacity: float = 1.0) -> LaneLimits:
     )
 
 
-def timed_queue(limits: LaneLimits, state: FlowState, *, max_concurrency: int) -> AdmissionQueue:
+def timed_queue(
+    limits: LaneLimits, state: FlowState, *, max_concurrency: int, headroom_s: float = 0.0
+) -> AdmissionQueue:
     """A lane that has timed a reply, which began at once: waits are promised with nothing counted for the
     reply. (Before any reply is timed, a call that must wait is promised a start only with a long deadline:
     see the tests of that below.)"""
-    queue = AdmissionQueue(limits, state, max_concurrency=max_concurrency)
+    queue = AdmissionQueue(limits, state, max_concurrency=max_concurrency, headroom_s=headroom_s)
     queue.finished(0.0, 0.0)
     queue.finished(0.0, 0.0, streamed=True)
     return queue
@@ -225,6 +227,28 @@ async def test_a_caller_back_at_its_retry_after_starts_at_once_though_newer_call
     await queue.admit(call("x", 100, 0.2))  # back on time, with a deadline that allows no wait
     assert time.monotonic() - back < 0.05
     assert queue.holds == 9  # the newer calls' own turns, kept for them in turn
+
+
+async def test_a_queued_call_that_leaves_a_kept_turn_its_tokens_is_predicted_to_go_first() -> None:
+    state = MemoryState()
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 1000, 100)  # 100 output tokens a second
+    # Each call starts only with 0.5 s of refill (50 tokens) in reserve beside what it takes.
+    queue = timed_queue(LaneLimits("t", big, big, output), state, max_concurrency=100, headroom_s=0.5)
+    await state.charge(output, 1000)  # empty
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(Ticket("a", "u", 0, 100, deadline=time.monotonic() + 0.2, place=lambda: "x"))
+    assert refused.value.retry_after == 2.0  # 150 tokens are there in 1.5 s; its turn is kept at 2 s
+    # A newer call of 40 tokens can start in 0.9 s (with its reserve) and still leave the kept turn its 150
+    # tokens at 2 s (200 refilled by then, 40 taken): it goes first, and is told so, not the turn's lapse.
+    heard: list[float] = []
+    newer = Ticket("b", "u", 0, 40, deadline=time.monotonic() + 30)
+    newer.on_queued = lambda _position, wait: heard.append(wait)
+    started = time.monotonic()
+    await queue.admit(newer)
+    waited = time.monotonic() - started
+    assert waited == pytest.approx(0.9, abs=0.1)
+    assert heard == [pytest.approx(waited, abs=0.1)]
 
 
 async def test_predictions_count_expected_output_and_come_true_when_reservations_are_settled() -> None:
