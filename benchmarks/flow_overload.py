@@ -30,8 +30,10 @@ What is measured, per arm:
   the time from the refusal to the moment the admitted attempt reached the simulator (from the ledger,
   which this script polls every ``--ledger-poll-s``); the ratio to the first ``retry-after`` is reported
   (target: within 20%). A *queue probe* (at most one at a time, ``--queue-probes`` in all) isolates the
-  prediction itself: the refused call is sent again at once with a deadline long enough to wait its turn,
-  and its actual start is compared with the predicted wait the refusal stated (``predicted wait of X s``).
+  prediction itself: the refused call is sent again at once with a deadline long enough to wait its turn
+  (the predicted wait plus twice the deadline: room for its reply and for the gateway's margin for kept
+  turns), and its actual start is compared with the predicted wait the refusal stated (``predicted wait of
+  X s``).
   For the sdk arm the same ratio is computed for the SDK's own retries (first ``retry-after`` against the
   time until the attempt that succeeded), from an httpx event hook.
 - **Use of the account's capacity under sustained overload**: requests and input/output tokens the
@@ -455,7 +457,9 @@ class Arm:
         """Send the refused call again at once, with a deadline that lets it wait for its predicted turn."""
         try:
             assert probe.predicted_wait is not None
-            deadline = probe.predicted_wait + self.args.deadline_s
+            # Room for the wait, the reply (up to about a deadline here) and the margin the gateway keeps for
+            # refused callers coming back before it: the probe measures the prediction, not the deadline.
+            deadline = probe.predicted_wait + 2 * self.args.deadline_s
             probe.attempts = 1
             status, origin, _, headers, _ = await self.send(planned, f"q{planned.index}", deadline_s=deadline)
             if not (status == 429 and origin == "gateway"):
