@@ -27,9 +27,9 @@ What is measured, per arm:
 - **The predicted wait of refused calls** (gateway arm): every ``--probe-every``-th refusal becomes a
   *retry-after probe*: it is sent again right after its ``retry-after`` (fresh deadline), and again after
   each new ``retry-after`` until admitted (at most ``--probe-attempts`` tries). Its wait until admission is
-  the time from the refusal to the moment the admitted attempt reached the simulator (from the ledger,
-  which this script polls every ``--ledger-poll-s``); the ratio to the first ``retry-after`` is reported
-  (target: within 20%). A *queue probe* (at most one at a time, ``--queue-probes`` in all) isolates the
+  the time from the refusal to the moment the admitted attempt reached the simulator (the ledger's
+  ``received_at``; the ledger is polled every ``--ledger-poll-s``); the ratio to the first ``retry-after``
+  is reported (target: within 20%). A *queue probe* (at most one at a time, ``--queue-probes`` in all) isolates the
   prediction itself: the refused call is sent again at once with a deadline long enough to wait its turn
   (the predicted wait plus twice the deadline: room for its reply and for the gateway's margin for kept
   turns), and its actual start is compared with the predicted wait the refusal stated (``predicted wait of
@@ -278,9 +278,12 @@ class Ledger:
         async with session.get(self.url) as response:
             entries = await response.json(content_type=None)
         now = self.clock()
-        when = (self._previous + now) / 2
+        when = (self._previous + now) / 2  # for a simulator whose ledger does not say (within a poll)
+        wall_offset = time.time() - now
         for entry in entries[self._seen :]:
-            self.arrived.setdefault(entry["request_id"], when)
+            received = entry.get("received_at")
+            arrived = received - wall_offset if received is not None else when
+            self.arrived.setdefault(entry["request_id"], arrived)
         self._seen = len(entries)
         self._previous = now
         self.entries = [e for e in entries if e["api_key_hint"] == self.key_hint]

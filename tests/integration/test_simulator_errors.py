@@ -433,8 +433,12 @@ def test_random_faults_strike_at_their_rate(simulator_url: str) -> None:
 
 def test_ledger_can_be_read_and_cleared() -> None:
     with simulator() as url, sync_client(url) as client:
+        before = time.time()
         client.messages.create(model=MODEL, max_tokens=5, messages=HELLO)
-        assert len(ledger(url)) == 1
+        after = time.time()
+        entries = ledger(url)
+        assert len(entries) == 1
+        assert before <= entries[0]["received_at"] <= after  # when the request arrived, in Unix time
         assert httpx2.delete(f"{url}/_simulator/ledger").status_code == 204
         assert ledger(url) == []
         assert orjson.loads(httpx2.get(f"{url}/_simulator/ledger").content) == []

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections import OrderedDict, deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -64,6 +65,9 @@ class LedgerEntry:
     output_tokens: int = 0
     error_type: str | None = None
     completed: bool = True
+    # When the request was received (Unix time, seconds), before it was admitted or answered: load tests
+    # measure when calls reached the upstream from it.
+    received_at: float = field(default_factory=time.time)
 
 
 class SimulatorEngine:
