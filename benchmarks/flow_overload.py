@@ -25,17 +25,16 @@ What is measured, per arm:
   deadline. "Admitted" calls are those the gateway did not refuse (gateway arm) or that eventually
   succeeded (sdk arm). Target for the gateway: 100%.
 - **The predicted wait of refused calls** (gateway arm): every ``--probe-every``-th refusal becomes a
-  *retry-after probe*: it is sent again right after its ``retry-after`` (fresh deadline), and again after
-  each new ``retry-after`` until admitted (at most ``--probe-attempts`` tries). Its wait until admission is
-  the time from the refusal to the moment the admitted attempt reached the simulator (the ledger's
-  ``received_at``; the ledger is polled every ``--ledger-poll-s``); the ratio to the first ``retry-after``
-  is reported (target: within 20%). A *queue probe* (at most one at a time, ``--queue-probes`` in all) isolates the
-  prediction itself: the refused call is sent again at once with a deadline long enough to wait its turn
+  *retry-after probe*: it is sent again right after its ``retry-after`` (fresh deadline), and again after each
+  new ``retry-after`` until admitted (at most ``--probe-attempts`` tries). Its wait until admission is the
+  time from the refusal to the moment the admitted attempt reached the simulator (the ledger's
+  ``received_at``; the ledger is polled every ``--ledger-poll-s``); the ratio to the first ``retry-after`` is
+  reported (target: within 20%). A *queue probe* (at most one at a time, ``--queue-probes`` in all) isolates
+  the prediction itself: the refused call is sent again at once with a deadline long enough to wait its turn
   (the predicted wait plus twice the deadline: room for its reply and for the gateway's margin for kept
-  turns), and its actual start is compared with the predicted wait the refusal stated (``predicted wait of
-  X s``).
-  For the sdk arm the same ratio is computed for the SDK's own retries (first ``retry-after`` against the
-  time until the attempt that succeeded), from an httpx event hook.
+  turns), and its actual start is compared with the predicted wait the refusal stated (``predicted wait of X
+  s``). For the sdk arm the same ratio is computed for the SDK's own retries (first ``retry-after`` against
+  the time until the attempt that succeeded), from an httpx event hook.
 - **Use of the account's capacity under sustained overload**: requests and input/output tokens the
   simulator admitted per minute over the steady part of the overload (from ``--settle-s`` after it began
   to its end), as a share of the tier's RPM, ITPM and OTPM (target: at least 95% of whichever binds).
