@@ -12,7 +12,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from claudegate.config import UpstreamSettings
+from claudegate.config import Settings, UpstreamSettings
 from claudegate.flow.breaker import BreakerState
 from claudegate.simulator.settings import FaultRate, SimulatorSettings
 from tests.e2e.conftest import GatewayServer, make_tenant
@@ -21,6 +21,21 @@ from tests.e2e.flow_support import call, client, gateway, gateway_settings, ledg
 THRESHOLD = 3
 OPEN_S = 2.0
 BROKEN = SimulatorSettings(faults=(FaultRate("server_error", 1.0),))
+
+
+def primary_and_secondary(primary: str, secondary: str, database_url: str, tmp: Path) -> Settings:
+    """A gateway preferring the primary upstream, failing over to the secondary, with a quick breaker."""
+    return gateway_settings(
+        None,
+        database_url,
+        tmp,
+        upstreams=[
+            UpstreamSettings(name="primary", url=primary, api_key="k", priority=0, tier="unlimited"),
+            UpstreamSettings(name="secondary", url=secondary, api_key="k", priority=1, tier="unlimited"),
+        ],
+        breaker_failure_threshold=THRESHOLD,
+        breaker_open_s=OPEN_S,
+    )
 
 
 def breaker_state(server: GatewayServer, name: str) -> BreakerState:
@@ -35,19 +50,7 @@ async def test_calls_fail_over_while_the_primary_fails_and_return_when_it_recove
     tenant = await make_tenant(flow_database_url, f"failover-{uuid.uuid4().hex[:8]}")
     with simulator() as secondary, ExitStack() as broken:
         primary = broken.enter_context(simulator(BROKEN))
-        settings = gateway_settings(
-            None,
-            flow_database_url,
-            tmp_path,
-            upstreams=[
-                UpstreamSettings(name="primary", url=primary.url, api_key="k", priority=0, tier="unlimited"),
-                UpstreamSettings(
-                    name="secondary", url=secondary.url, api_key="k", priority=1, tier="unlimited"
-                ),
-            ],
-            breaker_failure_threshold=THRESHOLD,
-            breaker_open_s=OPEN_S,
-        )
+        settings = primary_and_secondary(primary.url, secondary.url, flow_database_url, tmp_path)
         with gateway(settings) as server:
             sdk = client(server.url, tenant.key)
 
@@ -93,19 +96,7 @@ async def test_an_upstream_that_answers_its_health_probe_but_fails_calls_costs_o
     trial, and the first call that fails there opens it again at once, instead of THRESHOLD more calls."""
     tenant = await make_tenant(flow_database_url, f"trial-{uuid.uuid4().hex[:8]}")
     with simulator() as secondary, simulator(BROKEN) as primary:
-        settings = gateway_settings(
-            None,
-            flow_database_url,
-            tmp_path,
-            upstreams=[
-                UpstreamSettings(name="primary", url=primary.url, api_key="k", priority=0, tier="unlimited"),
-                UpstreamSettings(
-                    name="secondary", url=secondary.url, api_key="k", priority=1, tier="unlimited"
-                ),
-            ],
-            breaker_failure_threshold=THRESHOLD,
-            breaker_open_s=OPEN_S,
-        )
+        settings = primary_and_secondary(primary.url, secondary.url, flow_database_url, tmp_path)
         with gateway(settings) as server:
             sdk = client(server.url, tenant.key)
             outcomes = [await call(sdk, deadline_ms=10_000) for _ in range(THRESHOLD)]

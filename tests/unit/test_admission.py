@@ -256,6 +256,8 @@ async def test_predictions_count_expected_output_and_come_true_when_reservations
     small = BucketSpec("req", 1e9, 1e9)
     output = BucketSpec("out", 200, 1000)  # 1,000 output tokens a second
     queue = timed_queue(LaneLimits("t", small, small, output), state, max_concurrency=100)
+    for _ in range(30):
+        queue.finished(0.01, None)  # the lane has learnt that its calls are over in a moment
 
     async def call() -> None:
         # Each call reserves 125 output tokens, produces the 100 expected, and settles at once.
@@ -275,6 +277,33 @@ async def test_predictions_count_expected_output_and_come_true_when_reservations
     waited = time.monotonic() - started
     await asyncio.gather(*ahead)
     assert waited == pytest.approx(heard[0], rel=0.1)  # counting the reservations would say 25% more
+
+
+async def test_a_start_predicted_before_calls_ahead_settle_counts_their_reservations() -> None:
+    state = MemoryState()
+    small = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 200, 1000)  # 1,000 output tokens a second
+    queue = timed_queue(LaneLimits("t", small, small, output), state, max_concurrency=100)
+    for _ in range(30):
+        queue.finished(10.0, None)  # the lane has learnt that its calls take 10 s
+
+    def call() -> Ticket:
+        # Reserves 125 output tokens, expected to produce 100: it gives 25 back when it settles, 10 s on.
+        return Ticket("a", "u", 0, 125, deadline=time.monotonic() + 30, expected_output_tokens=100)
+
+    ahead = [asyncio.create_task(queue.admit(call())) for _ in range(4)]
+    await asyncio.sleep(0)
+    heard: list[float] = []
+    last = call()
+    last.on_queued = lambda _position, wait: heard.append(wait)
+    started = time.monotonic()
+    await queue.admit(last)
+    waited = time.monotonic() - started
+    await asyncio.gather(*ahead)
+    # The four ahead take 500 and give back nothing within the wait: (625 - 200) / 1,000 = 0.425 s, not the
+    # 0.325 s that counting what they are expected to produce would say.
+    assert waited == pytest.approx(0.425, abs=0.03)
+    assert heard[0] == pytest.approx(waited, rel=0.1)
 
 
 def test_a_stale_reply_start_estimate_fades_so_refusals_do_not_last_for_ever() -> None:

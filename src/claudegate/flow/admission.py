@@ -26,12 +26,12 @@ nothing from them in the end (the buckets keep the tokens). A call queued now is
 it cannot leave their tokens to, until they lapse; holds kept after it was queued were predicted behind it
 and do not hold it up.
 
-Predictions count the output a call is expected to produce, not the reservation taken for it (a little
-more, so that a long reply does not put the lane in debt), and what calls in flight will give back when
-they settle: a prediction should be right on average, and the reservation is what keeps the lane safe.
-Calls in flight settle one by one over about a call's duration, so what they give back is counted as it
-comes in (an extra refill of the output bucket for that long), not all at once: a start predicted soon
-counts only the part given back by then.
+A call takes its reservation of output when it starts (a little more than it is expected to produce, so
+that a long reply does not put the lane in debt) and gives back the difference when it settles. Predictions
+count both, for the calls in flight and for those queued ahead: calls settle one by one over about a call's
+duration, so what they give back is counted as it comes in (an extra refill of the output bucket for that
+long), not all at once. A start predicted soon, before much has come back, counts the reservations; one
+predicted further off counts what calls are expected to produce.
 """
 
 from __future__ import annotations
@@ -454,23 +454,25 @@ class AdmissionQueue:
         to a turn kept for it at that time instead (the same for a call already back), from the order and
         the buckets' refill rates.
 
-        Expected, not reserved, output is counted for the calls ahead, and a kept turn as much as its caller
-        is likely to come back; the call's own needs are counted in full (with the lane's reserve), since it
-        starts only once they are there.
+        The calls ahead take their reservations and give back what they are not expected to use as they
+        settle (see the module), and a kept turn counts as much as its caller is likely to come back; the
+        call's own needs are counted in full (with the lane's reserve), since it starts only once they are
+        there.
         """
         lane = self.lane
         needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
         position = 0
+        returns = 0.0  # what the calls ahead will give back when they settle
         for position, queued in enumerate(self._order(), start=1):  # noqa: B007 - position is used below
             own = queued is ticket
-            output = queued.output_tokens if own else queued.expected_output
-            for index, (spec, amount) in enumerate(lane.demands(queued.input_tokens, output)):
+            for index, (spec, amount) in enumerate(lane.demands(queued.input_tokens, queued.output_tokens)):
                 needed, taken = spec.reserve(amount, self._headroom_s)
                 needs[index] += needed if own else taken
             if own:
                 break
+            returns += queued.output_tokens - queued.expected_output
         ticket.position = position
-        buckets = await self._projections(give_back=True)
+        buckets = await self._projections(give_back=True, ahead=returns)
         wait = back = _bucket_wait(buckets, needs)
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
@@ -618,13 +620,14 @@ class AdmissionQueue:
         demands = self.lane.demands(input_tokens, output_tokens)
         return [spec.reserve(amount, self._headroom_s)[1] for spec, amount in demands]
 
-    async def _projections(self, *, give_back: bool) -> list[_Projection]:
-        """The buckets (requests, input, output) from their levels now, with what calls in flight give back
-        as they settle (``give_back``) coming into the output bucket over about a call's duration."""
+    async def _projections(self, *, give_back: bool, ahead: float = 0.0) -> list[_Projection]:
+        """The buckets (requests, input, output) from their levels now, with what calls in flight (and
+        ``ahead``: what calls queued before the one predicted) give back as they settle (``give_back``)
+        coming into the output bucket over about a call's duration."""
         lane = self.lane
         specs = [lane.requests, lane.input_tokens, lane.output_tokens]
         levels = await self._state.levels(specs)
-        returns = max(0.0, self.in_flight * self._surplus_output) if give_back else 0.0
+        returns = max(0.0, self.in_flight * self._surplus_output + ahead) if give_back else 0.0
         return [
             _Projection(specs[0], levels[0]),
             _Projection(specs[1], levels[1]),
