@@ -251,28 +251,6 @@ async def test_a_queued_call_that_leaves_a_kept_turn_its_tokens_is_predicted_to_
     assert heard == [pytest.approx(waited, abs=0.1)]
 
 
-async def test_a_kept_turn_that_will_be_short_anyway_does_not_hold_newer_calls_back() -> None:
-    state = MemoryState()
-    big = BucketSpec("req", 1e9, 1e9)
-    output = BucketSpec("out", 1000, 100)  # 100 output tokens a second
-    queue = timed_queue(LaneLimits("t", big, big, output), state, max_concurrency=100)
-    await state.charge(output, 1000)  # empty
-    with pytest.raises(RateLimitError) as refused:
-        await queue.admit(Ticket("a", "u", 0, 300, deadline=time.monotonic() + 0.2, place=lambda: "x"))
-    assert refused.value.retry_after == 3.0  # its 300 tokens are there in 3 s
-    await state.charge(output, 200)  # a reply ran 200 tokens past its reservation: the turn will be short
-    # A newer call of 20 tokens has them in 2.2 s. The turn at 3 s will find 100 of its 300 tokens whether or
-    # not the call takes its 20: the call does not wait for the turn to lapse (3.65 s) with the lane idle.
-    heard: list[float] = []
-    newer = Ticket("b", "u", 0, 20, deadline=time.monotonic() + 30)
-    newer.on_queued = lambda _position, wait: heard.append(wait)
-    started = time.monotonic()
-    await queue.admit(newer)
-    waited = time.monotonic() - started
-    assert waited == pytest.approx(2.2, abs=0.15)
-    assert heard == [pytest.approx(waited, abs=0.15)]
-
-
 async def test_predictions_count_expected_output_and_come_true_when_reservations_are_settled() -> None:
     state = MemoryState()
     small = BucketSpec("req", 1e9, 1e9)

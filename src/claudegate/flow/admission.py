@@ -24,10 +24,7 @@ the turns before a hold count at the rate at which holds have been claimed, and 
 back soon after its time lapses and frees its tokens: an absent caller delays others by little, and takes
 nothing from them in the end (the buckets keep the tokens). A call queued now is predicted behind the holds
 it cannot leave their tokens to, until they lapse; holds kept after it was queued were predicted behind it
-and do not hold it up. Nor does a hold that will be short of its needs at its time whatever the newer call
-does (other callers came back, or replies ran past their reservations): its caller will wait when it comes
-back in any case, and keeping newer calls from the buckets would only leave them idle, for a caller who
-more often than not does not come back.
+and do not hold it up.
 
 A call takes its reservation of output when it starts (a little more than it is expected to produce, so
 that a long reply does not put the lane in debt) and gives back the difference when it settles. Predictions
@@ -539,13 +536,8 @@ class AdmissionQueue:
                 wait = max(floor, _bucket_wait(buckets, needs))
                 continue
             taken = [need - kept for need, kept in zip(needs, reserve, strict=True)]
-            before = [take - mine for take, mine in zip(taken, own_taken, strict=True)]
-            if (
-                self._leaves(hold, buckets, taken, behind, start=start, now=now) >= 0
-                or self._leaves(hold, buckets, before, behind, start=start, now=now) < 0
-            ):
-                # It starts first and leaves what is kept for the turn (or the turn will be short whatever it
-                # does), which then takes its share after it.
+            if self._leaves(hold, buckets, taken, behind, start=start, now=now) >= 0:
+                # It starts first and leaves what is kept for the turn, which then takes its share after it.
                 behind = _with_share(behind, hold, show_rate)
                 continue
             # It goes after the turn: it starts once the buckets hold enough for both, or the turn lapses.
@@ -586,19 +578,17 @@ class AdmissionQueue:
 
     async def _hold_delay(self, ticket: Ticket, now: float) -> float:
         """Seconds before a newer call may start without taking tokens kept for a refused call's turn: until
-        the buckets hold enough for both, or the turn lapses; 0 when no turn would miss what is kept for it
-        because of this call (a turn short of it anyway does not hold the call up: see the module)."""
+        the buckets hold enough for both, or the turn lapses; 0 when none would miss what is kept for it."""
         buckets = await self._projections(give_back=False)
         taken = self._taken(ticket.input_tokens, ticket.output_tokens)
         show_rate = self._show_rate
         delay = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]
-        nothing = [0.0, 0.0, 0.0]
         for hold in sorted(self._holds.values(), key=lambda hold: hold.due):
             if hold.made >= ticket.queued_at:
                 continue  # kept after this call was queued: predicted behind it
             spare = self._leaves(hold, buckets, taken, behind, start=now, now=now)
-            if spare < 0 and self._leaves(hold, buckets, nothing, behind, start=now, now=now) >= 0:
+            if spare < 0:
                 # Waiting helps once the turn is due (the buckets refill for both), or when it lapses.
                 refilled = max(0.0, hold.due - now) - spare
                 delay = max(delay, min(refilled, hold.lapses - now))
