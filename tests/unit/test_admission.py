@@ -192,25 +192,12 @@ async def test_a_kept_turn_lapses_soon_after_its_time_and_newer_calls_are_told_w
     started = time.monotonic()
     await queue.admit(newer)
     waited = time.monotonic() - started
-    assert 1.0 < waited < 1.0 + 0.5 + 0.1
+    assert 1.0 < waited < 1.0 + 0.5 + 0.05 + 0.1
     assert heard == [pytest.approx(waited, abs=0.1)]
     assert queue.holds == 0
     # Had it come back now, it would be an ordinary new call, with no turn of its own.
     await queue.admit(placed("a", "absent", deadline_in=30))
     assert queue.holds == 0
-
-
-async def test_a_kept_turn_lapses_half_a_second_after_its_time_however_long_the_wait() -> None:
-    queue = timed_queue(lane(0.25), MemoryState(), max_concurrency=100)  # a request every 4 s
-    await queue.admit(ticket("a"))  # the bucket holds one request: now it is empty
-    with pytest.raises(RateLimitError) as refused:
-        await queue.admit(placed("a", "absent", deadline_in=0.05))
-    assert refused.value.retry_after == 4.0
-    # The absent caller's turn keeps the request from a newer call until 0.5 s after its time, not longer
-    # for the longer wait: the newer call starts at 4.5 s.
-    started = time.monotonic()
-    await queue.admit(ticket("b"))
-    assert time.monotonic() - started == pytest.approx(4.5, abs=0.1)
 
 
 async def test_a_caller_back_at_its_retry_after_starts_at_once_though_newer_calls_wanted_its_tokens() -> None:

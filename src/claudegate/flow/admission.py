@@ -76,12 +76,10 @@ _UNTIMED_FIRST_BYTE_S = 2.0
 _UNTIMED_TOKENS_PER_S = 60.0
 # ... or, when the call's max_tokens is not known, this long.
 _UNTIMED_JSON_REPLY_S = 60.0
-# A hold lapses this long after the time its caller was told: long enough for the network and a busy client,
-# short enough that the tokens kept for an absent caller soon go to others. Not longer for a longer wait:
-# clients time retry-after to the millisecond whatever its length, and while a hold lasts, newer calls may
-# not take its tokens (a burst's refused callers, told one after another and mostly not coming back, would
-# otherwise keep the lane idle for seconds).
+# A hold lapses this long after the time its caller was told, plus a share of the wait: long enough for the
+# network and a busy client, short enough that the tokens kept for an absent caller soon go to others.
 _HOLD_GRACE_S = 0.5
+_HOLD_GRACE_SHARE = 0.05
 _EARLY_S = 0.25  # a caller back this much (plus a share of the wait) before its turn is early
 _EARLY_SHARE = 0.1
 # The share of holds claimed by their callers is counted over this many recent holds, starting from one
@@ -347,7 +345,7 @@ class AdmissionQueue:
         back = _told(back)
         if place not in self._holds:  # an identical call's kept turn is enough
             early = now + back - _EARLY_S - _EARLY_SHARE * back
-            lapse_in = back + _HOLD_GRACE_S
+            lapse_in = back + _HOLD_GRACE_S + _HOLD_GRACE_SHARE * back
             needs = self._needed(ticket.input_tokens, ticket.output_tokens)
             takes = self._taken(ticket.input_tokens, ticket.expected_output)
             hold = _Hold(
