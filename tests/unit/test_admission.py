@@ -251,13 +251,20 @@ async def test_a_queued_call_that_leaves_a_kept_turn_its_tokens_is_predicted_to_
     assert heard == [pytest.approx(waited, abs=0.1)]
 
 
+def output_lane(state: MemoryState, *, calls_last_s: float) -> tuple[BucketSpec, AdmissionQueue]:
+    """A lane bound by output alone (1,000 tokens a second, 200 at once), which has learnt how long its calls
+    take; and its output bucket."""
+    unlimited = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 200, 1000)
+    queue = timed_queue(LaneLimits("t", unlimited, unlimited, output), state, max_concurrency=100)
+    for _ in range(30):
+        queue.finished(calls_last_s, None)
+    return output, queue
+
+
 async def test_predictions_count_expected_output_and_come_true_when_reservations_are_settled() -> None:
     state = MemoryState()
-    small = BucketSpec("req", 1e9, 1e9)
-    output = BucketSpec("out", 200, 1000)  # 1,000 output tokens a second
-    queue = timed_queue(LaneLimits("t", small, small, output), state, max_concurrency=100)
-    for _ in range(30):
-        queue.finished(0.01, None)  # the lane has learnt that its calls are over in a moment
+    output, queue = output_lane(state, calls_last_s=0.01)  # calls are over in a moment
 
     async def call() -> None:
         # Each call reserves 125 output tokens, produces the 100 expected, and settles at once.
@@ -281,11 +288,7 @@ async def test_predictions_count_expected_output_and_come_true_when_reservations
 
 async def test_a_start_predicted_before_calls_ahead_settle_counts_their_reservations() -> None:
     state = MemoryState()
-    small = BucketSpec("req", 1e9, 1e9)
-    output = BucketSpec("out", 200, 1000)  # 1,000 output tokens a second
-    queue = timed_queue(LaneLimits("t", small, small, output), state, max_concurrency=100)
-    for _ in range(30):
-        queue.finished(10.0, None)  # the lane has learnt that its calls take 10 s
+    _, queue = output_lane(state, calls_last_s=10.0)
 
     def call() -> Ticket:
         # Reserves 125 output tokens, expected to produce 100: it gives 25 back when it settles, 10 s on.
