@@ -94,6 +94,19 @@ async def scripted_server(handle: Handler, tls: ssl.SSLContext | None = None) ->
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def client_and_server(
+    handle: Handler, *, read_timeout: float = 600.0, keepalive_s: float = 15.0
+) -> AsyncIterator[tuple[HttpClient, Server]]:
+    """A client and a scripted server for it; the client is closed before the server stops."""
+    client = HttpClient(read_timeout=read_timeout, keepalive_s=keepalive_s)
+    async with scripted_server(handle) as server:
+        try:
+            yield client, server
+        finally:
+            await client.close()
+
+
 def reply(body: bytes, *, status: str = "200 OK", extra: bytes = b"") -> bytes:
     return (
         f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n".encode()
@@ -110,21 +123,17 @@ async def echo_path(request: Request, writer: asyncio.StreamWriter) -> bool:
 
 
 async def test_calls_in_sequence_share_one_connection_and_send_headers_as_given() -> None:
-    client = HttpClient()
-    async with scripted_server(echo_path) as server:
-        try:
-            for number in range(3):
-                status, headers, body = await client.fetch(
-                    "POST",
-                    f"{server.url}/v1/messages?beta=true&n={number}",
-                    [(b"x-api-key", b"sk-upstream"), (b"anthropic-version", b"2023-06-01")],
-                    b'{"model": "m"}',
-                )
-                assert status == 200
-                assert headers["content-type"] == "application/json"
-                assert body == b'{"path": "/v1/messages?beta=true&n=' + str(number).encode() + b'"}'
-        finally:
-            await client.close()
+    async with client_and_server(echo_path) as (client, server):
+        for number in range(3):
+            status, headers, body = await client.fetch(
+                "POST",
+                f"{server.url}/v1/messages?beta=true&n={number}",
+                [(b"x-api-key", b"sk-upstream"), (b"anthropic-version", b"2023-06-01")],
+                b'{"model": "m"}',
+            )
+            assert status == 200
+            assert headers["content-type"] == "application/json"
+            assert body == b'{"path": "/v1/messages?beta=true&n=' + str(number).encode() + b'"}'
     assert server.connections == 1
     first = server.requests[0]
     assert first.request_line == b"POST /v1/messages?beta=true&n=0 HTTP/1.1"
@@ -152,20 +161,16 @@ async def test_a_chunked_stream_reaches_the_reader_piece_by_piece() -> None:
         await writer.drain()
         return True
 
-    client = HttpClient()
-    async with scripted_server(stream) as server:
-        try:
-            response = await client.request("GET", f"{server.url}/stream")
-            received = []
-            async for chunk in response.iter_chunks():
-                received.append(chunk)
-                next_event.set()
-            response.release()
-            assert received == [b"event: message_start\n\n", b"event: message_stop\n\n"]
-            assert response.complete
-            await client.fetch("GET", f"{server.url}/after")
-        finally:
-            await client.close()
+    async with client_and_server(stream) as (client, server):
+        response = await client.request("GET", f"{server.url}/stream")
+        received = []
+        async for chunk in response.iter_chunks():
+            received.append(chunk)
+            next_event.set()
+        response.release()
+        assert received == [b"event: message_start\n\n", b"event: message_stop\n\n"]
+        assert response.complete
+        await client.fetch("GET", f"{server.url}/after")
     assert server.connections == 1  # a stream read to its end leaves a reusable connection
 
 
@@ -175,17 +180,13 @@ async def test_a_body_without_a_length_ends_when_the_upstream_closes() -> None:
         await writer.drain()
         return False
 
-    client = HttpClient()
-    async with scripted_server(until_close) as server:
-        try:
-            assert await client.fetch("GET", f"{server.url}/a") == (
-                200,
-                {"content-type": "text/plain"},
-                b"all of it",
-            )
-            assert (await client.fetch("GET", f"{server.url}/b"))[2] == b"all of it"
-        finally:
-            await client.close()
+    async with client_and_server(until_close) as (client, server):
+        assert await client.fetch("GET", f"{server.url}/a") == (
+            200,
+            {"content-type": "text/plain"},
+            b"all of it",
+        )
+        assert (await client.fetch("GET", f"{server.url}/b"))[2] == b"all of it"
     assert server.connections == 2
 
 
@@ -200,16 +201,12 @@ async def test_replies_to_head_and_204_have_no_body_and_keep_the_connection() ->
         await writer.drain()
         return True
 
-    client = HttpClient()
-    async with scripted_server(bodiless) as server:
-        try:
-            status, headers, body = await asyncio.wait_for(client.fetch("HEAD", f"{server.url}/api/hello"), 5)
-            assert (status, headers["content-length"], body) == (200, "123", b"")
-            status, _, body = await asyncio.wait_for(client.fetch("DELETE", f"{server.url}/empty"), 5)
-            assert (status, body) == (204, b"")
-            assert (await client.fetch("GET", f"{server.url}/x"))[2] == b"ok"
-        finally:
-            await client.close()
+    async with client_and_server(bodiless) as (client, server):
+        status, headers, body = await asyncio.wait_for(client.fetch("HEAD", f"{server.url}/api/hello"), 5)
+        assert (status, headers["content-length"], body) == (200, "123", b"")
+        status, _, body = await asyncio.wait_for(client.fetch("DELETE", f"{server.url}/empty"), 5)
+        assert (status, body) == (204, b"")
+        assert (await client.fetch("GET", f"{server.url}/x"))[2] == b"ok"
     assert server.connections == 1
 
 
@@ -221,13 +218,9 @@ async def test_a_reused_connection_the_upstream_closed_as_the_request_went_out_i
         await writer.drain()
         return True
 
-    client = HttpClient()
-    async with scripted_server(once_per_connection) as server:
-        try:
-            assert (await client.fetch("POST", f"{server.url}/v1/messages", body=b"1"))[2] == b"ok"
-            assert (await client.fetch("POST", f"{server.url}/v1/messages", body=b"2"))[2] == b"ok"
-        finally:
-            await client.close()
+    async with client_and_server(once_per_connection) as (client, server):
+        assert (await client.fetch("POST", f"{server.url}/v1/messages", body=b"1"))[2] == b"ok"
+        assert (await client.fetch("POST", f"{server.url}/v1/messages", body=b"2"))[2] == b"ok"
     sent = [(request.connection, request.body) for request in server.requests]
     assert sent == [(1, b"1"), (1, b"2"), (2, b"2")]  # the second call, sent again on a new connection
 
@@ -236,13 +229,9 @@ async def test_a_new_connection_closed_before_the_reply_is_an_error_and_not_rese
     async def hang_up(request: Request, writer: asyncio.StreamWriter) -> bool:
         return False
 
-    client = HttpClient()
-    async with scripted_server(hang_up) as server:
-        try:
-            with pytest.raises(UpstreamConnectionError, match="closed the connection"):
-                await client.request("POST", f"{server.url}/v1/messages", body=b"{}")
-        finally:
-            await client.close()
+    async with client_and_server(hang_up) as (client, server):
+        with pytest.raises(UpstreamConnectionError, match="closed the connection"):
+            await client.request("POST", f"{server.url}/v1/messages", body=b"{}")
     assert len(server.requests) == 1
 
 
@@ -267,17 +256,13 @@ async def test_an_upstream_that_stalls_times_out_before_and_during_the_reply() -
         await asyncio.sleep(30)
         return False
 
-    client = HttpClient(read_timeout=0.2)
-    async with scripted_server(stall) as server:
-        try:
-            with pytest.raises(TimeoutError, match=r"sent nothing for 0\.2 s"):
-                await asyncio.wait_for(client.request("GET", f"{server.url}/none"), 5)
-            response = await client.request("GET", f"{server.url}/half")
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(response.read(), 5)
-            response.release()
-        finally:
-            await client.close()
+    async with client_and_server(stall, read_timeout=0.2) as (client, server):
+        with pytest.raises(TimeoutError, match=r"sent nothing for 0\.2 s"):
+            await asyncio.wait_for(client.request("GET", f"{server.url}/none"), 5)
+        response = await client.request("GET", f"{server.url}/half")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(response.read(), 5)
+        response.release()
 
 
 async def test_a_slow_reader_holds_the_upstream_back_instead_of_buffering_its_reply() -> None:
@@ -294,19 +279,15 @@ async def test_a_slow_reader_holds_the_upstream_back_instead_of_buffering_its_re
             written += 1
         return True
 
-    client = HttpClient()
-    async with scripted_server(pour) as server:
-        try:
-            response = await client.request("GET", f"{server.url}/big")
-            chunks = response.iter_chunks()
-            received = len(await anext(chunks))
-            await asyncio.sleep(0.5)  # a reader that does not keep up
-            assert written < pieces // 2, "the upstream was not held back"
-            async for chunk in chunks:
-                received += len(chunk)
-            response.release()
-        finally:
-            await client.close()
+    async with client_and_server(pour) as (client, server):
+        response = await client.request("GET", f"{server.url}/big")
+        chunks = response.iter_chunks()
+        received = len(await anext(chunks))
+        await asyncio.sleep(0.5)  # a reader that does not keep up
+        assert written < pieces // 2, "the upstream was not held back"
+        async for chunk in chunks:
+            received += len(chunk)
+        response.release()
     assert received == len(piece) * pieces
 
 
@@ -319,14 +300,10 @@ async def test_releasing_a_reply_before_its_end_drops_its_connection() -> None:
         await writer.drain()
         return True
 
-    client = HttpClient()
-    async with scripted_server(long_reply) as server:
-        try:
-            response = await client.request("GET", f"{server.url}/long")
-            response.release()
-            assert (await client.fetch("GET", f"{server.url}/next"))[2] == b"ok"
-        finally:
-            await client.close()
+    async with client_and_server(long_reply) as (client, server):
+        response = await client.request("GET", f"{server.url}/long")
+        response.release()
+        assert (await client.fetch("GET", f"{server.url}/next"))[2] == b"ok"
     assert server.connections == 2
 
 
@@ -337,17 +314,13 @@ async def test_closing_a_reply_wakes_its_reader_with_an_error() -> None:
         await asyncio.sleep(30)
         return False
 
-    client = HttpClient()
-    async with scripted_server(trickle) as server:
-        try:
-            response = await client.request("GET", f"{server.url}/stream")
-            reader = asyncio.ensure_future(response.read())
-            await asyncio.sleep(0.05)
-            response.close()  # what the relay does when the client hangs up
-            with pytest.raises(UpstreamConnectionError, match="abandoned"):
-                await asyncio.wait_for(reader, 1)
-        finally:
-            await client.close()
+    async with client_and_server(trickle) as (client, server):
+        response = await client.request("GET", f"{server.url}/stream")
+        reader = asyncio.ensure_future(response.read())
+        await asyncio.sleep(0.05)
+        response.close()  # what the relay does when the client hangs up
+        with pytest.raises(UpstreamConnectionError, match="abandoned"):
+            await asyncio.wait_for(reader, 1)
 
 
 async def test_a_malformed_reply_is_a_connection_error() -> None:
@@ -356,37 +329,25 @@ async def test_a_malformed_reply_is_a_connection_error() -> None:
         await writer.drain()
         return True
 
-    client = HttpClient()
-    async with scripted_server(garbage) as server:
-        try:
-            with pytest.raises(UpstreamConnectionError, match="malformed"):
-                await asyncio.wait_for(client.request("GET", f"{server.url}/"), 5)
-        finally:
-            await client.close()
+    async with client_and_server(garbage) as (client, server):
+        with pytest.raises(UpstreamConnectionError, match="malformed"):
+            await asyncio.wait_for(client.request("GET", f"{server.url}/"), 5)
 
 
 async def test_headers_that_would_forge_another_header_are_refused_before_sending() -> None:
-    client = HttpClient()
-    async with scripted_server(echo_path) as server:
-        try:
-            with pytest.raises(ValueError, match="CR, LF or NUL"):
-                await client.request("GET", f"{server.url}/", [(b"x-note", b"a\r\nx-api-key: sk-stolen")])
-            with pytest.raises(ValueError, match="CR, LF or NUL"):
-                await client.request("GET", f"{server.url}/a b HTTP/1.1\r\nx: y")
-        finally:
-            await client.close()
+    async with client_and_server(echo_path) as (client, server):
+        with pytest.raises(ValueError, match="CR, LF or NUL"):
+            await client.request("GET", f"{server.url}/", [(b"x-note", b"a\r\nx-api-key: sk-stolen")])
+        with pytest.raises(ValueError, match="CR, LF or NUL"):
+            await client.request("GET", f"{server.url}/a b HTTP/1.1\r\nx: y")
     assert server.requests == []
 
 
 async def test_an_idle_connection_past_its_keep_alive_is_not_reused() -> None:
-    client = HttpClient(keepalive_s=0.05)
-    async with scripted_server(echo_path) as server:
-        try:
-            await client.fetch("GET", f"{server.url}/a")
-            await asyncio.sleep(0.1)
-            await client.fetch("GET", f"{server.url}/b")
-        finally:
-            await client.close()
+    async with client_and_server(echo_path, keepalive_s=0.05) as (client, server):
+        await client.fetch("GET", f"{server.url}/a")
+        await asyncio.sleep(0.1)
+        await client.fetch("GET", f"{server.url}/b")
     assert server.connections == 2
 
 
@@ -396,14 +357,10 @@ async def test_cookies_an_upstream_sets_for_one_caller_are_not_sent_with_the_nex
         await writer.drain()
         return True
 
-    client = HttpClient()
-    async with scripted_server(set_cookie) as server:
-        try:
-            for _ in range(2):
-                _, headers, _ = await client.fetch("POST", f"{server.url}/v1/messages", body=b"{}")
-                assert "set-cookie" in headers  # the upstream did set one
-        finally:
-            await client.close()
+    async with client_and_server(set_cookie) as (client, server):
+        for _ in range(2):
+            _, headers, _ = await client.fetch("POST", f"{server.url}/v1/messages", body=b"{}")
+            assert "set-cookie" in headers  # the upstream did set one
     assert [request.header(b"cookie") for request in server.requests] == [None, None]
 
 
