@@ -461,12 +461,16 @@ class AdmissionQueue:
         """
         lane = self.lane
         needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
+        own_needs = [0.0, 0.0, 0.0]  # the ticket's own part of it (with the lane's reserve) ...
+        own_taken = [0.0, 0.0, 0.0]  # ... and what it takes when it starts
         position = 0
         returns = 0.0  # what the calls ahead will give back when they settle
         for position, queued in enumerate(self._order(), start=1):  # noqa: B007 - position is used below
             own = queued is ticket
             for index, (spec, amount) in enumerate(lane.demands(queued.input_tokens, queued.output_tokens)):
                 needed, taken = spec.reserve(amount, self._headroom_s)
+                if own:
+                    own_needs[index], own_taken[index] = needed, taken
                 needs[index] += needed if own else taken
             if own:
                 break
@@ -478,8 +482,6 @@ class AdmissionQueue:
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
             back = self._back_wait(holds, buckets, needs, now)
-            own_needs = self._needed(ticket.input_tokens, ticket.output_tokens)
-            own_taken = self._taken(ticket.input_tokens, ticket.output_tokens)
             wait = self._queued_wait(holds, buckets, needs, own_needs, own_taken, now=now)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
