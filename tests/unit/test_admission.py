@@ -20,6 +20,11 @@ def lane(requests_per_second: float, capacity: float = 1.0) -> LaneLimits:
     )
 
 
+def ended(queue: AdmissionQueue, seconds: float, first_byte: float | None, *, streamed: bool = False) -> None:
+    """Tell the queue that a call of its lane (not one it started) ended after ``seconds``."""
+    queue.finished(Ticket("a", "u", 0, 0, deadline=0.0, streamed=streamed), seconds, first_byte)
+
+
 def timed_queue(
     limits: LaneLimits, state: FlowState, *, max_concurrency: int, headroom_s: float = 0.0
 ) -> AdmissionQueue:
@@ -27,8 +32,8 @@ def timed_queue(
     reply. (Before any reply is timed, a call that must wait is promised a start only with a long deadline:
     see the tests of that below.)"""
     queue = AdmissionQueue(limits, state, max_concurrency=max_concurrency, headroom_s=headroom_s)
-    queue.finished(0.0, 0.0)
-    queue.finished(0.0, 0.0, streamed=True)
+    ended(queue, 0.0, 0.0)
+    ended(queue, 0.0, 0.0, streamed=True)
     return queue
 
 
@@ -40,7 +45,7 @@ async def admit_all(queue: AdmissionQueue, tickets: list[Ticket], order: list[st
     async def one(t: Ticket) -> None:
         await queue.admit(t)
         order.append(t.org + "/" + t.user)
-        queue.finished(0.01, None)
+        queue.finished(t, 0.01, None)
 
     await asyncio.gather(*(one(t) for t in tickets))
 
@@ -128,12 +133,13 @@ async def test_concurrency_is_bounded() -> None:
 
     async def call() -> None:
         nonlocal running, peak
-        await queue.admit(ticket("a"))
+        admitted = ticket("a")
+        await queue.admit(admitted)
         running += 1
         peak = max(peak, running)
         await asyncio.sleep(0.02)
         running -= 1
-        queue.finished(0.02, 0.01)
+        queue.finished(admitted, 0.02, 0.01)
 
     await asyncio.gather(*(call() for _ in range(8)))
     assert peak == 2
@@ -258,7 +264,7 @@ def output_lane(state: MemoryState, *, calls_last_s: float) -> tuple[BucketSpec,
     output = BucketSpec("out", 200, 1000)
     queue = timed_queue(LaneLimits("t", unlimited, unlimited, output), state, max_concurrency=100)
     for _ in range(30):
-        queue.finished(calls_last_s, None)
+        ended(queue, calls_last_s, None)
     return output, queue
 
 
@@ -268,11 +274,10 @@ async def test_predictions_count_expected_output_and_come_true_when_reservations
 
     async def call() -> None:
         # Each call reserves 125 output tokens, produces the 100 expected, and settles at once.
-        await queue.admit(
-            Ticket("a", "u", 0, 125, deadline=time.monotonic() + 30, expected_output_tokens=100)
-        )
+        admitted = Ticket("a", "u", 0, 125, deadline=time.monotonic() + 30, expected_output_tokens=100)
+        await queue.admit(admitted)
         await state.charge(output, -25)
-        queue.finished(0.01, None)
+        queue.finished(admitted, 0.01, None)
 
     ahead = [asyncio.create_task(call()) for _ in range(8)]
     await asyncio.sleep(0)
@@ -373,15 +378,16 @@ class Settling:
         )
 
     async def start(self) -> asyncio.Task[None]:
-        for number in range(20):
-            await self.queue.admit(self.call(f"in-flight-{number}", 10, 30))  # the bucket is empty now
+        calls = [self.call(f"in-flight-{number}", 10, 30) for number in range(20)]
+        for call in calls:
+            await self.queue.admit(call)  # the bucket is empty once all have started
         started = time.monotonic()
 
         async def settle() -> None:
-            for number in range(20):
+            for number, call in enumerate(calls):
                 await asyncio.sleep(max(0.0, started + 0.25 * (number + 1) - time.monotonic()))
                 await self.state.charge(self.output, -10)
-                self.queue.finished(5.0, None)
+                self.queue.finished(call, 5.0, None)
 
         return asyncio.create_task(settle())
 
@@ -421,6 +427,60 @@ async def test_a_caller_back_at_its_retry_after_finds_what_calls_in_flight_gave_
     await lane.queue.admit(lane.call("x", 150, 0.3))  # back on time: it starts at once
     assert time.monotonic() - back < 0.05
     await settling
+
+
+class ManualClock:
+    """Time that moves only when the test says so (for the queue and the buckets alike)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_calls_in_flight_longer_than_most_replies_are_predicted_to_overrun_their_reservations() -> None:
+    clock = ManualClock()
+    state = MemoryState(clock)
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 2000, 100)  # 100 output tokens a second, at most 2,000 at once
+    queue = AdmissionQueue(LaneLimits("t", big, big, output), state, max_concurrency=100, clock=clock)
+    ended(queue, 0.0, 0.0)
+
+    def call(place: str) -> Ticket:
+        # Each call reserves 250 output tokens, a little above the 210 its lane's replies average.
+        return Ticket(
+            "a", "u", 0, 250, deadline=clock.now + 30, expected_output_tokens=210, place=lambda: place
+        )
+
+    async def run(admitted: Ticket, seconds: float, produced: int) -> None:
+        clock.now += seconds
+        await state.charge(output, produced - 250)  # settled with the real count, as the pipeline does
+        queue.finished(admitted, seconds, 0.0, output_tokens=produced)
+
+    # The lane's replies: half end after 1 s with 20 tokens, half after 5 s with 400.
+    for seconds, produced in [(1.0, 20), (5.0, 400)] * 10:
+        admitted = call("earlier")
+        await queue.admit(admitted)
+        await run(admitted, seconds, produced)
+    clock.now += 10.0  # the bucket is full again
+    in_flight = [call(f"in-flight-{number}") for number in range(4)]
+    for admitted in in_flight:
+        await queue.admit(admitted)
+    clock.now += 2.0  # all four have outlived the short replies: they are long ones, owing 150 tokens each
+    assert await state.levels([output]) == [pytest.approx(1200)]
+
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(Ticket("a", "u", 0, 1850, deadline=clock.now + 1, place=lambda: "big"))
+    # 650 more tokens take 6.5 s of refill, and 600 more when the four settle: 12.5 s, told 13 s. Counting
+    # the average surplus for them (160 tokens back) would tell it 5 s, when 1,100 tokens would be there.
+    assert refused.value.retry_after == 13.0
+    clock.now += 3.0
+    for admitted in in_flight:
+        await run(admitted, 0.0, 400)
+    clock.now += 10.0
+    back = Ticket("a", "u", 0, 1850, deadline=clock.now + 30, place=lambda: "big")
+    await asyncio.wait_for(queue.admit(back), 1.0)  # back at its retry-after: it starts at once
 
 
 async def test_a_call_that_would_miss_its_deadline_if_a_kept_turn_is_claimed_is_refused_at_once() -> None:
@@ -479,7 +539,7 @@ async def test_until_a_reply_is_timed_only_a_long_deadline_lets_a_call_wait_for_
     await queue.admit(streamed)
     assert time.monotonic() - started == pytest.approx(0.3, abs=0.05)
 
-    queue.finished(1.5, 1.5)  # a reply took 1.5 s: now a wait can be promised against a 10 s deadline
+    ended(queue, 1.5, 1.5)  # a reply took 1.5 s: now a wait can be promised against a 10 s deadline
     await queue.admit(ticket("a", deadline_in=10))
     assert time.monotonic() - started == pytest.approx(0.4, abs=0.05)
 

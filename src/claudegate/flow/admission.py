@@ -27,11 +27,13 @@ it cannot leave their tokens to, until they lapse; holds kept after it was queue
 and do not hold it up.
 
 A call takes its reservation of output when it starts (a little more than it is expected to produce, so
-that a long reply does not put the lane in debt) and gives back the difference when it settles. Predictions
-count both, for the calls in flight and for those queued ahead: calls settle one by one over about a call's
-duration, so what they give back is counted as it comes in (an extra refill of the output bucket for that
-long), not all at once. A start predicted soon, before much has come back, counts the reservations; one
-predicted further off counts what calls are expected to produce.
+that a long reply does not put the lane in debt) and gives back the difference when it settles, or takes
+what it produced beyond it. Predictions count both. What the calls in flight will give back or owe, and
+when, is judged from the lane's recent replies (see ``projection``: a call still running after most replies
+have ended is a long one, which will owe); the calls queued ahead give back their expected surplus over
+about a call's duration once started. A start predicted soon, before much has come back, counts the
+reservations; one predicted further off counts what calls are expected to produce. A refused caller is told
+a cautious time, when its turn is ready unless the calls before it produce much more than expected.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
@@ -48,7 +51,8 @@ from typing import NoReturn
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
-from claudegate.flow.state import BucketSpec, FlowState
+from claudegate.flow.projection import CAUTION_Z, InFlight, Projection, Reply, bucket_wait, returns_by_step
+from claudegate.flow.state import FlowState
 
 __all__ = ["UPSTREAM_LAG_S", "AdmissionQueue", "ReplyStart", "Ticket"]
 
@@ -85,6 +89,11 @@ _EARLY_SHARE = 0.1
 # The share of holds claimed by their callers is counted over this many recent holds, starting from one
 # claimed and one not (so 0.5 before any hold has ended, and never quite 0 or 1).
 _SHOW_WINDOW = 50
+# What calls in flight will give back (or owe) is judged from the lane's recent replies, their durations and
+# output (see ``_settling``): this many of them, once there are at least ``_SETTLING_SAMPLES``; until then
+# each call in flight is assumed to give back the average surplus of its reservation.
+_REPLY_WINDOW = 100
+_SETTLING_SAMPLES = 10
 
 
 class ReplyStart:
@@ -174,6 +183,7 @@ class Ticket:
     predicted_wait: float = 0.0  # seconds from enqueueing to the predicted start
     # When it joined the queue: turns kept after that were predicted behind it, so they do not hold it up.
     queued_at: float = field(default=math.inf, repr=False)
+    started_at: float = field(default=math.inf, repr=False)  # when it took its tokens and a slot
     future: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
@@ -228,12 +238,14 @@ class AdmissionQueue:
         self._shows: deque[bool] = deque(maxlen=_SHOW_WINDOW)  # recent holds: claimed or lapsed
         self._org_served: dict[str, float] = {}
         self._user_served: dict[tuple[str, str], float] = {}
-        self.in_flight = 0
+        self._running: set[Ticket] = set()  # calls started here that have not finished
         self._call_seconds = _INITIAL_CALL_SECONDS
         self._reply_start = {True: ReplyStart(), False: ReplyStart()}
         # Output reserved beyond what a call is expected to produce, on average: what each call in flight
-        # gives back when it settles.
+        # is assumed to give back when it settles, until the lane has timed enough replies (``_settling``).
         self._surplus_output = 0.0
+        # Recent complete replies: how long each call ran, from its start here, and the output it produced.
+        self._replies: deque[Reply] = deque(maxlen=_REPLY_WINDOW)
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._paused_until = 0.0
@@ -248,6 +260,11 @@ class AdmissionQueue:
             for users in orgs.values():
                 queued += sum(len(calls) for calls in users.values())
         return len(self._returning) + queued
+
+    @property
+    def in_flight(self) -> int:
+        """Calls started here that have not finished."""
+        return len(self._running)
 
     @property
     def holds(self) -> int:
@@ -294,7 +311,7 @@ class AdmissionQueue:
             if not ticket.future.done() or ticket.future.cancelled():
                 self._remove(ticket)
             elif ticket.future.exception() is None:
-                self.finished(0.0, None)  # admitted just as the caller went away: free the slot
+                self.finished(ticket, 0.0, None)  # admitted just as the caller went away: free the slot
             raise
         finally:
             if watcher is not None:
@@ -312,13 +329,24 @@ class AdmissionQueue:
         watcher.add_done_callback(cancel)
         return watcher
 
-    def finished(self, seconds: float, first_byte_seconds: float | None, *, streamed: bool = False) -> None:
-        """A call admitted here has ended; learn its duration and when its reply began; free its slot."""
-        self.in_flight = max(0, self.in_flight - 1)
+    def finished(
+        self,
+        ticket: Ticket,
+        seconds: float,
+        first_byte_seconds: float | None,
+        *,
+        output_tokens: int | None = None,
+    ) -> None:
+        """A call admitted here has ended: free its slot, and learn how long it took (``seconds``), when its
+        reply began, and (``output_tokens``, for a reply that came complete) how much it produced."""
+        self._running.discard(ticket)
         if seconds > 0:
             self._call_seconds = (1 - _SMOOTHING) * self._call_seconds + _SMOOTHING * seconds
+        now = self._clock()
         if first_byte_seconds is not None:
-            self._reply_start[streamed].observe(first_byte_seconds, self._clock())
+            self._reply_start[ticket.streamed].observe(first_byte_seconds, now)
+        if output_tokens is not None and math.isfinite(ticket.started_at):
+            self._replies.append(Reply(now - ticket.started_at, output_tokens))
         self._wake.set()
 
     def reply_start(self, streamed: bool) -> float:
@@ -457,7 +485,7 @@ class AdmissionQueue:
         The calls ahead take their reservations and give back what they are not expected to use as they
         settle (see the module), and a kept turn counts as much as its caller is likely to come back; the
         call's own needs are counted in full (with the lane's reserve), since it starts only once they are
-        there.
+        there. The wait in the queue is the expected one; the time to come back is a cautious one.
         """
         lane = self.lane
         needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
@@ -476,12 +504,17 @@ class AdmissionQueue:
                 break
             returns += queued.output_tokens - queued.expected_output
         ticket.position = position
-        buckets = await self._projections(give_back=True, ahead=returns)
-        wait = back = _bucket_wait(buckets, needs)
+        buckets = await self._projections(give_back=True, ahead=returns, ahead_calls=position - 1)
+        # A caller told to come back finds its turn ready then unless the calls before it produce much more
+        # than expected: it is told a cautious time (coming back to a turn not ready, it would be refused
+        # again and lose a whole round; told a little late, it loses only that).
+        cautious = [bucket.cautious() for bucket in buckets]
+        wait = bucket_wait(buckets, needs)
+        back = bucket_wait(cautious, needs)
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
-            back = self._back_wait(holds, buckets, needs, now)
+            back = self._back_wait(holds, cautious, needs, now)
             wait = self._queued_wait(holds, buckets, needs, own_needs, own_taken, now=now)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
@@ -494,7 +527,7 @@ class AdmissionQueue:
     def _back_wait(
         self,
         holds: list[_Hold],
-        buckets: list[_Projection],
+        buckets: list[Projection],
         needs: list[float],
         now: float,
     ) -> float:
@@ -502,18 +535,18 @@ class AdmissionQueue:
         go first, so it starts after the turns due before it (as far as their callers come back), but it is
         not held up by tokens kept for callers still away, nor by turns due after it."""
         show_rate = self._show_rate
-        wait = _bucket_wait(buckets, needs)
+        wait = bucket_wait(buckets, needs)
         for hold in holds:
             if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
                 break
             needs = _with_share(needs, hold, show_rate)
-            wait = _bucket_wait(buckets, needs)
+            wait = bucket_wait(buckets, needs)
         return wait
 
     def _queued_wait(
         self,
         holds: list[_Hold],
-        buckets: list[_Projection],
+        buckets: list[Projection],
         needs: list[float],
         own: list[float],
         own_taken: list[float],
@@ -528,14 +561,14 @@ class AdmissionQueue:
         at its start stays in the buckets for the turns after it."""
         show_rate = self._show_rate
         reserve = [need - take for need, take in zip(own, own_taken, strict=True)]
-        wait = _bucket_wait(buckets, needs)
+        wait = bucket_wait(buckets, needs)
         floor = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this call goes before
         for hold in holds:
             start = now + wait
             if start >= hold.lapses:  # given up before this call starts: taken as far as callers come back
                 needs = _with_share(needs, hold, show_rate)
-                wait = max(floor, _bucket_wait(buckets, needs))
+                wait = max(floor, bucket_wait(buckets, needs))
                 continue
             taken = [need - kept for need, kept in zip(needs, reserve, strict=True)]
             if self._leaves(hold, buckets, taken, behind, start=start, now=now) >= 0:
@@ -547,10 +580,10 @@ class AdmissionQueue:
             fits = all(
                 o + need <= b.spec.capacity for o, need, b in zip(own, hold.needs, buckets, strict=True)
             )
-            sooner = _bucket_wait(buckets, both) if fits else math.inf
+            sooner = bucket_wait(buckets, both) if fits else math.inf
             floor = max(floor, min(hold.lapses - now, sooner))
             needs = _with_share(needs, hold, show_rate)
-            wait = max(floor, _bucket_wait(buckets, needs))
+            wait = max(floor, bucket_wait(buckets, needs))
         return wait
 
     @property
@@ -561,7 +594,7 @@ class AdmissionQueue:
     def _leaves(
         self,
         hold: _Hold,
-        buckets: list[_Projection],
+        buckets: list[Projection],
         taken: list[float],
         behind: list[float],
         *,
@@ -622,19 +655,60 @@ class AdmissionQueue:
         demands = self.lane.demands(input_tokens, output_tokens)
         return [spec.reserve(amount, self._headroom_s)[1] for spec, amount in demands]
 
-    async def _projections(self, *, give_back: bool, ahead: float = 0.0) -> list[_Projection]:
-        """The buckets (requests, input, output) from their levels now, with what calls in flight (and
-        ``ahead``: what calls queued before the one predicted) give back as they settle (``give_back``)
-        coming into the output bucket over about a call's duration."""
+    async def _projections(
+        self, *, give_back: bool, ahead: float = 0.0, ahead_calls: int = 0
+    ) -> list[Projection]:
+        """The buckets (requests, input, output) from their levels now, with what calls in flight will give
+        back to the output bucket as they settle, or owe (see ``projection``), and what ``ahead_calls``
+        calls queued before the one predicted, which reserved ``ahead`` more than they are expected to
+        produce, will give back over about a call's duration once started.
+
+        With ``give_back`` False (the dispatcher, which must not start a call on tokens not yet back) only
+        what calls in flight will owe is counted."""
         lane = self.lane
         specs = [lane.requests, lane.input_tokens, lane.output_tokens]
         levels = await self._state.levels(specs)
-        returns = max(0.0, self.in_flight * self._surplus_output + ahead) if give_back else 0.0
+        settling, spread = self._output_returns(give_back=give_back, ahead=ahead, ahead_calls=ahead_calls)
         return [
-            _Projection(specs[0], levels[0]),
-            _Projection(specs[1], levels[1]),
-            _Projection(specs[2], levels[2], returns, self._call_seconds),
+            Projection(specs[0], levels[0]),
+            Projection(specs[1], levels[1]),
+            Projection(specs[2], levels[2], settling, spread),
         ]
+
+    def _output_returns(
+        self, *, give_back: bool, ahead: float, ahead_calls: int
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """What comes back to the output bucket by each step from now, and ``CAUTION_Z`` deviations of it
+        (see ``_projections``)."""
+        replies = self._replies
+        if len(replies) < _SETTLING_SAMPLES:
+            # Too few replies to judge calls in flight by: each gives back the average surplus.
+            if not give_back:
+                return (), ()
+            tokens = max(0.0, self.in_flight * self._surplus_output + ahead)
+            mean, _ = returns_by_step([], replies, spread_tokens=tokens, spread_s=self._call_seconds)
+            return tuple(mean), ()
+        now = self._clock()
+        in_flight = [
+            InFlight(
+                now - ticket.started_at,
+                ticket.output_tokens,
+                math.inf if ticket.max_tokens is None else ticket.max_tokens,
+            )
+            for ticket in self._running
+        ]
+        if not give_back:
+            mean, _ = returns_by_step(in_flight, replies)
+            return tuple(min(0.0, settled) for settled in mean), ()
+        outputs = [reply.output_tokens for reply in replies]
+        mean, variance = returns_by_step(
+            in_flight,
+            replies,
+            spread_tokens=ahead,
+            spread_variance=ahead_calls * statistics.pvariance(outputs),
+            spread_s=self._call_seconds,
+        )
+        return tuple(mean), tuple(CAUTION_Z * math.sqrt(v) for v in variance)
 
     def _refusal(self, ticket: Ticket, wait: float, back: float) -> RateLimitError:
         """The refusal of a call that would start ``wait`` from now if it waited, and is told to come back
@@ -716,7 +790,8 @@ class AdmissionQueue:
             return False
         ticket.position = 1
         self._count_fair_share(ticket)
-        self.in_flight += 1
+        ticket.started_at = now
+        self._running.add(ticket)
         return True
 
     def _count_fair_share(self, ticket: Ticket) -> None:
@@ -729,11 +804,11 @@ class AdmissionQueue:
 
     def _start(self, ticket: Ticket) -> None:
         """Give a waiting call its turn: it takes a slot (its tokens are taken)."""
-        self.in_flight += 1
         assert ticket.future is not None
         if ticket.future.done():  # the caller went away at this very moment
-            self.in_flight -= 1
             return
+        ticket.started_at = self._clock()
+        self._running.add(ticket)
         ticket.future.set_result(None)
 
     async def _predict_fresh(self, now: float) -> float:
@@ -744,41 +819,6 @@ class AdmissionQueue:
             return (await self._predict(probe, now))[0]
         finally:
             self._remove(probe)
-
-
-@dataclass(frozen=True, slots=True)
-class _Projection:
-    """A bucket's level ahead of now: it refills at its rate, and ``returns`` (what calls in flight give back
-    as they settle) comes in evenly over ``over`` seconds, as calls started at different times finish."""
-
-    spec: BucketSpec
-    level: float
-    returns: float = 0.0
-    over: float = 0.0
-
-    def supplied(self, seconds: float) -> float:
-        """The level ``seconds`` from now, not capped at the bucket's capacity (the needs of several queued
-        calls add up beyond it: this is what the bucket will have supplied by then)."""
-        back = self.returns * min(1.0, seconds / self.over) if self.over > 0 else self.returns
-        return self.level + self.spec.rate * seconds + back
-
-    def until(self, needed: float) -> float:
-        """Seconds until ``supplied`` reaches ``needed``."""
-        if needed <= self.level:
-            return 0.0
-        if self.over > 0 and self.returns > 0:
-            seconds = (needed - self.level) / (self.spec.rate + self.returns / self.over)
-            if seconds <= self.over:
-                return seconds
-        return max(0.0, needed - self.level - self.returns) / self.spec.rate
-
-
-def _bucket_wait(buckets: list[_Projection], needs: list[float]) -> float:
-    """Seconds until every bucket has supplied its share of ``needs``."""
-    return max(
-        (bucket.until(needed) for bucket, needed in zip(buckets, needs, strict=True)),
-        default=0.0,
-    )
 
 
 def _with_share(amounts: list[float], hold: _Hold, show_rate: float) -> list[float]:

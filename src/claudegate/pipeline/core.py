@@ -172,7 +172,7 @@ class Pipeline:
     ) -> None:
         failed_on: set[str] = set()
         while True:
-            member, queue = await self._admit(
+            member, queue, ticket = await self._admit(
                 call,
                 sink,
                 rate_class=rate_class,
@@ -188,6 +188,7 @@ class Pipeline:
                 result,
                 member=member,
                 queue=queue,
+                ticket=ticket,
                 estimated_in=estimated_in,
                 estimated_out=estimated_out,
             )
@@ -234,7 +235,7 @@ class Pipeline:
         estimated_in: int,
         estimated_out: int,
         failed_on: set[str] | None = None,
-    ) -> tuple[PoolMember, AdmissionQueue]:
+    ) -> tuple[PoolMember, AdmissionQueue, Ticket]:
         """A place in the queue of the first upstream that can start the call before its deadline; upstreams
         that already failed this call come last."""
         candidates = self.pool.candidates(call.sticky_key)
@@ -275,9 +276,9 @@ class Pipeline:
                     raise ClientGone from None  # the caller left while waiting for its turn
                 raise
             if last_resort or member.breaker.allow(time.monotonic()):
-                return member, queue
+                return member, queue, ticket
             # A half-open breaker whose probe is already out: give the place back and try the next upstream.
-            queue.finished(0.0, None)
+            queue.finished(ticket, 0.0, None)
             await self.lanes.refund(queue.lane, estimated_in, estimated_out)
         if refusals:
             raise min(refusals, key=lambda refusal: refusal.retry_after)
@@ -291,6 +292,7 @@ class Pipeline:
         *,
         member: PoolMember,
         queue: AdmissionQueue,
+        ticket: Ticket,
         estimated_in: int,
         estimated_out: int,
     ) -> _Failure | None:
@@ -299,6 +301,7 @@ class Pipeline:
         member.in_flight += 1
         began = time.perf_counter()
         first_byte: float | None = None
+        output_tokens: int | None = None  # of a reply that came complete: the lane learns from it
         response: HttpResponse | None = None
         try:
             try:
@@ -329,6 +332,8 @@ class Pipeline:
                 return failure
             try:
                 await relay(response, sink, result)
+                if status < 400 and result.error_type is None:
+                    output_tokens = result.usage.output_tokens
             finally:
                 await self._settle(call, result, queue, estimated_in, estimated_out)
                 if status < 500:
@@ -341,7 +346,7 @@ class Pipeline:
             member.in_flight -= 1
             if response is not None:
                 response.release()
-            queue.finished(time.perf_counter() - began, first_byte, streamed=call.stream)
+            queue.finished(ticket, time.perf_counter() - began, first_byte, output_tokens=output_tokens)
 
     async def _failed(self, member: PoolMember) -> None:
         """Count a failure against the upstream; if that opens its breaker, tell the other processes."""
