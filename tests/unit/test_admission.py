@@ -439,48 +439,96 @@ class ManualClock:
         return self.now
 
 
-async def test_calls_in_flight_longer_than_most_replies_are_predicted_to_overrun_their_reservations() -> None:
-    clock = ManualClock()
-    state = MemoryState(clock)
-    big = BucketSpec("req", 1e9, 1e9)
-    output = BucketSpec("out", 2000, 100)  # 100 output tokens a second, at most 2,000 at once
-    queue = AdmissionQueue(LaneLimits("t", big, big, output), state, max_concurrency=100, clock=clock)
-    ended(queue, 0.0, 0.0)
+class LearntLane:
+    """A lane bound by output (100 tokens a second, at most 2,000 at once) on a clock the test moves, which
+    has learnt its replies: half end after 1 s with 20 tokens, half after 5 s with 400. Each call reserves
+    250 output tokens, a little above the 210 the replies average."""
 
-    def call(place: str) -> Ticket:
-        # Each call reserves 250 output tokens, a little above the 210 its lane's replies average.
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.state = MemoryState(self.clock)
+        big = BucketSpec("req", 1e9, 1e9)
+        self.output = BucketSpec("out", 2000, 100)
+        self.queue = AdmissionQueue(
+            LaneLimits("t", big, big, self.output), self.state, max_concurrency=100, clock=self.clock
+        )
+        ended(self.queue, 0.0, 0.0)
+
+    def call(self, place: str, tokens: float = 250, deadline_in: float = 30) -> Ticket:
         return Ticket(
-            "a", "u", 0, 250, deadline=clock.now + 30, expected_output_tokens=210, place=lambda: place
+            "a",
+            "u",
+            0,
+            tokens,
+            deadline=self.clock.now + deadline_in,
+            expected_output_tokens=210,
+            place=lambda: place,
         )
 
-    async def run(admitted: Ticket, seconds: float, produced: int) -> None:
-        clock.now += seconds
-        await state.charge(output, produced - 250)  # settled with the real count, as the pipeline does
-        queue.finished(admitted, seconds, 0.0, output_tokens=produced)
+    async def settle(self, admitted: Ticket, seconds: float, produced: int) -> None:
+        """``seconds`` later, the call ends with ``produced`` tokens, settled as the pipeline does."""
+        self.clock.now += seconds
+        await self.state.charge(self.output, produced - admitted.output_tokens)
+        self.queue.finished(admitted, seconds, 0.0, output_tokens=produced)
 
-    # The lane's replies: half end after 1 s with 20 tokens, half after 5 s with 400.
-    for seconds, produced in [(1.0, 20), (5.0, 400)] * 10:
-        admitted = call("earlier")
-        await queue.admit(admitted)
-        await run(admitted, seconds, produced)
-    clock.now += 10.0  # the bucket is full again
-    in_flight = [call(f"in-flight-{number}") for number in range(4)]
-    for admitted in in_flight:
-        await queue.admit(admitted)
-    clock.now += 2.0  # all four have outlived the short replies: they are long ones, owing 150 tokens each
-    assert await state.levels([output]) == [pytest.approx(1200)]
+    async def learn(self) -> None:
+        for seconds, produced in [(1.0, 20), (5.0, 400)] * 10:
+            admitted = self.call("earlier")
+            await self.queue.admit(admitted)
+            await self.settle(admitted, seconds, produced)
+        self.clock.now += 30.0  # the bucket is full again
+
+    async def start(self, calls: int, *, leaving: float) -> list[Ticket]:
+        """Start calls at once, and leave the output bucket at ``leaving``."""
+        started = [self.call(f"in-flight-{number}") for number in range(calls)]
+        for admitted in started:
+            await self.queue.admit(admitted)
+        level = (await self.state.levels([self.output]))[0]
+        await self.state.charge(self.output, level - leaving)
+        return started
+
+
+async def test_calls_in_flight_longer_than_most_replies_are_predicted_to_overrun_their_reservations() -> None:
+    lane = LearntLane()
+    await lane.learn()
+    in_flight = await lane.start(4, leaving=1000)
+    lane.clock.now += 2.0  # all four have outlived the short replies: they are long ones, owing 150 each
 
     with pytest.raises(RateLimitError) as refused:
-        await queue.admit(Ticket("a", "u", 0, 1850, deadline=clock.now + 1, place=lambda: "big"))
+        await lane.queue.admit(lane.call("big", 1850, deadline_in=1))
     # 650 more tokens take 6.5 s of refill, and 600 more when the four settle: 12.5 s, told 13 s. Counting
     # the average surplus for them (160 tokens back) would tell it 5 s, when 1,100 tokens would be there.
     assert refused.value.retry_after == 13.0
-    clock.now += 3.0
+    lane.clock.now += 3.0
     for admitted in in_flight:
-        await run(admitted, 0.0, 400)
-    clock.now += 10.0
-    back = Ticket("a", "u", 0, 1850, deadline=clock.now + 30, place=lambda: "big")
-    await asyncio.wait_for(queue.admit(back), 1.0)  # back at its retry-after: it starts at once
+        await lane.settle(admitted, 0.0, 400)
+    lane.clock.now += 10.0
+    back = lane.call("big", 1850)
+    await asyncio.wait_for(lane.queue.admit(back), 1.0)  # back at its retry-after: it starts at once
+
+
+async def test_a_refused_caller_is_told_a_time_allowing_for_long_replies_and_newer_calls_leave_it() -> None:
+    lane = LearntLane()
+    await lane.learn()
+    in_flight = await lane.start(4, leaving=300)  # each may give back 230 after 1 s, or owe 150 after 5 s
+
+    with pytest.raises(RateLimitError) as refused:
+        await lane.queue.admit(lane.call("big", 600, deadline_in=0.5))
+    # On average the four give back 160, and 600 tokens would be there in under 2 s. But if three of the
+    # four are long (as likely as not), 150 tokens are missing when they settle at 5 s, until 6.7 s.
+    assert refused.value.retry_after == 7.0
+    # A newer call that could start now would leave the turn 300 short if they were: it waits.
+    newer = asyncio.ensure_future(lane.queue.admit(lane.call("newer", 300)))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(newer), 0.1)
+    assert not newer.done()
+    await lane.settle(in_flight[0], 1.0, 20)
+    lane.clock.now += 4.0
+    for admitted in in_flight[1:]:
+        await lane.settle(admitted, 0.0, 400)
+    lane.clock.now += 2.0
+    await asyncio.wait_for(lane.queue.admit(lane.call("big", 600)), 1.0)  # back on time: it starts at once
+    newer.cancel()
 
 
 async def test_a_call_that_would_miss_its_deadline_if_a_kept_turn_is_claimed_is_refused_at_once() -> None:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claudegate.flow.projection import STEP_S, InFlight, Projection, Reply, bucket_wait, returns_by_step
+from claudegate.flow.projection import (
+    STEP_S,
+    InFlight,
+    Projection,
+    Reply,
+    bucket_ready,
+    bucket_wait,
+    returns_by_step,
+)
 from claudegate.flow.state import BucketSpec
 
 OUTPUT = BucketSpec("out", 10_000, 100)  # 100 tokens a second
@@ -53,6 +61,16 @@ def test_a_bucket_reaches_an_amount_later_when_a_debt_lands_before_it() -> None:
     assert Projection(OUTPUT, 1200).until(1550) == pytest.approx(3.5)
 
 
+def test_a_bucket_holds_an_amount_for_good_only_once_the_debts_have_landed() -> None:
+    # 300 come back at once, 500 are owed 2 s from now: 400 are there at 1 s, but not after 2 s until 7 s.
+    projection = Projection(OUTPUT, 0, (300.0,) * 8 + (-200.0,))
+    assert projection.until(400) == pytest.approx(1.0)
+    assert projection.steady(400) == pytest.approx(6.0)
+    assert projection.steady(250) == pytest.approx(4.5)
+    assert projection.steady(-300) == 0.0  # enough all along
+    assert bucket_ready([projection, Projection(OUTPUT, 0)], [400, 700]) == pytest.approx(7.0)
+
+
 def test_a_cautious_projection_counts_that_much_less_coming_back() -> None:
     projection = Projection(OUTPUT, 0, (0.0, 100.0), (0.0, 50.0))
     assert projection.until(150) == pytest.approx(0.5)  # 25 of refill by then, and 100 back
@@ -73,6 +91,23 @@ def test_until_is_the_first_moment_the_bucket_has_supplied_the_amount(
     seconds = projection.until(needed)
     assert projection.supplied(seconds) >= needed - 1e-6
     # No earlier moment had enough: check the start of every step before it, and just before it.
-    earlier = [step * STEP_S for step in range(len(settling)) if step * STEP_S < seconds]
+    earlier = [step * STEP_S for step in range(len(settling)) if step * STEP_S < seconds - 1e-9]
     earlier += [seconds - 1e-6] if seconds > 1e-6 else []
-    assert all(projection.supplied(moment) < needed for moment in earlier)
+    assert all(projection.supplied(moment) < needed + 1e-9 for moment in earlier)
+
+
+@given(
+    level=st.floats(-500, 500),
+    steps=st.lists(st.floats(-300, 300), min_size=1, max_size=20),
+    needed=st.floats(-500, 3000),
+)
+def test_steady_is_the_moment_the_bucket_has_the_amount_from_then_on(
+    level: float, steps: list[float], needed: float
+) -> None:
+    settling = tuple(sum(steps[: index + 1]) for index in range(len(steps)))
+    projection = Projection(OUTPUT, level, settling)
+    seconds = projection.steady(needed)
+    later = [seconds, *(step * STEP_S for step in range(len(settling)) if step * STEP_S > seconds)]
+    assert all(projection.supplied(moment) >= needed - 1e-6 for moment in later)
+    if seconds > 1e-6:
+        assert projection.supplied(seconds - 1e-6) < needed  # short just before

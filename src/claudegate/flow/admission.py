@@ -51,7 +51,15 @@ from typing import NoReturn
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
-from claudegate.flow.projection import CAUTION_Z, InFlight, Projection, Reply, bucket_wait, returns_by_step
+from claudegate.flow.projection import (
+    CAUTION_Z,
+    InFlight,
+    Projection,
+    Reply,
+    bucket_ready,
+    bucket_wait,
+    returns_by_step,
+)
 from claudegate.flow.state import FlowState
 
 __all__ = ["UPSTREAM_LAG_S", "AdmissionQueue", "ReplyStart", "Ticket"]
@@ -510,12 +518,14 @@ class AdmissionQueue:
         # again and lose a whole round; told a little late, it loses only that).
         cautious = [bucket.cautious() for bucket in buckets]
         wait = bucket_wait(buckets, needs)
-        back = bucket_wait(cautious, needs)
+        back = bucket_ready(cautious, needs)
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
             back = self._back_wait(holds, cautious, needs, now)
-            wait = self._queued_wait(holds, buckets, needs, own_needs, own_taken, now=now)
+            wait = self._queued_wait(
+                holds, buckets, cautious, needs, own=own_needs, own_taken=own_taken, now=now
+            )
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
@@ -533,32 +543,35 @@ class AdmissionQueue:
     ) -> float:
         """When a call refused now would start if it came back to its kept turn: callers back at their turns
         go first, so it starts after the turns due before it (as far as their callers come back), but it is
-        not held up by tokens kept for callers still away, nor by turns due after it."""
+        not held up by tokens kept for callers still away, nor by turns due after it. The buckets must hold
+        its needs from then on (``bucket_ready``), not only for a moment before a debt lands."""
         show_rate = self._show_rate
-        wait = bucket_wait(buckets, needs)
+        wait = bucket_ready(buckets, needs)
         for hold in holds:
             if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
                 break
             needs = _with_share(needs, hold, show_rate)
-            wait = bucket_wait(buckets, needs)
+            wait = bucket_ready(buckets, needs)
         return wait
 
     def _queued_wait(
         self,
         holds: list[_Hold],
         buckets: list[Projection],
+        cautious: list[Projection],
         needs: list[float],
+        *,
         own: list[float],
         own_taken: list[float],
-        *,
         now: float,
     ) -> float:
         """When a call queued now (needing ``own``, taking ``own_taken``) would start: like one coming back to
         a kept turn, but it may not take the tokens kept for a caller still away (``_hold_delay``), so it also
         waits for turns due after its start unless the buckets hold enough for both, or until they lapse.
 
-        What it leaves a turn is judged by what it takes, as the dispatcher judges it: the reserve it needs
-        at its start stays in the buckets for the turns after it."""
+        What it leaves a turn is judged as the dispatcher judges it: by what it takes (the reserve it needs
+        at its start stays in the buckets for the turns after it), against the ``cautious`` projections of
+        the buckets (the turn's time was told cautiously)."""
         show_rate = self._show_rate
         reserve = [need - take for need, take in zip(own, own_taken, strict=True)]
         wait = bucket_wait(buckets, needs)
@@ -571,7 +584,7 @@ class AdmissionQueue:
                 wait = max(floor, bucket_wait(buckets, needs))
                 continue
             taken = [need - kept for need, kept in zip(needs, reserve, strict=True)]
-            if self._leaves(hold, buckets, taken, behind, start=start, now=now) >= 0:
+            if self._leaves(hold, cautious, taken, behind, start=start, now=now) >= 0:
                 # It starts first and leaves what is kept for the turn, which then takes its share after it.
                 behind = _with_share(behind, hold, show_rate)
                 continue
@@ -620,7 +633,7 @@ class AdmissionQueue:
         delay = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]
         for hold in sorted(self._holds.values(), key=lambda hold: hold.due):
-            if hold.made >= ticket.queued_at:
+            if hold.made > ticket.queued_at:
                 continue  # kept after this call was queued: predicted behind it
             spare = self._leaves(hold, buckets, taken, behind, start=now, now=now)
             if spare < 0:
@@ -664,7 +677,7 @@ class AdmissionQueue:
         produce, will give back over about a call's duration once started.
 
         With ``give_back`` False (the dispatcher, which must not start a call on tokens not yet back) only
-        what calls in flight will owe is counted."""
+        what calls in flight will owe is counted, cautiously."""
         lane = self.lane
         specs = [lane.requests, lane.input_tokens, lane.output_tokens]
         levels = await self._state.levels(specs)
@@ -698,8 +711,11 @@ class AdmissionQueue:
             for ticket in self._running
         ]
         if not give_back:
-            mean, _ = returns_by_step(in_flight, replies)
-            return tuple(min(0.0, settled) for settled in mean), ()
+            # As cautious as the time a refused caller is told: otherwise newer calls would take the margin
+            # that time was given, and the caller would come back to a turn not ready.
+            mean, variance = returns_by_step(in_flight, replies)
+            lowest = (m - CAUTION_Z * math.sqrt(v) for m, v in zip(mean, variance, strict=True))
+            return tuple(min(0.0, settled) for settled in lowest), ()
         outputs = [reply.output_tokens for reply in replies]
         mean, variance = returns_by_step(
             in_flight,

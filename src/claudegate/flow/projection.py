@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 from claudegate.flow.state import BucketSpec
 
-__all__ = ["CAUTION_Z", "STEP_S", "InFlight", "Projection", "Reply", "bucket_wait", "returns_by_step"]
+__all__ = [
+    "CAUTION_Z",
+    "STEP_S",
+    "InFlight",
+    "Projection",
+    "Reply",
+    "bucket_ready",
+    "bucket_wait",
+    "returns_by_step",
+]
 
 STEP_S = 0.25  # the resolution, in time, of what calls give back
 # A cautious projection counts what comes back as this many standard deviations less than expected: the
@@ -91,6 +100,22 @@ class Projection:
                 return seconds
         return max(last * STEP_S, self._refilled(needed - settling[last]))
 
+    def steady(self, needed: float) -> float:
+        """Seconds until ``supplied`` reaches ``needed`` for good: a debt that lands after the bucket first
+        held enough may take it below again (``until``), and a turn kept for later must be there when its
+        caller comes, a little after its time."""
+        settling = self.settling
+        if not settling:
+            return self._refilled(needed)
+        last = len(settling) - 1
+        # From the last step back: the latest step in which the level is still short ends the shortage.
+        for step in range(last, -1, -1):
+            start = step * STEP_S
+            crossing = max(start, self._refilled(needed - settling[step]))
+            if crossing > start:
+                return crossing if step == last else min(crossing, start + STEP_S)
+        return 0.0
+
     def _refilled(self, needed: float) -> float:
         """Seconds until the level, by refill alone, reaches ``needed``."""
         return max(0.0, needed - self.level) / self.spec.rate
@@ -99,6 +124,11 @@ class Projection:
 def bucket_wait(buckets: Iterable[Projection], needs: Iterable[float]) -> float:
     """Seconds until every bucket has supplied its share of ``needs``."""
     return max((bucket.until(needed) for bucket, needed in zip(buckets, needs, strict=True)), default=0.0)
+
+
+def bucket_ready(buckets: Iterable[Projection], needs: Iterable[float]) -> float:
+    """Seconds until every bucket has supplied its share of ``needs`` for good (``Projection.steady``)."""
+    return max((bucket.steady(needed) for bucket, needed in zip(buckets, needs, strict=True)), default=0.0)
 
 
 def returns_by_step(
