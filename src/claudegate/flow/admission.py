@@ -98,7 +98,7 @@ _EARLY_SHARE = 0.1
 # claimed and one not (so 0.5 before any hold has ended, and never quite 0 or 1).
 _SHOW_WINDOW = 50
 # What calls in flight will give back (or owe) is judged from the lane's recent replies, their durations and
-# output (see ``_settling``): this many of them, once there are at least ``_SETTLING_SAMPLES``; until then
+# output (see ``projection``): this many of them, once there are at least ``_SETTLING_SAMPLES``; until then
 # each call in flight is assumed to give back the average surplus of its reservation.
 _REPLY_WINDOW = 100
 _SETTLING_SAMPLES = 10
@@ -250,7 +250,8 @@ class AdmissionQueue:
         self._call_seconds = _INITIAL_CALL_SECONDS
         self._reply_start = {True: ReplyStart(), False: ReplyStart()}
         # Output reserved beyond what a call is expected to produce, on average: what each call in flight
-        # is assumed to give back when it settles, until the lane has timed enough replies (``_settling``).
+        # is assumed to give back when it settles, until the lane has timed enough replies
+        # (``_output_returns``).
         self._surplus_output = 0.0
         # Recent complete replies: how long each call ran, from its start here, and the output it produced.
         self._replies: deque[Reply] = deque(maxlen=_REPLY_WINDOW)
@@ -569,9 +570,9 @@ class AdmissionQueue:
         a kept turn, but it may not take the tokens kept for a caller still away (``_hold_delay``), so it also
         waits for turns due after its start unless the buckets hold enough for both, or until they lapse.
 
-        What it leaves a turn is judged as the dispatcher judges it: by what it takes (the reserve it needs
-        at its start stays in the buckets for the turns after it), against the ``cautious`` projections of
-        the buckets (the turn's time was told cautiously)."""
+        What it leaves a turn is judged as the dispatcher will judge it at its start: by what it takes (the
+        reserve it needs at its start stays in the buckets for the turns after it), counting cautiously on
+        what comes back after its start (``_leaves``)."""
         show_rate = self._show_rate
         reserve = [need - take for need, take in zip(own, own_taken, strict=True)]
         wait = bucket_wait(buckets, needs)
@@ -584,7 +585,7 @@ class AdmissionQueue:
                 wait = max(floor, bucket_wait(buckets, needs))
                 continue
             taken = [need - kept for need, kept in zip(needs, reserve, strict=True)]
-            if self._leaves(hold, cautious, taken, behind, start=start, now=now) >= 0:
+            if self._leaves(hold, buckets, cautious, taken, behind, start=start, now=now) >= 0:
                 # It starts first and leaves what is kept for the turn, which then takes its share after it.
                 behind = _with_share(behind, hold, show_rate)
                 continue
@@ -608,6 +609,7 @@ class AdmissionQueue:
         self,
         hold: _Hold,
         buckets: list[Projection],
+        cautious: list[Projection],
         taken: list[float],
         behind: list[float],
         *,
@@ -615,13 +617,20 @@ class AdmissionQueue:
         now: float,
     ) -> float:
         """Seconds of refill to spare (negative: missing) in what is kept for ``hold`` if ``taken`` is taken
-        from the buckets (projected from now) before the hold's caller comes back, and the turns due before it
-        take ``behind`` (as far as their callers come back). Its least over the buckets."""
+        from the buckets at ``start`` (projected from now) before the hold's caller comes back, and the turns
+        due before it take ``behind`` (as far as their callers come back). Its least over the buckets.
+
+        The dispatcher, deciding at ``start``, counts cautiously on what comes back from then to the turn's
+        time (the time it was told was cautious): the buckets are projected as expected up to ``start``, and
+        as ``cautious`` from then on."""
         at = max(hold.due, start)
         spare = math.inf
-        for bucket, take, ahead, need in zip(buckets, taken, behind, hold.needs, strict=True):
-            projected = min(bucket.spec.capacity, bucket.supplied(at - now))
-            spare = min(spare, (projected - take - ahead - need) / bucket.spec.rate)
+        for index, bucket in enumerate(buckets):
+            careful = cautious[index]
+            later = careful.supplied(at - now) - careful.supplied(start - now)
+            projected = min(bucket.spec.capacity, bucket.supplied(start - now) + later)
+            missing = taken[index] + behind[index] + hold.needs[index]
+            spare = min(spare, (projected - missing) / bucket.spec.rate)
         return spare
 
     async def _hold_delay(self, ticket: Ticket, now: float) -> float:
@@ -635,7 +644,7 @@ class AdmissionQueue:
         for hold in sorted(self._holds.values(), key=lambda hold: hold.due):
             if hold.made > ticket.queued_at:
                 continue  # kept after this call was queued: predicted behind it
-            spare = self._leaves(hold, buckets, taken, behind, start=now, now=now)
+            spare = self._leaves(hold, buckets, buckets, taken, behind, start=now, now=now)
             if spare < 0:
                 # Waiting helps once the turn is due (the buckets refill for both), or when it lapses.
                 refilled = max(0.0, hold.due - now) - spare
