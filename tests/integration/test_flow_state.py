@@ -133,3 +133,21 @@ async def test_gateways_share_redis_state_only_under_the_same_prefix(redis_url: 
     finally:
         for state in (first, second, other):
             await state.close()
+
+
+async def test_gateway_processes_hear_what_the_others_have_queued(state: FlowState) -> None:
+    assert await state.share_demand("lane", "one", [2, 2, 300, 500], ttl_s=10) == []
+    assert await state.share_demand("lane", "two", [1, 1, 100, 250], ttl_s=10) == [[2, 2, 300, 500]]
+    heard = await state.share_demand("lane", "three", [0, 0, 0, 0], ttl_s=10)  # nothing queued there
+    assert sorted(heard) == [[1, 1, 100, 250], [2, 2, 300, 500]]
+    # "one" has started its calls: it tells so, and the others no longer count them.
+    assert await state.share_demand("lane", "one", [0, 0, 0, 0], ttl_s=10) == [[1, 1, 100, 250]]
+    assert await state.share_demand("lane", "three", [0, 0, 0, 0], ttl_s=10) == [[1, 1, 100, 250]]
+    assert await state.share_demand("another-lane", "three", [0, 0, 0, 0], ttl_s=10) == []
+
+
+async def test_a_process_that_stops_telling_what_it_has_queued_stops_counting(state: FlowState) -> None:
+    await state.share_demand("lane", "gone", [1, 1, 10, 10], ttl_s=0.2)  # then it dies
+    assert await state.share_demand("lane", "here", [0, 0, 0, 0], ttl_s=10) == [[1, 1, 10, 10]]
+    await asyncio.sleep(0.3)
+    assert await state.share_demand("lane", "here", [0, 0, 0, 0], ttl_s=10) == []

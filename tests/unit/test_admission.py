@@ -145,6 +145,35 @@ async def test_concurrency_is_bounded() -> None:
     assert peak == 2
 
 
+async def test_calls_queued_by_another_process_sharing_the_buckets_are_counted_in_predictions() -> None:
+    state = MemoryState()  # shared, as Redis is between gateway processes
+    here, there = (timed_queue(lane(10), state, max_concurrency=100) for _ in range(2))  # 10 calls a second
+    await there.admit(ticket("a"))  # the bucket holds one request: now it is empty
+    waiting_there = [asyncio.create_task(there.admit(ticket("a"))) for _ in range(6)]
+    await asyncio.sleep(0)
+    began = time.monotonic()
+    heard: list[float] = []
+    started: list[float] = []
+
+    async def one() -> None:
+        call = ticket("a")
+        call.on_queued = lambda _position, wait: heard.append(wait)
+        await here.admit(call)
+        started.append(time.monotonic() - began)
+
+    waiting_here = [asyncio.create_task(one()) for _ in range(3)]
+    await asyncio.sleep(0)
+    # The two processes' calls take turns: the third call here starts after five or six calls, not three.
+    asked = time.monotonic()
+    with pytest.raises(RateLimitError) as refused:
+        await here.admit(ticket("a", deadline_in=0.45))  # the fourth here: 0.4 s alone, 0.75 s shared
+    assert time.monotonic() - asked < 0.05
+    assert refused.value.retry_after == pytest.approx(0.75, abs=0.05)
+    await asyncio.gather(*waiting_here, *waiting_there)
+    assert heard == [pytest.approx(wait, abs=0.02) for wait in (0.15, 0.35, 0.55)]  # alone: 0.1, 0.2, 0.3
+    assert started == [pytest.approx(wait, abs=0.08) for wait in heard]
+
+
 async def test_a_caller_that_gives_up_leaves_the_queue() -> None:
     queue = timed_queue(lane(5), MemoryState(), max_concurrency=100)
     await queue.admit(ticket("a"))
@@ -529,6 +558,19 @@ async def test_a_refused_caller_is_told_a_time_allowing_for_long_replies_and_new
     lane.clock.now += 2.0
     await asyncio.wait_for(lane.queue.admit(lane.call("big", 600)), 1.0)  # back on time: it starts at once
     newer.cancel()
+
+
+async def test_a_call_that_would_start_too_late_if_the_replies_ahead_run_long_is_refused_at_once() -> None:
+    lane = LearntLane()
+    await lane.learn()
+    await lane.start(4, leaving=300)  # each may give back 230 after 1 s, or owe 150 after 5 s
+    asked = time.monotonic()
+    with pytest.raises(RateLimitError) as refused:
+        # 600 tokens are there in 1 s if the four give back what they are expected to, 1.3 s if two of
+        # them are long: the call is not queued to be refused after waiting, but refused now.
+        await asyncio.wait_for(lane.queue.admit(lane.call("tight", 600, deadline_in=1.2)), 1.0)
+    assert time.monotonic() - asked < 0.05
+    assert "a predicted wait of 1.0 s (up to 1.3 s if the replies ahead run long)" in refused.value.message
 
 
 async def test_a_call_that_would_miss_its_deadline_if_a_kept_turn_is_claimed_is_refused_at_once() -> None:

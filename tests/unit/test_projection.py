@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 
 import pytest
 from hypothesis import given
@@ -78,15 +79,19 @@ def test_a_cautious_projection_counts_that_much_less_coming_back() -> None:
     assert bucket_wait([projection.cautious(), Projection(OUTPUT, 0)], [150, 160]) == pytest.approx(1.6)
 
 
-@given(
-    level=st.floats(-500, 500),
-    steps=st.lists(st.floats(-300, 300), min_size=1, max_size=20),
-    needed=st.floats(-500, 3000),
+# A bucket's level now, what comes back (or is owed) by each step from now, and an amount to reach.
+levels_and_steps = st.tuples(
+    st.floats(-500, 500),
+    st.lists(st.floats(-300, 300), min_size=1, max_size=20).map(lambda steps: tuple(accumulate(steps))),
+    st.floats(-500, 3000),
 )
+
+
+@given(levels_and_steps)
 def test_until_is_the_first_moment_the_bucket_has_supplied_the_amount(
-    level: float, steps: list[float], needed: float
+    case: tuple[float, tuple[float, ...], float],
 ) -> None:
-    settling = tuple(sum(steps[: index + 1]) for index in range(len(steps)))
+    level, settling, needed = case
     projection = Projection(OUTPUT, level, settling)
     seconds = projection.until(needed)
     assert projection.supplied(seconds) >= needed - 1e-6
@@ -96,15 +101,11 @@ def test_until_is_the_first_moment_the_bucket_has_supplied_the_amount(
     assert all(projection.supplied(moment) < needed + 1e-9 for moment in earlier)
 
 
-@given(
-    level=st.floats(-500, 500),
-    steps=st.lists(st.floats(-300, 300), min_size=1, max_size=20),
-    needed=st.floats(-500, 3000),
-)
+@given(levels_and_steps)
 def test_steady_is_the_moment_the_bucket_has_the_amount_from_then_on(
-    level: float, steps: list[float], needed: float
+    case: tuple[float, tuple[float, ...], float],
 ) -> None:
-    settling = tuple(sum(steps[: index + 1]) for index in range(len(steps)))
+    level, settling, needed = case
     projection = Projection(OUTPUT, level, settling)
     seconds = projection.steady(needed)
     later = [seconds, *(step * STEP_S for step in range(len(settling)) if step * STEP_S > seconds)]

@@ -15,6 +15,11 @@ quite, and be answered 429.
 A bucket too small to hold the reserve beside a call (a lane allowed one request at a time) makes each call
 wait that long instead.
 
+Gateway processes that share the buckets (through Redis) tell each other how many calls they have queued and
+what those will take (``FlowState.share_demand``): each process's dispatcher takes for its head call when
+the buckets allow, so the processes with calls waiting take turns, and a prediction counts as many of each
+other process's calls ahead as of its own (``_others_ahead``). Fair order and kept turns are per process.
+
 A refused call keeps its turn. Its ``retry-after`` is the predicted start of its turn, rounded up to a whole
 second, and the queue keeps a *hold* for it (matched by the call's ``place``: its key and body) until
 shortly after that time: when the call comes back it goes first, rather than behind everything that
@@ -42,12 +47,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.limits import LaneLimits
@@ -102,6 +108,9 @@ _SHOW_WINDOW = 50
 # each call in flight is assumed to give back the average surplus of its reservation.
 _REPLY_WINDOW = 100
 _SETTLING_SAMPLES = 10
+# Gateway processes sharing the lane's buckets (through Redis) tell each other what they have queued; a
+# process that stops telling (it died) stops counting after this long.
+_DEMAND_TTL_S = 10.0
 
 
 class ReplyStart:
@@ -204,6 +213,14 @@ class Ticket:
         return 1.0 + (self.input_tokens + self.output_tokens) / 1000.0
 
 
+class _Prediction(NamedTuple):
+    """When a waiting call is predicted to start, in seconds from now."""
+
+    wait: float  # in the queue, as expected
+    longest: float  # in the queue, if the replies ahead run long (cautious): what admission is judged by
+    back: float  # coming back to a turn kept for it instead (cautious): what a refused call is told
+
+
 @dataclass(slots=True)
 class _Hold:
     """The kept turn of a refused call: when it was told to come back, and what it will need then."""
@@ -258,6 +275,11 @@ class AdmissionQueue:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._paused_until = 0.0
+        # What each other gateway process sharing the lane's buckets has queued (calls, then what they will
+        # take: requests, input, output), as last heard, and whether this queue changed since it told them.
+        self._member = secrets.token_hex(8)
+        self._others_queued: list[list[float]] = []
+        self._queue_changed = False
 
     # -- the caller's side --------------------------------------------------------------------------------
 
@@ -293,14 +315,19 @@ class AdmissionQueue:
                 return
             self._enqueue(ticket)
             ticket.queued_at = now
-        wait, back = await self._predict(ticket, now)
+        if self._queue_changed:
+            await self._share_queued()
+        prediction = await self._predict(ticket, now)
+        wait = prediction.wait
         # The estimate is fixed for the call when it is admitted: later replies may move the lane's estimate,
         # but a call told it would start in time keeps that promise rather than being refused late.
         estimate = self._reply_start[ticket.streamed]
         ticket.reply_start = estimate.bound(now) if wait <= 0 else estimate.promise(now, _slow_reply(ticket))
         margin = self._claim_margin(wait, now) if self._holds and not returning else 0.0
-        if now + wait + margin + ticket.reply_start > ticket.deadline:
-            self._refuse(ticket, wait, back, now)
+        # A call is queued only if it starts in time even when the replies ahead run long: otherwise it
+        # would be refused after waiting, not at once.
+        if now + prediction.longest + margin + ticket.reply_start > ticket.deadline:
+            self._refuse(ticket, prediction, now)
         ticket.predicted_wait = wait
         if ticket.on_queued is not None and wait > 0:
             try:
@@ -369,17 +396,17 @@ class AdmissionQueue:
 
     # -- holds: the kept turns of refused calls -----------------------------------------------------------
 
-    def _refuse(self, ticket: Ticket, wait: float, back: float, now: float) -> NoReturn:
-        """Refuse a call that cannot start in time (``wait`` away if it queued now), keeping its turn for it
-        if it can be known again: it is told to come back ``back`` from now, when its turn will start."""
+    def _refuse(self, ticket: Ticket, prediction: _Prediction, now: float) -> NoReturn:
+        """Refuse a call that cannot start in time, keeping its turn for it if it can be known again: it is
+        told to come back when its turn will start (``prediction.back``)."""
         self._remove(ticket)
         place = ticket.place() if ticket.place is not None else None
         if place is None:
-            raise self._refusal(ticket, wait, wait)
+            raise self._refusal(ticket, prediction._replace(back=prediction.longest))
         # The turn is kept at a whole second: callers that read retry-after (whole seconds, rounded up) and
         # those that read retry-after-ms then come back together, and the tokens kept for a caller that does
         # not are soon free again.
-        back = _told(back)
+        back = _told(prediction.back)
         if place not in self._holds:  # an identical call's kept turn is enough
             early = now + back - _EARLY_S - _EARLY_SHARE * back
             lapse_in = back + _HOLD_GRACE_S + _HOLD_GRACE_SHARE * back
@@ -395,7 +422,7 @@ class AdmissionQueue:
             )
             self._holds[place] = hold
             asyncio.get_running_loop().call_later(lapse_in, self._lapse, place, hold)
-        raise self._refusal(ticket, wait, back)
+        raise self._refusal(ticket, prediction._replace(back=back))
 
     def _claim_hold(self, ticket: Ticket, now: float) -> bool:
         """Whether this call is a refused one coming back to its kept turn; if so it goes first."""
@@ -409,6 +436,7 @@ class AdmissionQueue:
         if early:
             return False
         self._returning.append(ticket)
+        self._queue_changed = True
         return True
 
     def _lapse(self, place: Hashable, hold: _Hold) -> None:
@@ -435,10 +463,12 @@ class AdmissionQueue:
             key = (ticket.org, ticket.user)
             self._user_served[key] = max(self._user_served.get(key, 0.0), floor)
         users.setdefault(ticket.user, deque()).append(ticket)
+        self._queue_changed = True
 
     def _remove(self, ticket: Ticket) -> None:
         if ticket in self._returning:
             self._returning.remove(ticket)
+            self._queue_changed = True
             self._wake.set()
             return
         users = self._waiting.get(ticket.priority, {}).get(ticket.org, {})
@@ -446,7 +476,43 @@ class AdmissionQueue:
         if calls is not None and ticket in calls:
             calls.remove(ticket)
             self._prune(ticket)
+            self._queue_changed = True
             self._wake.set()
+
+    async def _share_queued(self) -> None:
+        """Tell the other gateway processes sharing the lane's buckets how many calls wait here and what they
+        will take (requests, input, output), and hear the same of theirs (see ``_others_ahead``)."""
+        self._queue_changed = False
+        queued = [0.0, 0.0, 0.0, 0.0]
+        waiting = [
+            *self._returning,
+            *(
+                ticket
+                for orgs in self._waiting.values()
+                for users in orgs.values()
+                for calls in users.values()
+                for ticket in calls
+            ),
+        ]
+        for ticket in waiting:
+            queued[0] += 1
+            for index, take in enumerate(self._taken(ticket.input_tokens, ticket.output_tokens), start=1):
+                queued[index] += take
+        others = await self._state.share_demand(self.lane.lane, self._member, queued, _DEMAND_TTL_S)
+        self._others_queued = [record for record in others if len(record) == len(queued) and record[0] > 0]
+
+    def _others_ahead(self, position: int) -> list[float]:
+        """What calls queued by other gateway processes sharing the buckets will take (requests, input,
+        output) before the call at ``position`` here starts. Each process's dispatcher takes for the call at
+        the head of its queue when the buckets allow, so the processes with calls waiting take turns: about
+        as many of each one's calls go first as of this one's (and half a call more: who takes first in a
+        round is a race)."""
+        ahead = [0.0, 0.0, 0.0]
+        for count, *takes in self._others_queued:
+            share = min(count, position - 0.5) / count
+            for index, take in enumerate(takes):
+                ahead[index] += share * take
+        return ahead
 
     def _prune(self, ticket: Ticket) -> None:
         orgs = self._waiting.get(ticket.priority, {})
@@ -486,15 +552,15 @@ class AdmissionQueue:
 
     # -- prediction ---------------------------------------------------------------------------------------
 
-    async def _predict(self, ticket: Ticket, now: float) -> tuple[float, float]:
-        """Seconds until ``ticket`` is predicted to start if it waits in the queue now, and if it comes back
-        to a turn kept for it at that time instead (the same for a call already back), from the order and
-        the buckets' refill rates.
+    async def _predict(self, ticket: Ticket, now: float) -> _Prediction:
+        """When ``ticket`` is predicted to start if it waits in the queue now (as expected, and if the
+        replies ahead run long), and if it comes back to a turn kept for it instead (the same for a call
+        already back), from the order and the buckets' refill rates.
 
         The calls ahead take their reservations and give back what they are not expected to use as they
         settle (see the module), and a kept turn counts as much as its caller is likely to come back; the
         call's own needs are counted in full (with the lane's reserve), since it starts only once they are
-        there. The wait in the queue is the expected one; the time to come back is a cautious one.
+        there.
         """
         lane = self.lane
         needs = [0.0, 0.0, 0.0]  # what the buckets must hold for this ticket to start: requests, in, out
@@ -513,12 +579,16 @@ class AdmissionQueue:
                 break
             returns += queued.output_tokens - queued.expected_output
         ticket.position = position
+        # Calls queued by other gateway processes sharing the buckets take from them too.
+        if self._others_queued:
+            needs = [need + other for need, other in zip(needs, self._others_ahead(position), strict=True)]
         buckets = await self._projections(give_back=True, ahead=returns, ahead_calls=position - 1)
         # A caller told to come back finds its turn ready then unless the calls before it produce much more
         # than expected: it is told a cautious time (coming back to a turn not ready, it would be refused
         # again and lose a whole round; told a little late, it loses only that).
         cautious = [bucket.cautious() for bucket in buckets]
         wait = bucket_wait(buckets, needs)
+        longest = bucket_wait(cautious, needs)
         back = bucket_ready(cautious, needs)
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
@@ -527,13 +597,16 @@ class AdmissionQueue:
             wait = self._queued_wait(
                 holds, buckets, cautious, needs, own=own_needs, own_taken=own_taken, now=now
             )
+            longest = self._queued_wait(
+                holds, cautious, cautious, needs, own=own_needs, own_taken=own_taken, now=now
+            )
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
             rounds = math.ceil((position - free_slots) / self._max_concurrency)
             slot_wait = rounds * self._call_seconds
         least = max(slot_wait, self._paused_until - now)
-        return max(wait, least), max(back, least)
+        return _Prediction(max(wait, least), max(wait, longest, least), max(back, least))
 
     def _back_wait(
         self,
@@ -735,9 +808,10 @@ class AdmissionQueue:
         )
         return tuple(mean), tuple(CAUTION_Z * math.sqrt(v) for v in variance)
 
-    def _refusal(self, ticket: Ticket, wait: float, back: float) -> RateLimitError:
-        """The refusal of a call that would start ``wait`` from now if it waited, and is told to come back
-        ``back`` from now (sooner when its turn is kept for it)."""
+    def _refusal(self, ticket: Ticket, prediction: _Prediction) -> RateLimitError:
+        """The refusal of a call predicted to start as ``prediction`` says if it waited, told to come back
+        ``prediction.back`` from now (sooner when its turn is kept for it)."""
+        wait, back = prediction.wait, prediction.back
         if not self._reply_start[ticket.streamed].samples and ticket.reply_start > 0:
             reply = (
                 " No reply from this upstream has been timed yet, so a call that must wait is promised a"
@@ -748,10 +822,15 @@ class AdmissionQueue:
         else:
             reply = ""
         kept = f" Its turn is kept for it if it comes back in {back:.1f} s." if back < wait else ""
+        longer = (
+            f" (up to {prediction.longest:.1f} s if the replies ahead run long)"
+            if prediction.longest > wait + 0.05
+            else ""
+        )
         return RateLimitError(
             f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
-            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s.{reply}{kept} Retry "
-            "after that, or allow a later deadline (x-claudegate-deadline-ms).",
+            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s{longer}.{reply}{kept} "
+            "Retry after that, or allow a later deadline (x-claudegate-deadline-ms).",
             retry_after=max(back, 0.001),
         )
 
@@ -759,6 +838,8 @@ class AdmissionQueue:
 
     async def _dispatch(self) -> None:
         while True:
+            if self._queue_changed:
+                await self._share_queued()
             ticket = self._next()
             if ticket is None:
                 return
@@ -766,9 +847,9 @@ class AdmissionQueue:
             assert ticket.future is not None
             if now + ticket.reply_start > ticket.deadline:
                 self._remove(ticket)
-                wait = await self._predict_fresh(now)
+                fresh = await self._predict_fresh(now)
                 if not ticket.future.done():
-                    ticket.future.set_exception(self._refusal(ticket, wait, wait))
+                    ticket.future.set_exception(self._refusal(ticket, fresh._replace(back=fresh.longest)))
                 continue
             delay = self._paused_until - now
             if delay <= 0 and self.in_flight >= self._max_concurrency:
@@ -836,12 +917,12 @@ class AdmissionQueue:
         self._running.add(ticket)
         ticket.future.set_result(None)
 
-    async def _predict_fresh(self, now: float) -> float:
-        """The wait a call joining the back of the queue now would be told."""
+    async def _predict_fresh(self, now: float) -> _Prediction:
+        """What a call joining the back of the queue now would be told."""
         probe = Ticket(org="\uffff", user="", input_tokens=0, output_tokens=0, deadline=math.inf)
         self._enqueue(probe)
         try:
-            return (await self._predict(probe, now))[0]
+            return await self._predict(probe, now)
         finally:
             self._remove(probe)
 

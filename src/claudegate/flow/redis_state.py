@@ -152,6 +152,40 @@ return total
 """
 
 
+# KEYS[1]: the hash of what each member has queued ("until,amount,amount..."). ARGV: member, ttl in seconds,
+# then the member's amounts. Records them (or removes the member when all are 0), drops expired members, and
+# returns the other members' records (without their times).
+_SHARE_DEMAND = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local member = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local queued = false
+for i = 3, #ARGV do
+  if tonumber(ARGV[i]) ~= 0 then queued = true end
+end
+if queued then
+  local fields = {tostring(now + ttl)}
+  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], member, table.concat(fields, ','))
+  redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 1)
+else
+  redis.call('HDEL', KEYS[1], member)
+end
+local others = {}
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  local until_, amounts = string.match(all[j + 1], '^([^,]+),?(.*)$')
+  if tonumber(until_) <= now then
+    redis.call('HDEL', KEYS[1], all[j])
+  elseif all[j] ~= member then
+    others[#others + 1] = amounts
+  end
+end
+return others
+"""
+
+
 class RedisState:
     """``FlowState`` on Redis. Create with ``RedisState.from_url(url)``; keys are prefixed with ``prefix``."""
 
@@ -166,6 +200,7 @@ class RedisState:
         self._release = client.register_script(_RELEASE)
         self._try_count = client.register_script(_TRY_COUNT)
         self._count = client.register_script(_COUNT)
+        self._share_demand = client.register_script(_SHARE_DEMAND)
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 64, **kwargs: Any) -> RedisState:
@@ -242,6 +277,13 @@ class RedisState:
             return []
         values = await self._redis.mget([self._counter(spec) for spec in specs])
         return [float(value) if value is not None else 0.0 for value in values]
+
+    async def share_demand(
+        self, key: str, member: str, amounts: Sequence[float], ttl_s: float
+    ) -> list[list[float]]:
+        args: list[str | float] = [member, ttl_s, *(repr(float(amount)) for amount in amounts)]
+        others = await self._share_demand(keys=[self._key("demand:" + key)], args=args)
+        return [[float(amount) for amount in record.split(",")] for record in others]
 
     async def close(self) -> None:
         await self._redis.aclose(close_connection_pool=True)

@@ -97,13 +97,21 @@ class FlowState(Protocol):
         """The counters' totals (0 for one never counted or expired)."""
         ...
 
+    async def share_demand(
+        self, key: str, member: str, amounts: Sequence[float], ttl_s: float
+    ) -> list[list[float]]:
+        """Record that ``member`` (one gateway process) has ``amounts`` queued under ``key``, for ``ttl_s``
+        seconds unless recorded again (all zero: nothing), and return what each of the other members has
+        queued."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class MemoryState:
     """In-process state; the clock is injected so tests move time instead of sleeping."""
 
-    __slots__ = ("_buckets", "_clock", "_counters", "_flags", "_slots", "_wall_clock")
+    __slots__ = ("_buckets", "_clock", "_counters", "_demands", "_flags", "_slots", "_wall_clock")
 
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, *, wall_clock: Callable[[], float] = time.time
@@ -114,6 +122,8 @@ class MemoryState:
         self._slots: dict[str, int] = {}
         self._flags: dict[str, float] = {}
         self._counters: dict[str, tuple[float, float]] = {}  # key -> (total, expires_at)
+        # What gateway processes (members) have queued: key -> member -> (amounts, until when)
+        self._demands: dict[str, dict[str, tuple[list[float], float]]] = {}
 
     def _bucket(self, spec: BucketSpec, now: float) -> TokenBucket:
         bucket = self._buckets.get(spec.key)
@@ -213,6 +223,23 @@ class MemoryState:
     async def counts(self, specs: Sequence[CounterSpec]) -> list[float]:
         now = self._wall_clock()
         return [self._total(spec, now) for spec in specs]
+
+    async def share_demand(
+        self, key: str, member: str, amounts: Sequence[float], ttl_s: float
+    ) -> list[list[float]]:
+        now = self._clock()
+        members = self._demands.setdefault(key, {})
+        if any(amounts):
+            members[member] = (list(amounts), now + ttl_s)
+        else:
+            members.pop(member, None)
+        others: list[list[float]] = []
+        for name, (queued, until) in list(members.items()):
+            if until <= now:
+                del members[name]
+            elif name != member:
+                others.append(list(queued))
+        return others
 
     async def close(self) -> None:
         return None
