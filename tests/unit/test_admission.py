@@ -366,36 +366,6 @@ def test_the_reply_start_estimate_is_a_high_quantile_that_stays_below_the_longes
     assert covered >= 0.97
 
 
-async def test_refused_callers_are_told_times_their_turns_keep_even_if_they_all_come_back() -> None:
-    big = BucketSpec("req", 1e9, 1e9)
-    output = BucketSpec("out", 1000, 100)  # 100 output tokens a second
-    queue = timed_queue(LaneLimits("t", big, big, output), MemoryState(), max_concurrency=100)
-
-    def call(place: str, deadline_in: float) -> Ticket:
-        return Ticket("a", "u", 0, 40, deadline=time.monotonic() + deadline_in, place=lambda: place)
-
-    await queue.admit(Ticket("a", "u", 0, 1000, deadline=time.monotonic() + 30))  # the bucket is empty now
-    refused_at = time.monotonic()
-    told: list[float] = []
-    for number in range(4):
-        with pytest.raises(RateLimitError) as refused:
-            await queue.admit(call(f"caller-{number}", 0.05))
-        told.append(refused.value.retry_after)
-    # Nothing is known of how often refused callers come back: each turn before a caller's counts half,
-    # and its time allows for more of them being claimed. Counted at half alone, all four would be told
-    # 1 s, when the bucket holds 100 tokens, not 160.
-    assert told == [1.0, 1.0, 2.0, 2.0]
-
-    async def back(number: int) -> float:
-        await asyncio.sleep(max(0.0, refused_at + told[number] - time.monotonic()))
-        came = time.monotonic()
-        await queue.admit(call(f"caller-{number}", 30))
-        return time.monotonic() - came
-
-    waits = await asyncio.gather(*(back(number) for number in range(4)))
-    assert max(waits) < 0.05  # every one of them started at once
-
-
 async def test_a_refused_call_back_long_before_its_turn_queues_behind_those_who_came_before_it() -> None:
     queue = timed_queue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     ahead = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]

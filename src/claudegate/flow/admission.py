@@ -618,22 +618,14 @@ class AdmissionQueue:
         """When a call refused now would start if it came back to its kept turn: callers back at their turns
         go first, so it starts after the turns due before it (as far as their callers come back), but it is
         not held up by tokens kept for callers still away, nor by turns due after it. The buckets must hold
-        its needs from then on (``bucket_ready``), not only for a moment before a debt lands.
-
-        Like the rest of the time it is told, the turns before it are counted cautiously: each is claimed
-        whole or not at all, so more of them may be claimed than the rate expects (``CAUTION_Z`` deviations
-        of their number are allowed for)."""
+        its needs from then on (``bucket_ready``), not only for a moment before a debt lands."""
         show_rate = self._show_rate
-        spread = show_rate * (1 - show_rate)  # of one turn's being claimed
-        variance = [0.0, 0.0, 0.0]  # of what the turns before it take, bucket by bucket
         wait = bucket_ready(buckets, needs)
         for hold in holds:
             if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
                 break
             needs = _with_share(needs, hold, show_rate)
-            variance = [total + spread * take**2 for total, take in zip(variance, hold.takes, strict=True)]
-            margins = [CAUTION_Z * math.sqrt(total) for total in variance]
-            wait = bucket_ready(buckets, [need + margin for need, margin in zip(needs, margins, strict=True)])
+            wait = bucket_ready(buckets, needs)
         return wait
 
     def _queued_wait(
