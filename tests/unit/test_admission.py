@@ -366,6 +366,29 @@ def test_the_reply_start_estimate_is_a_high_quantile_that_stays_below_the_longes
     assert covered >= 0.97
 
 
+async def test_a_turn_is_not_kept_before_an_earlier_callers_turn_if_it_would_leave_that_short() -> None:
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 1000, 100)  # 100 output tokens a second
+    queue = timed_queue(LaneLimits("t", big, big, output), MemoryState(), max_concurrency=100)
+
+    def call(place: str, tokens: float, deadline_in: float) -> Ticket:
+        return Ticket("a", "u", 0, tokens, deadline=time.monotonic() + deadline_in, place=lambda: place)
+
+    await queue.admit(Ticket("a", "u", 0, 1000, deadline=time.monotonic() + 30))  # the bucket is empty now
+    refused_at = time.monotonic()
+    with pytest.raises(RateLimitError) as first:
+        await queue.admit(call("first", 190, 0.05))
+    assert first.value.retry_after == 2.0  # 190 tokens in 1.9 s
+    with pytest.raises(RateLimitError) as second:
+        await queue.admit(call("second", 40, 0.05))
+    # 40 tokens are there in 0.4 s, but a turn at 1 s would leave the first caller 160 of its 190 at 2 s.
+    assert second.value.retry_after == 2.0
+    await asyncio.sleep(max(0.0, refused_at + 2.0 - time.monotonic()))
+    back = time.monotonic()
+    await queue.admit(call("first", 190, 30))  # the first caller, back on time, starts at once
+    assert time.monotonic() - back < 0.05
+
+
 async def test_a_refused_call_back_long_before_its_turn_queues_behind_those_who_came_before_it() -> None:
     queue = timed_queue(lane(10), MemoryState(), max_concurrency=100)  # 10 calls a second
     ahead = [asyncio.create_task(queue.admit(ticket("a", deadline_in=30))) for _ in range(10)]

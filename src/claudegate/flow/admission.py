@@ -29,7 +29,7 @@ the turns before a hold count at the rate at which holds have been claimed, and 
 back soon after its time lapses and frees its tokens: an absent caller delays others by little, and takes
 nothing from them in the end (the buckets keep the tokens). A call queued now is predicted behind the holds
 it cannot leave their tokens to, until they lapse; holds kept after it was queued were predicted behind it
-and do not hold it up.
+and do not hold it up. A new hold may fall between earlier ones only if it leaves them their tokens too.
 
 A call takes its reservation of output when it starts (a little more than it is expected to produce, so
 that a long reply does not put the lane in debt) and gives back the difference when it settles, or takes
@@ -593,7 +593,8 @@ class AdmissionQueue:
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
-            back = self._back_wait(holds, cautious, needs, now)
+            reserve = [need - take for need, take in zip(own_needs, own_taken, strict=True)]
+            back = self._back_wait(holds, cautious, needs, reserve=reserve, now=now)
             wait = self._queued_wait(
                 holds, buckets, cautious, needs, own=own_needs, own_taken=own_taken, now=now
             )
@@ -613,18 +614,32 @@ class AdmissionQueue:
         holds: list[_Hold],
         buckets: list[Projection],
         needs: list[float],
+        *,
+        reserve: list[float],
         now: float,
     ) -> float:
         """When a call refused now would start if it came back to its kept turn: callers back at their turns
         go first, so it starts after the turns due before it (as far as their callers come back), but it is
-        not held up by tokens kept for callers still away, nor by turns due after it. The buckets must hold
-        its needs from then on (``bucket_ready``), not only for a moment before a debt lands."""
+        not held up by tokens kept for callers still away. The buckets must hold its needs from then on
+        (``bucket_ready``), not only for a moment before a debt lands.
+
+        A turn kept before turns already kept (in a gap between them) must leave each of those what it
+        needs, as a queued call must (``_leaves``; ``reserve`` is the part of the call's own needs that
+        stays in the buckets): its caller, back first, would take it. Otherwise it goes after that turn."""
         show_rate = self._show_rate
         wait = bucket_ready(buckets, needs)
+        behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this one goes before
         for hold in holds:
-            if hold.due > now + _told(wait):  # turns are kept at whole seconds (see _refuse)
-                break
+            start = now + _told(wait)  # turns are kept at whole seconds (see _refuse)
+            if hold.due > start:
+                taken = [need - kept for need, kept in zip(needs, reserve, strict=True)]
+                if self._leaves(hold, buckets, buckets, taken, behind, start=start, now=now) >= 0:
+                    behind = _with_share(behind, hold, show_rate)
+                    continue
+            # It goes after this turn, and so after the turns it would have gone before.
+            needs = [need + ahead for need, ahead in zip(needs, behind, strict=True)]
             needs = _with_share(needs, hold, show_rate)
+            behind = [0.0, 0.0, 0.0]
             wait = bucket_ready(buckets, needs)
         return wait
 
