@@ -587,20 +587,20 @@ class AdmissionQueue:
         # than expected: it is told a cautious time (coming back to a turn not ready, it would be refused
         # again and lose a whole round; told a little late, it loses only that).
         cautious = [bucket.cautious() for bucket in buckets]
-        wait = bucket_wait(buckets, needs)
-        longest = bucket_wait(cautious, needs)
-        back = bucket_ready(cautious, needs)
         # Callers already back at their kept turn go in the order they came; others wait for kept turns too.
         if self._holds and ticket not in self._returning:
             holds = sorted(self._holds.values(), key=lambda hold: hold.due)
+            # The part of its own needs that stays in the buckets when it starts (the lane's reserve).
             reserve = [need - take for need, take in zip(own_needs, own_taken, strict=True)]
             back = self._back_wait(holds, cautious, needs, reserve=reserve, now=now)
-            wait = self._queued_wait(
-                holds, buckets, cautious, needs, own=own_needs, own_taken=own_taken, now=now
-            )
+            wait = self._queued_wait(holds, buckets, cautious, needs, own=own_needs, reserve=reserve, now=now)
             longest = self._queued_wait(
-                holds, cautious, cautious, needs, own=own_needs, own_taken=own_taken, now=now
+                holds, cautious, cautious, needs, own=own_needs, reserve=reserve, now=now
             )
+        else:
+            wait = bucket_wait(buckets, needs)
+            longest = bucket_wait(cautious, needs)
+            back = bucket_ready(cautious, needs)
         free_slots = self._max_concurrency - self.in_flight
         slot_wait = 0.0
         if position > free_slots:
@@ -651,18 +651,18 @@ class AdmissionQueue:
         needs: list[float],
         *,
         own: list[float],
-        own_taken: list[float],
+        reserve: list[float],
         now: float,
     ) -> float:
-        """When a call queued now (needing ``own``, taking ``own_taken``) would start: like one coming back to
-        a kept turn, but it may not take the tokens kept for a caller still away (``_hold_delay``), so it also
-        waits for turns due after its start unless the buckets hold enough for both, or until they lapse.
+        """When a call queued now (needing ``own``, of which ``reserve`` stays in the buckets when it starts)
+        would start: like one coming back to a kept turn, but it may not take the tokens kept for a caller
+        still away (``_hold_delay``), so it also waits for turns due after its start unless the buckets hold
+        enough for both, or until they lapse.
 
         What it leaves a turn is judged as the dispatcher will judge it at its start: by what it takes (the
         reserve it needs at its start stays in the buckets for the turns after it), counting cautiously on
         what comes back after its start (``_leaves``)."""
         show_rate = self._show_rate
-        reserve = [need - take for need, take in zip(own, own_taken, strict=True)]
         wait = bucket_wait(buckets, needs)
         floor = 0.0
         behind: list[float] = [0.0, 0.0, 0.0]  # expected takes of kept turns this call goes before

@@ -79,8 +79,7 @@ class CircuitBreaker:
 
     def passed_probe(self) -> None:
         """A health probe found the upstream answering: let calls through, on trial (see the module)."""
-        self._state = BreakerState.CLOSED
-        self._failures = 0
+        self.record_success()
         self._on_trial = True
 
     def record_failure(self, now: float) -> bool:

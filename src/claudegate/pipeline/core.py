@@ -189,8 +189,6 @@ class Pipeline:
                 member=member,
                 queue=queue,
                 ticket=ticket,
-                estimated_in=estimated_in,
-                estimated_out=estimated_out,
             )
             if failure is None:
                 return
@@ -293,10 +291,9 @@ class Pipeline:
         member: PoolMember,
         queue: AdmissionQueue,
         ticket: Ticket,
-        estimated_in: int,
-        estimated_out: int,
     ) -> _Failure | None:
-        """One try on one upstream. Returns a failure worth retrying, or None once the reply is relayed."""
+        """One try on one upstream (the ``ticket`` it was admitted with carries the call's estimates). Returns
+        a failure worth retrying, or None once the reply is relayed."""
         upstream = member.upstream
         member.in_flight += 1
         began = time.perf_counter()
@@ -315,14 +312,14 @@ class Pipeline:
                 )
             except (ApiError, GatewayTimeoutError) as error:
                 await self._failed(member)
-                await self.lanes.refund(queue.lane, estimated_in, estimated_out)
+                await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                 return _Failure(error=error)
             first_byte = time.perf_counter() - began
             await self.lanes.correct(queue.lane, response.headers, first_byte)
             status = response.status
             if status >= 400 and should_retry_status(status, response.headers):
                 body = await response.read()
-                await self.lanes.refund(queue.lane, estimated_in, estimated_out)
+                await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                 if status == 429:
                     queue.pause(retry_after_seconds(response.headers) or 1.0)
                 else:
@@ -335,7 +332,7 @@ class Pipeline:
                 if status < 400 and result.error_type is None:
                     output_tokens = result.usage.output_tokens
             finally:
-                await self._settle(call, result, queue, estimated_in, estimated_out)
+                await self._settle(call, result, queue, ticket)
                 if status < 500:
                     if member.breaker.record_success():
                         await self.lanes.state.trip(breaker_flag(member.name), 0)
@@ -359,15 +356,17 @@ class Pipeline:
         call: CallRequest,
         result: ReplyResult,
         queue: AdmissionQueue,
-        estimated_in: int,
-        estimated_out: int,
+        ticket: Ticket,
     ) -> None:
-        """Replace the estimates with what the reply reported, and learn from them."""
+        """Replace the estimates the call was admitted with (``ticket``) by what the reply reported, and
+        learn from them."""
         usage = result.usage
         charged_in = usage.input_tokens + usage.cache_creation_input_tokens
         if result.status >= 400 and not result.streamed:
             charged_in = 0  # an error reply consumed no tokens
-        await self.lanes.settle(queue.lane, charged_in - estimated_in, usage.output_tokens - estimated_out)
+        await self.lanes.settle(
+            queue.lane, charged_in - ticket.input_tokens, usage.output_tokens - ticket.output_tokens
+        )
         if result.status < 400 and call.model:
             self._estimator.observe(call.model, len(call.body), charged_in, usage.output_tokens)
 
