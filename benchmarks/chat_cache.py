@@ -18,7 +18,7 @@ read price. The figure of merit is the input-token cost with breakpoints against
 Run from the repository root::
 
     .venv/bin/python benchmarks/chat_cache.py
-    .venv/bin/python benchmarks/chat_cache.py --model claude-sonnet-4-5 --json chat_cache.json
+    .venv/bin/python benchmarks/chat_cache.py --model claude-sonnet-4-6 --json chat_cache.json
 """
 
 from __future__ import annotations

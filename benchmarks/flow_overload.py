@@ -83,7 +83,7 @@ import httpx2
 from _processes import Proc, claudegate, free_port, wait_until_up
 from claudegate.wire.tiers import limits_for
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 RATE_CLASS = "sonnet-4"
 DEADLINE_HEADER = "x-claudegate-deadline-ms"
 CALL_HEADER = "x-bench-call"

@@ -50,7 +50,7 @@ from _processes import Proc, claudegate, free_port, wait_until_up
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FLUSH_WAIT_S = 0.8  # the gateway writes usage every 0.5 s (its default); wait that out around each phase
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 # Targets (design.md): what the gateway may add at most.
 TARGET_CPU_MS = 0.5  # gateway CPU per non-streaming call

@@ -208,17 +208,34 @@ def test_claude_code_body_through_the_sdk_beta_namespace(simulator_url: str, api
     assert final.stop_reason == "end_turn"
 
 
-def test_an_unknown_beta_is_refused(simulator_url: str, api_key: str) -> None:
+def test_a_beta_released_after_this_simulator_is_accepted(simulator_url: str, api_key: str) -> None:
+    # A new client release sends betas no list here knows yet: the API accepts them, so must the simulator.
     body = claude_code_body([{"role": "user", "content": "Hello"}])
     response, _ = post_stream(
-        simulator_url, body, claude_code_headers(api_key, [*BETAS, "warp-drive-2099-01-01"])
+        simulator_url, body, claude_code_headers(api_key, [*BETAS, "prompt-caching-scope-2026-01-05"])
     )
-    assert response.status_code == 400
+    assert response.status_code == 200
+    with sync_client(simulator_url, api_key=api_key) as client:
+        reply = client.beta.messages.create(
+            model=CLAUDE_CODE_MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}],
+            betas=["claude-code-20250219", "warp-drive-2099-01-01", "mid-conversation-system-2026-04-07"],
+        )  # fmt: skip
+    assert reply.stop_reason in ("end_turn", "max_tokens")
+
+
+@pytest.mark.parametrize("header", ["not a beta", "files-api", "files-api-2025-4-14", "Files-API-2025-04-14"])
+def test_a_malformed_beta_header_is_refused_with_what_to_fix(
+    simulator_url: str, api_key: str, header: str
+) -> None:
     with (
         sync_client(simulator_url, api_key=api_key) as client,
-        pytest.raises(anthropic.BadRequestError, match="Unsupported beta header: warp-drive-2099-01-01"),
+        pytest.raises(
+            anthropic.BadRequestError, match=r"Unsupported beta header: .* is not a beta name"
+        ) as caught,
     ):
-        client.beta.messages.create(
+        client.messages.create(
             model=CLAUDE_CODE_MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}],
-            betas=["claude-code-20250219", "warp-drive-2099-01-01"],
+            extra_headers={"anthropic-beta": f"claude-code-20250219,{header}"},
         )  # fmt: skip
+    assert caught.value.type == "invalid_request_error"
+    assert "such as files-api-2025-04-14" in caught.value.message

@@ -101,15 +101,15 @@ def test_exhausted_requests_give_429_with_retry_after_then_refill_continuously(t
         assert int(refilled.headers[LIMIT + "requests-remaining"]) <= 1
 
 
-@pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated:DeprecationWarning")
 def test_pools_are_per_key_and_per_model_class(tight_url: str) -> None:
     key = unique_key()
     with sync_client(tight_url, api_key=key) as client:
         for _ in range(5):
-            create_raw(client)
+            create_raw(client, model="claude-opus-4-7")
         with pytest.raises(anthropic.RateLimitError):
-            create_raw(client, model="claude-sonnet-4-5")  # Sonnet 4.x models share one pool
-        assert create_raw(client, model="claude-opus-4-6").http_response.status_code == 200
+            create_raw(client, model="claude-opus-4-8")  # Opus 4.x models share one pool
+        assert create_raw(client).http_response.status_code == 200  # Sonnet 4.x: a pool of its own
+        assert create_raw(client, model="claude-opus-5").http_response.status_code == 200  # Opus 5: its own
         assert (
             client.messages.count_tokens(model=MODEL, messages=HELLO).input_tokens > 0
         )  # limited on its own

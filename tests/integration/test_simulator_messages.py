@@ -443,7 +443,7 @@ async def test_async_count_tokens(simulator_url: str) -> None:
 def test_models_list_pages_through_every_model_once(client: anthropic.Anthropic) -> None:
     everything = [model.id for model in client.models.list(limit=1000)]
     assert len(everything) > 4
-    assert "claude-sonnet-4-5-20250929" in everything
+    assert "claude-sonnet-4-6" in everything
 
     first_page = client.models.list(limit=2)
     pages = list(first_page.iter_pages())
@@ -462,9 +462,9 @@ def test_models_list_pages_through_every_model_once(client: anthropic.Anthropic)
 
 
 def test_models_retrieve_resolves_an_alias(client: anthropic.Anthropic) -> None:
-    model = client.models.retrieve("claude-sonnet-4-5")
-    assert model.id == "claude-sonnet-4-5-20250929"
-    assert model.display_name == "Claude Sonnet 4.5"
+    model = client.models.retrieve("claude-haiku-4-5")
+    assert model.id == "claude-haiku-4-5-20251001"
+    assert model.display_name == "Claude Haiku 4.5"
     assert model.type == "model"
     assert client.models.retrieve(model.id).id == model.id
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from claudegate.accounting.prices import PriceTable, PriceTableError, UsageTokens
+from claudegate.wire.models import default_catalog
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +68,124 @@ def test_cost(prices: PriceTable, model: str, usage: UsageTokens, batch: bool, e
     assert prices.cost(model, usage, batch=batch) == Decimal(expected)
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-5-5", "claude-sonnet-5-5-20270101", "gpt-4o", ""])
+@pytest.mark.parametrize("model", ["claude-haiku-9-9", "claude-sonnet-9-9-20270101", "gpt-4o", ""])
 def test_unknown_models_are_unpriced_not_free(prices: PriceTable, model: str) -> None:
     assert prices.price(model) is None
     assert prices.cost(model, UsageTokens(input_tokens=1000), batch=False) is None
 
 
-def test_every_catalogue_model_with_a_list_price_is_priced(prices: PriceTable) -> None:
-    for model in ["claude-opus-4-5-20251101", "claude-haiku-4-5-20251001", "claude-sonnet-4-6"]:
-        assert prices.price(model) is not None, model
+def test_every_catalogue_model_is_priced_with_a_date_and_a_source(prices: PriceTable) -> None:
+    for model in default_catalog().models:
+        price = prices.price(model.id)
+        assert price is not None, f"{model.id} has no price row"
+        assert price.as_of, f"{model.id}: the price row lacks as_of"
+        assert price.source, f"{model.id}: the price row lacks source"
+        assert price.basis in ("reference", "third-party", "assumed")
+
+
+def test_an_assumed_price_is_labelled_and_equals_the_sibling_it_names(prices: PriceTable) -> None:
+    # claude-opus-5-5 has no published price here: priced like claude-opus-5, and it says so.
+    assumed = prices.price("claude-opus-5-5")
+    sibling = prices.price("claude-opus-5")
+    assert assumed is not None
+    assert sibling is not None
+    assert (assumed.basis, assumed.assumed_from) == ("assumed", "claude-opus-5")
+    assert (assumed.input, assumed.output, assumed.cache_read) == (
+        sibling.input,
+        sibling.output,
+        sibling.cache_read,
+    )
+
+
+# -- the pricing rules beyond plain tokens, each worked out by hand ------------------------------------------
+
+
+def test_fast_mode_multiplies_the_whole_call(prices: PriceTable) -> None:
+    # Opus 4.6 fast mode is 6x: (1000 * 5 + 1000 * 25) * 6 = 180,000 per million
+    usage = UsageTokens(input_tokens=1000, output_tokens=1000, speed="fast")
+    assert prices.cost("claude-opus-4-6", usage, batch=False) == Decimal("0.18")
+    standard = UsageTokens(input_tokens=1000, output_tokens=1000, speed="standard")
+    assert prices.cost("claude-opus-4-6", standard, batch=False) == Decimal("0.03")
+
+
+def test_fast_mode_on_a_model_without_a_fast_price_is_unpriced_not_standard(prices: PriceTable) -> None:
+    usage = UsageTokens(input_tokens=1000, output_tokens=1000, speed="fast")
+    assert prices.cost("claude-haiku-4-5", usage, batch=False) is None
+
+
+def test_server_tool_requests_are_charged_per_request_on_top_of_tokens(prices: PriceTable) -> None:
+    # 1000 * 3 + 100 * 15 = 4,500 per million = 0.0045; three searches at $0.01; fetches are free
+    usage = UsageTokens(
+        input_tokens=1000, output_tokens=100, server_tool_requests={"web_search": 3, "web_fetch": 2}
+    )
+    assert prices.cost("claude-sonnet-4-6", usage, batch=False) == Decimal("0.0345")
+    # the search fee is not discounted in a batch: 0.00225 + 0.03
+    assert prices.cost("claude-sonnet-4-6", usage, batch=True) == Decimal("0.03225")
+
+
+def test_an_unknown_server_tool_is_kept_but_adds_no_fee(prices: PriceTable) -> None:
+    usage = UsageTokens(input_tokens=1000, server_tool_requests={"time_travel": 4})
+    assert prices.cost("claude-sonnet-4-6", usage, batch=False) == Decimal("0.003")
+
+
+def test_data_residency_multiplies_by_the_region_rate(prices: PriceTable) -> None:
+    # Sonnet 4.6 in the US: (1000 * 3 + 1000 * 15) * 1.1 = 19,800 per million
+    us = UsageTokens(input_tokens=1000, output_tokens=1000, inference_geo="us")
+    assert prices.cost("claude-sonnet-4-6", us, batch=False) == Decimal("0.0198")
+    anywhere = UsageTokens(input_tokens=1000, output_tokens=1000, inference_geo="global")
+    assert prices.cost("claude-sonnet-4-6", anywhere, batch=False) == Decimal("0.018")
+    # models before 4.6 have no data-residency rate
+    old = UsageTokens(input_tokens=1000, output_tokens=1000, inference_geo="us")
+    assert prices.cost("claude-haiku-4-5", old, batch=False) == Decimal("0.006")
+
+
+def test_long_prompts_cost_more_above_the_threshold_on_models_with_that_tier(prices: PriceTable) -> None:
+    # Sonnet 4.5 above 200k input: input 2x (6), output 1.5x (22.5).
+    at_threshold = UsageTokens(input_tokens=200_000, output_tokens=1000)
+    assert prices.cost("claude-sonnet-4-5", at_threshold, batch=False) == Decimal("0.615")
+    # 150k uncached + 60k read from cache = 210k input: 150,000*6 + 60,000*0.6 + 1000*22.5 = 958,500
+    above = UsageTokens(input_tokens=150_000, cache_read_input_tokens=60_000, output_tokens=1000)
+    assert prices.cost("claude-sonnet-4-5", above, batch=False) == Decimal("0.9585")
+    # Sonnet 4.6 has the full window at the standard price: 210,000 * 3 + 1000 * 15 = 645,000
+    flat = UsageTokens(input_tokens=210_000, output_tokens=1000)
+    assert prices.cost("claude-sonnet-4-6", flat, batch=False) == Decimal("0.645")
+
+
+def test_modifiers_stack(prices: PriceTable) -> None:
+    # Opus 4.6, fast, in the US, in a batch: (1000 * 5 + 1000 * 25) * 6 * 1.1 * 0.5 = 99,000 per million
+    usage = UsageTokens(input_tokens=1000, output_tokens=1000, speed="fast", inference_geo="us")
+    assert prices.cost("claude-opus-4-6", usage, batch=True) == Decimal("0.099")
+
+
+def test_an_override_can_add_a_fast_rate_a_region_and_a_server_tool_fee(tmp_path: Path) -> None:
+    override = tmp_path / "prices.toml"
+    override.write_text(
+        """
+[server_tools]
+code_execution = 0.05
+
+[models."claude-haiku-4-5"]
+input = 1
+output = 5
+cache_write_5m = 1.25
+cache_write_1h = 2
+cache_read = 0.1
+fast = 3
+data_residency = { eu = 1.2 }
+basis = "assumed"
+assumed_from = "claude-haiku-4-5"
+"""
+    )
+    table = PriceTable.load(override)
+    # (1000 * 1 + 1000 * 5) * 3 * 1.2 + 2 * 0.05 = 0.0216 + 0.1
+    usage = UsageTokens(
+        input_tokens=1000,
+        output_tokens=1000,
+        speed="fast",
+        inference_geo="eu",
+        server_tool_requests={"code_execution": 2},
+    )
+    assert table.cost("claude-haiku-4-5", usage, batch=False) == Decimal("0.1216")
 
 
 def test_override_file_replaces_and_adds_rows(tmp_path: Path) -> None:
@@ -89,7 +199,7 @@ cache_write_5m = 1.25
 cache_write_1h = 2
 cache_read = 0.1
 
-[models."claude-haiku-5-5"]
+[models."claude-haiku-9-9"]
 input = 0.5
 output = 2.5
 cache_write_5m = 0.625
@@ -102,7 +212,7 @@ batch_discount = 0.4
     usage = UsageTokens(input_tokens=1_000_000, output_tokens=1_000_000)
     assert table.cost("claude-sonnet-5", usage, batch=False) == Decimal(5)
     # 0.5 + 2.5 = 3, with 40% off in a batch = 1.8
-    assert table.cost("claude-haiku-5-5", usage, batch=True) == Decimal("1.8")
+    assert table.cost("claude-haiku-9-9", usage, batch=True) == Decimal("1.8")
     # rows the override does not mention keep their built-in price
     assert table.cost("claude-opus-5", usage, batch=False) == Decimal(30)
 
@@ -125,6 +235,16 @@ batch_discount = 0.4
             "unknown fields",
         ),
         ("[model]\n", "unknown tables"),
+        (
+            '[models."m"]\ninput = 1\noutput = 1\ncache_write_5m = 1\ncache_write_1h = 1\ncache_read = 1\n'
+            'basis = "assumed"\n',
+            "must name the model it copies",
+        ),
+        (
+            '[models."m"]\ninput = 1\noutput = 1\ncache_write_5m = 1\ncache_write_1h = 1\ncache_read = 1\n'
+            "long_context = { above = 5 }\n",
+            "long_context must be",
+        ),
         ("input = \n", "not valid TOML"),
     ],
 )

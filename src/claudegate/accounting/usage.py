@@ -58,6 +58,9 @@ class UsageRecord:
     cache_read_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     cost_usd: Decimal | None = None
+    # What usage reported beyond the token counts (speed, inference_geo, server_tool_use, service_tier and any
+    # field added later), kept as it came.
+    usage_details: dict[str, Any] | None = None
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     streamed: bool = False

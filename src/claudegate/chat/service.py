@@ -20,7 +20,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.accounting.prices import PriceTable
 from claudegate.chat.caching import place_breakpoints, system_blocks
 from claudegate.chat.errors import TurnFailedError
 from claudegate.chat.history import HistoryMessage, content_tokens, history_start
@@ -307,17 +307,7 @@ class ChatService:
             return ReplyUsage(model=model)
         usage = result.usage
         used_model = result.model or model
-        cost: Decimal | None = self._prices.cost(
-            used_model,
-            UsageTokens(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
-            ),
-            batch=False,
-        )
+        cost: Decimal | None = self._prices.cost(used_model, usage, batch=False)
         return ReplyUsage(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,

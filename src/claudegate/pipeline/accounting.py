@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from claudegate.accounting.metrics import GatewayMetrics
-from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageRecord, UsageWriter
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
@@ -27,14 +27,7 @@ class Accountant:
         model = result.model or call.model
         finished = time.perf_counter()
         status = result.status or 502
-        tokens = UsageTokens(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens,
-            cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
-        )
-        cost = self._prices.cost(model, tokens, batch=False) if model else None
+        cost = self._prices.cost(model, usage, batch=False) if model else None
         if result.error_type is None and status >= 400:
             result.error_type = "api_error"
         ttft = (result.first_token_at - call.started) if result.first_token_at else None
@@ -55,6 +48,7 @@ class Accountant:
                 cache_read_input_tokens=usage.cache_read_input_tokens,
                 cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
                 cost_usd=cost,
+                usage_details=usage.details(),
                 latency_ms=(finished - call.started) * 1000,
                 ttft_ms=ttft * 1000 if ttft is not None else None,
                 streamed=result.streamed,
@@ -68,7 +62,7 @@ class Accountant:
             streamed=result.streamed,
             seconds=finished - call.started,
             ttft_seconds=ttft,
-            tokens=tokens,
+            tokens=usage,
             cost=cost,
             upstream=upstream or "none",
             upstream_error=result.error_type

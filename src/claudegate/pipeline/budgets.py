@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.accounting.prices import PriceTable
 from claudegate.errors import BillingError
 from claudegate.flow.state import CounterSpec, FlowState
 from claudegate.keys import BudgetCaps, Identity
@@ -108,21 +108,7 @@ class BudgetGate:
             + usage.output_tokens
         )
         model = result.model or hold.model
-        cost = (
-            self._prices.cost(
-                model,
-                UsageTokens(
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                    cache_read_input_tokens=usage.cache_read_input_tokens,
-                    cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
-                ),
-                batch=False,
-            )
-            if model
-            else None
-        )
+        cost = self._prices.cost(model, usage, batch=False) if model else None
         usd = float(cost) if cost is not None else 0.0
         for cap in hold.caps:
             difference = (tokens - hold.tokens) if cap.unit == "tokens" else (usd - hold.usd)

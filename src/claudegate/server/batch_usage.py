@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageRecord
 from claudegate.store.rows import BatchOwner
 from claudegate.wire.usage_tap import Usage
@@ -33,13 +33,6 @@ def batch_usage_records(owner: BatchOwner, results: bytes, prices: PriceTable) -
             usage = Usage()
             usage.update(message.get("usage") or {})
             model = message.get("model") if isinstance(message.get("model"), str) else None
-            tokens = UsageTokens(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
-            )
             yield UsageRecord(
                 request_id=request_id,
                 model=model,
@@ -53,7 +46,8 @@ def batch_usage_records(owner: BatchOwner, results: bytes, prices: PriceTable) -
                 cache_creation_input_tokens=usage.cache_creation_input_tokens,
                 cache_read_input_tokens=usage.cache_read_input_tokens,
                 cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
-                cost_usd=prices.cost(model, tokens, batch=True) if model else None,
+                cost_usd=prices.cost(model, usage, batch=True) if model else None,
+                usage_details=usage.details(),
                 batch=True,
             )
         elif result.get("type") == "errored":

@@ -37,6 +37,7 @@ from claudegate.simulator.reply import (
     stream_message,
 )
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.wire.models_api import lifecycle_filter
 from claudegate.wire.pagination import page_params, paginate
 
 __all__ = ["SimulatorApp", "create_app"]
@@ -182,7 +183,7 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
                         raise InvalidRequestError("anthropic-version: header is required")
                     if not _VERSION.match(version):
                         raise InvalidRequestError(f"anthropic-version: invalid version {version!r}")
-                    engine.check_betas(request.headers.get("anthropic-beta"))
+                    engine.check_betas(request.headers.getlist("anthropic-beta"))
                 response = await handler(request, api_key, request_id)
             except ClaudegateError as error:
                 return _error_response(error, request_id)
@@ -299,7 +300,7 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
     async def list_models(request: Request, api_key: str, request_id: str) -> Response:
         before_id, after_id, limit = page_params(request.query_params)
         page = paginate(
-            engine.catalog.models,
+            engine.catalog.listed(lifecycle_filter(request.query_params.multi_items())),
             lambda m: m.id,
             lambda m: m.to_api(),
             before_id=before_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
@@ -29,15 +30,36 @@ from claudegate.simulator.schema import CountTokensRequest, MessagesRequest, for
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.wire.models import ModelCatalog, ModelInfo, default_catalog
 
-__all__ = ["LedgerEntry", "Prepared", "SimulatorEngine", "known_betas"]
+__all__ = ["LedgerEntry", "Prepared", "SimulatorEngine", "check_betas", "known_betas"]
 
 _PREPARED_CACHE_SIZE = 2048
 _LEDGER_SIZE = 100_000
 
 
+# A beta name is a feature name and the date it shipped: ``files-api-2025-04-14``, ``claude-code-20250219``.
+_BETA_NAME = re.compile(r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*?-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+
+
 def known_betas() -> frozenset[str]:
+    """The beta names documented in ``data/betas.txt`` (accepted whatever their form)."""
     text = resources.files("claudegate.data").joinpath("betas.txt").read_text(encoding="utf-8")
     return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def check_betas(values: list[str], known: frozenset[str]) -> None:
+    """Accept ``anthropic-beta`` as the API does: comma-separated names, the header possibly repeated.
+
+    A well-formed name is accepted even when it is not in ``known``, so a client released today works
+    against the simulator today; a name that cannot be a beta gets the API's 400.
+    """
+    for value in values:
+        for beta in value.split(","):
+            name = beta.strip()
+            if name and name not in known and not _BETA_NAME.match(name):
+                raise InvalidRequestError(
+                    f"Unsupported beta header: {name!r} is not a beta name (a beta name is a feature name "
+                    "and a date, such as files-api-2025-04-14; separate several with commas)"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +141,11 @@ class SimulatorEngine:
         model = self.catalog.resolve(body["model"])
         if model is None:
             raise NotFoundError(f"model: {body['model']}")
+        if not model.served:
+            raise NotFoundError(
+                f"model: {body['model']} was retired on {(model.retires_at or '')[:10]}; "
+                "GET /v1/models lists the models you can use"
+            )
         max_tokens = None if count_only else body["max_tokens"]
         prompt = analyse_prompt(body, model, max_tokens=max_tokens, may_cache=may_cache)
         plan = None
@@ -126,13 +153,8 @@ class SimulatorEngine:
             plan = plan_reply(body, prompt, seed=request_seed(body), reply_tokens=reply_tokens)
         return Prepared(body=body, model=model, prompt=prompt, plan=plan)
 
-    def check_betas(self, header: str | None) -> None:
-        if not header:
-            return
-        for beta in header.split(","):
-            name = beta.strip()
-            if name and name not in self.betas:
-                raise InvalidRequestError(f"Unsupported beta header: {name}")
+    def check_betas(self, values: list[str]) -> None:
+        check_betas(values, self.betas)
 
     def admit(self, api_key: str, prepared: Prepared) -> tuple[CacheUsage, list[tuple[str, str]]]:
         """Charge the rate limits and the prompt cache for one call; returns its cache usage and headers."""
@@ -154,6 +176,8 @@ class SimulatorEngine:
             latency=self.settings.latency,
             tokens_per_delta=self.settings.tokens_per_delta,
             rng=self.rng,
+            speed=_string(prepared.body.get("speed")),
+            inference_geo=_string(prepared.body.get("inference_geo")),
         )
 
     # -- the ledger ---------------------------------------------------------------------------------------
@@ -175,3 +199,7 @@ class SimulatorEngine:
         message = render_message(prepared.plan, ctx, message_id())
         message["usage"]["service_tier"] = "batch"
         return message
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -44,9 +44,12 @@ class ReplyContext:
     rng: random.Random
     midstream_error: str | None = None  # error type to send half way through a stream
     drop_connection: bool = False
+    # What the request asked for that usage reports back (and the price depends on): fast mode, region.
+    speed: str | None = None
+    inference_geo: str | None = None
 
     def usage(self, output_tokens: int) -> dict[str, Any]:
-        return {
+        usage = {
             "input_tokens": self.cache.input_tokens,
             "cache_creation_input_tokens": self.cache.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache.cache_read_input_tokens,
@@ -57,6 +60,11 @@ class ReplyContext:
             "output_tokens": output_tokens,
             "service_tier": "standard",
         }
+        if self.speed is not None:
+            usage["speed"] = self.speed
+        if self.inference_geo is not None:
+            usage["inference_geo"] = self.inference_geo
+        return usage
 
     def jittered(self, seconds: float) -> float:
         if seconds <= 0 or self.latency.jitter <= 0:

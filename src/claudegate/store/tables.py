@@ -148,6 +148,7 @@ class UsageRow(Base):
     cache_read_input_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cache_creation_1h_input_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(20, 10))
+    usage_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     latency_ms: Mapped[float] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     streamed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

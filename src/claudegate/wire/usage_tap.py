@@ -7,8 +7,8 @@ without a ``message_delta`` (the client hung up, or the upstream failed), to cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
 
@@ -18,28 +18,79 @@ from claudegate.wire.tokens import count_text_tokens
 __all__ = ["Usage", "UsageTap", "usage_from_message"]
 
 
+_TOKEN_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+_PLAIN_FIELDS: Final = frozenset({*_TOKEN_FIELDS, "cache_creation"})
+# Usage fields read into attributes of their own; every other field is kept as it came in ``Usage.extra``.
+_READ_FIELDS: Final = _PLAIN_FIELDS | {"speed", "inference_geo", "server_tool_use"}
+
+
 @dataclass(slots=True)
 class Usage:
+    """Everything a reply's ``usage`` says, as the gateway costs and stores it.
+
+    Token counts and the fields that change the price (``speed``, ``inference_geo``, the server-tool request
+    counts) have attributes; any other field (``service_tier``, ``output_tokens_details``, fields added after
+    this was written) is kept in ``extra``, so nothing the upstream reports is lost or an error.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
+    speed: str | None = None
+    inference_geo: str | None = None
+    # ``usage.server_tool_use``: tool name to requests made, e.g. {"web_search": 2} from web_search_requests.
+    server_tool_requests: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_input_tokens(self) -> int:
+        """Input as the API bills it: uncached, written to the cache and read from it."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     def update(self, usage: dict[str, Any]) -> None:
         """Apply a usage object; absent or null fields keep their value (deltas are cumulative)."""
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        ):
+        for name in _TOKEN_FIELDS:
             value = usage.get(name)
             if isinstance(value, int):
                 setattr(self, name, value)
         creation = usage.get("cache_creation")
         if isinstance(creation, dict) and isinstance(creation.get("ephemeral_1h_input_tokens"), int):
             self.cache_creation_1h_input_tokens = creation["ephemeral_1h_input_tokens"]
+        if _PLAIN_FIELDS.issuperset(usage):
+            return  # the common case, token counts only: nothing more to read
+        speed, geo = usage.get("speed"), usage.get("inference_geo")
+        if isinstance(speed, str):
+            self.speed = speed
+        if isinstance(geo, str):
+            self.inference_geo = geo
+        tools = usage.get("server_tool_use")
+        if isinstance(tools, dict):
+            for name, count in tools.items():
+                if name.endswith("_requests") and isinstance(count, int) and not isinstance(count, bool):
+                    self.server_tool_requests[name.removesuffix("_requests")] = count
+        for name, value in usage.items():
+            if name not in _READ_FIELDS and value is not None:
+                self.extra[name] = value
+
+    def details(self) -> dict[str, Any] | None:
+        """What usage said beyond the token counts, for the usage record (None when nothing)."""
+        found: dict[str, Any] = dict(self.extra)
+        if self.speed is not None:
+            found["speed"] = self.speed
+        if self.inference_geo is not None:
+            found["inference_geo"] = self.inference_geo
+        if self.server_tool_requests:
+            found["server_tool_use"] = {
+                f"{name}_requests": n for name, n in self.server_tool_requests.items()
+            }
+        return found or None
 
 
 def usage_from_message(body: bytes) -> tuple[Usage, str | None, str | None]:
