@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from claudegate._version import __version__
-from claudegate.cli import bot, budgets, db, keys, orgs, prompts, serve, simulate, usage
+from claudegate.cli import bot, budgets, db, keys, models, orgs, prompts, serve, simulate, usage
 
 __all__ = ["app", "main"]
 
@@ -45,6 +45,7 @@ prompts.register(app)
 budgets.register(app)
 db.register(app)
 bot.register(app)
+models.register(app)
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from claudegate.simulator.reply import (
     stream_message,
 )
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.wire.models import ModelCatalog
 from claudegate.wire.models_api import lifecycle_filter
 from claudegate.wire.pagination import page_params, paginate
 
@@ -138,8 +139,12 @@ class _DroppingResponse(Response):
         raise DroppedConnection
 
 
-def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
-    engine = SimulatorEngine(settings or SimulatorSettings())
+def create_app(
+    settings: SimulatorSettings | None = None, catalog: ModelCatalog | None = None
+) -> SimulatorApp:
+    """The simulator; ``catalog`` replaces the built-in model catalogue (to simulate an API that serves
+    models this release does not know)."""
+    engine = SimulatorEngine(settings or SimulatorSettings(), catalog)
     org_headers = _Headers()
 
     async def read_body(request: Request) -> bytes:

@@ -11,6 +11,7 @@ import uvicorn
 from claudegate.simulator.app import create_app
 from claudegate.simulator.reply import DroppedConnection
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.wire.models import ModelCatalog
 
 __all__ = ["SimulatorServer", "uvicorn_config"]
 
@@ -23,11 +24,15 @@ class _HideDroppedConnections(logging.Filter):
 
 
 def uvicorn_config(
-    settings: SimulatorSettings, host: str, port: int, log_level: str = "warning"
+    settings: SimulatorSettings,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    catalog: ModelCatalog | None = None,
 ) -> uvicorn.Config:
     logging.getLogger("uvicorn.error").addFilter(_HideDroppedConnections())
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, catalog),
         host=host,
         port=port,
         log_level=log_level,
@@ -42,7 +47,14 @@ def uvicorn_config(
 class SimulatorServer:
     """A simulator on a loopback port inside the current event loop; ``port=0`` picks a free port."""
 
-    def __init__(self, settings: SimulatorSettings, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        settings: SimulatorSettings,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        catalog: ModelCatalog | None = None,
+    ) -> None:
         self.settings = settings
         self.host = host
         # proto must say TCP: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on sockets that
@@ -51,7 +63,7 @@ class SimulatorServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(settings, host, self.port))
+        self._server = uvicorn.Server(uvicorn_config(settings, host, self.port, catalog=catalog))
         self._task: asyncio.Task[None] | None = None
 
     @property
