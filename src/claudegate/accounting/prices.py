@@ -83,7 +83,8 @@ class ModelPrice:
 
 
 class PriceTable:
-    """Model prices with alias/snapshot fallback. Build with :meth:`load`; immutable afterwards."""
+    """Model prices with alias/snapshot fallback. Build with :meth:`load`; the prices never change afterwards
+    (it only remembers which unpriced server tools it has already warned about)."""
 
     __slots__ = ("_catalog", "_prices", "_tool_fees", "_unknown_tools")
 
