@@ -80,7 +80,7 @@ def test_every_catalogue_model_is_priced_with_a_date_and_a_source(prices: PriceT
         assert price is not None, f"{model.id} has no price row"
         assert price.as_of, f"{model.id}: the price row lacks as_of"
         assert price.source, f"{model.id}: the price row lacks source"
-        assert price.basis in ("reference", "third-party", "assumed")
+        assert price.basis in ("published", "third-party", "assumed")
 
 
 def test_an_assumed_price_is_labelled_and_equals_the_sibling_it_names(prices: PriceTable) -> None:

@@ -46,7 +46,7 @@ _PRICE_FIELDS: Final = ("input", "output", "cache_write_5m", "cache_write_1h", "
 _OPTIONAL_FIELDS: Final = frozenset(
     {"batch_discount", "fast", "data_residency", "long_context", "basis", "assumed_from", "source", "as_of"}
 )
-_BASES: Final = ("reference", "third-party", "assumed")
+_BASES: Final = ("published", "third-party", "assumed")
 _SNAPSHOT_DATE: Final = re.compile(r"-\d{8}$")
 
 
@@ -76,7 +76,7 @@ class ModelPrice:
     fast: Decimal | None = None
     data_residency: Mapping[str, Decimal] = field(default_factory=dict)
     long_context: LongContext | None = None
-    basis: str = "reference"
+    basis: str = "published"
     assumed_from: str | None = None
     source: str | None = None
     as_of: str | None = None
@@ -226,7 +226,7 @@ def _row(row: dict[str, Any], default_discount: Decimal, source: str, model: str
     discount = _decimal(row.get("batch_discount", default_discount), source, f"models.{model}.batch_discount")
     if discount > 1:
         raise PriceTableError(f"{where}.batch_discount must be between 0 and 1")
-    basis = row.get("basis", "reference")
+    basis = row.get("basis", "published")
     if basis not in _BASES:
         raise PriceTableError(f"{where}.basis must be one of {', '.join(_BASES)}, not {basis!r}")
     if basis == "assumed" and not row.get("assumed_from"):
