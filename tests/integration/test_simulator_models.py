@@ -93,3 +93,10 @@ def test_fast_mode_and_region_are_reported_in_usage(strict: anthropic.Anthropic)
         inference_geo="us",
     )
     assert (message.usage.speed, message.usage.inference_geo) == ("fast", "us")
+
+
+def test_the_beta_models_api_reads_the_same_catalogue(strict: anthropic.Anthropic) -> None:
+    # client.beta.models sends ?beta=true and the betas header; its BetaModelInfo validates the same fields.
+    listed = [model.id for model in strict.beta.models.list(betas=["some-feature-2027-01-01"])]
+    assert listed == [model.id for model in strict.models.list()]
+    assert strict.beta.models.retrieve("claude-opus-4-5").lifecycle == "deprecated"
