@@ -42,6 +42,9 @@ from claudegate.wire.pagination import page_params, paginate
 __all__ = ["SimulatorApp", "create_app"]
 
 REPLY_TOKENS_HEADER = "x-simulator-reply-tokens"
+# No model writes more than this in one reply; max_tokens cuts a reply shorter still.
+MAX_REPLY_TOKENS = 1_000_000
+_WHOLE_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also takes "²"
 # Anthropic documents 2023-06-01 and 2023-01-01; SDKs since 2026 send newer dated versions (2.12 sends
 # 2026-10-21), so any well-formed date from 2023 on is accepted.
 _VERSION = re.compile(r"^20(2[3-9]|[3-9]\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -196,14 +199,24 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
         value = request.headers.get(REPLY_TOKENS_HEADER)
         if value is None:
             return None
-        if not value.isdigit():
+        if _WHOLE_NUMBER.fullmatch(value) is None:
             raise InvalidRequestError(f"{REPLY_TOKENS_HEADER}: expected a whole number of tokens")
+        if len(value.lstrip("0")) > len(str(MAX_REPLY_TOKENS)) or int(value) > MAX_REPLY_TOKENS:
+            raise InvalidRequestError(
+                f"{REPLY_TOKENS_HEADER}: {value} is more than a reply can hold; "
+                f"use at most {MAX_REPLY_TOKENS}"
+            )
         return int(value)
 
     async def messages(request: Request, api_key: str, request_id: str) -> Response:
         raw = await read_body(request)
-        prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
-        fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
+        try:
+            prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
+            fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
+        except ClaudegateError as refusal:  # refused as it stands: the ledger still shows the attempt
+            status, error_type = refusal.status, refusal.error_type
+            engine.record(LedgerEntry(request_id, api_key[-4:], "", status, False, error_type=error_type))
+            raise
         stream = bool(prepared.body.get("stream"))
         entry = engine.record(
             LedgerEntry(request_id, api_key[-4:], prepared.model.id, 200, stream, completed=False)

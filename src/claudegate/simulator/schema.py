@@ -30,11 +30,13 @@ __all__ = [
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Strict: the API takes JSON types as they are ("20" is not a number of tokens), and the simulator goes
+    # on to read the body it validated, so a coerced value would reach code that expects the real type.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
 
 class CacheControl(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] = "5m"
 
@@ -210,7 +212,7 @@ class Metadata(_Open):
 class _RequestFields(BaseModel):
     """Fields shared by ``/v1/messages`` and ``/v1/messages/count_tokens``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     model: str
     messages: list[Message]
