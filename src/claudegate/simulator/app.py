@@ -29,6 +29,7 @@ from claudegate.errors import (
 )
 from claudegate.simulator.engine import LedgerEntry, Prepared, SimulatorEngine
 from claudegate.simulator.faults import FAULT_HEADER, error_of_type
+from claudegate.simulator.plan import ReplyPlan
 from claudegate.simulator.reply import (
     DroppedConnection,
     ReplyContext,
@@ -37,6 +38,7 @@ from claudegate.simulator.reply import (
     stream_message,
 )
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.simulator.stops import STOP_FAULTS, stopped
 from claudegate.wire.pagination import page_params, paginate
 
 __all__ = ["SimulatorApp", "create_app"]
@@ -234,18 +236,23 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
         entry.cache_creation_input_tokens = usage.cache_creation_input_tokens
         entry.cache_read_input_tokens = usage.cache_read_input_tokens
         ctx = engine.reply_context(prepared, usage)
+        plan = prepared.plan
+        assert plan is not None
+        if fault is not None and fault.kind in STOP_FAULTS:
+            plan = stopped(plan, fault.kind, fault.argument)
         slow = fault.slow_seconds if fault else 0.0
         if fault is not None and fault.kind == "midstream_error":
             ctx.midstream_error = fault.argument or "overloaded_error"
         ctx.drop_connection = fault is not None and fault.kind == "drop_connection"
         if stream:
-            return _stream(prepared, ctx, entry, dict(headers), slow=slow, api_key=api_key)
+            return _stream(prepared, plan, ctx, entry, dict(headers), slow=slow, api_key=api_key)
         return await _message(
-            prepared, ctx, entry, dict(headers), slow=slow, api_key=api_key, request_id=request_id
+            prepared, plan, ctx, entry, dict(headers), slow=slow, api_key=api_key, request_id=request_id
         )
 
     async def _message(
         prepared: Prepared,
+        plan: ReplyPlan,
         ctx: ReplyContext,
         entry: LedgerEntry,
         headers: dict[str, str],
@@ -254,8 +261,6 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
         api_key: str,
         request_id: str,
     ) -> Response:
-        plan = prepared.plan
-        assert plan is not None
         delay = slow + ctx.jittered(ctx.latency.ttft_s) + ctx.generation_seconds(plan.output_tokens)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -273,6 +278,7 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
 
     def _stream(
         prepared: Prepared,
+        plan: ReplyPlan,
         ctx: ReplyContext,
         entry: LedgerEntry,
         headers: dict[str, str],
@@ -280,9 +286,6 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
         slow: float,
         api_key: str,
     ) -> Response:
-        plan = prepared.plan
-        assert plan is not None
-
         def produced(tokens: int) -> None:
             entry.output_tokens = tokens
 

@@ -148,12 +148,15 @@ class SimulatorEngine:
         return usage, headers
 
     def reply_context(self, prepared: Prepared, usage: CacheUsage) -> ReplyContext:
+        body = prepared.body
         return ReplyContext(
             model=prepared.model.id,
             cache=usage,
             latency=self.settings.latency,
             tokens_per_delta=self.settings.tokens_per_delta,
             rng=self.rng,
+            inference_geo=body.get("inference_geo") or "global",
+            speed=body.get("speed") or "standard",
         )
 
     # -- the ledger ---------------------------------------------------------------------------------------

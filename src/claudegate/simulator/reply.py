@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ import orjson
 
 from claudegate.simulator.cache import CacheUsage
 from claudegate.simulator.faults import error_of_type
-from claudegate.simulator.generation import PlannedBlock, ReplyPlan
+from claudegate.simulator.plan import TOOL_KINDS, PlannedBlock, ReplyPlan
 from claudegate.simulator.settings import LatencyModel
 from claudegate.wire.sse import encode_event
 
@@ -44,9 +45,12 @@ class ReplyContext:
     rng: random.Random
     midstream_error: str | None = None  # error type to send half way through a stream
     drop_connection: bool = False
+    inference_geo: str = "global"
+    speed: str = "standard"
 
-    def usage(self, output_tokens: int) -> dict[str, Any]:
-        return {
+    def usage(self, output_tokens: int, plan: ReplyPlan | None = None) -> dict[str, Any]:
+        """The reply's usage; with the ``plan``, the final figures (thinking and server tools included)."""
+        usage: dict[str, Any] = {
             "input_tokens": self.cache.input_tokens,
             "cache_creation_input_tokens": self.cache.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache.cache_read_input_tokens,
@@ -56,7 +60,17 @@ class ReplyContext:
             },
             "output_tokens": output_tokens,
             "service_tier": "standard",
+            "inference_geo": self.inference_geo,
+            "speed": self.speed,
         }
+        if plan is not None:
+            usage["output_tokens_details"] = {"thinking_tokens": plan.thinking_tokens}
+            if plan.server_tools:
+                usage["server_tool_use"] = {
+                    "web_search_requests": plan.server_requests("web_search"),
+                    "web_fetch_requests": plan.server_requests("web_fetch"),
+                }
+        return usage
 
     def jittered(self, seconds: float) -> float:
         if seconds <= 0 or self.latency.jitter <= 0:
@@ -92,16 +106,29 @@ def _message_frame(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> dict[str,
         "content": None,
         "stop_reason": plan.stop_reason,
         "stop_sequence": plan.stop_sequence,
-        "usage": ctx.usage(plan.output_tokens),
+        "stop_details": plan.stop_details,
+        "container": _container(plan),
+        "usage": ctx.usage(plan.output_tokens, plan),
     }
 
 
+def _container(plan: ReplyPlan) -> dict[str, Any] | None:
+    """The code-execution container a reply used (null otherwise); it lives on for 30 days."""
+    container_id = plan.container_id
+    if container_id is None:
+        return None
+    expires = datetime.datetime.now(datetime.UTC) + _CONTAINER_LIFETIME
+    return {"id": container_id, "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
+
+
 def _block_start(block: PlannedBlock) -> dict[str, Any]:
+    if block.whole is not None:
+        return block.whole  # sent whole: no deltas follow
     if block.kind == "text":
         return {"type": "text", "text": ""}
     if block.kind == "thinking":
-        return {"type": "thinking", "thinking": ""}
-    return {"type": "tool_use", "id": block.tool_id, "name": block.tool_name, "input": {}}
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {"type": block.kind, "id": block.tool_id, "name": block.tool_name, "input": {}}
 
 
 def _delta(block: PlannedBlock, text: str) -> dict[str, Any]:
@@ -149,7 +176,7 @@ async def stream_message(
         )
         if index == 0:
             pending.append(encode_event("ping", {"type": "ping"}))
-        if block.kind == "tool_use":
+        if block.kind in TOOL_KINDS:
             pending.append(_delta_event(index, block, ""))  # the API opens tool input with an empty delta
         if paced or index == 0:
             yield b"".join(pending)
@@ -188,12 +215,21 @@ async def stream_message(
 
 
 _MESSAGE_STOP = encode_event("message_stop", {"type": "message_stop"})
+# message_delta's usage holds the counts that grow during a reply, not what message_start settled.
+_NOT_IN_DELTA_USAGE = ("cache_creation", "service_tier", "inference_geo", "speed")
+_CONTAINER_LIFETIME = datetime.timedelta(days=30)
 
 
 def _closing_events(plan: ReplyPlan, ctx: ReplyContext) -> bytes:
-    usage = ctx.usage(plan.output_tokens)
-    del usage["cache_creation"], usage["service_tier"]
-    stop = {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence}
+    usage = ctx.usage(plan.output_tokens, plan)
+    for name in _NOT_IN_DELTA_USAGE:
+        del usage[name]
+    stop: dict[str, Any] = {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence}
+    if plan.stop_details is not None:  # the documented stream has no stop_details when there are none
+        stop["stop_details"] = plan.stop_details
+    container = _container(plan)
+    if container is not None:
+        stop["container"] = container
     return (
         encode_event("message_delta", {"type": "message_delta", "delta": stop, "usage": usage})
         + _MESSAGE_STOP
@@ -214,7 +250,7 @@ def _content_events(plan: ReplyPlan, step: int) -> tuple[bytes, bytes]:
         out.append(encode_event("content_block_start", start))
         if index == 0:
             out.append(encode_event("ping", {"type": "ping"}))
-        if block.kind == "tool_use":
+        if block.kind in TOOL_KINDS:
             out.append(_delta_event(index, block, ""))
         for offset in range(0, len(block.pieces), step):
             rest.append(_delta_event(index, block, "".join(block.pieces[offset : offset + step])))

@@ -205,6 +205,16 @@ class ThinkingAdaptive(_Open):
 ThinkingConfig = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")]
 
 
+class JsonOutputFormat(_Open):
+    type: Literal["json_schema"]
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Open):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JsonOutputFormat | None = None
+
+
 class Metadata(_Open):
     user_id: str | None = None
 
@@ -221,7 +231,8 @@ class _RequestFields(BaseModel):
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     cache_control: CacheControl | None = None
-    output_config: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
+    output_format: JsonOutputFormat | None = None  # before output_config.format, under a beta header
     context_management: dict[str, Any] | None = None
     mcp_servers: list[dict[str, Any]] | None = None
     container: str | dict[str, Any] | None = None

@@ -17,6 +17,10 @@ FAULT_KINDS = frozenset(
         "slow",
         "midstream_error",
         "drop_connection",
+        # Replies that stop early, with the stop reason of the same name (simulator/stops.py).
+        "refusal",
+        "pause_turn",
+        "model_context_window_exceeded",
     }
 )
 
