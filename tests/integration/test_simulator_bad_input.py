@@ -141,3 +141,18 @@ def test_any_header_value_is_never_a_server_error(client: TestClient, name: str,
         headers=[*raw, (name.encode(), value.strip(" \t").encode("latin-1"))],
     )
     assert response.status_code < 500, response.text
+
+
+def test_a_schema_with_no_finite_value_is_a_400_naming_it(client: TestClient) -> None:
+    endless = {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]}
+    body = {
+        **VALID,
+        "thinking": None,
+        "output_config": {"format": {"type": "json_schema", "schema": endless}},
+    }
+    status, reply = answer(client, body)
+    assert invalid_request(status, reply).startswith("output_config.format.schema: ")
+    tool = {"name": "loop", "input_schema": endless}
+    body = {**VALID, "thinking": None, "tools": [VALID["tools"][1], tool], "tool_choice": {"type": "any"}}
+    status, reply = answer(client, body)
+    assert invalid_request(status, reply).startswith("tools.1.input_schema: ")

@@ -374,3 +374,21 @@ def test_cut_replies_still_validate(client: anthropic.Anthropic) -> None:
         client, messages=ask("Fly"), tools=[STRICT_TOOL], tool_choice={"type": "any"}, max_tokens=4
     )
     assert tool_cut.stop_reason == "max_tokens"
+
+
+def test_beta_replies_report_context_management_when_asked(client: anthropic.Anthropic) -> None:
+    params: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 200,
+        "messages": ask("Hello"),
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "betas": ["context-management-2025-06-27"],
+    }
+    message = client.beta.messages.create(**params)
+    with client.beta.messages.stream(**params) as stream:
+        streamed = stream.get_final_message()
+    for reply in (message, streamed):
+        assert reply.context_management is not None
+        assert reply.context_management.applied_edits == []
+    plain = client.beta.messages.create(model=MODEL, max_tokens=200, messages=ask("Hello"))
+    assert plain.context_management is None

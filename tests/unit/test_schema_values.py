@@ -10,11 +10,12 @@ import uuid
 from typing import Any, Literal
 
 import jsonschema
+import orjson
 import pydantic
 import pytest
 from anthropic.lib._parse._transform import transform_schema
 
-from claudegate.simulator.schema_values import value_for_schema
+from claudegate.simulator.schema_values import SchemaTooLargeError, value_for_schema
 
 
 class Colour(enum.Enum):
@@ -167,3 +168,40 @@ def test_the_same_seed_gives_the_same_value_and_seeds_differ() -> None:
 def test_pydantic_parses_the_values_of_its_own_schema() -> None:
     for seed in range(50):
         Person.model_validate(value_for_schema(transform_schema(Person), random.Random(seed)))
+
+
+ODD_SCHEMAS: list[Any] = [
+    {"type": 5},
+    {"$ref": "#/nowhere"},
+    {"enum": []},
+    {"anyOf": []},
+    {"allOf": [5]},
+    {"properties": 5},
+    {"type": "object", "required": [1, 2]},
+    {"type": "string", "pattern": "[[["},
+    {"type": "string", "pattern": "a{99999999}"},
+    {"type": "string", "format": 5},
+    {"type": "integer", "minimum": 10, "maximum": 1},
+    {"type": "integer", "minimum": -1e308, "maximum": 1e308},
+    {"type": "number", "exclusiveMinimum": 1e308},
+    {"type": "number", "multipleOf": 0},
+    {"type": "number", "minimum": "x"},
+]
+ENDLESS_SCHEMAS: list[Any] = [
+    {"type": "object", "properties": {"again": {"$ref": "#"}}, "required": ["again"]},
+    {"type": "array", "items": {"$ref": "#"}, "minItems": 2},
+    {"type": "string", "minLength": 10**9},
+    {"type": "array", "minItems": 10**9},
+    {"type": "object", "minProperties": 10**7},
+]
+
+
+@pytest.mark.parametrize("schema", ODD_SCHEMAS)
+def test_odd_schemas_still_give_a_value_json_can_carry(schema: Any) -> None:
+    orjson.dumps(value_for_schema(schema, random.Random(1)))  # ints beyond 64 bits would raise
+
+
+@pytest.mark.parametrize("schema", ENDLESS_SCHEMAS)
+def test_schemas_without_a_small_value_are_refused_at_once(schema: Any) -> None:
+    with pytest.raises(SchemaTooLargeError):
+        value_for_schema(schema, random.Random(1))

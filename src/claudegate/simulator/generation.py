@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
+from claudegate.errors import InvalidRequestError
 from claudegate.simulator.plan import TOOL_KINDS, PlannedBlock, ReplyPlan
 from claudegate.simulator.prompt import Prompt
-from claudegate.simulator.schema_values import value_for_schema
+from claudegate.simulator.schema_values import SchemaTooLargeError, value_for_schema
 from claudegate.simulator.server_tools import server_tool_blocks
 from claudegate.wire.tokens import count_text_tokens, token_pieces
 
@@ -112,7 +113,7 @@ def plan_reply(
         if tool is not None:
             text = token_pieces(f"I'll use the {tool['name']} tool.")
         elif schema is not None:
-            text = token_pieces(orjson.dumps(value_for_schema(schema, rng)).decode())
+            text = token_pieces(orjson.dumps(_value(schema, rng, "output_config.format.schema")).decode())
         elif reply_tokens is not None:
             text = _exactly(_sentences(rng, reply_tokens), reply_tokens)
         else:
@@ -120,7 +121,8 @@ def plan_reply(
             text = _sentences(rng, length + min(count_text_tokens(prompt.last_user_text), 600) // 3)
         blocks.append(PlannedBlock("text", pieces=text))
     if tool is not None:
-        tool_input = value_for_schema(tool["input_schema"], rng)
+        where = f"tools.{body['tools'].index(tool)}.input_schema"
+        tool_input = _value(tool["input_schema"], rng, where)
         chunks = token_pieces(orjson.dumps(tool_input).decode())
         tool_id = "toolu_01" + rng.randbytes(11).hex()[:22]
         blocks.append(
@@ -131,7 +133,15 @@ def plan_reply(
 
     plan = _finish(blocks, max_tokens, body.get("stop_sequences") or [], tool is not None)
     plan.server_tools = server_tools
+    plan.context_management = body.get("context_management") is not None
     return plan
+
+
+def _value(schema: dict[str, Any], rng: random.Random, where: str) -> Any:
+    try:
+        return value_for_schema(schema, rng)
+    except SchemaTooLargeError as error:
+        raise InvalidRequestError(f"{where}: {error}") from None
 
 
 def _finish(blocks: list[PlannedBlock], max_tokens: int, stop_sequences: list[str], tool: bool) -> ReplyPlan:

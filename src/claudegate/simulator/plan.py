@@ -53,6 +53,8 @@ class ReplyPlan:
     stop_details: dict[str, Any] | None = None
     # Whether the request offered server tools: usage then reports their requests, used or not.
     server_tools: bool = False
+    # Whether the request set context_management: the reply then reports the edits applied (none here).
+    context_management: bool = False
     # Renderings that depend on the plan alone, kept with it: identical requests share one plan (the
     # engine's prepared-request cache), so each is encoded once. See reply.py.
     content_json: bytes | None = None

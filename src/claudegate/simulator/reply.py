@@ -109,7 +109,11 @@ def _message_frame(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> dict[str,
         "stop_details": plan.stop_details,
         "container": _container(plan),
         "usage": ctx.usage(plan.output_tokens, plan),
-    }
+    } | _context_management(plan)
+
+
+def _context_management(plan: ReplyPlan) -> dict[str, Any]:
+    return {"context_management": {"applied_edits": []}} if plan.context_management else {}
 
 
 def _container(plan: ReplyPlan) -> dict[str, Any] | None:
@@ -230,10 +234,8 @@ def _closing_events(plan: ReplyPlan, ctx: ReplyContext) -> bytes:
     container = _container(plan)
     if container is not None:
         stop["container"] = container
-    return (
-        encode_event("message_delta", {"type": "message_delta", "delta": stop, "usage": usage})
-        + _MESSAGE_STOP
-    )
+    delta = {"type": "message_delta", "delta": stop, "usage": usage} | _context_management(plan)
+    return encode_event("message_delta", delta) + _MESSAGE_STOP
 
 
 def _content_events(plan: ReplyPlan, step: int) -> tuple[bytes, bytes]:

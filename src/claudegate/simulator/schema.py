@@ -72,7 +72,7 @@ class TextSource(_Open):
 
 class ContentSource(_Open):
     type: Literal["content"]
-    content: str | list[dict[str, Any]]
+    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]]
 
 
 ImageSource = Annotated[Base64Source | UrlSource | FileSource, Field(discriminator="type")]
@@ -103,10 +103,21 @@ class ToolUseBlock(_Open):
     cache_control: CacheControl | None = None
 
 
+class ToolResultItem(_Open):
+    """A tool result's block of a kind with no model here (search_result, tool_reference, …)."""
+
+    type: Literal["search_result", "tool_reference", "browser_state"]
+
+
+ToolResultContent = Annotated[
+    TextBlock | ImageBlock | DocumentBlock | ToolResultItem, Field(discriminator="type")
+]
+
+
 class ToolResultBlock(_Open):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ToolResultContent] | None = None
     is_error: bool | None = None
     cache_control: CacheControl | None = None
 

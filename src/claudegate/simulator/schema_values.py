@@ -18,9 +18,10 @@ import math
 import random
 import re
 import string
+import warnings
 from typing import Any
 
-__all__ = ["value_for_schema"]
+__all__ = ["SchemaTooLargeError", "value_for_schema"]
 
 # Python's own regular-expression parser, whose parse tree drives ``_string_for_pattern``. Private, but it
 # has kept its shape for two decades; ``sre_parse``, its public alias, warns that it is deprecated.
@@ -38,21 +39,47 @@ _TOO_DEEP = 32
 _MAX_REPEAT = 8  # how many times an unbounded regex repeat (``+``, ``*``) repeats
 
 
+_MOST_NODES = 20_000  # values, list items and properties in one generated value
+_LONGEST_STRING = 100_000
+_UNBOUNDED = 1 << 62
+# Numbers stay where JSON parsers keep them exact (and where orjson can write an integer).
+_LARGEST_NUMBER = float(2**53)
+
+
+class SchemaTooLargeError(ValueError):
+    """The schema's smallest value is larger than the simulator builds (or it has none that ends)."""
+
+
 def value_for_schema(schema: Any, rng: random.Random) -> Any:
-    """A value that validates against ``schema`` (a JSON schema as a dict), drawn with ``rng``."""
+    """A value that validates against ``schema`` (a JSON schema as a dict), drawn with ``rng``.
+
+    Raises SchemaTooLargeError for a schema whose every value is huge (``minItems: 1000000000``) or endless
+    (a required property that refers back to its own object).
+    """
     return _Builder(schema if isinstance(schema, dict) else {}, rng).value(schema, 0)
 
 
 class _Builder:
-    __slots__ = ("_rng", "_root")
+    __slots__ = ("_budget", "_rng", "_root")
 
     def __init__(self, root: dict[str, Any], rng: random.Random) -> None:
         self._root = root
         self._rng = rng
+        self._budget = _MOST_NODES
+
+    def _spend(self, nodes: int) -> None:
+        self._budget -= nodes
+        if self._budget < 0:
+            raise SchemaTooLargeError(
+                f"the smallest value this schema allows has more than {_MOST_NODES} parts, or never ends"
+            )
 
     def value(self, schema: Any, depth: int) -> Any:
-        if schema is True or not isinstance(schema, dict) or depth > _TOO_DEEP:
-            return None if depth > _TOO_DEEP else "value"
+        self._spend(1)
+        if depth > _TOO_DEEP:
+            raise SchemaTooLargeError(f"values of this schema nest deeper than {_TOO_DEEP} levels")
+        if schema is True or not isinstance(schema, dict):
+            return "value"
         schema = _with_hints(self._resolved(schema))
         if "const" in schema:
             return schema["const"]
@@ -146,7 +173,8 @@ class _Builder:
         for name in required:
             value[name] = self.value(properties.get(name, {}), depth + 1)
         wanted = _whole(schema.get("minProperties"), 0)
-        most = _whole(schema.get("maxProperties"), 1_000)
+        most = _whole(schema.get("maxProperties"), _UNBOUNDED)
+        self._spend(max(0, min(wanted, most) - len(value)))  # before the loop: a huge minimum fails at once
         for name, sub in properties.items():
             if name in value or len(value) >= most:
                 continue
@@ -166,11 +194,12 @@ class _Builder:
         if isinstance(items, list):  # draft 4-7 tuples
             prefix, items = items, schema.get("additionalItems", {})
         least = _whole(schema.get("minItems"), 0)
-        most = _whole(schema.get("maxItems"), 1_000)
+        most = _whole(schema.get("maxItems"), _UNBOUNDED)
         count = least if depth >= _DEEP else max(least, 1 + self._rng.randrange(3))
         count = min(count, most)
         if items is False:
             count = min(count, len(prefix))
+        self._spend(count)
         values: list[Any] = []
         seen: set[str] = set()
         unique = schema.get("uniqueItems") is True
@@ -272,6 +301,8 @@ def _number(schema: dict[str, Any], rng: random.Random, *, integer: bool) -> int
         lowest = min(0.0, highest - 100)
     if highest == math.inf:
         highest = lowest + 100
+    lowest = min(max(lowest, -_LARGEST_NUMBER), _LARGEST_NUMBER)
+    highest = max(min(highest, _LARGEST_NUMBER), -_LARGEST_NUMBER)
     step = _bound(schema.get("multipleOf"))
     if step is None or step <= 0:
         step = 1.0 if integer else None
@@ -313,6 +344,8 @@ def _string(schema: dict[str, Any], rng: random.Random) -> str:
             return found
     least = _whole(schema.get("minLength"), 0)
     most = _whole(schema.get("maxLength"), 10_000)
+    if least > _LONGEST_STRING:
+        raise SchemaTooLargeError(f"minLength {least} is more than the {_LONGEST_STRING} characters allowed")
     words = " ".join(_WORDS[rng.randrange(len(_WORDS))] for _ in range(1 + rng.randrange(3)))
     while len(words) < least:
         words += " " + _WORDS[rng.randrange(len(_WORDS))]
@@ -371,8 +404,10 @@ _PRINTABLE = string.ascii_letters + string.digits + " -_.,"
 def _string_for_pattern(pattern: str, rng: random.Random) -> str | None:
     """A string that ``pattern`` matches (``re.search``), or None for a pattern it cannot satisfy."""
     try:
-        tree = _re_parser.parse(pattern)
-    except (re.error, RecursionError):
+        with warnings.catch_warnings():  # the parser warns of syntax that may change meaning one day
+            warnings.simplefilter("ignore")
+            tree = _re_parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
         return None
     try:
         text = "".join(_from_tree(tree, rng))
@@ -399,9 +434,13 @@ def _from_tree(tree: Any, rng: random.Random) -> list[str]:
             out.append(_from_set(argument, rng))
         elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
             least, most, sub = argument
+            if least > _LONGEST_STRING:
+                raise _UnsupportedError("a repeat longer than a string may be")
             most = least + _MAX_REPEAT if most == _re_constants.MAXREPEAT else most
             for _ in range(rng.randint(least, max(least, min(most, least + _MAX_REPEAT)))):
                 out.extend(_from_tree(sub, rng))
+                if len(out) > _LONGEST_STRING:
+                    raise _UnsupportedError("a string longer than allowed")
         elif name == "SUBPATTERN":
             out.extend(_from_tree(argument[-1], rng))
         elif name == "ATOMIC_GROUP":

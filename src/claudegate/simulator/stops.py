@@ -69,4 +69,12 @@ def _plan(
     plan: ReplyPlan, blocks: list[PlannedBlock], reason: str, details: dict[str, str | None] | None
 ) -> ReplyPlan:
     output = sum(len(b.pieces) + b.hidden_tokens for b in blocks)
-    return ReplyPlan(blocks, reason, None, output, stop_details=details, server_tools=plan.server_tools)
+    return ReplyPlan(
+        blocks,
+        reason,
+        None,
+        output,
+        stop_details=details,
+        server_tools=plan.server_tools,
+        context_management=plan.context_management,
+    )
