@@ -341,6 +341,7 @@ def test_a_paused_turn_ends_after_its_server_tool_calls(client: anthropic.Anthro
         messages=[*ask("Search for the tallest tower"), message.to_param()],  # type: ignore[list-item]
     )
     assert resumed.stop_reason == "end_turn"
+    assert [block.type for block in resumed.content] == ["text"]  # it goes on, without searching again
 
 
 def test_the_context_window_filling_up_stops_the_reply(client: anthropic.Anthropic) -> None:

@@ -8,7 +8,8 @@ usage counts the searches and fetches, and code execution names its container.
 When the simulator uses one, deterministically: when ``tool_choice`` names it (or is ``any`` with no
 custom tool), or when the last user turn asks for it: it names the tool, or says "search" (web search),
 holds a URL (web fetch), or says "calculate" or "run code" (code execution). Not right after a tool
-result, so that tool loops end.
+result, so that tool loops end, nor when the request ends with the assistant's own turn (a paused turn sent
+back to be resumed).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def server_tool_blocks(
         chosen = [tool for tool in offered if tool.get("name") == choice.get("name")]
     elif choice.get("type") == "any" and not custom:
         chosen = [next((t for t in offered if _asked(t, last_user_text)), offered[0])]
-    elif choice.get("type") == "none" or after_tool_result:
+    elif choice.get("type") == "none" or after_tool_result or _continues_a_turn(body):
         chosen = []
     else:
         chosen = [tool for tool in offered if _asked(tool, last_user_text)]
@@ -73,6 +74,13 @@ def server_tool_blocks(
     for tool in chosen:
         blocks += _call(tool, last_user_text, rng, prose)
     return blocks, True
+
+
+def _continues_a_turn(body: dict[str, Any]) -> bool:
+    """Whether the request ends with the assistant's turn (a paused turn sent back, or a prefill): the
+    reply goes on from there, with the tool calls already in it."""
+    messages = body.get("messages") or []
+    return bool(messages) and messages[-1].get("role") == "assistant"
 
 
 def _asked(tool: dict[str, Any], text: str) -> bool:
