@@ -17,7 +17,7 @@ import pytest
 from anthropic.types import Message
 
 from claudegate.simulator.generation import REDACTED_THINKING_TRIGGER
-from tests.integration.simulator_support import MODEL
+from tests.integration.simulator_support import MODEL, wait_until_ended
 
 THINKING = {"type": "enabled", "budget_tokens": 1024}
 WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
@@ -393,3 +393,25 @@ def test_beta_replies_report_context_management_when_asked(client: anthropic.Ant
         assert reply.context_management.applied_edits == []
     plain = client.beta.messages.create(model=MODEL, max_tokens=200, messages=ask("Hello"))
     assert plain.context_management is None
+
+
+def test_batch_results_carry_the_same_replies(client: anthropic.Anthropic) -> None:
+    kinds: dict[str, dict[str, Any]] = {
+        "structured": {"output_config": {"format": {"type": "json_schema", "schema": ORDER_SCHEMA}}},
+        "thinking": {"thinking": THINKING},
+        "search": {"tools": [WEB_SEARCH], "messages": ask("Search for the tallest tower")},
+    }
+    requests = [
+        {"custom_id": name, "params": {"model": MODEL, "max_tokens": 3000, "messages": ask("Hi"), **extra}}
+        for name, extra in kinds.items()
+    ]
+    batch = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+    wait_until_ended(client, batch.id)
+
+    results = {item.custom_id: item.result for item in client.messages.batches.results(batch.id)}
+    for name, extra in kinds.items():
+        result = results[name]
+        assert result.type == "succeeded", result
+        answered = client.messages.create(model=MODEL, max_tokens=3000, **{"messages": ask("Hi"), **extra})
+        assert result.message.content == answered.content
+        assert result.message.usage.service_tier == "batch"
