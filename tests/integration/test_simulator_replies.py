@@ -264,6 +264,7 @@ def test_strict_tool_inputs_are_valid_against_their_schema(client: anthropic.Ant
         ([CODE_OLD], "Calculate six times seven", ["server_tool_use", "code_execution_tool_result"], 0, 0),
         ([CODE], "Calculate six times seven", ["server_tool_use", "bash_code_execution_tool_result"], 0, 0),
         ([WEB_SEARCH], "Just say hello", [], 0, 0),
+        ([WEB_SEARCH, CODE], "Summarise my research notes", [], 0, 0),
     ],
     ids=[
         "web-search",
@@ -272,6 +273,7 @@ def test_strict_tool_inputs_are_valid_against_their_schema(client: anthropic.Ant
         "code-execution-20250522",
         "code-execution",
         "unused",
+        "not-asked",
     ],
 )
 def test_server_tools_return_their_blocks_and_usage(

@@ -33,6 +33,11 @@ _ASKS = {
     "web_fetch": ("web_fetch",),
     "code_execution": ("code_execution", "calculate", "run code"),
 }
+# Whole words only: "research" does not ask for a search.
+_ASKING = {
+    family: re.compile(r"\b(" + "|".join(re.escape(word) for word in words) + r")\b", re.IGNORECASE)
+    for family, words in _ASKS.items()
+}
 _SITES = ("docs", "news", "wiki", "blog", "forum", "reference")
 
 
@@ -84,11 +89,12 @@ def _continues_a_turn(body: dict[str, Any]) -> bool:
 
 
 def _asked(tool: dict[str, Any], text: str) -> bool:
-    lowered = text.lower()
     family = _family(tool)
+    if family is None:
+        return False
     if family == "web_fetch" and _URL.search(text):
         return True
-    return family is not None and any(word in lowered for word in _ASKS[family])
+    return _ASKING[family].search(text) is not None
 
 
 def _call(
