@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -417,3 +418,19 @@ def test_batch_results_carry_the_same_replies(client: anthropic.Anthropic) -> No
         answered = client.messages.create(model=MODEL, max_tokens=3000, **{"messages": ask("Hi"), **extra})
         assert result.message.content == answered.content
         assert result.message.usage.service_tier == "batch"
+
+
+def test_the_older_output_format_field_still_gets_json(client: anthropic.Anthropic) -> None:
+    """Clients from before output_config.format sent the schema as a top-level ``output_format``."""
+    message = client.beta.messages.create(
+        model=MODEL,
+        max_tokens=2000,
+        messages=ask("An order, please"),
+        betas=["structured-outputs-2025-11-13"],
+        extra_body={"output_format": {"type": "json_schema", "schema": ORDER_SCHEMA}},
+    )
+    jsonschema.validate(
+        json.loads(message.content[0].text),  # type: ignore[union-attr]
+        ORDER_SCHEMA,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )

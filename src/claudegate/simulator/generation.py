@@ -66,15 +66,16 @@ def request_seed(body: dict[str, Any]) -> int:
     return int.from_bytes(digest, "big")
 
 
-def structured_output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON schema the reply's text must follow: ``output_config.format``, or the older beta
-    ``output_format``."""
+def structured_output_schema(body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The JSON schema the reply's text must follow, and where the request gave it: ``output_config.format``,
+    or the older beta ``output_format``."""
     output_config = body.get("output_config") or {}
+    where = "output_config.format" if output_config.get("format") else "output_format"
     found = output_config.get("format") or body.get("output_format")
     if not isinstance(found, dict) or found.get("type") != "json_schema":
         return None
     schema = found.get("schema")
-    return schema if isinstance(schema, dict) else None
+    return (schema, f"{where}.schema") if isinstance(schema, dict) else None
 
 
 def plan_reply(
@@ -109,11 +110,11 @@ def plan_reply(
     blocks += server_blocks
     tool = _chosen_tool(body, prompt, rng)
     if tool is None or (body.get("tool_choice") or {}).get("type") not in ("any", "tool"):
-        schema = structured_output_schema(body)
+        structured = structured_output_schema(body)
         if tool is not None:
             text = token_pieces(f"I'll use the {tool['name']} tool.")
-        elif schema is not None:
-            text = token_pieces(orjson.dumps(_value(schema, rng, "output_config.format.schema")).decode())
+        elif structured is not None:
+            text = token_pieces(orjson.dumps(_value(*structured, rng)).decode())
         elif reply_tokens is not None:
             text = _exactly(_sentences(rng, reply_tokens), reply_tokens)
         else:
@@ -122,7 +123,7 @@ def plan_reply(
         blocks.append(PlannedBlock("text", pieces=text))
     if tool is not None:
         where = f"tools.{body['tools'].index(tool)}.input_schema"
-        tool_input = _value(tool["input_schema"], rng, where)
+        tool_input = _value(tool["input_schema"], where, rng)
         chunks = token_pieces(orjson.dumps(tool_input).decode())
         tool_id = "toolu_01" + rng.randbytes(11).hex()[:22]
         blocks.append(
@@ -137,7 +138,7 @@ def plan_reply(
     return plan
 
 
-def _value(schema: dict[str, Any], rng: random.Random, where: str) -> Any:
+def _value(schema: dict[str, Any], where: str, rng: random.Random) -> Any:
     try:
         return value_for_schema(schema, rng)
     except SchemaTooLargeError as error:
