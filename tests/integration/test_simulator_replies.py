@@ -297,6 +297,12 @@ def test_server_tools_return_their_blocks_and_usage(
         assert reply.usage.server_tool_use is not None
         assert reply.usage.server_tool_use.web_search_requests == searches
         assert reply.usage.server_tool_use.web_fetch_requests == fetches
+    (answer,) = [block for block in message.content if block.type == "text"]
+    searched = [block for block in results if block.type == "web_search_tool_result"]
+    assert [citation.url for citation in answer.citations or []] == [
+        block.content[0].url  # type: ignore[union-attr]
+        for block in searched
+    ]
     code = any(t["name"] == "code_execution" for t in tools) and kinds
     assert (message.container is not None) is bool(code)
     if message.container is not None:

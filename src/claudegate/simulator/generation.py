@@ -18,7 +18,7 @@ from claudegate.errors import InvalidRequestError
 from claudegate.simulator.plan import TOOL_KINDS, PlannedBlock, ReplyPlan
 from claudegate.simulator.prompt import Prompt
 from claudegate.simulator.schema_values import SchemaTooLargeError, value_for_schema
-from claudegate.simulator.server_tools import server_tool_blocks
+from claudegate.simulator.server_tools import citations_of, server_tool_blocks
 from claudegate.wire.tokens import count_text_tokens, token_pieces
 
 __all__ = [
@@ -120,7 +120,8 @@ def plan_reply(
         else:
             length = _MIN_REPLY_TOKENS + rng.randrange(_REPLY_SPREAD)
             text = _sentences(rng, length + min(count_text_tokens(prompt.last_user_text), 600) // 3)
-        blocks.append(PlannedBlock("text", pieces=text))
+        cited = citations_of(server_blocks, rng) if structured is None and tool is None else []
+        blocks.append(PlannedBlock("text", pieces=text, citations=cited or None))
     if tool is not None:
         where = f"tools.{body['tools'].index(tool)}.input_schema"
         tool_input = _value(tool["input_schema"], where, rng)

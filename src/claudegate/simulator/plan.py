@@ -23,6 +23,7 @@ class PlannedBlock:
     tool_input: dict[str, Any] = field(default_factory=dict)
     signature: str = ""
     whole: dict[str, Any] | None = None  # the block as sent, for kind "whole"
+    citations: list[dict[str, Any]] | None = None  # of a text block that cites server tool results
 
     @property
     def text(self) -> str:
@@ -38,6 +39,8 @@ class PlannedBlock:
         if self.whole is not None:
             return self.whole
         if self.kind == "text":
+            if self.citations:
+                return {"type": "text", "text": self.text, "citations": self.citations}
             return {"type": "text", "text": self.text}
         if self.kind == "thinking":
             return {"type": "thinking", "thinking": self.text, "signature": self.signature}

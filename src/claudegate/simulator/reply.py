@@ -182,6 +182,7 @@ async def stream_message(
             pending.append(encode_event("ping", {"type": "ping"}))
         if block.kind in TOOL_KINDS:
             pending.append(_delta_event(index, block, ""))  # the API opens tool input with an empty delta
+        pending += _citation_events(index, block)
         if paced or index == 0:
             yield b"".join(pending)
             pending = []
@@ -254,6 +255,7 @@ def _content_events(plan: ReplyPlan, step: int) -> tuple[bytes, bytes]:
             out.append(encode_event("ping", {"type": "ping"}))
         if block.kind in TOOL_KINDS:
             out.append(_delta_event(index, block, ""))
+        out += _citation_events(index, block)
         for offset in range(0, len(block.pieces), step):
             rest.append(_delta_event(index, block, "".join(block.pieces[offset : offset + step])))
         if block.kind == "thinking":
@@ -274,6 +276,15 @@ async def _fault(ctx: ReplyContext) -> AsyncIterator[bytes]:
     error = error_of_type(ctx.midstream_error or "overloaded_error")
     body = {"type": "error", "error": {"type": error.error_type, "message": error.message}}
     yield encode_event("error", body)
+
+
+def _citation_events(index: int, block: PlannedBlock) -> list[bytes]:
+    """A cited text block's citations, each in a ``citations_delta`` ahead of its text."""
+    deltas = ({"type": "citations_delta", "citation": citation} for citation in block.citations or ())
+    return [
+        encode_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        for delta in deltas
+    ]
 
 
 def _delta_event(index: int, block: PlannedBlock, text: str) -> bytes:

@@ -25,7 +25,7 @@ import orjson
 from claudegate.simulator.plan import PlannedBlock
 from claudegate.wire.tokens import token_pieces
 
-__all__ = ["is_server_tool", "server_tool_blocks"]
+__all__ = ["citations_of", "is_server_tool", "server_tool_blocks"]
 
 _URL = re.compile(r"https?://[^\s<>\"')\]]+")
 _ASKS = {
@@ -165,3 +165,22 @@ def _results(rng: random.Random, prose: Callable[[int], str]) -> list[dict[str, 
             }
         )
     return results
+
+
+def citations_of(blocks: list[PlannedBlock], rng: random.Random) -> list[dict[str, Any]]:
+    """What the answer after web searches cites: the first result of each search."""
+    citations: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.whole is None or block.whole["type"] != "web_search_tool_result":
+            continue
+        first = block.whole["content"][0]
+        citations.append(
+            {
+                "type": "web_search_result_location",
+                "url": first["url"],
+                "title": first["title"],
+                "encrypted_index": base64.b64encode(rng.randbytes(24)).decode(),
+                "cited_text": first["title"] + ".",
+            }
+        )
+    return citations
