@@ -13,20 +13,14 @@ hypothesis's engine at test time, while the simulator needs one deterministic va
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 import re
-import string
-import warnings
 from typing import Any
 
-__all__ = ["SchemaTooLargeError", "value_for_schema"]
+from claudegate.simulator.regex_strings import string_for_pattern
 
-# Python's own regular-expression parser, whose parse tree drives ``_string_for_pattern``. Private, but it
-# has kept its shape for two decades; ``sre_parse``, its public alias, warns that it is deprecated.
-_re_parser: Any = importlib.import_module("re._parser")
-_re_constants: Any = importlib.import_module("re._constants")
+__all__ = ["SchemaTooLargeError", "value_for_schema"]
 
 _WORDS = (
     "alpha", "bravo", "cedar", "delta", "ember", "fable", "grove", "harbor", "island", "jade", "kettle",
@@ -36,7 +30,6 @@ _WORDS = (
 # Past this depth a value takes only what its schema requires, so recursive schemas end.
 _DEEP = 4
 _TOO_DEEP = 32
-_MAX_REPEAT = 8  # how many times an unbounded regex repeat (``+``, ``*``) repeats
 
 
 _MOST_NODES = 20_000  # values, list items and properties in one generated value
@@ -339,7 +332,7 @@ def _string(schema: dict[str, Any], rng: random.Random) -> str:
         return str(formatted(rng))
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
-        found = _string_for_pattern(pattern, rng)
+        found = string_for_pattern(pattern, rng, longest=_LONGEST_STRING)
         if found is not None:
             return found
     least = _whole(schema.get("minLength"), 0)
@@ -389,91 +382,3 @@ _FORMATS: dict[str, Any] = {
     "relative-json-pointer": lambda rng: "0",
     "regex": lambda rng: "^[a-z]+$",
 }
-
-_CATEGORIES = {
-    "CATEGORY_DIGIT": string.digits,
-    "CATEGORY_NOT_DIGIT": string.ascii_letters,
-    "CATEGORY_WORD": string.ascii_letters + string.digits + "_",
-    "CATEGORY_NOT_WORD": " -.,",
-    "CATEGORY_SPACE": " ",
-    "CATEGORY_NOT_SPACE": string.ascii_letters + string.digits,
-}
-_PRINTABLE = string.ascii_letters + string.digits + " -_.,"
-
-
-def _string_for_pattern(pattern: str, rng: random.Random) -> str | None:
-    """A string that ``pattern`` matches (``re.search``), or None for a pattern it cannot satisfy."""
-    try:
-        with warnings.catch_warnings():  # the parser warns of syntax that may change meaning one day
-            warnings.simplefilter("ignore")
-            tree = _re_parser.parse(pattern)
-    except (re.error, RecursionError, OverflowError):
-        return None
-    try:
-        text = "".join(_from_tree(tree, rng))
-    except (_UnsupportedError, RecursionError):
-        return None
-    return text if re.search(pattern, text) else None
-
-
-class _UnsupportedError(Exception):
-    """A regex construct (backreference, lookaround) this generator does not produce text for."""
-
-
-def _from_tree(tree: Any, rng: random.Random) -> list[str]:
-    out: list[str] = []
-    for op, argument in tree:
-        name = str(op)
-        if name == "LITERAL":
-            out.append(chr(argument))
-        elif name == "NOT_LITERAL":
-            out.append(next(c for c in _PRINTABLE if ord(c) != argument))
-        elif name == "ANY":
-            out.append(_PRINTABLE[rng.randrange(len(_PRINTABLE))])
-        elif name == "IN":
-            out.append(_from_set(argument, rng))
-        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            least, most, sub = argument
-            if least > _LONGEST_STRING:
-                raise _UnsupportedError("a repeat longer than a string may be")
-            most = least + _MAX_REPEAT if most == _re_constants.MAXREPEAT else most
-            for _ in range(rng.randint(least, max(least, min(most, least + _MAX_REPEAT)))):
-                out.extend(_from_tree(sub, rng))
-                if len(out) > _LONGEST_STRING:
-                    raise _UnsupportedError("a string longer than allowed")
-        elif name == "SUBPATTERN":
-            out.extend(_from_tree(argument[-1], rng))
-        elif name == "ATOMIC_GROUP":
-            out.extend(_from_tree(argument, rng))
-        elif name == "BRANCH":
-            branches = argument[1]
-            out.extend(_from_tree(branches[rng.randrange(len(branches))], rng))
-        elif name == "AT":
-            continue  # anchors match where the text begins and ends
-        else:
-            raise _UnsupportedError(name)
-    return out
-
-
-def _from_set(items: Any, rng: random.Random) -> str:
-    allowed: list[str] = []
-    negate = False
-    for op, argument in items:
-        name = str(op)
-        if name == "NEGATE":
-            negate = True
-        elif name == "LITERAL":
-            allowed.append(chr(argument))
-        elif name == "RANGE":
-            low, high = argument
-            allowed.extend(chr(code) for code in range(low, min(high, low + 200) + 1))
-        elif name == "CATEGORY":
-            allowed.extend(_CATEGORIES.get(str(argument), ""))
-        else:
-            raise _UnsupportedError(name)
-    if negate:
-        excluded = set(allowed)
-        allowed = [c for c in _PRINTABLE if c not in excluded]
-    if not allowed:
-        raise _UnsupportedError("empty set")
-    return allowed[rng.randrange(len(allowed))]
