@@ -204,7 +204,7 @@ def test_structured_output_text_is_json_valid_against_the_schema(client: anthrop
         assert [block.type for block in message.content] == ["text"]
         assert message.stop_reason == "end_turn"
         text = message.content[0].text  # type: ignore[union-attr]
-        validator.validate(pydantic.TypeAdapter(Any).validate_json(text))
+        validator.validate(json.loads(text))
         seen.add(text)
     assert len(seen) == 8  # different requests, different values
 
