@@ -4,6 +4,7 @@ Anthropic's envelope and are never a 500; headers and paths Claude Code relies o
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +14,12 @@ import httpx2
 import orjson
 import pytest
 from anthropic.types import MessageParam
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.e2e.conftest import Stack
+from tests.request_fuzz import HEADERS as FUZZ_HEADERS
+from tests.request_fuzz import JSON_VALUES, PATHS, at, look_alikes, rewritten
 
 MODEL = "claude-sonnet-4-6"
 HELLO: list[MessageParam] = [{"role": "user", "content": "Hello"}]
@@ -348,3 +353,36 @@ def test_json_lookalike_content_type_is_refused(stack: Stack) -> None:
     gateway_error(
         httpx2.post(f"{stack.url}/v1/messages", content=body, headers=headers), 400, "invalid_request_error"
     )
+
+
+# -- Bad input ---------------------------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=60,  # a real call per example: enough to cross every kind of field, bounded in time
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(path=st.sampled_from(PATHS), data=st.data(), drop=st.booleans())
+def test_bad_input_through_the_gateway_is_a_4xx_never_a_5xx(
+    stack: Stack, path: tuple[str | int, ...], data: st.DataObject, drop: bool
+) -> None:
+    value = data.draw(st.sampled_from(look_alikes(at(path))) | JSON_VALUES)
+    body = rewritten(path, value, drop)
+    headers = {**FUZZ_HEADERS, "x-api-key": stack.org_a.key, "x-simulator-reply-tokens": "5"}
+    response = httpx2.post(f"{stack.url}/v1/messages", content=json.dumps(body), headers=headers, timeout=30)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.json()["type"] == "error"
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", "0", "-5", "soon"])
+def test_a_deadline_header_out_of_range_is_not_a_server_error(stack: Stack, value: str) -> None:
+    headers = {"x-api-key": stack.org_a.key, "x-claudegate-deadline-ms": value, **VERSION}
+    body = {"model": MODEL, "max_tokens": 20, "messages": HELLO}
+    response = httpx2.post(f"{stack.url}/v1/messages", json=body, headers=headers)
+    if value.isdigit() and int(value) > 0:
+        assert response.status_code == 200, response.text
+    else:
+        gateway_error(response, 400, "invalid_request_error")

@@ -78,6 +78,45 @@ async def test_overloaded_twice_then_answered_takes_three_attempts(
     assert [(r["status"], r["attempts"]) for r in records] == [(200, 3)]
 
 
+@pytest.mark.parametrize(
+    ("change", "fault", "status", "error_type"),
+    [
+        pytest.param({"max_tokens": "20"}, None, 400, "invalid_request_error", id="400-wrong-type"),
+        pytest.param({"max_tokens": 10**9}, None, 400, "invalid_request_error", id="400-too-many-tokens"),
+        pytest.param({}, "billing", 402, "billing_error", id="402"),
+        pytest.param({}, "permission", 403, "permission_error", id="403"),
+    ],
+)
+async def test_a_4xx_from_the_upstream_is_answered_after_one_attempt(
+    upstream: SimulatorServer,
+    server: GatewayServer,
+    flow_database_url: str,
+    change: dict[str, object],
+    fault: str | None,
+    status: int,
+    error_type: str,
+) -> None:
+    """Another try of a request the upstream refused gets the same refusal: the client hears it at once."""
+    tenant = await make_tenant(flow_database_url, f"retry-4xx-{uuid.uuid4().hex[:8]}")
+    sdk = client(server.url, tenant.key)
+    before = len(ledger(upstream.url))
+
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await sdk.messages.create(
+            model=MODEL,
+            max_tokens=16,
+            messages=messages(),
+            extra_body=change,  # what the SDK's own types would not let through
+            extra_headers={FAULT_HEADER: fault} if fault else None,
+        )
+
+    assert caught.value.status_code == status
+    assert caught.value.body["error"]["type"] == error_type  # type: ignore[index]
+    assert [entry["status"] for entry in ledger(upstream.url)[before:]] == [status]
+    records = await usage_records(flow_database_url, [tenant.key_id], 1)
+    assert [(r["status"], r["attempts"], r["error_type"]) for r in records] == [(status, 1, error_type)]
+
+
 async def test_a_retry_after_beyond_the_deadline_is_not_waited_for(
     flow_database_url: str, tmp_path: Path
 ) -> None:

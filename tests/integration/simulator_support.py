@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import struct
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -92,3 +93,13 @@ def image_block(data: bytes, media_type: str) -> dict[str, Any]:
         "type": "image",
         "source": {"type": "base64", "media_type": media_type, "data": base64.b64encode(data).decode()},
     }
+
+
+def wait_until_ended(client: anthropic.Anthropic, batch_id: str) -> anthropic.types.messages.MessageBatch:
+    deadline = time.monotonic() + 10
+    while True:
+        batch = client.messages.batches.retrieve(batch_id)
+        if batch.processing_status == "ended":
+            return batch
+        assert time.monotonic() < deadline, "the batch did not end"
+        time.sleep(0.02)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import pytest
 
-from tests.integration.simulator_support import HELLO, MODEL, async_client, simulator, sync_client, unique_key
+from tests.integration.simulator_support import (
+    HELLO,
+    MODEL,
+    async_client,
+    simulator,
+    sync_client,
+    unique_key,
+    wait_until_ended,
+)
 
 REQUESTS: list[dict[str, Any]] = [
     {"custom_id": "first", "params": {"model": MODEL, "max_tokens": 100, "messages": HELLO}},
@@ -21,16 +28,6 @@ REQUESTS: list[dict[str, Any]] = [
     {"custom_id": "broken", "params": {"model": MODEL, "max_tokens": -5, "messages": HELLO}},
     {"custom_id": "no-model", "params": {"model": "claude-nope", "max_tokens": 5, "messages": HELLO}},
 ]
-
-
-def wait_until_ended(client: anthropic.Anthropic, batch_id: str) -> anthropic.types.messages.MessageBatch:
-    deadline = time.monotonic() + 10
-    while True:
-        batch = client.messages.batches.retrieve(batch_id)
-        if batch.processing_status == "ended":
-            return batch
-        assert time.monotonic() < deadline, "the batch did not end"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ cumulative usage, thinking and tool streams, and the latency model."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,10 +207,15 @@ def test_thinking_stream_ends_its_block_with_a_signature_and_text_follows_at_ind
     events = [e.json() for e in parse(raw_stream(simulator_url, body)[1])]
 
     starts = [(e["index"], e["content_block"]) for e in events if e["type"] == "content_block_start"]
-    assert starts == [(0, {"type": "thinking", "thinking": ""}), (1, {"type": "text", "text": ""})]
-    thinking = [e["delta"]["type"] for e in events if e["type"] == "content_block_delta" and e["index"] == 0]
-    assert set(thinking[:-1]) == {"thinking_delta"}
-    assert thinking[-1] == "signature_delta"
+    # The block opens with an empty signature, as the SDK's ThinkingBlock requires one; it comes last.
+    thinking_start = {"type": "thinking", "thinking": "", "signature": ""}
+    assert starts == [(0, thinking_start), (1, {"type": "text", "text": ""})]
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta" and e["index"] == 0]
+    assert {delta["type"] for delta in deltas[:-1]} == {"thinking_delta"}
+    assert deltas[-1]["type"] == "signature_delta"
+    assert base64.b64decode(deltas[-1]["signature"], validate=True)
+    order = [(e["type"], e.get("index")) for e in events]
+    assert order.index(("content_block_stop", 0)) == order.index(("content_block_start", 1)) - 1
 
 
 def test_stream_answers_errors_before_it_starts_as_plain_json(simulator_url: str) -> None:

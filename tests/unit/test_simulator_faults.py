@@ -31,6 +31,10 @@ def injector(*rates: FaultRate, seed: int = 0) -> FaultInjector:
         ("slow:0.1", Fault("slow", "0.1")),
         ("midstream_error:api_error", Fault("midstream_error", "api_error")),
         (" drop_connection ; times=3", Fault("drop_connection")),
+        ("refusal", Fault("refusal")),
+        ("refusal:bio", Fault("refusal", "bio")),
+        ("pause_turn;times=1", Fault("pause_turn")),
+        ("model_context_window_exceeded", Fault("model_context_window_exceeded")),
     ],
 )
 def test_header_names_a_fault(header: str, fault: Fault) -> None:
@@ -45,6 +49,7 @@ def test_header_names_a_fault(header: str, fault: Fault) -> None:
         ("rate_limit:x", "'x' is not a number of seconds"),
         ("overloaded;times=twice", "times='twice' is not a whole number"),
         ("midstream_error:bad_error", "'bad_error' is not an error type"),
+        ("refusal:rude", "'rude' is not a refusal category"),
     ],
 )
 def test_bad_headers_are_400(header: str, message: str) -> None:
@@ -110,7 +115,11 @@ def test_random_rates_follow_the_seed_and_the_rate() -> None:
 
 @pytest.mark.parametrize(
     ("text", "rate"),
-    [("overloaded=0.1", FaultRate("overloaded", 0.1)), ("slow:2.5=0.05", FaultRate("slow", 0.05, "2.5"))],
+    [
+        ("overloaded=0.1", FaultRate("overloaded", 0.1)),
+        ("slow:2.5=0.05", FaultRate("slow", 0.05, "2.5")),
+        ("refusal:cyber=0.01", FaultRate("refusal", 0.01, "cyber")),
+    ],
 )
 def test_parse_fault_rate(text: str, rate: FaultRate) -> None:
     assert parse_fault_rate(text) == rate
@@ -119,7 +128,7 @@ def test_parse_fault_rate(text: str, rate: FaultRate) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("overloaded", "expected KIND=RATE"), ("nope=0.1", "unknown kind"), ("slow=x", "not a number"),
-     ("slow=1.5", "between 0 and 1")],
+     ("slow=1.5", "between 0 and 1"), ("refusal:rude=0.1", "not a refusal category")],
 )  # fmt: skip
 def test_parse_fault_rate_refuses_bad_specs(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -1,7 +1,9 @@
 """Retry policy as small pure functions, tested with a table (the shape the official SDK uses).
 
-What is retried: 408, 409, 429, 5xx and 529 answers, connection errors and timeouts that happen before the
-first byte of the reply reached the client. An upstream's ``x-should-retry`` header overrides the status.
+What is retried: 429, 5xx and 529 answers, connection errors and timeouts that happen before the first byte
+of the reply reached the client. Any other 4xx says the request itself is wrong (or not allowed), so another
+try gets the same answer and costs the upstream a call: it is never retried. An upstream's
+``x-should-retry: false`` stops a retry the status would allow.
 How long to wait: the upstream's ``retry-after-ms`` or ``retry-after`` when given, otherwise capped
 exponential backoff with jitter. Whether to wait at all is the caller's question: only while the call's
 deadline still allows the wait plus the call.
@@ -16,17 +18,12 @@ from dataclasses import dataclass
 
 __all__ = ["RetryPolicy", "retry_after_seconds", "should_retry_status"]
 
-_RETRYABLE_STATUSES = frozenset({408, 409, 429})
-
 
 def should_retry_status(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an error reply may be retried (``x-should-retry`` wins over the status code)."""
-    override = headers.get("x-should-retry")
-    if override == "true":
-        return True
-    if override == "false":
+    """Whether an error reply may be retried: a 429 or a 5xx, unless the upstream says not to."""
+    if status != 429 and status < 500:
         return False
-    return status in _RETRYABLE_STATUSES or status >= 500
+    return headers.get("x-should-retry") != "false"
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:

@@ -33,6 +33,9 @@ from claudegate.server.services import Services, open_services
 
 __all__ = ["Gateway"]
 
+# A deadline further off than a day is no deadline: clamped, so that no wait computed from it overflows.
+_LONGEST_DEADLINE_MS = 86_400_000
+
 logger = logging.getLogger(__name__)
 
 Route = Callable[[GatewayCall], Awaitable[object]]
@@ -202,7 +205,7 @@ class Gateway:
                 raise InvalidRequestError(
                     f"{DEADLINE_HEADER.decode()}: expected a positive whole number of milliseconds"
                 )
-            requested_s = deadline_ms / 1000
+            requested_s = min(deadline_ms, _LONGEST_DEADLINE_MS) / 1000
         request.deadline = deadline_for(identity, requested_s, settings.default_deadline_s)
         request.priority = identity.settings.priority
         if len(self.services.pool.members) > 1:

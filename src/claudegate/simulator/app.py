@@ -29,6 +29,7 @@ from claudegate.errors import (
 )
 from claudegate.simulator.engine import LedgerEntry, Prepared, SimulatorEngine
 from claudegate.simulator.faults import FAULT_HEADER, error_of_type
+from claudegate.simulator.plan import ReplyPlan
 from claudegate.simulator.reply import (
     DroppedConnection,
     ReplyContext,
@@ -37,6 +38,7 @@ from claudegate.simulator.reply import (
     stream_message,
 )
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.simulator.stops import STOP_FAULTS, stopped
 from claudegate.wire.models import ModelCatalog
 from claudegate.wire.models_api import lifecycle_filter
 from claudegate.wire.pagination import page_params, paginate
@@ -44,6 +46,9 @@ from claudegate.wire.pagination import page_params, paginate
 __all__ = ["SimulatorApp", "create_app"]
 
 REPLY_TOKENS_HEADER = "x-simulator-reply-tokens"
+# No model writes more than this in one reply; max_tokens cuts a reply shorter still.
+MAX_REPLY_TOKENS = 1_000_000
+_WHOLE_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also takes "²"
 # Anthropic documents 2023-06-01 and 2023-01-01; SDKs since 2026 send newer dated versions (2.12 sends
 # 2026-10-21), so any well-formed date from 2023 on is accepted.
 _VERSION = re.compile(r"^20(2[3-9]|[3-9]\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -202,14 +207,24 @@ def create_app(
         value = request.headers.get(REPLY_TOKENS_HEADER)
         if value is None:
             return None
-        if not value.isdigit():
+        if _WHOLE_NUMBER.fullmatch(value) is None:
             raise InvalidRequestError(f"{REPLY_TOKENS_HEADER}: expected a whole number of tokens")
+        if len(value.lstrip("0")) > len(str(MAX_REPLY_TOKENS)) or int(value) > MAX_REPLY_TOKENS:
+            raise InvalidRequestError(
+                f"{REPLY_TOKENS_HEADER}: {value} is more than a reply can hold; "
+                f"use at most {MAX_REPLY_TOKENS}"
+            )
         return int(value)
 
     async def messages(request: Request, api_key: str, request_id: str) -> Response:
         raw = await read_body(request)
-        prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
-        fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
+        try:
+            prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
+            fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
+        except ClaudegateError as refusal:  # refused as it stands: the ledger still shows the attempt
+            status, error_type = refusal.status, refusal.error_type
+            engine.record(LedgerEntry(request_id, api_key[-4:], "", status, False, error_type=error_type))
+            raise
         stream = bool(prepared.body.get("stream"))
         entry = engine.record(
             LedgerEntry(request_id, api_key[-4:], prepared.model.id, 200, stream, completed=False)
@@ -227,18 +242,23 @@ def create_app(
         entry.cache_creation_input_tokens = usage.cache_creation_input_tokens
         entry.cache_read_input_tokens = usage.cache_read_input_tokens
         ctx = engine.reply_context(prepared, usage)
+        plan = prepared.plan
+        assert plan is not None
+        if fault is not None and fault.kind in STOP_FAULTS:
+            plan = stopped(plan, fault.kind, fault.argument)
         slow = fault.slow_seconds if fault else 0.0
         if fault is not None and fault.kind == "midstream_error":
             ctx.midstream_error = fault.argument or "overloaded_error"
         ctx.drop_connection = fault is not None and fault.kind == "drop_connection"
         if stream:
-            return _stream(prepared, ctx, entry, dict(headers), slow=slow, api_key=api_key)
+            return _stream(prepared, plan, ctx, entry, dict(headers), slow=slow, api_key=api_key)
         return await _message(
-            prepared, ctx, entry, dict(headers), slow=slow, api_key=api_key, request_id=request_id
+            prepared, plan, ctx, entry, dict(headers), slow=slow, api_key=api_key, request_id=request_id
         )
 
     async def _message(
         prepared: Prepared,
+        plan: ReplyPlan,
         ctx: ReplyContext,
         entry: LedgerEntry,
         headers: dict[str, str],
@@ -247,8 +267,6 @@ def create_app(
         api_key: str,
         request_id: str,
     ) -> Response:
-        plan = prepared.plan
-        assert plan is not None
         delay = slow + ctx.jittered(ctx.latency.ttft_s) + ctx.generation_seconds(plan.output_tokens)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -266,6 +284,7 @@ def create_app(
 
     def _stream(
         prepared: Prepared,
+        plan: ReplyPlan,
         ctx: ReplyContext,
         entry: LedgerEntry,
         headers: dict[str, str],
@@ -273,9 +292,6 @@ def create_app(
         slow: float,
         api_key: str,
     ) -> Response:
-        plan = prepared.plan
-        assert plan is not None
-
         def produced(tokens: int) -> None:
             entry.output_tokens = tokens
 

@@ -170,14 +170,15 @@ class SimulatorEngine:
         return usage, headers
 
     def reply_context(self, prepared: Prepared, usage: CacheUsage) -> ReplyContext:
+        body = prepared.body
         return ReplyContext(
             model=prepared.model.id,
             cache=usage,
             latency=self.settings.latency,
             tokens_per_delta=self.settings.tokens_per_delta,
             rng=self.rng,
-            speed=_string(prepared.body.get("speed")),
-            inference_geo=_string(prepared.body.get("inference_geo")),
+            inference_geo=body.get("inference_geo") or "global",
+            speed=body.get("speed") or "standard",
         )
 
     # -- the ledger ---------------------------------------------------------------------------------------
@@ -199,7 +200,3 @@ class SimulatorEngine:
         message = render_message(prepared.plan, ctx, message_id())
         message["usage"]["service_tier"] = "batch"
         return message
-
-
-def _string(value: object) -> str | None:
-    return value if isinstance(value, str) else None

@@ -28,6 +28,7 @@ from claudegate.errors import (
     error_for_type,
 )
 from claudegate.simulator.settings import FAULT_KINDS, FaultRate
+from claudegate.simulator.stops import REFUSAL_CATEGORIES
 
 __all__ = ["FAULT_HEADER", "Fault", "FaultInjector", "error_of_type"]
 
@@ -115,6 +116,11 @@ class FaultInjector:
         if kind == "midstream_error" and argument and argument not in ERROR_TYPES:
             raise InvalidRequestError(
                 f"{FAULT_HEADER}: {argument!r} is not an error type; known: {', '.join(sorted(ERROR_TYPES))}"
+            )
+        if kind == "refusal" and argument and argument not in REFUSAL_CATEGORIES:
+            raise InvalidRequestError(
+                f"{FAULT_HEADER}: {argument!r} is not a refusal category; "
+                f"known: {', '.join(sorted(REFUSAL_CATEGORIES))}"
             )
         times = _times(options)
         if times is not None:

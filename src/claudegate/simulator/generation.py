@@ -7,18 +7,28 @@ pieces and anyone counting the streamed text arrives at the same figure.
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import math
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from claudegate.errors import InvalidRequestError
+from claudegate.simulator.plan import TOOL_KINDS, PlannedBlock, ReplyPlan
 from claudegate.simulator.prompt import Prompt
+from claudegate.simulator.schema_values import SchemaTooLargeError, value_for_schema
+from claudegate.simulator.server_tools import citations_of, server_tool_blocks
 from claudegate.wire.tokens import count_text_tokens, token_pieces
 
-__all__ = ["PlannedBlock", "ReplyPlan", "plan_reply", "request_seed"]
+__all__ = [
+    "REDACTED_THINKING_TRIGGER",
+    "PlannedBlock",
+    "ReplyPlan",
+    "plan_reply",
+    "request_seed",
+    "structured_output_schema",
+]
 
 # Every word has at most eight letters, so that " word" is exactly one token; a longer one would make the
 # streamed token count (one per piece) disagree with the count of the text. tests/unit checks this.
@@ -39,40 +49,11 @@ _CAPITALISED = tuple(word.capitalize() for word in _WORDS)
 _MIN_REPLY_TOKENS = 12
 _REPLY_SPREAD = 48
 _SIGNATURE_BYTES = 48
-
-
-@dataclass(slots=True)
-class PlannedBlock:
-    kind: str  # "text", "thinking" or "tool_use"
-    pieces: list[str] = field(default_factory=list)  # text, thinking text, or chunks of the tool input JSON
-    hidden_tokens: int = 0  # thinking produced but not shown (display "omitted"): billed all the same
-    tool_id: str = ""
-    tool_name: str = ""
-    tool_input: dict[str, Any] = field(default_factory=dict)
-    signature: str = ""
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    def to_api(self) -> dict[str, Any]:
-        if self.kind == "text":
-            return {"type": "text", "text": self.text}
-        if self.kind == "thinking":
-            return {"type": "thinking", "thinking": self.text, "signature": self.signature}
-        return {"type": "tool_use", "id": self.tool_id, "name": self.tool_name, "input": self.tool_input}
-
-
-@dataclass(slots=True)
-class ReplyPlan:
-    blocks: list[PlannedBlock]
-    stop_reason: str
-    stop_sequence: str | None
-    output_tokens: int
-    # Renderings that depend on the plan alone, kept with it: identical requests share one plan (the
-    # engine's prepared-request cache), so each is encoded once. See reply.py.
-    content_json: bytes | None = None
-    sse_content: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+# Anthropic's documented test string: a request whose prompt holds it gets its thinking redacted.
+REDACTED_THINKING_TRIGGER = (
+    "ANTHROPIC_MAGIC_STRING_TRIGGER_REDACTED_THINKING_"
+    "46C9A13E193C177646C7398A98432ECCCE4C1253D5E2D82641AC0E52CC2876CB"
+)
 
 
 def request_seed(body: dict[str, Any]) -> int:
@@ -83,6 +64,18 @@ def request_seed(body: dict[str, Any]) -> int:
         shaping["thinking"] = {k: v for k, v in shaping["thinking"].items() if k != "display"}
     digest = hashlib.blake2b(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def structured_output_schema(body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The JSON schema the reply's text must follow, and where the request gave it: ``output_config.format``,
+    or the older beta ``output_format``."""
+    output_config = body.get("output_config") or {}
+    where = "output_config.format" if output_config.get("format") else "output_format"
+    found = output_config.get("format") or body.get("output_format")
+    if not isinstance(found, dict) or found.get("type") != "json_schema":
+        return None
+    schema = found.get("schema")
+    return (schema, f"{where}.schema") if isinstance(schema, dict) else None
 
 
 def plan_reply(
@@ -97,24 +90,41 @@ def plan_reply(
     if thinking.get("type") in ("enabled", "adaptive"):
         limit = thinking.get("budget_tokens", 2048)
         words = _sentences(rng, min(limit, 20 + rng.randrange(40)))
-        signature = rng.randbytes(_SIGNATURE_BYTES).hex()
-        if thinking.get("display") == "omitted":
+        signature = base64.b64encode(rng.randbytes(_SIGNATURE_BYTES)).decode()
+        if REDACTED_THINKING_TRIGGER in prompt.last_user_text:
+            data = base64.b64encode(rng.randbytes(len(words) * 4)).decode()
+            whole = {"type": "redacted_thinking", "data": data}
+            blocks.append(PlannedBlock("whole", hidden_tokens=len(words), whole=whole))
+        elif thinking.get("display") == "omitted":
             blocks.append(PlannedBlock("thinking", hidden_tokens=len(words), signature=signature))
         else:
             blocks.append(PlannedBlock("thinking", pieces=words, signature=signature))
 
+    server_blocks, server_tools = server_tool_blocks(
+        body,
+        prompt.last_user_text,
+        prompt.last_user_has_tool_result,
+        rng,
+        lambda tokens: "".join(_sentences(rng, tokens)),
+    )
+    blocks += server_blocks
     tool = _chosen_tool(body, prompt, rng)
     if tool is None or (body.get("tool_choice") or {}).get("type") not in ("any", "tool"):
+        structured = structured_output_schema(body)
         if tool is not None:
             text = token_pieces(f"I'll use the {tool['name']} tool.")
+        elif structured is not None:
+            text = token_pieces(orjson.dumps(_value(*structured, rng)).decode())
         elif reply_tokens is not None:
             text = _exactly(_sentences(rng, reply_tokens), reply_tokens)
         else:
             length = _MIN_REPLY_TOKENS + rng.randrange(_REPLY_SPREAD)
             text = _sentences(rng, length + min(count_text_tokens(prompt.last_user_text), 600) // 3)
-        blocks.append(PlannedBlock("text", pieces=text))
+        cited = citations_of(server_blocks, rng) if structured is None and tool is None else []
+        blocks.append(PlannedBlock("text", pieces=text, citations=cited or None))
     if tool is not None:
-        tool_input = _value_for_schema(tool["input_schema"], rng, tool["input_schema"], depth=0)
+        where = f"tools.{body['tools'].index(tool)}.input_schema"
+        tool_input = _value(tool["input_schema"], where, rng)
         chunks = token_pieces(orjson.dumps(tool_input).decode())
         tool_id = "toolu_01" + rng.randbytes(11).hex()[:22]
         blocks.append(
@@ -123,7 +133,17 @@ def plan_reply(
             )
         )
 
-    return _finish(blocks, max_tokens, body.get("stop_sequences") or [], tool is not None)
+    plan = _finish(blocks, max_tokens, body.get("stop_sequences") or [], tool is not None)
+    plan.server_tools = server_tools
+    plan.context_management = body.get("context_management") is not None
+    return plan
+
+
+def _value(schema: dict[str, Any], where: str, rng: random.Random) -> Any:
+    try:
+        return value_for_schema(schema, rng)
+    except SchemaTooLargeError as error:
+        raise InvalidRequestError(f"{where}: {error}") from None
 
 
 def _finish(blocks: list[PlannedBlock], max_tokens: int, stop_sequences: list[str], tool: bool) -> ReplyPlan:
@@ -155,7 +175,7 @@ def _cut_to_budget(
         if cost > room:
             block.pieces = block.pieces[:room]
             block.hidden_tokens = min(block.hidden_tokens, room)
-            if block.kind == "tool_use":
+            if block.kind in TOOL_KINDS:
                 block.tool_input = {}
             kept.append(block)
             return ReplyPlan(kept, "max_tokens", None, used + room)
@@ -199,8 +219,8 @@ def _chosen_tool(body: dict[str, Any], prompt: Prompt, rng: random.Random) -> di
     choice = body.get("tool_choice") or {"type": "auto"}
     if not tools or choice["type"] == "none":
         return None
-    if choice["type"] == "tool":
-        return next(t for t in tools if t["name"] == choice["name"])
+    if choice["type"] == "tool":  # None when it names a server tool
+        return next((t for t in tools if t["name"] == choice["name"]), None)
     if choice["type"] == "any":
         return tools[rng.randrange(len(tools))]
     # auto: use a tool when the last user turn names it, and not right after a tool result, so that
@@ -209,97 +229,3 @@ def _chosen_tool(body: dict[str, Any], prompt: Prompt, rng: random.Random) -> di
         return None
     asked = prompt.last_user_text.lower()
     return next((t for t in tools if t["name"].lower() in asked), None)
-
-
-def _value_for_schema(schema: Any, rng: random.Random, root: dict[str, Any], depth: int) -> Any:
-    """A value that validates against a JSON schema (the subset tool schemas use)."""
-    if not isinstance(schema, dict):
-        return None
-    if "$ref" in schema:
-        return _value_for_schema(_resolve_ref(root, schema["$ref"]), rng, root, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][rng.randrange(len(schema["enum"]))]
-    for combinator in ("anyOf", "oneOf", "allOf"):
-        if schema.get(combinator):
-            return _value_for_schema(schema[combinator][0], rng, root, depth + 1)
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object":
-        return _object_for_schema(schema, rng, root, depth)
-    if kind == "array":
-        count = max(schema.get("minItems", 1), 1 if depth < 4 else 0)
-        count = min(count, schema.get("maxItems", count))
-        return [_value_for_schema(schema.get("items", {}), rng, root, depth + 1) for _ in range(count)]
-    if kind in ("integer", "number"):
-        return _number_for_schema(schema, rng, integer=kind == "integer")
-    if kind == "boolean":
-        return rng.random() < 0.5
-    if kind == "null":
-        return None
-    return _string_for_schema(schema, rng)
-
-
-def _number_for_schema(schema: dict[str, Any], rng: random.Random, *, integer: bool) -> int | float:
-    """A number inside the schema's bounds (inclusive or exclusive); near zero when it sets none."""
-    step = 1 if integer else 0.01
-    low: float | None = schema.get("minimum")
-    high: float | None = schema.get("maximum")
-    if isinstance(schema.get("exclusiveMinimum"), int | float):
-        low = (
-            max(low, schema["exclusiveMinimum"] + step)
-            if low is not None
-            else schema["exclusiveMinimum"] + step
-        )
-    if isinstance(schema.get("exclusiveMaximum"), int | float):
-        high = (
-            min(high, schema["exclusiveMaximum"] - step)
-            if high is not None
-            else schema["exclusiveMaximum"] - step
-        )
-    if low is None:
-        low = min(0.0, high - 100) if high is not None else 0.0
-    if high is None or high < low:
-        high = low + 100
-    if integer:
-        return rng.randint(math.ceil(low), max(math.ceil(low), math.floor(high)))
-    value = round(rng.uniform(low, high), 2)
-    return min(max(value, low), high)
-
-
-def _object_for_schema(schema: dict[str, Any], rng: random.Random, root: dict[str, Any], depth: int) -> Any:
-    properties: dict[str, Any] = schema.get("properties", {})
-    required = set(schema.get("required", []))
-    value: dict[str, Any] = {}
-    for name, sub in properties.items():
-        if name in required or (depth < 2 and rng.random() < 0.5):
-            value[name] = _value_for_schema(sub, rng, root, depth + 1)
-    return value
-
-
-def _string_for_schema(schema: dict[str, Any], rng: random.Random) -> str:
-    fmt = schema.get("format")
-    if fmt == "date-time":
-        return f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T12:00:00Z"
-    if fmt == "date":
-        return f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-    if fmt == "email":
-        return f"{rng.choice(_WORDS)}@example.com"
-    if fmt in ("uri", "url"):
-        return f"https://example.com/{rng.choice(_WORDS)}"
-    words = " ".join(rng.choice(_WORDS) for _ in range(1 + rng.randrange(3)))
-    minimum = int(schema.get("minLength", 0))
-    maximum = int(schema.get("maxLength", 10_000))
-    text = (words + " " + words * (minimum // max(len(words), 1) + 1))[: max(minimum, len(words))]
-    return text[:maximum] if len(text) > maximum else text
-
-
-def _resolve_ref(root: dict[str, Any], ref: str) -> Any:
-    node: Any = root
-    for part in ref.lstrip("#/").split("/"):
-        if not isinstance(node, dict):
-            return {}
-        node = node.get(part, {})
-    return node

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ import orjson
 
 from claudegate.simulator.cache import CacheUsage
 from claudegate.simulator.faults import error_of_type
-from claudegate.simulator.generation import PlannedBlock, ReplyPlan
+from claudegate.simulator.plan import TOOL_KINDS, PlannedBlock, ReplyPlan
 from claudegate.simulator.settings import LatencyModel
 from claudegate.wire.sse import encode_event
 
@@ -44,12 +45,12 @@ class ReplyContext:
     rng: random.Random
     midstream_error: str | None = None  # error type to send half way through a stream
     drop_connection: bool = False
-    # What the request asked for that usage reports back (and the price depends on): fast mode, region.
-    speed: str | None = None
-    inference_geo: str | None = None
+    inference_geo: str = "global"
+    speed: str = "standard"
 
-    def usage(self, output_tokens: int) -> dict[str, Any]:
-        usage = {
+    def usage(self, output_tokens: int, plan: ReplyPlan | None = None) -> dict[str, Any]:
+        """The reply's usage; with the ``plan``, the final figures (thinking and server tools included)."""
+        usage: dict[str, Any] = {
             "input_tokens": self.cache.input_tokens,
             "cache_creation_input_tokens": self.cache.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache.cache_read_input_tokens,
@@ -59,11 +60,16 @@ class ReplyContext:
             },
             "output_tokens": output_tokens,
             "service_tier": "standard",
+            "inference_geo": self.inference_geo,
+            "speed": self.speed,
         }
-        if self.speed is not None:
-            usage["speed"] = self.speed
-        if self.inference_geo is not None:
-            usage["inference_geo"] = self.inference_geo
+        if plan is not None:
+            usage["output_tokens_details"] = {"thinking_tokens": plan.thinking_tokens}
+            if plan.server_tools:
+                usage["server_tool_use"] = {
+                    "web_search_requests": plan.server_requests("web_search"),
+                    "web_fetch_requests": plan.server_requests("web_fetch"),
+                }
         return usage
 
     def jittered(self, seconds: float) -> float:
@@ -100,16 +106,33 @@ def _message_frame(plan: ReplyPlan, ctx: ReplyContext, msg_id: str) -> dict[str,
         "content": None,
         "stop_reason": plan.stop_reason,
         "stop_sequence": plan.stop_sequence,
-        "usage": ctx.usage(plan.output_tokens),
-    }
+        "stop_details": plan.stop_details,
+        "container": _container(plan),
+        "usage": ctx.usage(plan.output_tokens, plan),
+    } | _context_management(plan)
+
+
+def _context_management(plan: ReplyPlan) -> dict[str, Any]:
+    return {"context_management": {"applied_edits": []}} if plan.context_management else {}
+
+
+def _container(plan: ReplyPlan) -> dict[str, Any] | None:
+    """The code-execution container a reply used (null otherwise); it lives on for 30 days."""
+    container_id = plan.container_id
+    if container_id is None:
+        return None
+    expires = datetime.datetime.now(datetime.UTC) + _CONTAINER_LIFETIME
+    return {"id": container_id, "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
 
 
 def _block_start(block: PlannedBlock) -> dict[str, Any]:
+    if block.whole is not None:
+        return block.whole  # sent whole: no deltas follow
     if block.kind == "text":
         return {"type": "text", "text": ""}
     if block.kind == "thinking":
-        return {"type": "thinking", "thinking": ""}
-    return {"type": "tool_use", "id": block.tool_id, "name": block.tool_name, "input": {}}
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {"type": block.kind, "id": block.tool_id, "name": block.tool_name, "input": {}}
 
 
 def _delta(block: PlannedBlock, text: str) -> dict[str, Any]:
@@ -157,8 +180,9 @@ async def stream_message(
         )
         if index == 0:
             pending.append(encode_event("ping", {"type": "ping"}))
-        if block.kind == "tool_use":
+        if block.kind in TOOL_KINDS:
             pending.append(_delta_event(index, block, ""))  # the API opens tool input with an empty delta
+        pending += _citation_events(index, block)
         if paced or index == 0:
             yield b"".join(pending)
             pending = []
@@ -196,16 +220,23 @@ async def stream_message(
 
 
 _MESSAGE_STOP = encode_event("message_stop", {"type": "message_stop"})
+# message_delta's usage holds the counts that grow during a reply, not what message_start settled.
+_NOT_IN_DELTA_USAGE = ("cache_creation", "service_tier", "inference_geo", "speed")
+_CONTAINER_LIFETIME = datetime.timedelta(days=30)
 
 
 def _closing_events(plan: ReplyPlan, ctx: ReplyContext) -> bytes:
-    usage = ctx.usage(plan.output_tokens)
-    del usage["cache_creation"], usage["service_tier"]
-    stop = {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence}
-    return (
-        encode_event("message_delta", {"type": "message_delta", "delta": stop, "usage": usage})
-        + _MESSAGE_STOP
-    )
+    usage = ctx.usage(plan.output_tokens, plan)
+    for name in _NOT_IN_DELTA_USAGE:
+        del usage[name]
+    stop: dict[str, Any] = {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence}
+    if plan.stop_details is not None:  # the documented stream has no stop_details when there are none
+        stop["stop_details"] = plan.stop_details
+    container = _container(plan)
+    if container is not None:
+        stop["container"] = container
+    delta = {"type": "message_delta", "delta": stop, "usage": usage} | _context_management(plan)
+    return encode_event("message_delta", delta) + _MESSAGE_STOP
 
 
 def _content_events(plan: ReplyPlan, step: int) -> tuple[bytes, bytes]:
@@ -222,8 +253,9 @@ def _content_events(plan: ReplyPlan, step: int) -> tuple[bytes, bytes]:
         out.append(encode_event("content_block_start", start))
         if index == 0:
             out.append(encode_event("ping", {"type": "ping"}))
-        if block.kind == "tool_use":
+        if block.kind in TOOL_KINDS:
             out.append(_delta_event(index, block, ""))
+        out += _citation_events(index, block)
         for offset in range(0, len(block.pieces), step):
             rest.append(_delta_event(index, block, "".join(block.pieces[offset : offset + step])))
         if block.kind == "thinking":
@@ -244,6 +276,15 @@ async def _fault(ctx: ReplyContext) -> AsyncIterator[bytes]:
     error = error_of_type(ctx.midstream_error or "overloaded_error")
     body = {"type": "error", "error": {"type": error.error_type, "message": error.message}}
     yield encode_event("error", body)
+
+
+def _citation_events(index: int, block: PlannedBlock) -> list[bytes]:
+    """A cited text block's citations, each in a ``citations_delta`` ahead of its text."""
+    deltas = ({"type": "citations_delta", "citation": citation} for citation in block.citations or ())
+    return [
+        encode_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        for delta in deltas
+    ]
 
 
 def _delta_event(index: int, block: PlannedBlock, text: str) -> bytes:

@@ -30,11 +30,13 @@ __all__ = [
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Strict: the API takes JSON types as they are ("20" is not a number of tokens), and the simulator goes
+    # on to read the body it validated, so a coerced value would reach code that expects the real type.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
 
 class CacheControl(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] = "5m"
 
@@ -70,7 +72,7 @@ class TextSource(_Open):
 
 class ContentSource(_Open):
     type: Literal["content"]
-    content: str | list[dict[str, Any]]
+    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]]
 
 
 ImageSource = Annotated[Base64Source | UrlSource | FileSource, Field(discriminator="type")]
@@ -101,10 +103,21 @@ class ToolUseBlock(_Open):
     cache_control: CacheControl | None = None
 
 
+class ToolResultItem(_Open):
+    """A tool result's block of a kind with no model here (search_result, tool_reference, …)."""
+
+    type: Literal["search_result", "tool_reference", "browser_state"]
+
+
+ToolResultContent = Annotated[
+    TextBlock | ImageBlock | DocumentBlock | ToolResultItem, Field(discriminator="type")
+]
+
+
 class ToolResultBlock(_Open):
     type: Literal["tool_result"]
     tool_use_id: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ToolResultContent] | None = None
     is_error: bool | None = None
     cache_control: CacheControl | None = None
 
@@ -203,6 +216,16 @@ class ThinkingAdaptive(_Open):
 ThinkingConfig = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")]
 
 
+class JsonOutputFormat(_Open):
+    type: Literal["json_schema"]
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Open):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JsonOutputFormat | None = None
+
+
 class Metadata(_Open):
     user_id: str | None = None
 
@@ -210,7 +233,7 @@ class Metadata(_Open):
 class _RequestFields(BaseModel):
     """Fields shared by ``/v1/messages`` and ``/v1/messages/count_tokens``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     model: str
     messages: list[Message]
@@ -219,7 +242,8 @@ class _RequestFields(BaseModel):
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     cache_control: CacheControl | None = None
-    output_config: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
+    output_format: JsonOutputFormat | None = None  # before output_config.format, under a beta header
     context_management: dict[str, Any] | None = None
     mcp_servers: list[dict[str, Any]] | None = None
     container: str | dict[str, Any] | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from claudegate.simulator.stops import REFUSAL_CATEGORIES
+
 __all__ = ["FAULT_KINDS", "FaultRate", "LatencyModel", "SimulatorSettings", "parse_fault_rate"]
 
 FAULT_KINDS = frozenset(
@@ -17,6 +19,10 @@ FAULT_KINDS = frozenset(
         "slow",
         "midstream_error",
         "drop_connection",
+        # Replies that stop early, with the stop reason of the same name (simulator/stops.py).
+        "refusal",
+        "pause_turn",
+        "model_context_window_exceeded",
     }
 )
 
@@ -60,6 +66,9 @@ def parse_fault_rate(text: str) -> FaultRate:
     kind, _, argument = spec.partition(":")
     if kind not in FAULT_KINDS:
         raise ValueError(f"fault {text!r}: unknown kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+    if kind == "refusal" and argument and argument not in REFUSAL_CATEGORIES:
+        known = ", ".join(sorted(REFUSAL_CATEGORIES))
+        raise ValueError(f"fault {text!r}: {argument!r} is not a refusal category; known: {known}")
     try:
         rate = float(rate_text)
     except ValueError:
