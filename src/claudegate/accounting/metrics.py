@@ -66,6 +66,11 @@ class GatewayMetrics:
         self.usage_pending = Gauge(
             "claudegate_usage_records_pending", "Usage records not yet written to the database.", registry=r
         )
+        self.usage_rejected = Counter(
+            "claudegate_usage_records_rejected",
+            "Usage records the database refused, kept in the dead-letter file next to the spill file.",
+            registry=r,
+        )
 
     def observe(
         self,

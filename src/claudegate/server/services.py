@@ -78,11 +78,13 @@ class Services:
 
 async def open_services(settings: Settings) -> Services:
     store = await Store.open(settings.database_url)
+    metrics = GatewayMetrics()
     writer = UsageWriter(
         store.usage,
         flush_interval_s=settings.usage_flush_interval_s,
         batch_size=settings.usage_batch_size,
         spill_file=settings.usage_spill_file,
+        on_rejected=metrics.usage_rejected.inc,
     )
     await writer.start()
     simulator = None
@@ -111,7 +113,6 @@ async def open_services(settings: Settings) -> Services:
     state = flow_state(settings)
     pool = UpstreamPool(members, routing=settings.routing)
     http = new_http_client()
-    metrics = GatewayMetrics()
     prices = PriceTable.load(settings.prices_file)
     pipeline = Pipeline(
         pool=pool,
