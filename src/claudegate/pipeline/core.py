@@ -327,8 +327,25 @@ class Pipeline:
                 failure = _Failure(response=response, body=body)
                 response = None  # released by whoever relays or drops the failure
                 return failure
+            body = None
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                # Read a whole reply before relaying it: one cut short has sent nothing to the client yet,
+                # so it is retried like an upstream that could not be reached.
+                try:
+                    body = await response.read()
+                except (ConnectionError, TimeoutError):
+                    if sink.gone.is_set():
+                        result.client_gone = True
+                        raise ClientGone from None
+                    await self._failed(member)
+                    await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
+                    return _Failure(
+                        error=ApiError(
+                            f"The upstream {member.name} closed the connection before its reply was complete"
+                        )
+                    )
             try:
-                await relay(response, sink, result)
+                await relay(response, sink, result, body=body)
                 if status < 400 and result.error_type is None:
                     output_tokens = result.usage.output_tokens
             finally:
