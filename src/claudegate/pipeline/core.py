@@ -113,20 +113,24 @@ class Pipeline:
             async with self._tenants.hold(
                 call.identity, estimated_in + estimated_out, call.deadline
             ) as taken:
-                await self._dispatch(
-                    call,
-                    sink,
-                    result,
-                    rate_class=rate_class,
-                    estimated_in=estimated_in,
-                    estimated_out=estimated_out,
-                )
-                await self._tenants.settle(
-                    taken,
-                    result.usage.input_tokens
-                    + result.usage.output_tokens
-                    + result.usage.cache_creation_input_tokens,
-                )
+                try:
+                    await self._dispatch(
+                        call,
+                        sink,
+                        result,
+                        rate_class=rate_class,
+                        estimated_in=estimated_in,
+                        estimated_out=estimated_out,
+                    )
+                finally:
+                    # On every path, refused and failed ones included: the tenant pays what the upstream
+                    # charged (nothing, for a call it never served), not the reservation.
+                    await self._tenants.settle(
+                        taken,
+                        result.usage.input_tokens
+                        + result.usage.output_tokens
+                        + result.usage.cache_creation_input_tokens,
+                    )
         except ClaudegateError as error:
             result.status, result.error_type = error.status, error.error_type
             raise
