@@ -331,12 +331,12 @@ class Pipeline:
                 failure = _Failure(response=response, body=body)
                 response = None  # released by whoever relays or drops the failure
                 return failure
-            body = None
+            whole: bytes | None = None
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 # Read a whole reply before relaying it: one cut short has sent nothing to the client yet,
                 # so it is retried like an upstream that could not be reached.
                 try:
-                    body = await response.read()
+                    whole = await response.read()
                 except (ConnectionError, TimeoutError):
                     if sink.gone.is_set():
                         result.client_gone = True
@@ -349,7 +349,7 @@ class Pipeline:
                         )
                     )
             try:
-                await relay(response, sink, result, body=body)
+                await relay(response, sink, result, body=whole)
                 if status < 400 and result.error_type is None:
                     output_tokens = result.usage.output_tokens
             finally:
