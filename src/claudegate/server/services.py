@@ -114,6 +114,10 @@ async def open_services(settings: Settings) -> Services:
     pool = UpstreamPool(members, routing=settings.routing)
     http = new_http_client()
     prices = PriceTable.load(settings.prices_file)
+    budgets = BudgetGate(state, prices)
+    if not settings.redis_url:
+        # Counters in this process start at zero: start them from what the records say was spent.
+        await budgets.seed(lambda since: store.budgets.spent_by_tenant(since=since))
     pipeline = Pipeline(
         pool=pool,
         lanes=Lanes(state, burst=settings.flow_burst),
@@ -123,7 +127,7 @@ async def open_services(settings: Settings) -> Services:
         accountant=Accountant(writer, prices, metrics),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
-        budgets=BudgetGate(state, prices),
+        budgets=budgets,
     )
     prober = BreakerProber(pool, http, state)
     prober.start()
