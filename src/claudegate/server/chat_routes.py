@@ -174,7 +174,7 @@ async def _get(services: Services, call: GatewayCall, caller: Caller, chat_id: s
 
 async def _chat(services: Services, call: GatewayCall, authenticate: Authenticate, *, stream: bool) -> None:
     caller = await _caller(services, call, authenticate)
-    request = ChatRequest.parse(await read_json_body(call, MAX_BODY_BYTES))
+    request = ChatRequest.parse(await read_json_body(call, MAX_BODY_BYTES, stored=True))
     service = _service(services)
     turn = await service.prepare(caller, request, stream=stream)
     await service.begin(turn, call.request_id)

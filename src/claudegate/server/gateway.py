@@ -100,6 +100,10 @@ class Gateway:
         method: str = scope["method"]
         call = GatewayCall(scope, receive, send)
         try:
+            if "\x00" in path or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+                # Ids and names in paths and queries are looked up in the database, which (PostgreSQL) cannot
+                # even compare a NUL character: no route takes one.
+                raise InvalidRequestError("The URL contains a NUL character (%00); remove it")
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/messages/count_tokens":
