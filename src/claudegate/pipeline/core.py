@@ -41,11 +41,12 @@ from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.wire.models import ModelCatalog
 
-__all__ = ["Pipeline"]
+__all__ = ["CLIENT_CLOSED", "SHUTTING_DOWN", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # the status usage records use for a call its client abandoned (nginx's convention)
+SHUTTING_DOWN = 529  # the status of a call stopped by the gateway's shutdown before its reply began
 _UNKNOWN_CLASS = "unknown"
 
 
@@ -135,14 +136,23 @@ class Pipeline:
             result.status, result.error_type = error.status, error.error_type
             raise
         except ClientGone:
-            result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
+            if sink.shut_down:
+                # The gateway stopped the call at shutdown; the front door ends the reply with an error. A
+                # stream keeps its status (200) and the tokens it produced so far.
+                result.status, result.error_type = result.status or SHUTTING_DOWN, "gateway_shutdown"
+            else:
+                result.status, result.error_type, result.client_gone = (
+                    CLIENT_CLOSED,
+                    "client_disconnected",
+                    True,
+                )
         except asyncio.CancelledError:
             # The caller's task was cancelled (an in-process caller gave up, or shutdown): it left.
             result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
             raise
         except UpstreamDropped as error:
             logger.warning(
-                "upstream %s cut a reply short (%s); cutting the client's connection too (request %s)",
+                "upstream %s cut a reply short (%s); ending the client's reply with an error (request %s)",
                 result.upstream,
                 error,
                 call.request_id,

@@ -211,6 +211,9 @@ async def relay(
             if result.first_token_at is None and tap.first_content:
                 result.first_token_at = time.perf_counter()
             await sink.send(chunk, more=True)
+    except asyncio.CancelledError:
+        _settle(result, tap)  # the record keeps the tokens produced so far
+        raise
     except (ConnectionError, TimeoutError) as error:
         _settle(result, tap)
         if sink.gone.is_set():

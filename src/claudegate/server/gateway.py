@@ -6,6 +6,7 @@ budgeted at half a millisecond of CPU (see ``asgi.py``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,13 @@ from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from claudegate.config import Settings
-from claudegate.errors import ClaudegateError, InvalidRequestError, MethodNotAllowedError, NotFoundError
+from claudegate.errors import (
+    ClaudegateError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OverloadedError,
+)
 from claudegate.keys import Identity, presented_key
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
@@ -30,6 +37,7 @@ from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.health import HealthCheck
 from claudegate.server.proxy import forward
 from claudegate.server.services import Services, open_services
+from claudegate.wire.sse import error_tail
 
 __all__ = ["Gateway"]
 
@@ -37,10 +45,14 @@ logger = logging.getLogger(__name__)
 
 Route = Callable[[GatewayCall], Awaitable[object]]
 
+_UPSTREAM_CUT = "claudegate: the upstream closed the connection before its reply was complete; retry the call"
+_SHUTTING_DOWN = "claudegate: the gateway is shutting down; retry the call"
+
 
 class _QuietUpstreamDrops(logging.Filter):
-    """When the upstream cuts a stream, the gateway logs it in one line and cuts the client's connection by
-    raising UpstreamDropped to the server; the server's traceback for that exception would only be noise."""
+    """When the upstream cuts a reply another route relays, the gateway logs it in one line and cuts the
+    client's connection by raising UpstreamDropped to the server; the server's traceback for that exception
+    would only be noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], UpstreamDropped))
@@ -60,6 +72,8 @@ class Gateway:
         self._services: Services | None = None
         self._admin: Starlette | None = None
         self._health: HealthCheck | None = None
+        self._open: set[AsgiSink] = set()  # the replies of /v1/messages calls in flight
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def services(self) -> Services:
@@ -77,6 +91,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 _quiet_upstream_drops()
                 try:
                     self._services = await open_services(self.settings)
@@ -179,10 +194,38 @@ class Gateway:
             return
         sink = AsgiSink(call.receive, call.send, [call.id_header])
         sink.watch()
+        self._open.add(sink)
         try:
-            await pipeline.run(request, sink)
+            try:
+                await pipeline.run(request, sink)
+            except UpstreamDropped:
+                # The upstream cut a stream the client was reading: end it as Anthropic ends a failed one.
+                await sink.send(error_tail("api_error", _UPSTREAM_CUT), more=False)
+                return
+            if sink.shut_down:
+                if not sink.started:
+                    raise OverloadedError(_SHUTTING_DOWN)
+                if not sink.ended:
+                    await sink.send(error_tail("overloaded_error", _SHUTTING_DOWN), more=False)
         finally:
+            self._open.discard(sink)
             sink.close()
+
+    def begin_shutdown(self) -> None:
+        """Shutdown has begun (the server stops accepting calls): calls still running ``shutdown_grace_s``
+        from now are stopped, each answered with an error (a stream ends with an ``error`` event), their
+        usage records keeping what they produced. Safe to call from a signal handler's thread."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(
+                loop.call_later, self.settings.shutdown_grace_s, self._stop_calls_in_flight
+            )
+
+    def _stop_calls_in_flight(self) -> None:
+        if self._open:
+            logger.warning("shutdown: stopping %d calls still in flight", len(self._open))
+        for sink in list(self._open):
+            sink.stop_for_shutdown()
 
     def _describe(self, request: CallRequest, call: GatewayCall, body: dict[str, Any]) -> None:
         """What the pipeline needs from the body and headers: model, deadline, priority, stickiness."""

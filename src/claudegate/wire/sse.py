@@ -17,12 +17,25 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SSEParser", "ServerSentEvent", "encode_event"]
+__all__ = ["SSEParser", "ServerSentEvent", "encode_event", "error_tail"]
 
 
 def encode_event(event: str, data: dict[str, Any]) -> bytes:
     """One event as Anthropic sends it: ``event: NAME``, one ``data:`` line of compact JSON, a blank line."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def error_tail(error_type: str, message: str) -> bytes:
+    """What ends a stream the gateway must break off: an ``error`` event in Anthropic's shape, after whatever
+    bytes were relayed, which may stop anywhere in an event.
+
+    A line break ends a partial line; ``event: ping`` then renames a partial event, whose data may be cut
+    mid-JSON, to one clients skip (the last ``event`` field wins), and the blank line ends it. After a whole
+    event the line break is an empty line, which dispatches nothing, and the ping has no data.
+    """
+    return b"\nevent: ping\n\n" + encode_event(
+        "error", {"type": "error", "error": {"type": error_type, "message": message}}
+    )
 
 
 @dataclass(frozen=True, slots=True)
