@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
+from claudegate._version import __version__
 from claudegate.config import Settings
 from claudegate.errors import (
     ClaudegateError,
@@ -35,6 +36,7 @@ from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.health import HealthCheck
+from claudegate.server.openapi import openapi_json
 from claudegate.server.proxy import forward
 from claudegate.server.services import Services, open_services
 from claudegate.wire.sse import error_tail
@@ -136,6 +138,8 @@ class Gateway:
                 await self._metrics(call)
             elif path == "/health":
                 await send_json(send, 200, b'{"status":"ok"}')
+            elif path == "/openapi.json":
+                await send_json(send, 200, openapi_json(__version__))
             elif path == "/health/ready":
                 assert self._health is not None
                 status, body = await self._health.ready()
