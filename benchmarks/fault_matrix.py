@@ -139,7 +139,7 @@ async def drive(
     tally = Tally()
     jobs = [("call", i) for i in range(calls)] + [("stream", i) for i in range(streams)]
     # Interleave: a stream after every few calls, so both meet the same upstream state.
-    jobs.sort(key=lambda job: job[1] / (calls if job[0] == "call" else streams))
+    jobs.sort(key=lambda job: job[1] / max(1, calls if job[0] == "call" else streams))
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)

@@ -109,3 +109,20 @@ async def test_nul_in_chat_messages_and_admin_bodies_is_a_400(gateway: GatewaySe
             response = await http.post(path, json=body)
             assert response.status_code == 400, (path, response.text)
             assert "NUL" in response.json()["error"]["message"]
+
+
+async def test_overlong_chat_fields_get_a_4xx(gateway: GatewayServer, stack: Stack) -> None:
+    tenant = await make_tenant(stack.database_url, f"poison-long-{uuid.uuid4().hex[:8]}")
+    async with ChatClient(gateway.url, tenant.key) as chat:
+        for fields in (
+            {"model": "claude-" + "x" * 300},
+            {"prompt": "p" * 300},
+            {"chat_id": "chat_" + "x" * 300},
+        ):
+            response = await chat.chat("Hello", **fields)
+            assert 400 <= response.status_code < 500, (fields, response.text)
+        long_question = await chat.chat("word " * 2000)
+        assert long_question.status_code == 200, long_question.text
+        async with httpx2.AsyncClient(base_url=gateway.url, headers={"x-api-key": tenant.key}) as http:
+            assert (await http.get("/chats/chat_" + "x" * 300)).status_code == 404
+            assert (await http.get("/chats", params={"before": "chat_" + "y" * 300})).status_code < 500
