@@ -202,6 +202,8 @@ async def gateway_arm(
             "CLAUDEGATE_USAGE_SPILL_FILE": str(tmp / f"{name}-spill.jsonl"),
         }
     )
+    if args.retry_attempts is not None:
+        env["CLAUDEGATE_RETRY_MAX_ATTEMPTS"] = str(args.retry_attempts)
     gateway = Proc(
         name, claudegate("serve", "--host", "127.0.0.1", "--port", str(port)), env, None, tmp / f"{name}.log"
     )
@@ -295,6 +297,9 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, default=300, help="streaming calls per arm")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--seed", type=int, default=14, help="seed of the simulators' random faults")
+    parser.add_argument(
+        "--retry-attempts", type=int, help="the gateway's retry_max_attempts (default: its own default, 4)"
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
