@@ -1,12 +1,14 @@
-"""A real ``claudegate serve`` process stopped with SIGTERM while a long stream is running: once the grace
-period (``shutdown_grace_s``) is over, the stream ends with an SSE ``error`` event the SDK raises, the
-process exits, and the call's usage record keeps the tokens the upstream had produced.
+"""A real ``claudegate serve`` process stopped with SIGTERM while two long streams are running (one through
+the Anthropic API, one through the chat API): once the grace period (``shutdown_grace_s``) is over, each
+ends with an error event (the SDK raises the Anthropic one), the process exits, and each call's usage record
+keeps the tokens the upstream had produced.
 
 The gateway runs with ``[[upstreams]]`` (through the environment, as in production), so the same process
 also shows the start-up banner names them and does not claim the built-in simulator serves."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx2
@@ -59,6 +62,27 @@ def start_gateway(env: dict[str, str], port: int, log: Path) -> subprocess.Popen
         time.sleep(0.1)
 
 
+async def chat_stream(url: str, key: str, chatting: asyncio.Event) -> list[dict[str, Any]]:
+    """A streamed chat turn read to its end; ``chatting`` is set at its first token."""
+    events: list[dict[str, Any]] = []
+    async with (
+        httpx2.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=60) as http,
+        http.stream(
+            "POST",
+            "/chat/stream",
+            json={"message": "Tell me another long story."},
+            headers={REPLY_TOKENS_HEADER: "2000"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                events.append(orjson.loads(line[5:]))
+                if events[-1]["token"]:
+                    chatting.set()
+    return events
+
+
 async def test_sigterm_ends_a_long_stream_with_an_error_event_and_keeps_its_tokens(tmp_path: Path) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     await upgrade_database(database_url)
@@ -80,10 +104,11 @@ async def test_sigterm_ends_a_long_stream_with_an_error_event_and_keeps_its_toke
         )
         port = free_port()
         process = start_gateway(env, port, log)
+        url = f"http://127.0.0.1:{port}"
+        chatting = asyncio.Event()
         try:
-            sdk = anthropic.AsyncAnthropic(
-                base_url=f"http://127.0.0.1:{port}", api_key=tenant.key, max_retries=0
-            )
+            chat = asyncio.create_task(chat_stream(url, tenant.key, chatting))
+            sdk = anthropic.AsyncAnthropic(base_url=url, api_key=tenant.key, max_retries=0)
             deltas = 0
             with pytest.raises(anthropic.APIStatusError) as ended:  # noqa: PT012 - raised while iterating
                 stream = await sdk.messages.create(
@@ -97,7 +122,9 @@ async def test_sigterm_ends_a_long_stream_with_an_error_event_and_keeps_its_toke
                     if event.type == "content_block_delta":
                         deltas += 1
                         if deltas == 5:
+                            await chatting.wait()  # both streams are under way
                             process.send_signal(signal.SIGTERM)
+            chat_events = await chat
             # uvicorn exits by re-raising the signal it handled, as a process stopped by SIGTERM does.
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
         finally:
@@ -111,11 +138,18 @@ async def test_sigterm_ends_a_long_stream_with_an_error_event_and_keeps_its_toke
     assert isinstance(body, dict)
     assert body["error"]["type"] == "overloaded_error"
     assert "shutting down" in body["error"]["message"]
-    [record] = await usage_rows(database_url, [tenant.key_id])
-    assert record["status"] == 200
-    assert record["error_type"] == "gateway_shutdown"
-    assert record["streamed"] is True
-    assert 0 < record["output_tokens"] < 2000
+    # The chat stream too ended with its error event, after the tokens it had sent.
+    assert any(event["token"] for event in chat_events)
+    assert chat_events[-1]["done"] is True
+    assert chat_events[-1]["error"]["type"] == "overloaded_error"
+    assert "shutting down" in chat_events[-1]["error"]["message"]
+    records = await usage_rows(database_url, [tenant.key_id])
+    assert len(records) == 2
+    for record in records:
+        assert record["status"] == 200
+        assert record["error_type"] == "gateway_shutdown"
+        assert record["streamed"] is True
+        assert record["output_tokens"] > 0
     # The banner names the configured upstreams; the built-in simulator does not serve.
     banner = log.read_text()
     assert "SIMULATOR MODE" not in banner

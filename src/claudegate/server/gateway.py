@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from claudegate._version import __version__
 from claudegate.config import Settings
 from claudegate.errors import (
+    SHUTTING_DOWN,
     ClaudegateError,
     InvalidRequestError,
     MethodNotAllowedError,
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 Route = Callable[[GatewayCall], Awaitable[object]]
 
 _UPSTREAM_CUT = "claudegate: the upstream closed the connection before its reply was complete; retry the call"
-_SHUTTING_DOWN = "claudegate: the gateway is shutting down; retry the call"
 
 
 class _QuietUpstreamDrops(logging.Filter):
@@ -74,7 +74,6 @@ class Gateway:
         self._services: Services | None = None
         self._admin: Starlette | None = None
         self._health: HealthCheck | None = None
-        self._open: set[AsgiSink] = set()  # the replies of /v1/messages calls in flight
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -198,7 +197,7 @@ class Gateway:
             return
         sink = AsgiSink(call.receive, call.send, [call.id_header])
         sink.watch()
-        self._open.add(sink)
+        self.services.calls.add(sink)
         try:
             try:
                 await pipeline.run(request, sink)
@@ -208,11 +207,11 @@ class Gateway:
                 return
             if sink.shut_down:
                 if not sink.started:
-                    raise OverloadedError(_SHUTTING_DOWN)
+                    raise OverloadedError(SHUTTING_DOWN)
                 if not sink.ended:
-                    await sink.send(error_tail("overloaded_error", _SHUTTING_DOWN), more=False)
+                    await sink.send(error_tail("overloaded_error", SHUTTING_DOWN), more=False)
         finally:
-            self._open.discard(sink)
+            self.services.calls.discard(sink)
             sink.close()
 
     def begin_shutdown(self) -> None:
@@ -226,9 +225,10 @@ class Gateway:
             )
 
     def _stop_calls_in_flight(self) -> None:
-        if self._open:
-            logger.warning("shutdown: stopping %d calls still in flight", len(self._open))
-        for sink in list(self._open):
+        calls = self._services.calls if self._services is not None else set()
+        if calls:
+            logger.warning("shutdown: stopping %d calls still in flight", len(calls))
+        for sink in list(calls):
             sink.stop_for_shutdown()
 
     def _describe(self, request: CallRequest, call: GatewayCall, body: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
@@ -19,6 +19,7 @@ from claudegate.keys import KeyResolver
 from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.sink import Departure
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
@@ -51,6 +52,8 @@ class Services:
     http: HttpClient
     prober: BreakerProber
     simulator: SimulatorServer | None = None
+    # The replies of calls in flight that shutdown may have to stop (stop_for_shutdown) at its grace deadline.
+    calls: set[Departure] = field(default_factory=set)
 
     @property
     def upstream(self) -> Upstream:
