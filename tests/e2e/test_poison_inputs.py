@@ -126,3 +126,28 @@ async def test_overlong_chat_fields_get_a_4xx(gateway: GatewayServer, stack: Sta
         async with httpx2.AsyncClient(base_url=gateway.url, headers={"x-api-key": tenant.key}) as http:
             assert (await http.get("/chats/chat_" + "x" * 300)).status_code == 404
             assert (await http.get("/chats", params={"before": "chat_" + "y" * 300})).status_code < 500
+
+
+async def test_overlong_admin_fields_get_a_4xx(gateway: GatewayServer, stack: Stack) -> None:
+    tenant = await make_tenant(stack.database_url, f"poison-admin-{uuid.uuid4().hex[:8]}")
+    org = tenant.org_name
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx2.AsyncClient(base_url=gateway.url, headers=admin) as http:
+        for path, body in (
+            ("/admin/organizations", {"name": "o" * 300}),
+            (f"/admin/organizations/{org}/users", {"name": "u" * 300}),
+            ("/admin/keys", {"org": org, "name": "k" * 300}),
+            (f"/admin/organizations/{org}/prompts", {"name": "p" * 300, "system": "Be kind."}),
+            (f"/admin/organizations/{org}/prompts", {"name": "p", "system": "Be kind.", "model": "m" * 300}),
+            (f"/admin/organizations/{org}/prompts", {"name": "p", "system": "Be kind.", "note": "n" * 600}),
+        ):
+            response = await http.post(path, json=body)
+            assert 400 <= response.status_code < 500, (path, body, response.text)
+        for path in (
+            f"/admin/organizations/{'o' * 300}/users",
+            f"/admin/organizations/{org}/prompts/{'p' * 300}",
+            "/admin/usage?org=" + "o" * 300,
+            "/admin/keys?org=" + "o" * 300,
+        ):
+            response = await http.get(path)
+            assert 400 <= response.status_code < 500, (path, response.text)

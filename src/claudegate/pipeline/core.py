@@ -347,12 +347,15 @@ class Pipeline:
                 # so it is retried like an upstream that could not be reached.
                 try:
                     whole = await response.read()
-                except (ConnectionError, TimeoutError):
+                except BaseException as error:
+                    # Nothing of this reply reaches the client: its estimate goes back to the lane.
+                    await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
+                    if not isinstance(error, ConnectionError | TimeoutError):
+                        raise
                     if sink.gone.is_set():
                         result.client_gone = True
                         raise ClientGone from None
                     await self._failed(member)
-                    await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                     return _Failure(
                         error=ApiError(
                             f"The upstream {member.name} closed the connection before its reply was complete"
