@@ -27,7 +27,7 @@ from tests.e2e.conftest import GatewayServer, gateway_settings, make_tenant
 from tests.servers import running_in_thread
 
 ADMIN_TOKEN = "admin-token-for-fuzzing"
-EXAMPLES = 12
+EXAMPLES = 25
 # Path parameters for the inputs that break everything else. The shapes of ids in paths are checked by the
 # gateway's routes (a malformed id is a 404 there); these fuzz what comes with a well-formed one.
 WELL_SHAPED = {
