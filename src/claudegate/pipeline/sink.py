@@ -121,7 +121,7 @@ class DisconnectWatch(Departure):
 class AsgiSink(DisconnectWatch):
     """The reply of an HTTP call, relayed as it comes, with a watcher that notices a disconnect."""
 
-    __slots__ = ("_extra", "_send", "ended", "started")
+    __slots__ = ("_extra", "_send", "ended", "last_bytes", "started")
 
     def __init__(self, receive: Receive, send: Send, extra_headers: RawHeaders) -> None:
         super().__init__(receive)
@@ -129,6 +129,7 @@ class AsgiSink(DisconnectWatch):
         self._extra = extra_headers
         self.started = False  # the status and headers are sent
         self.ended = False  # the last chunk is sent
+        self.last_bytes = b""  # the end of what was sent, to end a broken-off stream cleanly
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         headers.extend(self._extra)
@@ -138,4 +139,6 @@ class AsgiSink(DisconnectWatch):
     async def send(self, chunk: bytes, *, more: bool) -> None:
         if not more:
             self.ended = True
+        if chunk:
+            self.last_bytes = chunk[-4:]
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})

@@ -203,13 +203,15 @@ class Gateway:
                 await pipeline.run(request, sink)
             except UpstreamDropped:
                 # The upstream cut a stream the client was reading: end it as Anthropic ends a failed one.
-                await sink.send(error_tail("api_error", _UPSTREAM_CUT), more=False)
+                await sink.send(error_tail("api_error", _UPSTREAM_CUT, after=sink.last_bytes), more=False)
                 return
             if sink.shut_down:
                 if not sink.started:
                     raise OverloadedError(SHUTTING_DOWN)
                 if not sink.ended:
-                    await sink.send(error_tail("overloaded_error", SHUTTING_DOWN), more=False)
+                    await sink.send(
+                        error_tail("overloaded_error", SHUTTING_DOWN, after=sink.last_bytes), more=False
+                    )
         finally:
             self.services.calls.discard(sink)
             sink.close()

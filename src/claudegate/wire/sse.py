@@ -25,15 +25,21 @@ def encode_event(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def error_tail(error_type: str, message: str) -> bytes:
-    """What ends a stream the gateway must break off: an ``error`` event in Anthropic's shape, after whatever
-    bytes were relayed, which may stop anywhere in an event.
+def error_tail(error_type: str, message: str, *, after: bytes = b"") -> bytes:
+    """What ends a stream the gateway must break off: an ``error`` event in Anthropic's shape, after the bytes
+    already relayed (``after``: their last few bytes), which may stop anywhere in an event.
 
-    A line break ends a partial line; ``event: ping`` then renames a partial event, whose data may be cut
-    mid-JSON, to one clients skip (the last ``event`` field wins), and the blank line ends it. After a whole
-    event the line break is an empty line, which dispatches nothing, and the ping has no data.
+    After a whole event, the error event alone. Inside one, the partial event is first ended as an event
+    clients skip: a line break ends a partial line, ``event: ping`` renames the event (the last ``event``
+    field wins; its data, perhaps cut mid-JSON, goes with it), and a blank line ends it.
     """
-    return b"\nevent: ping\n\n" + encode_event(
+    if not after or after.endswith((b"\n\n", b"\r\r", b"\r\n\r\n")):
+        prefix = b""
+    elif after.endswith((b"\n", b"\r")):
+        prefix = b"event: ping\n\n"
+    else:
+        prefix = b"\nevent: ping\n\n"
+    return prefix + encode_event(
         "error", {"type": "error", "error": {"type": error_type, "message": message}}
     )
 
