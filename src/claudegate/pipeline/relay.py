@@ -58,7 +58,8 @@ _DROP_RESPONSE = frozenset(
 
 
 class UpstreamDropped(Exception):  # noqa: N818 - names an event
-    """The upstream cut a reply after bytes of it reached the client: the client's connection is cut too."""
+    """The upstream cut a reply after bytes of it reached the client: the front door ends the client's reply
+    with an error (an SSE ``error`` event for the gateway's streams), or cuts its connection too."""
 
 
 class ClientGone(Exception):  # noqa: N818 - names an event
