@@ -243,6 +243,14 @@ class Settings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port the gateway listens on.")
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "At shutdown (SIGTERM, SIGINT), how long calls in flight get to finish; then each open stream "
+            "ends with an SSE error event (overloaded_error) and every other call with a 529."
+        ),
+    )
     database_url: str = Field(
         default="sqlite+aiosqlite:///./claudegate.db",
         repr=False,

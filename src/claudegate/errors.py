@@ -27,6 +27,7 @@ import orjson
 
 __all__ = [
     "ERROR_TYPES",
+    "SHUTTING_DOWN",
     "ApiError",
     "AuthenticationError",
     "BillingError",
@@ -121,6 +122,9 @@ class GatewayTimeoutError(ClaudegateError):
 class OverloadedError(ClaudegateError):
     status = 529
     error_type = "overloaded_error"
+
+
+SHUTTING_DOWN = "claudegate: the gateway is shutting down; retry the call"  # calls stopped at shutdown
 
 
 # The errors of Anthropic's API that need nothing but a message (a rate limit needs a retry time too).

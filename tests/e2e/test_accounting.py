@@ -270,7 +270,8 @@ async def test_metrics_show_the_calls_and_the_gateway_is_ready(stack: Stack) -> 
             await client.messages.create(
                 model=MODEL, max_tokens=50, messages=hello, extra_headers={"x-simulator-fault": "overloaded"}
             )
-        with pytest.raises((anthropic.APIConnectionError, httpx2.HTTPError)):  # noqa: PT012
+        # A stream the upstream cuts ends with an error event, as Anthropic ends a failed stream.
+        with pytest.raises(anthropic.APIStatusError) as cut:  # noqa: PT012
             events = await client.messages.create(
                 model=MODEL,
                 max_tokens=50,
@@ -280,6 +281,7 @@ async def test_metrics_show_the_calls_and_the_gateway_is_ready(stack: Stack) -> 
             )
             async for _event in events:
                 pass
+        assert cut.value.body["error"]["type"] == "api_error"  # type: ignore[index]
         after = (await http.get("/metrics")).text
         ready = await http.get("/health/ready")
 

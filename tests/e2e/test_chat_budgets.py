@@ -176,3 +176,34 @@ async def test_caps_hold_across_gateway_processes(
     assert spent > cap * 0.8, results  # the cap was used
     assert all(refused > 0 for _, refused in results)  # both gateways refused calls
     assert spent <= cap * 1.2  # and together they kept to one cap, not one each
+
+
+async def test_a_restarted_gateway_remembers_what_was_spent_today(
+    database_url: str, simulator_url: str, tmp_path: Path
+) -> None:
+    """Without Redis the counters live in the gateway's process: a new one starts them from the usage
+    records, so a cap reached before a restart still holds after it."""
+    tenant: ChatTenant = await make_chat_tenant(database_url, f"restart-{uuid.uuid4().hex[:8]}")
+    opened = await Store.open(database_url, upgrade=False)
+    try:
+        await opened.budgets.update(org_id=tenant.org_id, changes={"daily_tokens": 800})
+    finally:
+        await opened.close()
+    settings = gateway_settings(simulator_url, database_url, tmp_path)
+
+    with running_in_thread(lambda: GatewayServer(settings)) as first:
+        assert isinstance(first, GatewayServer)
+        async with ChatClient(first.url, tenant.tenant.key) as client:
+            done, refusal = await until_refused(client)
+            assert refusal.status_code == 402
+            assert done
+
+    with running_in_thread(lambda: GatewayServer(settings)) as second:  # a new process, the same database
+        assert isinstance(second, GatewayServer)
+        sdk = anthropic.AsyncAnthropic(base_url=second.url, api_key=tenant.tenant.key, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as raised:
+            await sdk.messages.create(
+                model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "Hello"}]
+            )
+        assert raised.value.status_code == 402
+        assert "daily token budget" in str(raised.value)

@@ -117,6 +117,22 @@ async def test_a_4xx_from_the_upstream_is_answered_after_one_attempt(
     assert [(r["status"], r["attempts"], r["error_type"]) for r in records] == [(status, 1, error_type)]
 
 
+async def test_a_reply_cut_off_before_its_body_is_complete_is_retried(
+    upstream: SimulatorServer, server: GatewayServer, flow_database_url: str
+) -> None:
+    tenant = await make_tenant(flow_database_url, f"retry-drop-{uuid.uuid4().hex[:8]}")
+    before = len(ledger(upstream.url))
+
+    outcome = await call(client(server.url, tenant.key), fault="drop_connection;times=1", deadline_ms=10_000)
+
+    # Nothing of the cut reply reached the client, so the gateway asked again and relayed the second one.
+    assert outcome.ok, outcome
+    assert len(ledger(upstream.url)[before:]) == 2
+    records = await usage_records(flow_database_url, [tenant.key_id], 1)
+    assert [(r["status"], r["attempts"], r["error_type"]) for r in records] == [(200, 2, None)]
+    assert records[0]["output_tokens"] > 0
+
+
 async def test_a_retry_after_beyond_the_deadline_is_not_waited_for(
     flow_database_url: str, tmp_path: Path
 ) -> None:

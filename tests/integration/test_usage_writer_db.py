@@ -82,3 +82,40 @@ async def test_unreachable_database_spills_and_the_next_start_imports(
         ]
     finally:
         await store.close()
+
+
+async def test_client_text_is_stored_safely_and_a_refused_record_does_not_wedge_the_writer(
+    store: Store, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spill.jsonl"
+    writer = UsageWriter(store.usage, flush_interval_s=60, batch_size=50, spill_file=spill)
+    await writer.start()
+    poison = [
+        UsageRecord(request_id="req_nul", model="claude\x00-haiku", status=404),
+        UsageRecord(request_id="req_long", model="m" * 300, status=404),
+        UsageRecord(request_id="req_id\x00" + "x" * 100, model=None, status=400, error_type="e\x00" * 50),
+        # A value no column can hold (past 32 bits on PostgreSQL, 63 on SQLite): refused.
+        UsageRecord(request_id="req_huge", model="claude-haiku-4-5", status=200, input_tokens=2**63),
+    ]
+    for n in range(5):
+        writer.submit(record(n))
+    for item in poison:
+        writer.submit(item)
+    for n in range(5, 10):
+        writer.submit(record(n))
+    await writer.close()
+
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(UsageRow.request_id, UsageRow.model, UsageRow.error_type))).all()
+    stored = {row.request_id: row for row in rows}
+    assert len(stored) == 13  # the ten plain records and three poison ones, made safe
+    assert stored["req_nul"].model == "claude-haiku"
+    assert stored["req_long"].model == "m" * 128
+    [long_id] = [request_id for request_id in stored if request_id.startswith("req_id")]
+    assert long_id == ("req_id" + "x" * 100)[:64]
+    assert stored[long_id].error_type == "e" * 50
+    assert writer.rejected == 1
+    dead = (tmp_path / "spill.jsonl.rejected").read_text().splitlines()
+    assert len(dead) == 1
+    assert '"req_huge"' in dead[0]
+    assert not spill.exists()

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
-from claudegate.accounting.usage import UsageRecord, UsageWriter
+from claudegate.accounting.usage import UsageRecord, UsageRejectedError, UsageWriter
 
 
 class FlakySink:
@@ -19,6 +20,8 @@ class FlakySink:
         self.fail_next = 0
         self.down = False
         self.hang = False
+        self.poison: set[str] = set()  # request ids the database refuses to store
+        self.attempts = 0
 
     @property
     def written(self) -> list[str]:
@@ -30,6 +33,10 @@ class FlakySink:
         if self.down or self.fail_next:
             self.fail_next = max(self.fail_next - 1, 0)
             raise ConnectionRefusedError("database down")
+        self.attempts += 1
+        refused = [record.request_id for record in records if record.request_id in self.poison]
+        if refused:
+            raise UsageRejectedError(f"invalid byte sequence in {refused[0]}")
         self.batches.append([record.request_id for record in records])
 
 
@@ -201,4 +208,69 @@ async def test_unreadable_spill_lines_are_kept_aside(sink: FlakySink, spill: Pat
     await writer.start()
     await writer.close()
     assert sink.written == ["req_0001", "req_0002"]
-    assert lines(spill.with_name("spill.jsonl.rejected")) == [b"{not json"]
+    [kept] = lines(spill.with_name("spill.jsonl.rejected"))
+    assert orjson.loads(kept)["line"] == "{not json"
+    assert orjson.loads(kept)["reason"].startswith("unreadable")
+
+
+async def test_a_record_the_database_refuses_is_set_aside_and_the_rest_written(
+    sink: FlakySink, spill: Path
+) -> None:
+    sink.poison = {"req_0003", "req_0007"}
+    counted: list[None] = []
+    writer = UsageWriter(
+        sink, flush_interval_s=60, batch_size=10, spill_file=spill, on_rejected=lambda: counted.append(None)
+    )
+    await writer.start()
+    for n in range(10):
+        writer.submit(record(n))
+    await writer.flush()
+    writer.submit(record(10))  # the writer is not wedged: the next batch goes in at once
+    await writer.close()
+    assert sorted(sink.written) == [f"req_{n:04d}" for n in range(11) if n not in (3, 7)]
+    assert writer.rejected == 2
+    assert len(counted) == 2
+    dead = [orjson.loads(line) for line in lines(spill.with_name("spill.jsonl.rejected"))]
+    assert [entry["record"]["request_id"] for entry in dead] == ["req_0003", "req_0007"]
+    assert "invalid byte sequence" in dead[0]["reason"]
+    assert not exists(spill)
+
+
+async def test_a_refused_record_in_the_spill_file_does_not_come_back(sink: FlakySink, spill: Path) -> None:
+    write(spill, record(1).to_json() + b"\n" + record(2).to_json() + b"\n")
+    sink.poison = {"req_0002"}
+    writer = writer_for(sink, spill)
+    await writer.start()
+    await writer.close()
+    assert sink.written == ["req_0001"]
+    attempts = sink.attempts
+    writer = writer_for(sink, spill)  # the next start has nothing left to import
+    await writer.start()
+    await writer.close()
+    assert sink.attempts == attempts
+    assert not exists(spill)
+
+
+async def test_an_outage_while_isolating_keeps_the_unwritten_records(sink: FlakySink, spill: Path) -> None:
+    sink.poison = {"req_0000"}
+    writer = writer_for(sink, spill, flush_interval_s=60)
+    await writer.start()
+    for n in range(4):
+        writer.submit(record(n))
+    original = sink.insert_usage
+    calls = 0
+
+    async def refuse_then_fail(records: Sequence[UsageRecord]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the batch and its first half were refused; then the database goes away
+            raise ConnectionRefusedError("database down")
+        await original(records)
+
+    sink.insert_usage = refuse_then_fail  # type: ignore[method-assign]
+    with pytest.raises(ConnectionRefusedError):
+        await writer.flush()
+    assert writer.pending == 4
+    await writer.close()
+    assert sorted(sink.written) == ["req_0001", "req_0002", "req_0003"]
+    assert writer.rejected == 1

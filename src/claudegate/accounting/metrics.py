@@ -66,6 +66,11 @@ class GatewayMetrics:
         self.usage_pending = Gauge(
             "claudegate_usage_records_pending", "Usage records not yet written to the database.", registry=r
         )
+        self.usage_rejected = Counter(
+            "claudegate_usage_records_rejected",
+            "Usage records the database refused, kept in the dead-letter file next to the spill file.",
+            registry=r,
+        )
 
     def observe(
         self,
@@ -87,6 +92,17 @@ class GatewayMetrics:
         series(self.latency, model, "true" if streamed else "false").observe(seconds)
         if ttft_seconds is not None:
             series(self.ttft, model).observe(ttft_seconds)
+        self._count_spend(model, org, tokens, cost)
+        if upstream_error is not None:
+            series(self.upstream_errors, upstream, upstream_error).inc()
+
+    def observe_spend(self, *, model: str, org: str, tokens: UsageTokens, cost: Decimal | None) -> None:
+        """Tokens and cost spent outside a call the gateway answered (a Message Batch's requests, when their
+        results are accounted), so the totals agree with the usage records."""
+        self._count_spend(model, org, tokens, cost)
+
+    def _count_spend(self, model: str, org: str, tokens: UsageTokens, cost: Decimal | None) -> None:
+        series = self._labels
         for kind, count in (
             ("input", tokens.input_tokens),
             ("output", tokens.output_tokens),
@@ -97,8 +113,6 @@ class GatewayMetrics:
                 series(self.tokens, kind, model, org).inc(count)
         if cost:
             series(self.cost, model, org).inc(float(cost))
-        if upstream_error is not None:
-            series(self.upstream_errors, upstream, upstream_error).inc()
 
     def _labels(self, metric: _Metric, *values: str) -> _Metric:
         """``metric.labels(*values)``, made once per combination of values."""

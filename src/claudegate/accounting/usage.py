@@ -9,7 +9,12 @@ dropped:
   the spill file (JSON lines) so memory stays bounded;
 - ``close()`` writes what is left, and if the database still refuses (or does not answer in time),
   appends it to the spill file;
-- ``start()`` and every successful write after a spill import the spill file back.
+- ``start()`` and every successful write after a spill import the spill file back;
+- a batch the database refuses for what it holds (``UsageRejectedError``: a value it cannot store, not an
+  outage) is split in halves until the records it refuses are alone; each of those goes to the dead-letter
+  file (``<spill file>.rejected``, one JSON line with the reason) and is counted (``on_rejected``), the rest
+  are written. So one bad record costs a few more transactions, never the records after it, and never
+  comes back from the spill file.
 
 Records hold no secrets (ids and token counts, never keys), so spilling them to disk is safe.
 """
@@ -22,7 +27,7 @@ import dataclasses
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,7 +36,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-__all__ = ["UsageRecord", "UsageSink", "UsageWriter"]
+__all__ = ["UsageRecord", "UsageRejectedError", "UsageSink", "UsageWriter"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +94,15 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+class UsageRejectedError(Exception):
+    """The database refused records for what they hold (a value it cannot store), not because it is down:
+    retrying the same records can never succeed."""
+
+
 class UsageSink(Protocol):
     async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
-        """Store the records in one transaction: all or none."""
+        """Store the records in one transaction: all or none. Raises UsageRejectedError when the database
+        refuses their content; any other exception means it could not be reached or written now."""
         ...
 
 
@@ -107,6 +118,7 @@ class UsageWriter:
         spill_file: Path,
         max_pending: int | None = None,
         retry_base_s: float = 0.5,
+        on_rejected: Callable[[], None] | None = None,
     ) -> None:
         self._sink = sink
         self._interval = flush_interval_s
@@ -114,6 +126,8 @@ class UsageWriter:
         self._spill_file = spill_file
         self._max_pending = max_pending if max_pending is not None else max(batch_size * 200, 10_000)
         self._retry_base = retry_base_s
+        self._on_rejected = on_rejected
+        self.rejected = 0  # records the database refused, moved to the dead-letter file
         self._queue: deque[UsageRecord] = deque()
         self._inflight: list[UsageRecord] = []
         self._wake = asyncio.Event()
@@ -235,8 +249,54 @@ class UsageWriter:
                 take = min(self._batch_size, len(self._queue))
                 self._inflight = [self._queue.popleft() for _ in range(take)]
             if self._inflight:
-                await self._sink.insert_usage(self._inflight)
+                try:
+                    await self._sink.insert_usage(self._inflight)
+                except UsageRejectedError:
+                    await self._isolate(self._inflight)
                 self._inflight = []
+
+    async def _isolate(self, records: list[UsageRecord]) -> None:
+        """Write ``records`` in ever smaller parts until each one the database refuses is alone; those go to
+        the dead-letter file. If the database fails otherwise meanwhile, what is not yet written stays in
+        ``_inflight`` and the error propagates (the usual backoff)."""
+        done: set[int] = set()
+        parts = [records]
+        try:
+            while parts:
+                part = parts.pop()
+                try:
+                    await self._sink.insert_usage(part)
+                except UsageRejectedError as exc:
+                    if len(part) > 1:
+                        middle = len(part) // 2
+                        parts += [part[middle:], part[:middle]]
+                        continue
+                    self._dead_letter(part[0], exc)
+                done.update(id(record) for record in part)
+        finally:
+            self._inflight = [record for record in records if id(record) not in done]
+
+    def _dead_letter(self, record: UsageRecord, exc: UsageRejectedError) -> None:
+        reason = _describe(exc.__cause__ or exc)
+        self._write_rejected([orjson.dumps({"reason": reason, "record": orjson.loads(record.to_json())})])
+        self.rejected += 1
+        if self._on_rejected is not None:
+            self._on_rejected()
+        logger.error(
+            "the database refused usage record %s (%s); kept it in %s",
+            record.request_id,
+            reason,
+            self._rejected_file,
+        )
+
+    @property
+    def _rejected_file(self) -> Path:
+        return self._spill_file.with_name(self._spill_file.name + ".rejected")
+
+    def _write_rejected(self, lines: Sequence[bytes]) -> None:
+        self._rejected_file.parent.mkdir(parents=True, exist_ok=True)
+        with self._rejected_file.open("ab") as out:
+            out.writelines(line + b"\n" for line in lines)
 
     def _spill_overflow(self) -> None:
         excess = len(self._queue) - self._max_pending
@@ -276,12 +336,12 @@ class UsageWriter:
                 imported.append(UsageRecord.from_json(line))
             except (ValueError, TypeError, KeyError) as exc:
                 logger.error("unreadable line in usage spill file %s: %s", self._spill_file, exc)
-                bad.append(line)
+                bad.append(
+                    orjson.dumps({"reason": f"unreadable: {exc}", "line": line.decode("utf-8", "replace")})
+                )
         if bad:
-            # Keep what could not be read next to the spill file rather than dropping it.
-            rejected = self._spill_file.with_name(self._spill_file.name + ".rejected")
-            with rejected.open("ab") as out:
-                out.writelines(line + b"\n" for line in bad)
+            # Keep what could not be read in the dead-letter file rather than dropping it.
+            self._write_rejected(bad)
         self._spill_file.unlink()
         # Spilled records are older than anything buffered now, so they go first.
         self._queue.extendleft(reversed(imported))

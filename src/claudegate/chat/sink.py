@@ -92,5 +92,5 @@ class ChatStreamSink(ReplyBuffer):
 
     async def finish(self, last_event: bytes) -> None:
         """Write the stream's last event and end the response."""
-        if not self.gone.is_set():
+        if not self.gone.is_set() or self.shut_down:  # a call stopped at shutdown still has its client
             await self._send({"type": "http.response.body", "body": last_event, "more_body": False})

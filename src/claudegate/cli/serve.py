@@ -27,10 +27,8 @@ def serve(
 
     Without ANTHROPIC_API_KEY or an upstream URL it forwards to the built-in simulator.
     """
-    import uvicorn
-
     from claudegate.config import ConfigError, Settings
-    from claudegate.server.gateway import Gateway
+    from claudegate.server.run import run_gateway
 
     console = Console(stderr=True)
     try:
@@ -47,7 +45,7 @@ def serve(
     )
 
     upstream = settings.resolved_upstream_url
-    if upstream is None:
+    if upstream is None and not settings.upstreams:
         console.print(
             Panel(
                 "No ANTHROPIC_API_KEY and no CLAUDEGATE_UPSTREAM_URL are set, so the gateway forwards to its "
@@ -58,26 +56,19 @@ def serve(
                 border_style="yellow",
             )
         )
+    if settings.upstreams:
+        described = "upstreams=" + ", ".join(f"{u.name} ({u.url})" for u in settings.upstreams)
+    else:
+        described = f"upstream={upstream or 'built-in simulator'}"
     console.print(
         f"[bold]claudegate gateway[/bold] on http://{settings.host}:{settings.port}  "
-        f"upstream={upstream or 'built-in simulator'}  database={settings.database_url_redacted}"
+        f"{described}  database={settings.database_url_redacted}"
     )
     if settings.admin_token is None:
         console.print("admin API disabled (set CLAUDEGATE_ADMIN_TOKEN to enable /admin)")
     console.print("create a key:  claudegate keys create --org ORG")
 
-    gateway = Gateway(settings)
-    uvicorn.run(
-        gateway,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_graceful_shutdown=30,
-    )
+    run_gateway(settings)
 
 
 def register(app: typer.Typer) -> None:

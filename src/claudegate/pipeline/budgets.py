@@ -7,6 +7,9 @@ replaced by what the reply reported. Counters live in the ``FlowState`` (memory,
 processes), one per tenant, cap kind and period, named after the period (UTC day ``d20261124``, month
 ``m202611``): a new period starts at zero, and the old counter expires at its end.
 
+Without Redis the counters live in the process: ``seed`` starts them, at start-up, from the usage records of
+the current day and month, so a restart never forgets what was spent.
+
 Tokens count every input token (cached or not: the cache is a price, not a size) and every output token.
 Dollars come from the price table; a model without a price counts zero dollars (it still counts tokens).
 
@@ -19,7 +22,7 @@ message names the cap, its level and when it resets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -31,9 +34,11 @@ from claudegate.keys import BudgetCaps, Identity
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
 
-__all__ = ["BudgetExceededError", "BudgetGate", "BudgetHold", "period_end"]
+__all__ = ["BudgetExceededError", "BudgetGate", "BudgetHold", "Spending", "period_end"]
 
 _PER_MILLION: Final = 1_000_000
+
+Spending = tuple[int, int | None, float, float]  # organisation, user (None: all of it), tokens, dollars
 
 
 class BudgetExceededError(BillingError):
@@ -114,6 +119,23 @@ class BudgetGate:
             difference = (tokens - hold.tokens) if cap.unit == "tokens" else (usd - hold.usd)
             if difference:
                 await self._state.count(cap.spec, difference)
+
+    async def seed(self, spent_since: Callable[[datetime], Awaitable[Sequence[Spending]]]) -> None:
+        """Start the counters of the current day and month from what ``spent_since(start)`` says each
+        organisation and user spent since then (the stored usage records): (organisation id, user id or
+        None for the organisation as a whole, tokens, dollars)."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        for start, period in ((day_start, "day"), (month_start, "month")):
+            label = now.strftime("d%Y%m%d" if period == "day" else "m%Y%m")
+            expires = period_end(now, period).timestamp()
+            for org_id, user_id, tokens, usd in await spent_since(start):
+                scope = f"org:{org_id}" if user_id is None else f"user:{user_id}"
+                if tokens:
+                    await self._state.count(CounterSpec(f"budget:{scope}:tokens:{label}", expires), tokens)
+                if usd:
+                    await self._state.count(CounterSpec(f"budget:{scope}:usd:{label}", expires), usd)
 
     def _caps(self, identity: Identity) -> list[_Cap]:
         settings = identity.settings

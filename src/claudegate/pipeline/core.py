@@ -41,11 +41,12 @@ from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.wire.models import ModelCatalog
 
-__all__ = ["Pipeline"]
+__all__ = ["CLIENT_CLOSED", "SHUTTING_DOWN", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # the status usage records use for a call its client abandoned (nginx's convention)
+SHUTTING_DOWN = 529  # the status of a call stopped by the gateway's shutdown before its reply began
 _UNKNOWN_CLASS = "unknown"
 
 
@@ -113,32 +114,45 @@ class Pipeline:
             async with self._tenants.hold(
                 call.identity, estimated_in + estimated_out, call.deadline
             ) as taken:
-                await self._dispatch(
-                    call,
-                    sink,
-                    result,
-                    rate_class=rate_class,
-                    estimated_in=estimated_in,
-                    estimated_out=estimated_out,
-                )
-                await self._tenants.settle(
-                    taken,
-                    result.usage.input_tokens
-                    + result.usage.output_tokens
-                    + result.usage.cache_creation_input_tokens,
-                )
+                try:
+                    await self._dispatch(
+                        call,
+                        sink,
+                        result,
+                        rate_class=rate_class,
+                        estimated_in=estimated_in,
+                        estimated_out=estimated_out,
+                    )
+                finally:
+                    # On every path, refused and failed ones included: the tenant pays what the upstream
+                    # charged (nothing, for a call it never served), not the reservation.
+                    await self._tenants.settle(
+                        taken,
+                        result.usage.input_tokens
+                        + result.usage.output_tokens
+                        + result.usage.cache_creation_input_tokens,
+                    )
         except ClaudegateError as error:
             result.status, result.error_type = error.status, error.error_type
             raise
         except ClientGone:
-            result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
+            if sink.shut_down:
+                # The gateway stopped the call at shutdown; the front door ends the reply with an error. A
+                # stream keeps its status (200) and the tokens it produced so far.
+                result.status, result.error_type = result.status or SHUTTING_DOWN, "gateway_shutdown"
+            else:
+                result.status, result.error_type, result.client_gone = (
+                    CLIENT_CLOSED,
+                    "client_disconnected",
+                    True,
+                )
         except asyncio.CancelledError:
             # The caller's task was cancelled (an in-process caller gave up, or shutdown): it left.
             result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
             raise
         except UpstreamDropped as error:
             logger.warning(
-                "upstream %s cut a reply short (%s); cutting the client's connection too (request %s)",
+                "upstream %s cut a reply short (%s); ending the client's reply with an error (request %s)",
                 result.upstream,
                 error,
                 call.request_id,
@@ -327,8 +341,28 @@ class Pipeline:
                 failure = _Failure(response=response, body=body)
                 response = None  # released by whoever relays or drops the failure
                 return failure
+            whole: bytes | None = None
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                # Read a whole reply before relaying it: one cut short has sent nothing to the client yet,
+                # so it is retried like an upstream that could not be reached.
+                try:
+                    whole = await response.read()
+                except BaseException as error:
+                    # Nothing of this reply reaches the client: its estimate goes back to the lane.
+                    await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
+                    if not isinstance(error, ConnectionError | TimeoutError):
+                        raise
+                    if sink.gone.is_set():
+                        result.client_gone = True
+                        raise ClientGone from None
+                    await self._failed(member)
+                    return _Failure(
+                        error=ApiError(
+                            f"The upstream {member.name} closed the connection before its reply was complete"
+                        )
+                    )
             try:
-                await relay(response, sink, result)
+                await relay(response, sink, result, body=whole)
                 if status < 400 and result.error_type is None:
                     output_tokens = result.usage.output_tokens
             finally:

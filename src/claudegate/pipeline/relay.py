@@ -58,7 +58,8 @@ _DROP_RESPONSE = frozenset(
 
 
 class UpstreamDropped(Exception):  # noqa: N818 - names an event
-    """The upstream cut a reply after bytes of it reached the client: the client's connection is cut too."""
+    """The upstream cut a reply after bytes of it reached the client: the front door ends the client's reply
+    with an error (an SSE ``error`` event for the gateway's streams), or cuts its connection too."""
 
 
 class ClientGone(Exception):  # noqa: N818 - names an event
@@ -211,6 +212,9 @@ async def relay(
             if result.first_token_at is None and tap.first_content:
                 result.first_token_at = time.perf_counter()
             await sink.send(chunk, more=True)
+    except asyncio.CancelledError:
+        _settle(result, tap)  # the record keeps the tokens produced so far
+        raise
     except (ConnectionError, TimeoutError) as error:
         _settle(result, tap)
         if sink.gone.is_set():

@@ -25,6 +25,12 @@ class ResponseSink(Protocol):
         """Run ``callback`` as soon as the caller leaves (at once if it already has)."""
         ...
 
+    @property
+    def shut_down(self) -> bool:
+        """True when it is not the caller that left but the gateway that stopped the call (shutdown): the
+        caller is still there and is owed an answer."""
+        ...
+
     async def start(self, status: int, headers: RawHeaders) -> None: ...
 
     async def send(self, chunk: bytes, *, more: bool) -> None: ...
@@ -40,15 +46,27 @@ WATCH_AFTER_S = 0.02
 class Departure:
     """The ``gone`` half of a ResponseSink: an event, and callbacks run once when the caller leaves."""
 
-    __slots__ = ("_callbacks", "_gone")
+    __slots__ = ("_callbacks", "_gone", "_shut_down")
 
     def __init__(self) -> None:
         self._gone = asyncio.Event()
         self._callbacks: list[Callable[[], None]] = []
+        self._shut_down = False
 
     @property
     def gone(self) -> asyncio.Event:
         return self._gone
+
+    @property
+    def shut_down(self) -> bool:
+        return self._shut_down
+
+    def stop_for_shutdown(self) -> None:
+        """Stop the call as if its caller had left (the upstream call is abandoned), but remember that the
+        caller is still there: the front door ends its reply with an error."""
+        if not self._gone.is_set():
+            self._shut_down = True
+        self.leave()
 
     def on_gone(self, callback: Callable[[], None]) -> None:
         if self._gone.is_set():
@@ -103,16 +121,24 @@ class DisconnectWatch(Departure):
 class AsgiSink(DisconnectWatch):
     """The reply of an HTTP call, relayed as it comes, with a watcher that notices a disconnect."""
 
-    __slots__ = ("_extra", "_send")
+    __slots__ = ("_extra", "_send", "ended", "last_bytes", "started")
 
     def __init__(self, receive: Receive, send: Send, extra_headers: RawHeaders) -> None:
         super().__init__(receive)
         self._send = send
         self._extra = extra_headers
+        self.started = False  # the status and headers are sent
+        self.ended = False  # the last chunk is sent
+        self.last_bytes = b""  # the end of what was sent, to end a broken-off stream cleanly
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         headers.extend(self._extra)
+        self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def send(self, chunk: bytes, *, more: bool) -> None:
+        if not more:
+            self.ended = True
+        if chunk:
+            self.last_bytes = chunk[-4:]
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})

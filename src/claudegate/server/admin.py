@@ -52,6 +52,7 @@ from claudegate.errors import (
 )
 from claudegate.keys import KeyResolver
 from claudegate.server.admin_chat import chat_admin_routes
+from claudegate.server.call import refuse_nul
 from claudegate.store import AlreadyExistsError, GroupBy, OrgRow, Store, StoreError
 from claudegate.store.render import iso, key_json, new_key_json, org_json, parse_since, usage_json, user_json
 from claudegate.store.settings import KEY_SETTINGS, ORG_SETTINGS, USER_SETTINGS, checked_changes
@@ -271,6 +272,7 @@ async def _body(request: Request) -> Mapping[str, Any]:
         raise InvalidRequestError("the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    refuse_nul(body)
     return body
 
 

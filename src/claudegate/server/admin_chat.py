@@ -35,6 +35,7 @@ from claudegate.chat.render import prompt_json, usd, version_json, version_usage
 from claudegate.errors import InvalidRequestError, NotFoundError
 from claudegate.keys import BudgetCaps
 from claudegate.pipeline.budgets import period_end
+from claudegate.server.call import refuse_nul
 from claudegate.store import OrgRow, Store
 from claudegate.store.budgets import BUDGET_SETTINGS
 from claudegate.store.chat_rows import PromptRow
@@ -233,6 +234,7 @@ async def _body(request: Request) -> Mapping[str, Any]:
         raise InvalidRequestError("the request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    refuse_nul(body)
     return body
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from claudegate.accounting.prices import UsageTokens
 from claudegate.errors import MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
 from claudegate.server.asgi import send_json
@@ -55,9 +56,25 @@ async def dispatch(services: Services, call: GatewayCall) -> None:
     owner = await _owned(services, call, batch_id)
     upstream = services.upstream_named(owner.upstream)
     if action == "results":
-        await forward(call, services, rewrite=_results_accountant(services, owner), upstream=upstream)
+        org_name = call.identity.org_name if call.identity is not None else str(owner.org_id)
+        await forward(
+            call, services, rewrite=_results_accountant(services, owner, org_name), upstream=upstream
+        )
+    elif method == "DELETE":
+        await forward(call, services, rewrite=_forgetter(services, batch_id), upstream=upstream)
     else:
         await forward(call, services, rewrite=_rewriter(services, call, record=None), upstream=upstream)
+
+
+def _forgetter(services: Services, batch_id: str) -> Any:
+    """Forget a batch once the upstream has deleted it, so listings no longer count it."""
+
+    async def forget(status: int, body: bytes) -> bytes:
+        if status == 200:
+            await services.store.batches.forget_batch(batch_id)
+        return body
+
+    return forget
 
 
 async def _owned(services: Services, call: GatewayCall, batch_id: str) -> BatchOwner:
@@ -69,7 +86,7 @@ async def _owned(services: Services, call: GatewayCall, batch_id: str) -> BatchO
     return owner
 
 
-def _results_accountant(services: Services, owner: BatchOwner) -> Any:
+def _results_accountant(services: Services, owner: BatchOwner, org_name: str) -> Any:
     """Record the usage of a batch's requests the first time its results pass through the gateway: one
     record per processed request (succeeded ones with their tokens and cost at batch prices, errored ones
     with their error), attributed to whoever created the batch. The results pass on unchanged."""
@@ -78,6 +95,18 @@ def _results_accountant(services: Services, owner: BatchOwner) -> Any:
         if status == 200 and await services.store.batches.claim_accounting(owner.batch_id):
             for record in batch_usage_records(owner, body, services.prices):
                 services.writer.submit(record)
+                services.metrics.observe_spend(
+                    model=record.model or "unknown",
+                    org=org_name,
+                    tokens=UsageTokens(
+                        input_tokens=record.input_tokens,
+                        output_tokens=record.output_tokens,
+                        cache_creation_input_tokens=record.cache_creation_input_tokens,
+                        cache_read_input_tokens=record.cache_read_input_tokens,
+                        cache_creation_1h_input_tokens=record.cache_creation_1h_input_tokens,
+                    ),
+                    cost=record.cost_usd,
+                )
         return body
 
     return account
@@ -139,6 +168,8 @@ async def _list(services: Services, call: GatewayCall) -> None:
             status, _, body = await services.http.fetch("GET", url, headers)
         except (ConnectionError, TimeoutError) as error:
             raise unreachable(upstream, error) from None
+        if status == 404:  # deleted upstream since it was recorded (not through the gateway)
+            await services.store.batches.forget_batch(batch_id)
         return orjson.loads(body) if status == 200 else None
 
     found = await asyncio.gather(
@@ -148,11 +179,12 @@ async def _list(services: Services, call: GatewayCall) -> None:
     data = []
     for batch in found:
         if batch is None:
-            continue  # deleted upstream since it was recorded
+            continue  # gone upstream
         if batch.get("results_url"):
             batch["results_url"] = f"{base}{_PREFIX}/{batch['id']}/results"
         data.append(batch)
-    body = orjson.dumps(
-        {"data": data, "has_more": page.has_more, "first_id": page.first_id, "last_id": page.last_id}
-    )
+    # The cursors name batches the page shows: one gone upstream could not be paged from.
+    first_id = data[0]["id"] if data else None
+    last_id = data[-1]["id"] if data else None
+    body = orjson.dumps({"data": data, "has_more": page.has_more, "first_id": first_id, "last_id": last_id})
     await send_json(call.send, 200, body, [call.id_header])

@@ -12,8 +12,16 @@ from starlette.types import Receive, Scope, Send
 from claudegate.errors import InvalidRequestError, RequestTooLargeError
 from claudegate.keys import Identity
 from claudegate.server.asgi import header, read_body
+from claudegate.store.text import contains_nul
 
-__all__ = ["MAX_BATCH_BODY_BYTES", "MAX_BODY_BYTES", "GatewayCall", "new_request_id", "read_json_body"]
+__all__ = [
+    "MAX_BATCH_BODY_BYTES",
+    "MAX_BODY_BYTES",
+    "GatewayCall",
+    "new_request_id",
+    "read_json_body",
+    "refuse_nul",
+]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's limit for Messages and count_tokens
 MAX_BATCH_BODY_BYTES = 256 * 1024 * 1024  # and for a Message Batch
@@ -50,8 +58,9 @@ class GatewayCall:
         return f"{self.scope.get('scheme', 'http')}://{host.decode('latin-1') if host else 'localhost'}"
 
 
-async def read_json_body(call: GatewayCall, limit: int) -> dict[str, Any]:
-    """Read the call's body, which must be a JSON object of at most ``limit`` bytes."""
+async def read_json_body(call: GatewayCall, limit: int, *, stored: bool = False) -> dict[str, Any]:
+    """Read the call's body, which must be a JSON object of at most ``limit`` bytes. A body whose text is
+    ``stored`` must hold no NUL character (PostgreSQL cannot store one)."""
     content_type = header(call.scope, b"content-type") or b""
     body = await read_body(call.receive, limit)
     if body is None:
@@ -67,5 +76,16 @@ async def read_json_body(call: GatewayCall, limit: int) -> dict[str, Any]:
         raise InvalidRequestError(f"There was an error parsing the body of your request: {error}") from None
     if not isinstance(parsed, dict):
         raise InvalidRequestError("The request body must be a JSON object")
+    if stored:
+        refuse_nul(parsed)
     call.body = body
     return parsed
+
+
+def refuse_nul(body: object) -> None:
+    """Refuse a JSON body whose text holds a NUL character: it would be stored, and PostgreSQL stores no
+    NUL (changing what the client sent instead would store something it did not say)."""
+    if contains_nul(body):
+        raise InvalidRequestError(
+            "The request body contains a NUL character (\\u0000), which cannot be stored; remove it"
+        )

@@ -34,15 +34,18 @@ from claudegate.chat.service import ChatService, Turn, TurnReply
 from claudegate.chat.sink import ChatStreamSink, ReplyBuffer
 from claudegate.chat.sse import done_event, error_event
 from claudegate.errors import (
+    SHUTTING_DOWN,
     ApiError,
     ClaudegateError,
     InvalidRequestError,
     MethodNotAllowedError,
     NotFoundError,
+    OverloadedError,
     error_for_type,
 )
 from claudegate.keys import Identity
 from claudegate.pipeline.relay import UpstreamDropped
+from claudegate.pipeline.sink import Departure
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.store.render import iso
@@ -174,15 +177,15 @@ async def _get(services: Services, call: GatewayCall, caller: Caller, chat_id: s
 
 async def _chat(services: Services, call: GatewayCall, authenticate: Authenticate, *, stream: bool) -> None:
     caller = await _caller(services, call, authenticate)
-    request = ChatRequest.parse(await read_json_body(call, MAX_BODY_BYTES))
+    request = ChatRequest.parse(await read_json_body(call, MAX_BODY_BYTES, stored=True))
     service = _service(services)
     turn = await service.prepare(caller, request, stream=stream)
     await service.begin(turn, call.request_id)
     try:
         if stream:
-            await _stream_turn(service, call, caller, turn)
+            await _stream_turn(service, call, caller, turn, services.calls)
         else:
-            await _json_turn(service, call, caller, turn)
+            await _json_turn(service, call, caller, turn, services.calls)
     except TurnFailedError as failed:
         await send_error(
             call.send, failed.error, call.request_id, [(CHAT_ID_HEADER, failed.chat_id.encode())]
@@ -206,9 +209,12 @@ def _reply_json(reply: TurnReply) -> dict[str, Any]:
     }
 
 
-async def _json_turn(service: ChatService, call: GatewayCall, caller: Caller, turn: Turn) -> None:
+async def _json_turn(
+    service: ChatService, call: GatewayCall, caller: Caller, turn: Turn, calls: set[Departure]
+) -> None:
     sink = ReplyBuffer(call.receive)
     sink.watch()
+    calls.add(sink)  # shutdown stops it at its grace deadline
     try:
         result = await service.run(
             service.call_for(caller, turn, request_id=call.request_id, headers=call.scope["headers"]), sink
@@ -218,7 +224,10 @@ async def _json_turn(service: ChatService, call: GatewayCall, caller: Caller, tu
     except UpstreamDropped:
         raise await service.fail(turn, ApiError("the model's reply broke off"), None) from None
     finally:
+        calls.discard(sink)
         sink.close()
+    if sink.shut_down:
+        raise await service.fail(turn, OverloadedError(SHUTTING_DOWN), result)
     if result.client_gone:
         await service.fail(turn, ClientClosedError(), result)
         return
@@ -238,10 +247,13 @@ async def _json_turn(service: ChatService, call: GatewayCall, caller: Caller, tu
     await _json(call, _reply_json(reply), chat_id=turn.chat_id)
 
 
-async def _stream_turn(service: ChatService, call: GatewayCall, caller: Caller, turn: Turn) -> None:
+async def _stream_turn(
+    service: ChatService, call: GatewayCall, caller: Caller, turn: Turn, calls: set[Departure]
+) -> None:
     chat_header = (CHAT_ID_HEADER, turn.chat_id.encode())
     sink = ChatStreamSink(call.receive, call.send, [call.id_header, chat_header])
     sink.watch()
+    calls.add(sink)  # shutdown stops it at its grace deadline
     try:
         try:
             result = await service.run(
@@ -254,6 +266,8 @@ async def _stream_turn(service: ChatService, call: GatewayCall, caller: Caller, 
             raise await service.fail(
                 turn, ApiError("the model's stream broke off before its end"), None
             ) from None
+        if sink.shut_down:
+            raise await service.fail(turn, OverloadedError(SHUTTING_DOWN), result)
         if result.client_gone:
             await service.fail(turn, ClientClosedError(), result)
             return
@@ -287,4 +301,5 @@ async def _stream_turn(service: ChatService, call: GatewayCall, caller: Caller, 
             )
         )
     finally:
+        calls.discard(sink)
         sink.close()

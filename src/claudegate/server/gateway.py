@@ -6,6 +6,7 @@ budgeted at half a millisecond of CPU (see ``asgi.py``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,16 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
+from claudegate._version import __version__
 from claudegate.config import Settings
-from claudegate.errors import ClaudegateError, InvalidRequestError, MethodNotAllowedError, NotFoundError
+from claudegate.errors import (
+    SHUTTING_DOWN,
+    ClaudegateError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OverloadedError,
+)
 from claudegate.keys import Identity, presented_key
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
@@ -28,8 +37,10 @@ from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.health import HealthCheck
+from claudegate.server.openapi import openapi_json
 from claudegate.server.proxy import forward
 from claudegate.server.services import Services, open_services
+from claudegate.wire.sse import error_tail
 
 __all__ = ["Gateway"]
 
@@ -40,10 +51,13 @@ logger = logging.getLogger(__name__)
 
 Route = Callable[[GatewayCall], Awaitable[object]]
 
+_UPSTREAM_CUT = "claudegate: the upstream closed the connection before its reply was complete; retry the call"
+
 
 class _QuietUpstreamDrops(logging.Filter):
-    """When the upstream cuts a stream, the gateway logs it in one line and cuts the client's connection by
-    raising UpstreamDropped to the server; the server's traceback for that exception would only be noise."""
+    """When the upstream cuts a reply another route relays, the gateway logs it in one line and cuts the
+    client's connection by raising UpstreamDropped to the server; the server's traceback for that exception
+    would only be noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], UpstreamDropped))
@@ -63,6 +77,7 @@ class Gateway:
         self._services: Services | None = None
         self._admin: Starlette | None = None
         self._health: HealthCheck | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def services(self) -> Services:
@@ -80,6 +95,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 _quiet_upstream_drops()
                 try:
                     self._services = await open_services(self.settings)
@@ -103,6 +119,10 @@ class Gateway:
         method: str = scope["method"]
         call = GatewayCall(scope, receive, send)
         try:
+            if "\x00" in path or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+                # Ids and names in paths and queries are looked up in the database, which (PostgreSQL) cannot
+                # even compare a NUL character: no route takes one.
+                raise InvalidRequestError("The URL contains a NUL character (%00); remove it")
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/messages/count_tokens":
@@ -120,6 +140,8 @@ class Gateway:
                 await self._metrics(call)
             elif path == "/health":
                 await send_json(send, 200, b'{"status":"ok"}')
+            elif path == "/openapi.json":
+                await send_json(send, 200, openapi_json(__version__))
             elif path == "/health/ready":
                 assert self._health is not None
                 status, body = await self._health.ready()
@@ -178,10 +200,41 @@ class Gateway:
             return
         sink = AsgiSink(call.receive, call.send, [call.id_header])
         sink.watch()
+        self.services.calls.add(sink)
         try:
-            await pipeline.run(request, sink)
+            try:
+                await pipeline.run(request, sink)
+            except UpstreamDropped:
+                # The upstream cut a stream the client was reading: end it as Anthropic ends a failed one.
+                await sink.send(error_tail("api_error", _UPSTREAM_CUT, after=sink.last_bytes), more=False)
+                return
+            if sink.shut_down:
+                if not sink.started:
+                    raise OverloadedError(SHUTTING_DOWN)
+                if not sink.ended:
+                    await sink.send(
+                        error_tail("overloaded_error", SHUTTING_DOWN, after=sink.last_bytes), more=False
+                    )
         finally:
+            self.services.calls.discard(sink)
             sink.close()
+
+    def begin_shutdown(self) -> None:
+        """Shutdown has begun (the server stops accepting calls): calls still running ``shutdown_grace_s``
+        from now are stopped, each answered with an error (a stream ends with an ``error`` event), their
+        usage records keeping what they produced. Safe to call from a signal handler's thread."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(
+                loop.call_later, self.settings.shutdown_grace_s, self._stop_calls_in_flight
+            )
+
+    def _stop_calls_in_flight(self) -> None:
+        calls = self._services.calls if self._services is not None else set()
+        if calls:
+            logger.warning("shutdown: stopping %d calls still in flight", len(calls))
+        for sink in list(calls):
+            sink.stop_for_shutdown()
 
     def _describe(self, request: CallRequest, call: GatewayCall, body: dict[str, Any]) -> None:
         """What the pipeline needs from the body and headers: model, deadline, priority, stickiness."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
@@ -19,6 +19,7 @@ from claudegate.keys import KeyResolver
 from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.sink import Departure
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
@@ -51,6 +52,8 @@ class Services:
     http: HttpClient
     prober: BreakerProber
     simulator: SimulatorServer | None = None
+    # The replies of calls in flight that shutdown may have to stop (stop_for_shutdown) at its grace deadline.
+    calls: set[Departure] = field(default_factory=set)
 
     @property
     def upstream(self) -> Upstream:
@@ -78,11 +81,13 @@ class Services:
 
 async def open_services(settings: Settings) -> Services:
     store = await Store.open(settings.database_url)
+    metrics = GatewayMetrics()
     writer = UsageWriter(
         store.usage,
         flush_interval_s=settings.usage_flush_interval_s,
         batch_size=settings.usage_batch_size,
         spill_file=settings.usage_spill_file,
+        on_rejected=metrics.usage_rejected.inc,
     )
     await writer.start()
     simulator = None
@@ -111,8 +116,11 @@ async def open_services(settings: Settings) -> Services:
     state = flow_state(settings)
     pool = UpstreamPool(members, routing=settings.routing)
     http = new_http_client()
-    metrics = GatewayMetrics()
     prices = PriceTable.load(settings.prices_file)
+    budgets = BudgetGate(state, prices)
+    if not settings.redis_url:
+        # Counters in this process start at zero: start them from what the records say was spent.
+        await budgets.seed(lambda since: store.budgets.spent_by_tenant(since=since))
     pipeline = Pipeline(
         pool=pool,
         lanes=Lanes(state, burst=settings.flow_burst),
@@ -122,7 +130,7 @@ async def open_services(settings: Settings) -> Services:
         accountant=Accountant(writer, prices, metrics),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
-        budgets=BudgetGate(state, prices),
+        budgets=budgets,
     )
     prober = BreakerProber(pool, http, state)
     prober.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,6 +57,11 @@ class BatchRepository:
         async with self._engine.begin() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+    async def forget_batch(self, batch_id: str) -> None:
+        """Drop a batch deleted upstream: it is no longer listed, nor found."""
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(MessageBatch).where(MessageBatch.id == batch_id))
 
     async def get_batch_owner(self, batch_id: str) -> BatchOwner | None:
         stmt = select(

@@ -130,3 +130,33 @@ class BudgetRepository:
             row = (await conn.execute(stmt)).one()
         usd = row[1]
         return Spent(tokens=int(row[0]), usd=Decimal(str(usd)) if usd is not None else Decimal(0))
+
+    async def spent_by_tenant(self, *, since: datetime) -> list[tuple[int, int | None, float, float]]:
+        """What every organisation, and every user of one, spent since ``since`` (those that spent at all),
+        as (organisation id, user id or None for the whole organisation, tokens, dollars): what the gateway's
+        budget counters start from."""
+        tokens = func.coalesce(
+            func.sum(
+                UsageRow.input_tokens
+                + UsageRow.output_tokens
+                + UsageRow.cache_creation_input_tokens
+                + UsageRow.cache_read_input_tokens
+            ),
+            0,
+        )
+        usd = func.sum(UsageRow.cost_usd)
+        since_filter = (UsageRow.created_at >= since, UsageRow.org_id.is_not(None))
+        by_org = select(UsageRow.org_id, tokens, usd).where(*since_filter).group_by(UsageRow.org_id)
+        by_user = (
+            select(UsageRow.org_id, UsageRow.user_id, tokens, usd)
+            .where(*since_filter, UsageRow.user_id.is_not(None))
+            .group_by(UsageRow.org_id, UsageRow.user_id)
+        )
+        async with self._engine.connect() as conn:
+            orgs = (await conn.execute(by_org)).all()
+            users = (await conn.execute(by_user)).all()
+        spent: list[tuple[int, int | None, float, float]] = [
+            (row[0], None, float(row[1]), float(row[2] or 0)) for row in orgs if row[0] is not None
+        ]
+        spent += [(row[0], row[1], float(row[2]), float(row[3] or 0)) for row in users if row[0] is not None]
+        return spent

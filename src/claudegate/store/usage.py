@@ -21,17 +21,34 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from claudegate.accounting.usage import UsageRecord
+from claudegate.accounting.usage import UsageRecord, UsageRejectedError
 from claudegate.store._types import utc_day
 from claudegate.store.rows import GroupBy, UsageReportRow
 from claudegate.store.tables import ApiKey, UsageRow, User
+from claudegate.store.text import safe_row
 
 __all__ = ["UsageRepository"]
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord))
 _USAGE_TABLE = cast("Table", UsageRow.__table__)
+# SQLSTATE classes of errors caused by the values sent, not by the database's state: data exceptions (22)
+# and integrity constraint violations (23).
+_REJECTING_SQLSTATES = ("22", "23")
+
+
+def _rejects_content(error: Exception) -> bool:
+    """Whether the database (or the driver, binding a value) refused the records for what they hold."""
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in _REJECTING_SQLSTATES
+        # SQLite has no SQLSTATE: its integrity and data errors are the driver's exception classes.
+        return type(error.orig).__name__ in ("IntegrityError", "DataError")
+    # A value the driver could not convert before sending anything (a wrong type, an int too large).
+    return isinstance(error, StatementError | ValueError | OverflowError | TypeError)
 
 
 class UsageRepository:
@@ -50,7 +67,9 @@ class UsageRepository:
         """
         if not records:
             return
-        rows = [{name: getattr(record, name) for name in _FIELDS} for record in records]
+        rows = [
+            safe_row(_USAGE_TABLE, {name: getattr(record, name) for name in _FIELDS}) for record in records
+        ]
         last_used: dict[int, datetime] = {}
         for record in records:
             if record.key_id is not None:
@@ -65,13 +84,19 @@ class UsageRepository:
             )
             .values(last_used_at=bindparam("used_at"))
         )
-        async with self._engine.begin() as conn:
-            # The Core table, not the ORM entity: a bulk insert of plain rows costs a third less CPU.
-            await conn.execute(insert(_USAGE_TABLE), rows)
-            if last_used:
-                await conn.execute(
-                    touch, [{"touched_id": key, "used_at": when} for key, when in sorted(last_used.items())]
-                )
+        try:
+            async with self._engine.begin() as conn:
+                # The Core table, not the ORM entity: a bulk insert of plain rows costs a third less CPU.
+                await conn.execute(insert(_USAGE_TABLE), rows)
+                if last_used:
+                    await conn.execute(
+                        touch,
+                        [{"touched_id": key, "used_at": when} for key, when in sorted(last_used.items())],
+                    )
+        except Exception as error:
+            if _rejects_content(error):
+                raise UsageRejectedError(str(error).splitlines()[0] if str(error) else "") from error
+            raise
 
     async def report(
         self, *, group_by: GroupBy, org_id: int | None = None, since: datetime | None = None

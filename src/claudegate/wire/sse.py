@@ -17,12 +17,31 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SSEParser", "ServerSentEvent", "encode_event"]
+__all__ = ["SSEParser", "ServerSentEvent", "encode_event", "error_tail"]
 
 
 def encode_event(event: str, data: dict[str, Any]) -> bytes:
     """One event as Anthropic sends it: ``event: NAME``, one ``data:`` line of compact JSON, a blank line."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def error_tail(error_type: str, message: str, *, after: bytes = b"") -> bytes:
+    """What ends a stream the gateway must break off: an ``error`` event in Anthropic's shape, after the bytes
+    already relayed (``after``: their last few bytes), which may stop anywhere in an event.
+
+    After a whole event, the error event alone. Inside one, the partial event is first ended as an event
+    clients skip: a line break ends a partial line, ``event: ping`` renames the event (the last ``event``
+    field wins; its data, perhaps cut mid-JSON, goes with it), and a blank line ends it.
+    """
+    if not after or after.endswith((b"\n\n", b"\r\r", b"\r\n\r\n")):
+        prefix = b""
+    elif after.endswith((b"\n", b"\r")):
+        prefix = b"event: ping\n\n"
+    else:
+        prefix = b"\nevent: ping\n\n"
+    return prefix + encode_event(
+        "error", {"type": "error", "error": {"type": error_type, "message": message}}
+    )
 
 
 @dataclass(frozen=True, slots=True)
