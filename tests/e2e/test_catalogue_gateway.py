@@ -84,7 +84,7 @@ async def test_fast_mode_and_data_residency_are_costed_and_kept(stack: Stack, da
             standard = await stream.get_final_message()
     assert (fast.usage.speed, fast.usage.inference_geo) == ("fast", "us")
     rows = await records_for(database_url, tenant.key_id, 2)
-    by_details = {bool(row["usage_details"] and row["usage_details"].get("speed")): row for row in rows}
+    by_details = {(row["usage_details"] or {}).get("speed") == "fast": row for row in rows}
     fast_row, standard_row = by_details[True], by_details[False]
     assert fast_row["usage_details"]["speed"] == "fast"
     assert fast_row["usage_details"]["inference_geo"] == "us"
