@@ -125,10 +125,12 @@ def translate_request(request: dict[str, Any], catalog: ModelCatalog) -> Transla
         max_tokens = DEFAULT_MAX_TOKENS + thinking_budget
         if info is not None:
             max_tokens = min(max_tokens, info.max_output_tokens)
-    if thinking_budget:
-        # OpenAI's limit counts reasoning too: the budget must leave room for an answer (and be ≥ 1024).
+        thinking_budget = min(thinking_budget, max_tokens - DEFAULT_MAX_TOKENS // 2)
+    elif thinking_budget:
+        # OpenAI's limit counts reasoning too: the budget leaves half the client's limit for the answer.
         thinking_budget = min(thinking_budget, max_tokens // 2)
-        if thinking_budget < 1024:
+    if thinking_budget:
+        if thinking_budget < 1024:  # the API's minimum
             raise _bad("max_completion_tokens", "must be at least 2048 with reasoning_effort on this model")
         body["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}
     body["max_tokens"] = max_tokens
