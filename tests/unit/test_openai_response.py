@@ -16,7 +16,6 @@ from claudegate.openai import (
     translate_error,
     translate_error_body,
 )
-from claudegate.wire.sse import SSEParser
 
 USAGE = {
     "input_tokens": 10,
@@ -145,12 +144,10 @@ STREAM = [
 
 def translate_stream(raw: bytes, *, include_usage: bool, piece: int = 7) -> list[Any]:
     """Feed the stream in small pieces (events split anywhere); the OpenAI events that come out."""
-    parser = SSEParser()
     translator = ChunkTranslator(include_usage=include_usage, created=5)
     out = b""
     for start in range(0, len(raw), piece):
-        for name, data in parser.feed_fields(raw[start : start + piece]):
-            out += translator.feed(name, data)
+        out += translator.feed_bytes(raw[start : start + piece])
     assert translator.done
     assert out.endswith(b"\n\n")
     events = [block.removeprefix(b"data: ") for block in out.split(b"\n\n") if block]
@@ -182,6 +179,25 @@ def test_a_stream_becomes_chunks_then_done() -> None:
     ]
     finishes = [chunk["choices"][0]["finish_reason"] for chunk in chunks]
     assert finishes == [None] * 7 + ["tool_calls"]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 100_000])
+def test_any_chunking_and_either_line_ending_give_the_same_chunks(piece: int) -> None:
+    expected = translate_stream(sse(STREAM), include_usage=True, piece=1000)
+    assert translate_stream(sse(STREAM), include_usage=True, piece=piece) == expected
+    crlf = sse(STREAM).replace(b"\n", b"\r\n")
+    assert translate_stream(crlf, include_usage=True, piece=piece) == expected
+
+
+def test_text_with_quotes_and_escapes_is_carried_exactly() -> None:
+    texts = ['He said "hi"', "back\\slash\\", "tab\tnew\nline", '}}"}}', "emoji 🎉", ""]
+    events = [STREAM[0], STREAM[6]]
+    events += [
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": t}} for t in texts
+    ]
+    events += STREAM[-2:]
+    chunks = translate_stream(sse(events), include_usage=False)
+    assert [chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-2]] == texts
 
 
 def test_include_usage_adds_a_last_chunk_with_the_whole_calls_usage() -> None:

@@ -16,7 +16,6 @@ from starlette.types import Receive, Send
 
 from claudegate.openai import ChunkTranslator, completion_from_message, translate_error_body
 from claudegate.pipeline.sink import DisconnectWatch, RawHeaders
-from claudegate.wire.sse import SSEParser
 
 __all__ = ["OpenAISink"]
 
@@ -30,7 +29,7 @@ _STREAM_HEADERS: Final = (
 
 
 class OpenAISink(DisconnectWatch):
-    __slots__ = ("_chunks", "_extra", "_headers", "_include_usage", "_parser", "_send", "_status", "_stream")
+    __slots__ = ("_chunks", "_extra", "_headers", "_include_usage", "_send", "_status", "_stream")
 
     def __init__(
         self, receive: Receive, send: Send, extra_headers: RawHeaders, *, include_usage: bool
@@ -42,7 +41,6 @@ class OpenAISink(DisconnectWatch):
         self._status = 0
         self._headers: RawHeaders = []
         self._chunks: list[bytes] = []
-        self._parser: SSEParser | None = None
         self._stream: ChunkTranslator | None = None
 
     async def start(self, status: int, headers: RawHeaders) -> None:
@@ -57,7 +55,6 @@ class OpenAISink(DisconnectWatch):
         kept.extend(self._extra)
         self._status, self._headers = status, kept
         if status == 200 and content_type.startswith(b"text/event-stream"):
-            self._parser = SSEParser()
             self._stream = ChunkTranslator(include_usage=self._include_usage)
             await self._send(
                 {"type": "http.response.start", "status": 200, "headers": [*_STREAM_HEADERS, *kept]}
@@ -70,11 +67,7 @@ class OpenAISink(DisconnectWatch):
             if not more:
                 await self._send_whole()
             return
-        assert self._parser is not None
-        out = (
-            [self._stream.feed(name, data) for name, data in self._parser.feed_fields(chunk)] if chunk else []
-        )
-        body = b"".join(out)
+        body = self._stream.feed_bytes(chunk) if chunk else b""
         if body or not more:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
 
