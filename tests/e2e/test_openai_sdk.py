@@ -351,3 +351,24 @@ async def test_a_stream_that_fails_midway_raises_api_error(stack: Stack, tenant:
             pass
     assert raised.value.type == "server_error"
     assert raised.value.code == "overloaded"
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-sonnet-4-5"])
+async def test_reasoning_effort_returns_the_thinking_as_reasoning_content(
+    stack: Stack, tenant: Tenant, model: str
+) -> None:
+    sdk = client(stack, tenant.key)
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Why is the sky blue?"}]
+    completion = await sdk.chat.completions.create(model=model, messages=messages, reasoning_effort="low")
+    extra = completion.choices[0].message.model_extra or {}
+    assert len(extra["reasoning_content"].split()) > 5
+    assert completion.choices[0].message.content
+
+    stream = await sdk.chat.completions.create(
+        model=model, messages=messages, reasoning_effort="low", stream=True
+    )
+    reasoning = ""
+    async for chunk in stream:
+        if chunk.choices:
+            reasoning += (chunk.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+    assert reasoning == extra["reasoning_content"]  # the simulator thinks alike for alike requests

@@ -10,7 +10,7 @@
   so parallel tool results travel together, as Claude requires.
 
 What cannot be translated (audio, file ids, the legacy ``function`` role) is refused with a 400 that names
-the field.
+the field. A message's ``name`` and an image's ``detail`` have no counterpart in Claude's API and are ignored.
 """
 
 from __future__ import annotations
