@@ -293,3 +293,17 @@ def test_an_upstream_error_body_is_read_for_its_type_and_message() -> None:
     unreadable = translate_error_body(502, b"<html>bad gateway</html>")
     assert unreadable.status == 502
     assert orjson.loads(unreadable.body)["error"]["type"] == "server_error"
+
+
+def test_text_deltas_of_other_shapes_are_parsed_not_copied() -> None:
+    odd = [
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "a", "x": "b"}},
+        {"index": 1, "type": "content_block_delta", "delta": {"type": "text_delta", "text": "z"}},
+        {"type": "content_block_delta", "index": 12, "delta": {"type": "text_delta", "text": "q"}},
+    ]
+    chunks = translate_stream(sse([STREAM[0], STREAM[6], *odd, *STREAM[-2:]]), include_usage=False)
+    assert [chunk["choices"][0]["delta"] for chunk in chunks[1:-2]] == [
+        {"content": "a"},
+        {"content": "z"},
+        {"content": "q"},
+    ]
