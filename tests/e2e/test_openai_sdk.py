@@ -15,7 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from claudegate.store import Store
-from tests.e2e.conftest import Stack, Tenant, make_tenant
+from tests.e2e.conftest import SLOW_REPLY_TOKENS, Stack, Tenant, make_tenant
 from tests.e2e.flow_support import usage_records
 
 MODEL = "claude-sonnet-4-6"
@@ -372,3 +372,26 @@ async def test_reasoning_effort_returns_the_thinking_as_reasoning_content(
         if chunk.choices:
             reasoning += (chunk.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
     assert reasoning == extra["reasoning_content"]  # the simulator thinks alike for alike requests
+
+
+async def test_a_client_that_leaves_mid_stream_leaves_a_record_of_what_it_was_sent(
+    stack: Stack, slow_gateway_url: str, tenant: Tenant
+) -> None:
+    sdk = openai.AsyncOpenAI(base_url=f"{slow_gateway_url}/v1", api_key=tenant.key, max_retries=0)
+    stream = await sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Tell me a long story."}],
+        max_tokens=400,
+        stream=True,
+        extra_headers={"x-simulator-reply-tokens": str(SLOW_REPLY_TOKENS)},  # a second's work upstream
+    )
+    received = 0
+    async for chunk in stream:
+        received += bool(chunk.choices and chunk.choices[0].delta.content)
+        if received == 5:
+            break
+    await stream.close()
+
+    [record] = await usage_records(stack.database_url, [tenant.key_id], 1)
+    assert (record["status"], record["error_type"], record["api"]) == (499, "client_disconnected", "openai")
+    assert 5 <= record["output_tokens"] < SLOW_REPLY_TOKENS
