@@ -9,11 +9,12 @@ with it.
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from starlette.types import Receive, Send
 
+from claudegate.errors import error_body
 from claudegate.openai import ChunkTranslator, completion_from_message, translate_error_body
 from claudegate.pipeline.sink import DisconnectWatch, RawHeaders
 
@@ -75,9 +76,12 @@ class OpenAISink(DisconnectWatch):
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         status = self._status
         headers = self._headers
-        if status == 200:
-            body = orjson.dumps(completion_from_message(orjson.loads(body), int(time.time())))
+        message = _message(body) if status == 200 else None
+        if message is not None:
+            body = orjson.dumps(completion_from_message(message, int(time.time())))
         else:
+            if status == 200:  # not a message: the upstream is not speaking Anthropic's API
+                status, body = 502, error_body("api_error", "The upstream's reply is not a message")
             error = translate_error_body(status, body)
             status, body = error.status, error.body
             if error.no_retry:
@@ -86,3 +90,11 @@ class OpenAISink(DisconnectWatch):
         headers.append((b"content-length", str(len(body)).encode()))
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
+
+
+def _message(body: bytes) -> dict[str, Any] | None:
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) and message.get("type") == "message" else None
