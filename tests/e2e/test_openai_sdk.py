@@ -234,7 +234,8 @@ async def test_the_second_call_of_a_long_conversation_reads_the_cache(stack: Sta
     sdk = client(stack, tenant.key)
     rules = " ".join(f"Rule {n}: answer politely and cite the handbook section {n}." for n in range(400))
     messages: list[ChatCompletionMessageParam] = [
-        {"role": "system", "content": f"You are the support desk. {rules}"},
+        # A prompt of this run's own: the simulator's cache outlives a test.
+        {"role": "system", "content": f"You are support desk {uuid.uuid4().hex}. {rules}"},
         {"role": "user", "content": "My order has not arrived."},
     ]
     first = await sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=100)

@@ -128,7 +128,8 @@ const scenarios = {
   async cached() {
     const rules = Array.from({ length: 400 }, (_, n) => `Rule ${n}: answer politely and cite section ${n}.`);
     const messages = [
-      { role: "system", content: `You are the support desk. ${rules.join(" ")}` },
+      // A prompt of this run's own: the simulator's cache outlives a test.
+      { role: "system", content: `You are support desk ${crypto.randomUUID()}. ${rules.join(" ")}` },
       { role: "user", content: "My order has not arrived." },
     ];
     const first = await client.chat.completions.create({ model, messages, max_tokens: 100 });
