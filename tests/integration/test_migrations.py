@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, inspect, update
+from sqlalchemy import insert, inspect, select, update
 from sqlalchemy.engine import Connection, make_url
 
 from claudegate.accounting.usage import UsageRecord
@@ -166,7 +166,7 @@ async def test_upgrading_from_0001_keeps_the_data_and_adds_default_settings(data
     active, revoked = await _seed_at_0001(database_url)
 
     await upgrade_database(database_url)
-    assert await current_revision(database_url) == head_revision() == "0006"
+    assert await current_revision(database_url) == head_revision() == "0008"
     assert all(
         columns >= SETTINGS_COLUMNS[table] for table, columns in (await _columns(database_url)).items()
     )
@@ -189,6 +189,9 @@ async def test_upgrading_from_0001_keeps_the_data_and_adds_default_settings(data
         assert await store.keys.find_active_key(hash_key(revoked)) is None
         (usage,) = await store.usage.report(group_by=GroupBy.USER)
         assert (usage.group, usage.requests, usage.input_tokens) == ("alice", 1, 10)
+        async with store.engine.connect() as conn:
+            apis = (await conn.execute(select(UsageRow.api))).scalars().all()
+        assert apis == ["anthropic"]  # every record made before the column existed came through /v1/messages
 
         # The new columns take settings, and the rows written before keep working with them.
         await store.orgs.update_org_settings(org.id, requests_per_minute=100, weight=2)

@@ -71,6 +71,7 @@ class UsageRecord:
     streamed: bool = False
     attempts: int = 1
     batch: bool = False
+    api: str = "anthropic"  # the API the client spoke: "anthropic", or "openai" (translated to Anthropic's)
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

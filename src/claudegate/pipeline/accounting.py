@@ -53,6 +53,7 @@ class Accountant:
                 ttft_ms=ttft * 1000 if ttft is not None else None,
                 streamed=result.streamed,
                 attempts=attempts,
+                api=call.api,
             )
         )
         self._metrics.observe(

@@ -27,3 +27,4 @@ class CallRequest:
     sticky_key: str | None = None
     on_queued: Callable[[int, float], None] | None = None  # (position, predicted wait) when it must wait
     started: float = field(default_factory=time.perf_counter)
+    api: str = "anthropic"  # the API the client spoke: "anthropic", or "openai" (translated)

@@ -32,7 +32,7 @@ from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.server import batches as batch_routes
-from claudegate.server import chat_routes
+from claudegate.server import chat_routes, openai_routes
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
@@ -125,13 +125,18 @@ class Gateway:
                 raise InvalidRequestError("The URL contains a NUL character (%00); remove it")
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
+            elif path == "/v1/chat/completions":
+                await openai_routes.chat_completions(call, self.services, self._authenticate, self._describe)
             elif path == "/v1/messages/count_tokens":
                 await self._only(call, "POST", self._authenticated_pass_through)
             elif path.startswith("/v1/messages/batches"):
                 await self._authenticate(call)
                 await batch_routes.dispatch(self.services, call)
             elif path == "/v1/models" or path.startswith("/v1/models/"):
-                await self._only(call, "GET", self._authenticated_pass_through)
+                if openai_routes.wants_openai_models(call):  # OpenAI's SDKs send no anthropic-version
+                    await openai_routes.models(call, self._authenticate)
+                else:
+                    await self._only(call, "GET", self._authenticated_pass_through)
             elif path == "/api/hello":
                 await self._only(call, method if method in ("GET", "HEAD") else "GET", self.pass_through)
             elif chat_routes.is_chat_path(path):

@@ -154,6 +154,7 @@ class UsageRow(Base):
     streamed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     batch: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    api: Mapped[str] = mapped_column(String(16), server_default=text("'anthropic'"))
 
 
 class MessageBatch(Base):
