@@ -207,9 +207,6 @@ async def test_images_as_data_urls_and_web_urls(stack: Stack, tenant: Tenant) ->
     assert web > text_only.usage.prompt_tokens + 1000
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the simulator answers structured-output requests with prose until it learns schemas"
-)
 async def test_a_json_schema_reply_follows_the_schema(stack: Stack, tenant: Tenant) -> None:
     schema = {
         "type": "object",
@@ -354,7 +351,7 @@ async def test_a_stream_that_fails_midway_raises_api_error(stack: Stack, tenant:
     assert raised.value.code == "overloaded"
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-sonnet-4-5"])
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-haiku-4-5"])
 async def test_reasoning_effort_returns_the_thinking_as_reasoning_content(
     stack: Stack, tenant: Tenant, model: str
 ) -> None:

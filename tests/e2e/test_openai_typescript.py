@@ -106,14 +106,16 @@ def test_image_input(stack: Stack, tenant: Tenant) -> None:
     assert reply["web"]["usage"]["prompt_tokens"] > reply["pixel"]["usage"]["prompt_tokens"] + 1000
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the simulator answers structured-output requests with prose until it learns schemas"
-)
 def test_json_schema_output(stack: Stack, tenant: Tenant) -> None:
     reply = result(stack, tenant.key, "json_schema")
     jsonschema.validate(
         json.loads(reply["content"]),
-        {"type": "object", "required": ["city", "population"], "additionalProperties": False},
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+            "required": ["city", "population"],
+            "additionalProperties": False,
+        },
     )
 
 
