@@ -63,6 +63,10 @@ class UsageRecord:
     streamed: bool = False
     attempts: int = 1
     batch: bool = False
+    # Attribution the client offered (Claude Code's x-claude-code-session-id / -agent-id / -parent-agent-id).
+    session_id: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

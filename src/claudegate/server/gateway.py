@@ -24,12 +24,14 @@ from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_ke
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.server import batches as batch_routes
 from claudegate.server import chat_routes
+from claudegate.server import files as file_routes
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
-from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body, read_raw_body
 from claudegate.server.health import HealthCheck
 from claudegate.server.proxy import forward
 from claudegate.server.services import Services, open_services
+from claudegate.wire.paths import MODEL_ID, canonical_path, safe_query, valid_id
 
 __all__ = ["Gateway"]
 
@@ -100,6 +102,8 @@ class Gateway:
         method: str = scope["method"]
         call = GatewayCall(scope, receive, send)
         try:
+            if path.startswith("/v1/") or chat_routes.is_chat_path(path):
+                path = self._checked_path(call)
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/messages/count_tokens":
@@ -108,7 +112,10 @@ class Gateway:
                 await self._authenticate(call)
                 await batch_routes.dispatch(self.services, call)
             elif path == "/v1/models" or path.startswith("/v1/models/"):
-                await self._only(call, "GET", self._authenticated_pass_through)
+                await self._only(call, "GET", self._model)
+            elif path == "/v1/files" or path.startswith("/v1/files/"):
+                await self._authenticate(call)
+                await file_routes.dispatch(self.services, call)
             elif path == "/api/hello":
                 await self._only(call, method if method in ("GET", "HEAD") else "GET", self.pass_through)
             elif chat_routes.is_chat_path(path):
@@ -124,10 +131,23 @@ class Gateway:
             elif path == "/admin" or path.startswith("/admin/"):
                 assert self._admin is not None
                 await self._admin(scope, receive, send)
+            elif path.startswith("/v1/"):
+                await self._unknown_route(call)
             else:
                 raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
         except ClaudegateError as error:
             await send_error(send, error, call.request_id)
+
+    def _checked_path(self, call: GatewayCall) -> str:
+        """The path, once every segment of it is known to be a plain name (``wire.paths``); else 404."""
+        scope = call.scope
+        path = canonical_path(scope)
+        if path is None:
+            raise NotFoundError(f"Not Found: {scope['method']} {scope['path']!r} is not a route of this API")
+        query = scope.get("query_string", b"")
+        scope["path"] = path  # the routes below read it: now the same decoded or encoded
+        call.path_and_query = path + ("?" + safe_query(query) if query else "")
+        return path
 
     async def _only(self, call: GatewayCall, method: str, route: Route) -> None:
         if call.scope["method"] != method:
@@ -150,6 +170,24 @@ class Gateway:
         await self._authenticate(call)
         await self.pass_through(call)
 
+    async def _model(self, call: GatewayCall) -> None:
+        await self._authenticate(call)
+        model_id = call.scope["path"][len("/v1/models/") :]
+        if call.scope["path"] != "/v1/models" and not valid_id(MODEL_ID, model_id):
+            raise NotFoundError(f"model: {model_id}")
+        await self.pass_through(call)
+
+    async def _unknown_route(self, call: GatewayCall) -> None:
+        """A ``/v1`` route the gateway does not know (an endpoint newer than it): relayed with the client's
+        key swapped for the upstream's, its body and reply unchanged, and not metered (nothing but Messages
+        produces tokens; a new kind of call that does gets a route of its own)."""
+        await self._authenticate(call)
+        method = call.scope["method"]
+        body = await read_raw_body(call, MAX_BODY_BYTES)
+        if body is None and method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            call.body = b""  # an empty body still says so (content-length: 0)
+        await forward(call, self.services)
+
     async def _messages(self, call: GatewayCall) -> None:
         identity = await self._authenticate(call)
         pipeline = self.services.pipeline
@@ -167,6 +205,8 @@ class Gateway:
         try:
             body = await read_json_body(call, MAX_BODY_BYTES)
             self._describe(request, call, body)
+            if _may_cite_files(request.body):
+                await file_routes.check_cited_files(self.services, identity.org_id, body)
         except ClaudegateError as error:
             pipeline.record_refusal(request, error)  # one usage record for every authenticated call
             raise
@@ -237,6 +277,11 @@ def _admin_app(services: Services) -> Starlette:
         store=services.store, resolver=services.resolver, admin_token=services.settings.admin_token
     )
     return Starlette(routes=[Mount("/admin", routes=admin_routes(deps))])
+
+
+def _may_cite_files(raw: bytes) -> bool:
+    """Whether a JSON body may hold a ``file_id`` key: spelt out, or hidden behind a ``\\u`` escape."""
+    return b"file_id" in raw or b"\\u" in raw
 
 
 def _text(value: bytes | None) -> str | None:

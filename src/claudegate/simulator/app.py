@@ -29,6 +29,7 @@ from claudegate.errors import (
 )
 from claudegate.simulator.engine import LedgerEntry, Prepared, SimulatorEngine
 from claudegate.simulator.faults import FAULT_HEADER, error_of_type
+from claudegate.simulator.files_api import file_handlers
 from claudegate.simulator.reply import (
     DroppedConnection,
     ReplyContext,
@@ -203,6 +204,7 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
     async def messages(request: Request, api_key: str, request_id: str) -> Response:
         raw = await read_body(request)
         prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
+        engine.check_files(api_key, prepared)
         fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
         stream = bool(prepared.body.get("stream"))
         entry = engine.record(
@@ -293,6 +295,7 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
 
     async def count_tokens(request: Request, api_key: str, request_id: str) -> Response:
         prepared = engine.prepare(await read_body(request), count_only=True)
+        engine.check_files(api_key, prepared)
         engine.limiter.admit_count_tokens(api_key)
         return Response(orjson.dumps({"input_tokens": prepared.prompt.total_tokens}), media_type=_JSON)
 
@@ -381,6 +384,7 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
         return _error_response(NotFoundError("Not Found"), _request_id())
 
     messages_endpoint = api_route(messages)
+    files = file_handlers(engine.files)
     routes = [
         Route("/v1/messages", messages_endpoint, methods=["POST"]),  # reached directly: see SimulatorApp
         Route("/v1/messages/count_tokens", api_route(count_tokens), methods=["POST"]),
@@ -392,6 +396,11 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
         Route("/v1/messages/batches/{batch_id}", api_route(delete_batch), methods=["DELETE"]),
         Route("/v1/messages/batches/{batch_id}/cancel", api_route(cancel_batch), methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", api_route(batch_results), methods=["GET"]),
+        Route("/v1/files", api_route(files["upload"]), methods=["POST"]),
+        Route("/v1/files", api_route(files["list"]), methods=["GET"]),
+        Route("/v1/files/{file_id}", api_route(files["get"]), methods=["GET"]),
+        Route("/v1/files/{file_id}", api_route(files["delete"]), methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", api_route(files["download"]), methods=["GET"]),
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/_simulator/ledger", ledger, methods=["GET", "DELETE"]),
     ]
