@@ -102,13 +102,10 @@ def test_a_message_may_cite_only_its_organisations_files(stack: Stack) -> None:
 
     # Hiding the key behind a JSON escape changes nothing.
     body = (
-        (
-            '{"model": "MODEL", "max_tokens": 20, "messages": [{"role": "user", "content": [{"type": '
-            '"document", "source": {"type": "file", "file\\u005fid": "FILE"}}, {"type": "text", "text": "Hi"}]}]}'
-        )
-        .replace("MODEL", MODEL)
-        .replace("FILE", uploaded.id)
+        '{"model": "MODEL", "max_tokens": 20, "messages": [{"role": "user", "content": [{"type": "document", '
+        '"source": {"type": "file", "file\\u005fid": "FILE"}}, {"type": "text", "text": "Hi"}]}]}'
     )
+    body = body.replace("MODEL", MODEL).replace("FILE", uploaded.id)
     headers = {
         "x-api-key": stack.org_b.key,
         "anthropic-version": "2023-06-01",

@@ -1,5 +1,5 @@
 """What Claude Code sends (shared/reference section 11) is accepted: its route, headers, betas, body fields
-and a tool round trip; an unknown beta is refused as the API refuses it."""
+and a tool round trip; a new beta passes, a malformed one is refused as the API refuses it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from claudegate.wire.sse import SSEParser
+from claudegate.wire.tokens import token_pieces
 from tests.integration.simulator_support import prose, sync_client, unique_key
 
 CLAUDE_CODE_MODEL = "claude-opus-4-7"
@@ -208,17 +209,47 @@ def test_claude_code_body_through_the_sdk_beta_namespace(simulator_url: str, api
     assert final.stop_reason == "end_turn"
 
 
-def test_an_unknown_beta_is_refused(simulator_url: str, api_key: str) -> None:
+def test_a_new_beta_is_accepted_and_a_malformed_one_refused(simulator_url: str, api_key: str) -> None:
     body = claude_code_body([{"role": "user", "content": "Hello"}])
     response, _ = post_stream(
         simulator_url, body, claude_code_headers(api_key, [*BETAS, "warp-drive-2099-01-01"])
     )
+    assert response.status_code == 200  # a beta released after this simulator: well-formed, accepted
+    response, _ = post_stream(simulator_url, body, claude_code_headers(api_key, [*BETAS, "warp drive"]))
     assert response.status_code == 400
     with (
         sync_client(simulator_url, api_key=api_key) as client,
-        pytest.raises(anthropic.BadRequestError, match="Unsupported beta header: warp-drive-2099-01-01"),
+        pytest.raises(anthropic.BadRequestError, match="Unsupported beta header: Warp-Drive"),
     ):
         client.beta.messages.create(
             model=CLAUDE_CODE_MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}],
-            betas=["claude-code-20250219", "warp-drive-2099-01-01"],
+            betas=["claude-code-20250219", "Warp-Drive"],
         )  # fmt: skip
+
+
+def test_a_tool_call_can_be_scripted(simulator_url: str, api_key: str) -> None:
+    """``x-simulator-tool-input`` gives the input of the tool call a reply makes (Claude Code can send it
+    with ANTHROPIC_CUSTOM_HEADERS), so a client's tool really runs something known."""
+    question = {"role": "user", "content": [{"type": "text", "text": "Show the note; use Bash."}]}
+    scripted = {"command": "cat note.txt", "description": "Show the note"}
+    headers = {**claude_code_headers(api_key), "x-simulator-tool-input": json.dumps(scripted)}
+    response, events = post_stream(simulator_url, claude_code_body([question]), headers)
+    assert response.status_code == 200, events
+    content, message = accumulate(events)
+    assert (content[-1]["name"], content[-1]["input"]) == ("Bash", scripted)
+    assert message["stop_reason"] == "tool_use"
+    _, events = post_stream(simulator_url, claude_code_body([question]), claude_code_headers(api_key))
+    plain_content, plain_message = accumulate(events)
+    assert plain_content[-1]["input"] != scripted
+
+    def pieces(value: dict[str, Any]) -> int:
+        return len(token_pieces(orjson.dumps(value).decode()))
+
+    # The same reply but for the tool input, recounted.
+    assert message["usage"]["output_tokens"] == (
+        plain_message["usage"]["output_tokens"] - pieces(plain_content[-1]["input"]) + pieces(scripted)
+    )
+
+    headers["x-simulator-tool-input"] = "[1, 2]"
+    refused, _ = post_stream(simulator_url, claude_code_body([question]), headers)
+    assert refused.status_code == 400

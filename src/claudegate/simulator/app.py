@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -30,6 +31,7 @@ from claudegate.errors import (
 from claudegate.simulator.engine import LedgerEntry, Prepared, SimulatorEngine
 from claudegate.simulator.faults import FAULT_HEADER, error_of_type
 from claudegate.simulator.files_api import file_handlers
+from claudegate.simulator.generation import with_tool_input
 from claudegate.simulator.reply import (
     DroppedConnection,
     ReplyContext,
@@ -43,6 +45,7 @@ from claudegate.wire.pagination import page_params, paginate
 __all__ = ["SimulatorApp", "create_app"]
 
 REPLY_TOKENS_HEADER = "x-simulator-reply-tokens"
+TOOL_INPUT_HEADER = "x-simulator-tool-input"
 # Anthropic documents 2023-06-01 and 2023-01-01; SDKs since 2026 send newer dated versions (2.12 sends
 # 2026-10-21), so any well-formed date from 2023 on is accepted.
 _VERSION = re.compile(r"^20(2[3-9]|[3-9]\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -201,10 +204,24 @@ def create_app(settings: SimulatorSettings | None = None) -> SimulatorApp:
             raise InvalidRequestError(f"{REPLY_TOKENS_HEADER}: expected a whole number of tokens")
         return int(value)
 
+    def scripted_tool_input(request: Request, prepared: Prepared) -> Prepared:
+        """A reply that calls a tool calls it with the input ``x-simulator-tool-input`` gives, if any."""
+        value = request.headers.get(TOOL_INPUT_HEADER)
+        if value is None or prepared.plan is None:
+            return prepared
+        try:
+            tool_input = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            tool_input = None
+        if not isinstance(tool_input, dict):
+            raise InvalidRequestError(f"{TOOL_INPUT_HEADER}: expected a JSON object (the tool's input)")
+        return dataclasses.replace(prepared, plan=with_tool_input(prepared.plan, prepared.body, tool_input))
+
     async def messages(request: Request, api_key: str, request_id: str) -> Response:
         raw = await read_body(request)
         prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
         engine.check_files(api_key, prepared)
+        prepared = scripted_tool_input(request, prepared)
         fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
         stream = bool(prepared.body.get("stream"))
         entry = engine.record(

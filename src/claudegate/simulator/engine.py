@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,8 @@ from claudegate.wire.models import ModelCatalog, ModelInfo, default_catalog
 
 __all__ = ["LedgerEntry", "Prepared", "SimulatorEngine", "known_betas"]
 
+# A beta name: lower-case words joined by hyphens, ending with its date (2025-04-14, or 20250219).
+_WELL_FORMED_BETA = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*-(?:\d{4}-\d{2}-\d{2}|\d{8})")
 _PREPARED_CACHE_SIZE = 2048
 _LEDGER_SIZE = 100_000
 
@@ -142,11 +145,13 @@ class SimulatorEngine:
                 raise file_not_found(file_id)
 
     def check_betas(self, header: str | None) -> None:
+        """Known betas (``data/betas.txt``) and any well-formed new one pass, as upstream, where each client
+        release brings beta names no list has yet; a malformed name is the API's 400."""
         if not header:
             return
         for beta in header.split(","):
             name = beta.strip()
-            if name and name not in self.betas:
+            if name and name not in self.betas and not _WELL_FORMED_BETA.fullmatch(name):
                 raise InvalidRequestError(f"Unsupported beta header: {name}")
 
     def admit(self, api_key: str, prepared: Prepared) -> tuple[CacheUsage, list[tuple[str, str]]]:

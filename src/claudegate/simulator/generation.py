@@ -7,6 +7,7 @@ pieces and anyone counting the streamed text arrives at the same figure.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
@@ -18,7 +19,7 @@ import orjson
 from claudegate.simulator.prompt import Prompt
 from claudegate.wire.tokens import count_text_tokens, token_pieces
 
-__all__ = ["PlannedBlock", "ReplyPlan", "plan_reply", "request_seed"]
+__all__ = ["PlannedBlock", "ReplyPlan", "plan_reply", "request_seed", "with_tool_input"]
 
 # Every word has at most eight letters, so that " word" is exactly one token; a longer one would make the
 # streamed token count (one per piece) disagree with the count of the text. tests/unit checks this.
@@ -303,3 +304,20 @@ def _resolve_ref(root: dict[str, Any], ref: str) -> Any:
             return {}
         node = node.get(part, {})
     return node
+
+
+def with_tool_input(plan: ReplyPlan, body: dict[str, Any], tool_input: dict[str, Any]) -> ReplyPlan:
+    """The same reply with its tool call's input replaced (``x-simulator-tool-input``), recounted; a reply
+    without a tool call is returned as it is. The plan itself is shared between identical requests, so it
+    is copied, never changed."""
+    if not any(block.kind == "tool_use" for block in plan.blocks):
+        return plan
+    blocks = [
+        dataclasses.replace(
+            block, pieces=token_pieces(orjson.dumps(tool_input).decode()), tool_input=tool_input
+        )
+        if block.kind == "tool_use"
+        else dataclasses.replace(block, pieces=list(block.pieces))
+        for block in plan.blocks
+    ]
+    return _cut_to_budget(blocks, body["max_tokens"], plan.stop_reason, plan.stop_sequence)
