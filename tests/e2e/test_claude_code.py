@@ -9,9 +9,11 @@ non-essential traffic off, and every connection except to loopback sent to a pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import need_service
-from tests.e2e.conftest import Stack, Tenant, make_tenant
-from tests.e2e.test_accounting import wait_for_records
+from tests.e2e.conftest import Stack, Tenant, make_tenant, usage_rows
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(300)]
 
@@ -140,13 +141,24 @@ async def test_claude_code_answers_and_runs_a_tool_through_the_gateway(stack: St
     # Every call Claude Code made is on the tenant's usage records, with the session it reported.
     sessions = {plain["session_id"], with_tool["session_id"]}
     assert len(sessions) == 2
-    rows = await wait_for_records(stack.database_url, [tenant.key_id], 3)
-    assert {row["session_id"] for row in rows} == sessions
-    assert all(row["status"] < 500 for row in rows), [(r["status"], r["error_type"]) for r in rows]
+
+    def answered(rows: list[dict[str, Any]], session: str) -> list[dict[str, Any]]:
+        return [row for row in rows if row["status"] == 200 and row["session_id"] == session]
+
+    # Records reach the database in batches: read until both sessions' answered calls are there (the turn
+    # that called the tool and the one that read its result, at least).
+    deadline = time.monotonic() + 15
+    while True:
+        rows = await usage_rows(stack.database_url, [tenant.key_id])
+        enough = answered(rows, plain["session_id"]) and len(answered(rows, with_tool["session_id"])) >= 2
+        if enough or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    summary = [(r["status"], r["error_type"], r["session_id"]) for r in rows]
+    assert answered(rows, plain["session_id"]), summary
+    assert len(answered(rows, with_tool["session_id"])) >= 2, summary
+    assert {row["session_id"] for row in rows} == sessions, summary
+    assert all(row["status"] < 500 for row in rows), summary
     answered_rows = [row for row in rows if row["status"] == 200]
     assert all(row["error_type"] is None and row["output_tokens"] > 0 for row in answered_rows)
     assert {row["model"] for row in answered_rows} <= set(MODELS.values())
-    tool_session = [row for row in answered_rows if row["session_id"] == with_tool["session_id"]]
-    # the turn that called the tool, and the one that read its result
-    assert len(tool_session) >= 2, [(r["status"], r["error_type"], r["session_id"]) for r in rows]
-    assert any(row["session_id"] == plain["session_id"] for row in answered_rows)

@@ -46,7 +46,7 @@ def fault(kind: str) -> dict[str, Any]:
         pytest.param({"messages": []}, 400, anthropic.BadRequestError, id="400-no-messages"),
         pytest.param({"model": "claude-nonexistent-9"}, 404, anthropic.NotFoundError, id="404-model"),
         pytest.param(
-            {"extra_headers": {"anthropic-beta": "no-such-beta-2020-01-01"}},
+            {"extra_headers": {"anthropic-beta": "no_such_beta"}},
             400,
             anthropic.BadRequestError,
             id="400-beta",

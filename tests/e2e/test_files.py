@@ -100,6 +100,12 @@ def test_a_message_may_cite_only_its_organisations_files(stack: Stack) -> None:
         with pytest.raises(anthropic.NotFoundError, match=f"File not found: {file_id}"):
             other.beta.messages.create(model=MODEL, max_tokens=20, messages=cite(file_id))  # type: ignore[arg-type]
 
+    # Nor can it count the tokens of one (that would tell its size).
+    with pytest.raises(anthropic.NotFoundError, match=f"File not found: {uploaded.id}"):
+        other.beta.messages.count_tokens(model=MODEL, messages=cite(uploaded.id))  # type: ignore[arg-type]
+    counted = owner.beta.messages.count_tokens(model=MODEL, messages=cite(uploaded.id))  # type: ignore[arg-type]
+    assert counted.input_tokens == reply.usage.input_tokens
+
     # Hiding the key behind a JSON escape changes nothing.
     body = (
         '{"model": "MODEL", "max_tokens": 20, "messages": [{"role": "user", "content": [{"type": "document", '

@@ -250,8 +250,8 @@ def fault(kind: str) -> dict[str, Any]:
             {"temperature": 5}, {"extra_body": {"temperature": 5}}, anthropic.BadRequestError, id="400-extra"
         ),
         pytest.param(
-            {"betas": ["no-such-beta-2020-01-01"]},
-            {"extra_headers": {"anthropic-beta": "no-such-beta-2020-01-01"}},
+            {"betas": ["no_such_beta"]},
+            {"extra_headers": {"anthropic-beta": "no_such_beta"}},
             anthropic.BadRequestError,
             id="400-beta",
         ),

@@ -189,3 +189,17 @@ def test_what_is_forwarded_is_printable_ascii(stack: Stack, echo_gateway: str) -
     status, body = raw_request(echo_gateway, b"/v1/skills/..%2Fmessages", stack.org_a.key)
     assert status == 404
     assert body["error"]["type"] == "not_found_error"
+
+
+def test_unknown_routes_can_be_closed(stack: Stack, tmp_path: Path) -> None:
+    with running_in_thread(EchoUpstream) as upstream:
+        assert isinstance(upstream, EchoUpstream)
+        settings = gateway_settings(upstream.url, stack.database_url, tmp_path)
+        settings = settings.model_copy(update={"pass_unknown_routes": False})
+        with running_in_thread(lambda: GatewayServer(settings)) as server:
+            assert isinstance(server, GatewayServer)
+            response = httpx2.get(
+                f"{server.url}/v1/skills", headers={"x-api-key": stack.org_a.key, **VERSION}
+            )
+    assert response.status_code == 404
+    assert response.headers[ORIGIN] == "gateway"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Attribution", "attribution_from_headers"]
 
@@ -25,8 +25,7 @@ _HEADERS = frozenset({SESSION_HEADER, AGENT_HEADER, PARENT_AGENT_HEADER})
 _IDENTIFIER = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(NamedTuple):
     session_id: str | None = None
     agent_id: str | None = None
     parent_agent_id: str | None = None
@@ -37,10 +36,12 @@ _NONE = Attribution()
 
 def attribution_from_headers(headers: Sequence[tuple[bytes, bytes]]) -> Attribution:
     """The attribution in ``headers`` (lower-case names, as ASGI gives them)."""
-    found: dict[bytes, str] = {}
+    found: dict[bytes, str] | None = None
     for name, value in headers:
         if name in _HEADERS and _IDENTIFIER.fullmatch(value):
+            if found is None:
+                found = {}
             found[name] = value.decode("ascii")
-    if not found:
+    if found is None:
         return _NONE
     return Attribution(found.get(SESSION_HEADER), found.get(AGENT_HEADER), found.get(PARENT_AGENT_HEADER))

@@ -37,6 +37,7 @@ __all__ = ["check_cited_files", "dispatch", "file_not_found"]
 _PREFIX = "/v1/files"
 _PAGE_PREFIX = "page_"
 _MAX_IDS = 100
+_FETCHES_AT_ONCE = 16  # a page may list up to 1,000 files: their metadata is fetched this many at a time
 
 
 def file_not_found(file_id: str) -> NotFoundError:
@@ -160,15 +161,17 @@ async def _listed(services: Services, call: GatewayCall, ids: list[str]) -> list
 async def _metadata(
     services: Services, call: GatewayCall, files: Iterable[tuple[str, str | None]]
 ) -> list[dict[str, Any]]:
+    at_once = asyncio.Semaphore(_FETCHES_AT_ONCE)
+
     async def fetch(file_id: str, upstream_name: str | None) -> dict[str, Any] | None:
         upstream = services.upstream_named(upstream_name)
         headers = forwarded_headers(call.scope["headers"], upstream)
-        try:
-            status, _, body = await services.http.fetch(
-                "GET", f"{upstream.base_url}{_PREFIX}/{file_id}", headers
-            )
-        except (ConnectionError, TimeoutError) as error:
-            raise unreachable(upstream, error) from None
+        url = f"{upstream.base_url}{_PREFIX}/{file_id}"
+        async with at_once:
+            try:
+                status, _, body = await services.http.fetch("GET", url, headers)
+            except (ConnectionError, TimeoutError) as error:
+                raise unreachable(upstream, error) from None
         found = orjson.loads(body) if status == 200 else None
         return found if isinstance(found, dict) else None
 

@@ -107,7 +107,7 @@ class Gateway:
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/messages/count_tokens":
-                await self._only(call, "POST", self._authenticated_pass_through)
+                await self._only(call, "POST", self._count_tokens)
             elif path.startswith("/v1/messages/batches"):
                 await self._authenticate(call)
                 await batch_routes.dispatch(self.services, call)
@@ -131,7 +131,7 @@ class Gateway:
             elif path == "/admin" or path.startswith("/admin/"):
                 assert self._admin is not None
                 await self._admin(scope, receive, send)
-            elif path.startswith("/v1/"):
+            elif path.startswith("/v1/") and self.settings.pass_unknown_routes:
                 await self._unknown_route(call)
             else:
                 raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
@@ -169,6 +169,13 @@ class Gateway:
     async def _authenticated_pass_through(self, call: GatewayCall) -> None:
         await self._authenticate(call)
         await self.pass_through(call)
+
+    async def _count_tokens(self, call: GatewayCall) -> None:
+        identity = await self._authenticate(call)
+        body = await read_json_body(call, MAX_BODY_BYTES)
+        if call.body is not None and _may_cite_files(call.body):  # a count would tell a file's size
+            await file_routes.check_cited_files(self.services, identity.org_id, body)
+        await forward(call, self.services)
 
     async def _model(self, call: GatewayCall) -> None:
         await self._authenticate(call)

@@ -31,6 +31,9 @@ __all__ = [
 
 # RFC 3986 ``pchar`` without the percent sign: what a decoded segment may hold.
 _SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]+")
+# A whole path of such segments, none beginning with a dot, nothing encoded: what nearly every call sends,
+# checked with one match (about a tenth of the cost of going segment by segment).
+_PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*)+")
 # Characters a query keeps as they are; anything else (non-ASCII, controls, space, '#', quotes) is encoded.
 _QUERY_SAFE = "!$&'()*+,;=:@/?-._~%[]"
 
@@ -52,6 +55,8 @@ def canonical_path(scope: Mapping[str, Any]) -> str | None:
     raw: bytes | None = scope.get("raw_path")
     if raw is None:
         raw = quote(scope["path"], safe="/").encode("ascii")
+    if _PLAIN_PATH.fullmatch(raw):
+        return raw.decode("ascii")
     if not raw.startswith(b"/"):
         return None
     parts = raw[1:].split(b"/")
