@@ -173,8 +173,7 @@ class Gateway:
     async def _count_tokens(self, call: GatewayCall) -> None:
         identity = await self._authenticate(call)
         body = await read_json_body(call, MAX_BODY_BYTES)
-        if call.body is not None and _may_cite_files(call.body):  # a count would tell a file's size
-            await file_routes.check_cited_files(self.services, identity.org_id, body)
+        await file_routes.check_cited_files(self.services, identity.org_id, body)  # a count tells a size
         await forward(call, self.services)
 
     async def _model(self, call: GatewayCall) -> None:
@@ -212,8 +211,7 @@ class Gateway:
         try:
             body = await read_json_body(call, MAX_BODY_BYTES)
             self._describe(request, call, body)
-            if _may_cite_files(request.body):
-                await file_routes.check_cited_files(self.services, identity.org_id, body)
+            await file_routes.check_cited_files(self.services, identity.org_id, body)
         except ClaudegateError as error:
             pipeline.record_refusal(request, error)  # one usage record for every authenticated call
             raise
@@ -284,11 +282,6 @@ def _admin_app(services: Services) -> Starlette:
         store=services.store, resolver=services.resolver, admin_token=services.settings.admin_token
     )
     return Starlette(routes=[Mount("/admin", routes=admin_routes(deps))])
-
-
-def _may_cite_files(raw: bytes) -> bool:
-    """Whether a JSON body may hold a ``file_id`` key: spelt out, or hidden behind a ``\\u`` escape."""
-    return b"file_id" in raw or b"\\u" in raw
 
 
 def _text(value: bytes | None) -> str | None:
