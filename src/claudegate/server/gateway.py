@@ -144,9 +144,10 @@ class Gateway:
         path = canonical_path(scope)
         if path is None:
             raise NotFoundError(f"Not Found: {scope['method']} {scope['path']!r} is not a route of this API")
-        query = scope.get("query_string", b"")
-        scope["path"] = path  # the routes below read it: now the same decoded or encoded
-        call.path_and_query = path + ("?" + safe_query(query) if query else "")
+        if path != scope["path"]:  # a trailing slash dropped, or letters that were percent-encoded
+            query = scope.get("query_string", b"")
+            scope["path"] = path  # the routes below read it: now the same decoded or encoded
+            call.path_and_query = path + ("?" + safe_query(query) if query else "")
         return path
 
     async def _only(self, call: GatewayCall, method: str, route: Route) -> None:

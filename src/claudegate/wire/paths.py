@@ -36,6 +36,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]+")
 _PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*)+")
 # Characters a query keeps as they are; anything else (non-ASCII, controls, space, '#', quotes) is encoded.
 _QUERY_SAFE = "!$&'()*+,;=:@/?-._~%[]"
+_SAFE_QUERY = re.compile(rb"[A-Za-z0-9!$&'()*+,;=:@/?\-._~%\[\]]*")  # nothing to encode: the usual case
 
 # Model ids: Anthropic's (claude-opus-4-7, claude-3-5-sonnet-20241022) and the dated or versioned forms
 # other Anthropic-compatible upstreams use (a ':' or '@' version suffix).
@@ -76,6 +77,8 @@ def canonical_path(scope: Mapping[str, Any]) -> str | None:
 
 def safe_query(query: bytes) -> str:
     """The query string with every byte outside printable ASCII (and '#', space, quotes) percent-encoded."""
+    if _SAFE_QUERY.fullmatch(query):
+        return query.decode("ascii")
     return quote(query, safe=_QUERY_SAFE)
 
 
