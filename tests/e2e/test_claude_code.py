@@ -105,12 +105,11 @@ async def test_claude_code_answers_and_runs_a_tool_through_the_gateway(stack: St
     claude_binary()
     tenant = await make_tenant(stack.database_url, f"claude-code-{uuid.uuid4().hex[:8]}")
 
-    # One plain turn. (No tools: the simulator calls any tool its prompt names, and Claude Code's own
-    # reminders in the prompt name several.)
-    answered = run_claude(stack, tenant, tmp_path, "Say hello in one sentence.", "--tools", "")
+    # One plain turn, with Claude Code's default tools offered.
+    answered = run_claude(stack, tenant, tmp_path, "Say hello in one sentence.")
     plain = final_result(answered)
     assert plain["result"].strip()
-    assert [b["type"] for b in blocks(answered, "assistant")][-1] == "text"
+    assert [b["type"] for b in blocks(answered, "assistant")] == ["thinking", "text"]  # no tool asked for
 
     # A turn that uses a tool: Bash reads a file only this test knows, and its content comes back to the
     # model as the tool's result. The simulator calls the tool named in the question with the input

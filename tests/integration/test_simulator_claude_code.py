@@ -253,3 +253,22 @@ def test_a_tool_call_can_be_scripted(simulator_url: str, api_key: str) -> None:
     headers["x-simulator-tool-input"] = "[1, 2]"
     refused, _ = post_stream(simulator_url, claude_code_body([question]), headers)
     assert refused.status_code == 400
+
+
+def test_a_tool_named_only_in_a_reminder_is_not_called(simulator_url: str, api_key: str) -> None:
+    """Claude Code adds ``<system-reminder>`` text blocks to user turns that name its tools; only what the
+    user wrote decides whether the reply calls one."""
+    reminder = {
+        "type": "text",
+        "text": "<system-reminder>Use the Agent or Bash tools when useful.</system-reminder>",
+    }
+    question = {"role": "user", "content": [reminder, {"type": "text", "text": "Say hello."}]}
+    _, events = post_stream(simulator_url, claude_code_body([question]), claude_code_headers(api_key))
+    content, message = accumulate(events)
+    assert [block["type"] for block in content] == ["thinking", "text"]
+    assert message["stop_reason"] == "end_turn"
+
+    asked = {"role": "user", "content": [reminder, {"type": "text", "text": "Say hello; use Bash."}]}
+    _, events = post_stream(simulator_url, claude_code_body([asked]), claude_code_headers(api_key))
+    content, _ = accumulate(events)
+    assert content[-1]["name"] == "Bash"

@@ -42,6 +42,9 @@ _RESIZE_PIXELS = 1_150_000
 _UNKNOWN_IMAGE_TOKENS = 1590  # a URL or file image the simulator does not fetch: costed as 1092x1092
 _PDF_PAGE_TOKENS = 1500
 _MAX_BREAKPOINTS = 4
+# Claude Code adds context to user turns in text blocks of this form; they name tools the user never asked
+# for, so they are left out of what the turn is taken to ask.
+_REMINDER = "<system-reminder>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +237,8 @@ def _add_messages(builder: _Builder, messages: list[dict[str, Any]]) -> tuple[st
                 tokens += MESSAGE_OVERHEAD_TOKENS
             if isinstance(block, str):
                 texts.append(block)
-            elif block["type"] == "text":
-                texts.append(block["text"])
+            elif block["type"] == "text" and not block["text"].startswith(_REMINDER):
+                texts.append(block["text"])  # what the user asked (a client's reminders are not)
             elif block["type"] == "tool_result":
                 result_ids.append(block["tool_use_id"])
             elif block["type"] == "tool_use":
