@@ -274,6 +274,13 @@ class Settings(BaseSettings):
             "ANTHROPIC_API_KEY is set, otherwise the built-in simulator."
         ),
     )
+    pass_unknown_routes: bool = Field(
+        default=True,
+        description=(
+            "Relay /v1 routes the gateway does not know (endpoints newer than it) to the upstream. What such "
+            "routes create upstream is shared by every organisation; false answers them 404."
+        ),
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description=("Bearer token for the /admin API. Unset: the admin API answers 403 to every call."),

@@ -194,7 +194,6 @@ def test_unreadable_bodies_get_the_gateways_400(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/v1/nope"),
         ("POST", "/v2/messages"),
         ("GET", "/"),
         ("POST", "/v1/messages/batches/msgbatch_x/unknown"),

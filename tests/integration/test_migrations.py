@@ -270,6 +270,7 @@ def test_the_wheel_ships_the_migrations_and_they_run_from_it(tmp_path: Path) -> 
             "claudegate/store/migrations/versions/0003_chat.py",
             "claudegate/store/migrations/versions/0004_batch_accounting.py",
             "claudegate/store/migrations/versions/0005_batch_upstream.py",
+            "claudegate/store/migrations/versions/0007_files_and_attribution.py",
             "claudegate/data/prices.toml",
         } <= names
         archive.extractall(tmp_path / "installed")

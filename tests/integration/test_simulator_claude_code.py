@@ -1,5 +1,5 @@
 """What Claude Code sends (shared/reference section 11) is accepted: its route, headers, betas, body fields
-and a tool round trip; an unknown beta is refused as the API refuses it."""
+and a tool round trip; a new beta passes, a malformed one is refused as the API refuses it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from claudegate.wire.sse import SSEParser
+from claudegate.wire.tokens import token_pieces
 from tests.integration.simulator_support import prose, sync_client, unique_key
 
 CLAUDE_CODE_MODEL = "claude-opus-4-7"
@@ -239,3 +240,75 @@ def test_a_malformed_beta_header_is_refused_with_what_to_fix(
         )  # fmt: skip
     assert caught.value.type == "invalid_request_error"
     assert "such as files-api-2025-04-14" in caught.value.message
+
+
+def test_a_tool_call_can_be_scripted(simulator_url: str, api_key: str) -> None:
+    """``x-simulator-tool-input`` gives the input of the tool call a reply makes (Claude Code can send it
+    with ANTHROPIC_CUSTOM_HEADERS), so a client's tool really runs something known."""
+    question = {"role": "user", "content": [{"type": "text", "text": "Show the note; use Bash."}]}
+    scripted = {"command": "cat note.txt", "description": "Show the note"}
+    headers = {**claude_code_headers(api_key), "x-simulator-tool-input": json.dumps(scripted)}
+    response, events = post_stream(simulator_url, claude_code_body([question]), headers)
+    assert response.status_code == 200, events
+    content, message = accumulate(events)
+    assert (content[-1]["name"], content[-1]["input"]) == ("Bash", scripted)
+    assert message["stop_reason"] == "tool_use"
+    _, events = post_stream(simulator_url, claude_code_body([question]), claude_code_headers(api_key))
+    plain_content, plain_message = accumulate(events)
+    assert plain_content[-1]["input"] != scripted
+
+    def pieces(value: dict[str, Any]) -> int:
+        return len(token_pieces(orjson.dumps(value).decode()))
+
+    # The same reply but for the tool input, recounted.
+    assert message["usage"]["output_tokens"] == (
+        plain_message["usage"]["output_tokens"] - pieces(plain_content[-1]["input"]) + pieces(scripted)
+    )
+
+    headers["x-simulator-tool-input"] = "[1, 2]"
+    refused, _ = post_stream(simulator_url, claude_code_body([question]), headers)
+    assert refused.status_code == 400
+
+
+def test_a_tool_named_only_in_a_reminder_is_not_called(simulator_url: str, api_key: str) -> None:
+    """Claude Code adds ``<system-reminder>`` text blocks to user turns that name its tools; only what the
+    user wrote decides whether the reply calls one."""
+    reminder = {
+        "type": "text",
+        "text": "<system-reminder>Use the Agent or Bash tools when useful.</system-reminder>",
+    }
+    question = {"role": "user", "content": [reminder, {"type": "text", "text": "Say hello."}]}
+    _, events = post_stream(simulator_url, claude_code_body([question]), claude_code_headers(api_key))
+    content, message = accumulate(events)
+    assert [block["type"] for block in content] == ["thinking", "text"]
+    assert message["stop_reason"] == "end_turn"
+
+    asked = {"role": "user", "content": [reminder, {"type": "text", "text": "Say hello; use Bash."}]}
+    _, events = post_stream(simulator_url, claude_code_body([asked]), claude_code_headers(api_key))
+    content, _ = accumulate(events)
+    assert content[-1]["name"] == "Bash"
+
+
+def test_a_system_message_between_turns_needs_its_beta(simulator_url: str, api_key: str) -> None:
+    """Claude Code puts system messages between turns when it sends mid-conversation-system-2026-04-07 or
+    per-turn-control-2026-07-01; without either the role is refused, as before."""
+    turns = [
+        {"role": "user", "content": [{"type": "text", "text": "Say hello."}]},
+        {"role": "system", "content": "Answer in English."},
+    ]
+    with_beta = [*BETAS, "mid-conversation-system-2026-04-07"]
+    response, events = post_stream(
+        simulator_url, claude_code_body(turns), claude_code_headers(api_key, with_beta)
+    )
+    assert response.status_code == 200, events
+    _, message = accumulate(events)
+    assert message["stop_reason"] == "end_turn"
+
+    refused = httpx2.post(
+        f"{simulator_url}/v1/messages?beta=true",
+        content=orjson.dumps(claude_code_body(turns)),
+        headers=claude_code_headers(api_key),
+        timeout=10,
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == "messages.1.role: Input should be 'user' or 'assistant'"

@@ -72,6 +72,10 @@ class UsageRecord:
     attempts: int = 1
     batch: bool = False
     api: str = "anthropic"  # the API the client spoke: "anthropic", or "openai" (translated to Anthropic's)
+    # Attribution the client offered (Claude Code's x-claude-code-session-id / -agent-id / -parent-agent-id).
+    session_id: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

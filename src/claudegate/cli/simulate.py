@@ -51,7 +51,7 @@ def simulate(
         0, help="Seed for random faults and jitter (reply content never depends on it)."
     ),
 ) -> None:
-    """Run the Anthropic API simulator: /v1/messages (JSON and SSE), count_tokens, models and batches."""
+    """Run the Anthropic API simulator: /v1/messages (JSON and SSE), count_tokens, models, batches, files."""
     import uvicorn
 
     from claudegate.simulator.server import uvicorn_config

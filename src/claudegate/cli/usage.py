@@ -29,7 +29,7 @@ def usage(
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Report requests, errors, tokens and cost at list prices."""
+    """Report requests, errors, tokens and cost at list prices (by session: per Claude Code session)."""
     from claudegate.store.render import parse_since, usage_json
 
     start: datetime | None = None

@@ -18,5 +18,5 @@ def model_object(model: ModelInfo) -> dict[str, Any]:
 
 
 def model_list(catalog: ModelCatalog) -> bytes:
-    """``{"object": "list", "data": [...]}``, newest first: the models the API lists by default (not retired)."""
+    """``{"object": "list", "data": [...]}``, newest first: the models listed by default (not retired)."""
     return orjson.dumps({"object": "list", "data": [model_object(model) for model in catalog.listed()]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from claudegate.accounting.attribution import attribution_from_headers
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageRecord, UsageWriter
@@ -31,6 +32,7 @@ class Accountant:
         if result.error_type is None and status >= 400:
             result.error_type = "api_error"
         ttft = (result.first_token_at - call.started) if result.first_token_at else None
+        attribution = attribution_from_headers(call.headers)
         self._writer.submit(
             UsageRecord(
                 request_id=call.request_id,
@@ -54,6 +56,9 @@ class Accountant:
                 streamed=result.streamed,
                 attempts=attempts,
                 api=call.api,
+                session_id=attribution.session_id,
+                agent_id=attribution.agent_id,
+                parent_agent_id=attribution.parent_agent_id,
             )
         )
         self._metrics.observe(

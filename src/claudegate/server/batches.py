@@ -15,15 +15,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from claudegate.accounting.prices import UsageTokens
-from claudegate.errors import MethodNotAllowedError, NotFoundError
+from claudegate.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
 from claudegate.server.asgi import send_json
 from claudegate.server.batch_usage import batch_usage_records
 from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.server.files import check_cited_files
 from claudegate.server.proxy import forward
 from claudegate.store.rows import BatchOwner
 from claudegate.upstream.target import Upstream
 from claudegate.wire.pagination import page_params
+from claudegate.wire.paths import BATCH_ID, valid_id
 
 if TYPE_CHECKING:
     from claudegate.server.services import Services
@@ -79,6 +81,8 @@ def _forgetter(services: Services, batch_id: str) -> Any:
 
 async def _owned(services: Services, call: GatewayCall, batch_id: str) -> BatchOwner:
     assert call.identity is not None
+    if not valid_id(BATCH_ID, batch_id):  # not an id at all: never looked up, never forwarded
+        raise NotFoundError(f"Message batch {batch_id} not found.")
     owner = await services.store.batches.get_batch_owner(batch_id)
     if owner is None or owner.org_id != call.identity.org_id:
         # The same answer whether the batch is another organisation's or does not exist: ids leak nothing.
@@ -143,7 +147,13 @@ def _rewriter(services: Services, call: GatewayCall, *, record: Upstream | None)
 
 
 async def _create(services: Services, call: GatewayCall) -> None:
-    await read_json_body(call, MAX_BATCH_BODY_BYTES)
+    body = await read_json_body(call, MAX_BATCH_BODY_BYTES)
+    assert call.identity is not None
+    requests = body.get("requests")
+    for request in requests if isinstance(requests, list) else []:
+        params = request.get("params") if isinstance(request, dict) else None
+        if isinstance(params, dict):
+            await check_cited_files(services, call.identity.org_id, params)
     upstream = services.upstream
     await forward(call, services, rewrite=_rewriter(services, call, record=upstream), upstream=upstream)
 
@@ -156,6 +166,9 @@ async def _list(services: Services, call: GatewayCall) -> None:
         if pair
     )
     before_id, after_id, limit = page_params(query)
+    for name, cursor in (("before_id", before_id), ("after_id", after_id)):
+        if cursor is not None and not valid_id(BATCH_ID, cursor):
+            raise InvalidRequestError(f"{name}: {cursor!r} is not a message batch id")
     page = await services.store.batches.list_batch_ids(
         call.identity.org_id, limit=limit, after_id=after_id, before_id=before_id
     )

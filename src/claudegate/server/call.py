@@ -13,18 +13,22 @@ from claudegate.errors import InvalidRequestError, RequestTooLargeError
 from claudegate.keys import Identity
 from claudegate.server.asgi import header, read_body
 from claudegate.store.text import contains_nul
+from claudegate.wire.paths import safe_query
 
 __all__ = [
     "MAX_BATCH_BODY_BYTES",
     "MAX_BODY_BYTES",
+    "MAX_FILE_BODY_BYTES",
     "GatewayCall",
     "new_request_id",
     "read_json_body",
+    "read_raw_body",
     "refuse_nul",
 ]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's limit for Messages and count_tokens
 MAX_BATCH_BODY_BYTES = 256 * 1024 * 1024  # and for a Message Batch
+MAX_FILE_BODY_BYTES = 500 * 1024 * 1024 + 64 * 1024  # a 500 MB file (the Files API's limit) and its form
 
 
 def new_request_id() -> str:
@@ -47,7 +51,8 @@ class GatewayCall:
         self.identity: Identity | None = None
         self.body: bytes | None = None
         query = scope.get("query_string", b"")
-        self.path_and_query = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        # The path is the decoded one: routes that forward it check it first (wire.paths.canonical_path).
+        self.path_and_query = scope["path"] + ("?" + safe_query(query) if query else "")
 
     @property
     def id_header(self) -> tuple[bytes, bytes]:
@@ -89,3 +94,12 @@ def refuse_nul(body: object) -> None:
         raise InvalidRequestError(
             "The request body contains a NUL character (\\u0000), which cannot be stored; remove it"
         )
+
+
+async def read_raw_body(call: GatewayCall, limit: int) -> bytes | None:
+    """Read the call's body as it is, whatever its type, of at most ``limit`` bytes; None when empty."""
+    body = await read_body(call.receive, limit)
+    if body is None:
+        raise RequestTooLargeError("Request exceeds the maximum allowed number of bytes.")
+    call.body = body or None
+    return call.body

@@ -51,6 +51,7 @@ from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.store.render import iso
 from claudegate.store.rows import StoreError
 from claudegate.wire.pagination import page_params
+from claudegate.wire.paths import CHAT_ID, valid_id
 
 if TYPE_CHECKING:
     from claudegate.server.services import Services
@@ -98,15 +99,18 @@ async def _route(services: Services, call: GatewayCall, authenticate: Authentica
     chat_id = path[len("/chats/") :]
     if not chat_id or "/" in chat_id:
         raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
+    if method not in ("GET", "DELETE"):
+        raise MethodNotAllowedError(method, path, ("GET", "DELETE"))
+    if not valid_id(CHAT_ID, chat_id):  # not an id at all: never looked up
+        await _caller(services, call, authenticate)  # still 401 first for a caller without a key
+        raise NotFoundError(f"chat {chat_id} not found")
     if method == "GET":
         await _get(services, call, await _caller(services, call, authenticate), chat_id)
-    elif method == "DELETE":
+    else:
         caller = await _caller(services, call, authenticate)
         if not await services.store.chats.delete_conversation(caller.owner, chat_id):
             raise NotFoundError(f"chat {chat_id} not found")
         await _json(call, {"id": chat_id, "type": "chat_deleted"})
-    else:
-        raise MethodNotAllowedError(method, path, ("GET", "DELETE"))
 
 
 def _service(services: Services) -> ChatService:

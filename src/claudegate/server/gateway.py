@@ -33,13 +33,15 @@ from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_ke
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.server import batches as batch_routes
 from claudegate.server import chat_routes, openai_routes
+from claudegate.server import files as file_routes
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
-from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body, read_raw_body
 from claudegate.server.health import HealthCheck
 from claudegate.server.openapi import openapi_json
 from claudegate.server.proxy import forward
 from claudegate.server.services import Services, open_services
+from claudegate.wire.paths import MODEL_ID, canonical_path, safe_query, valid_id
 from claudegate.wire.sse import error_tail
 
 __all__ = ["Gateway"]
@@ -123,12 +125,14 @@ class Gateway:
                 # Ids and names in paths and queries are looked up in the database, which (PostgreSQL) cannot
                 # even compare a NUL character: no route takes one.
                 raise InvalidRequestError("The URL contains a NUL character (%00); remove it")
+            if path.startswith("/v1/") or chat_routes.is_chat_path(path):
+                path = self._checked_path(call)
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/chat/completions":
                 await openai_routes.chat_completions(call, self.services, self._authenticate, self._describe)
             elif path == "/v1/messages/count_tokens":
-                await self._only(call, "POST", self._authenticated_pass_through)
+                await self._only(call, "POST", self._count_tokens)
             elif path.startswith("/v1/messages/batches"):
                 await self._authenticate(call)
                 await batch_routes.dispatch(self.services, call)
@@ -136,7 +140,10 @@ class Gateway:
                 if openai_routes.wants_openai_models(call):  # OpenAI's SDKs send no anthropic-version
                     await openai_routes.models(call, self._authenticate)
                 else:
-                    await self._only(call, "GET", self._authenticated_pass_through)
+                    await self._only(call, "GET", self._model)
+            elif path == "/v1/files" or path.startswith("/v1/files/"):
+                await self._authenticate(call)
+                await file_routes.dispatch(self.services, call)
             elif path == "/api/hello":
                 await self._only(call, method if method in ("GET", "HEAD") else "GET", self.pass_through)
             elif chat_routes.is_chat_path(path):
@@ -154,10 +161,24 @@ class Gateway:
             elif path == "/admin" or path.startswith("/admin/"):
                 assert self._admin is not None
                 await self._admin(scope, receive, send)
+            elif path.startswith("/v1/") and self.settings.pass_unknown_routes:
+                await self._unknown_route(call)
             else:
                 raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
         except ClaudegateError as error:
             await send_error(send, error, call.request_id)
+
+    def _checked_path(self, call: GatewayCall) -> str:
+        """The path, once every segment of it is known to be a plain name (``wire.paths``); else 404."""
+        scope = call.scope
+        path = canonical_path(scope)
+        if path is None:
+            raise NotFoundError(f"Not Found: {scope['method']} {scope['path']!r} is not a route of this API")
+        if path != scope["path"]:  # a trailing slash dropped, or letters that were percent-encoded
+            query = scope.get("query_string", b"")
+            scope["path"] = path  # the routes below read it: now the same decoded or encoded
+            call.path_and_query = path + ("?" + safe_query(query) if query else "")
+        return path
 
     async def _only(self, call: GatewayCall, method: str, route: Route) -> None:
         if call.scope["method"] != method:
@@ -180,6 +201,30 @@ class Gateway:
         await self._authenticate(call)
         await self.pass_through(call)
 
+    async def _count_tokens(self, call: GatewayCall) -> None:
+        identity = await self._authenticate(call)
+        body = await read_json_body(call, MAX_BODY_BYTES)
+        await file_routes.check_cited_files(self.services, identity.org_id, body)  # a count tells a size
+        await forward(call, self.services)
+
+    async def _model(self, call: GatewayCall) -> None:
+        await self._authenticate(call)
+        model_id = call.scope["path"][len("/v1/models/") :]
+        if call.scope["path"] != "/v1/models" and not valid_id(MODEL_ID, model_id):
+            raise NotFoundError(f"model: {model_id}")
+        await self.pass_through(call)
+
+    async def _unknown_route(self, call: GatewayCall) -> None:
+        """A ``/v1`` route the gateway does not know (an endpoint newer than it): relayed with the client's
+        key swapped for the upstream's, its body and reply unchanged, and not metered (nothing but Messages
+        produces tokens; a new kind of call that does gets a route of its own)."""
+        await self._authenticate(call)
+        method = call.scope["method"]
+        body = await read_raw_body(call, MAX_BODY_BYTES)
+        if body is None and method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            call.body = b""  # an empty body still says so (content-length: 0)
+        await forward(call, self.services)
+
     async def _messages(self, call: GatewayCall) -> None:
         identity = await self._authenticate(call)
         pipeline = self.services.pipeline
@@ -197,6 +242,7 @@ class Gateway:
         try:
             body = await read_json_body(call, MAX_BODY_BYTES)
             self._describe(request, call, body)
+            await file_routes.check_cited_files(self.services, identity.org_id, body)
         except ClaudegateError as error:
             pipeline.record_refusal(request, error)  # one usage record for every authenticated call
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -29,6 +30,8 @@ from claudegate.errors import (
 )
 from claudegate.simulator.engine import LedgerEntry, Prepared, SimulatorEngine
 from claudegate.simulator.faults import FAULT_HEADER, error_of_type
+from claudegate.simulator.files_api import file_handlers
+from claudegate.simulator.generation import with_tool_input
 from claudegate.simulator.plan import ReplyPlan
 from claudegate.simulator.reply import (
     DroppedConnection,
@@ -49,6 +52,7 @@ REPLY_TOKENS_HEADER = "x-simulator-reply-tokens"
 # No model writes more than this in one reply; max_tokens cuts a reply shorter still.
 MAX_REPLY_TOKENS = 1_000_000
 _WHOLE_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also takes "²"
+TOOL_INPUT_HEADER = "x-simulator-tool-input"
 # Anthropic documents 2023-06-01 and 2023-01-01; SDKs since 2026 send newer dated versions (2.12 sends
 # 2026-10-21), so any well-formed date from 2023 on is accepted.
 _VERSION = re.compile(r"^20(2[3-9]|[3-9]\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -216,10 +220,26 @@ def create_app(
             )
         return int(value)
 
+    def scripted_tool_input(request: Request, prepared: Prepared) -> Prepared:
+        """A reply that calls a tool calls it with the input ``x-simulator-tool-input`` gives, if any."""
+        value = request.headers.get(TOOL_INPUT_HEADER)
+        if value is None or prepared.plan is None:
+            return prepared
+        try:
+            tool_input = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            tool_input = None
+        if not isinstance(tool_input, dict):
+            raise InvalidRequestError(f"{TOOL_INPUT_HEADER}: expected a JSON object (the tool's input)")
+        return dataclasses.replace(prepared, plan=with_tool_input(prepared.plan, prepared.body, tool_input))
+
     async def messages(request: Request, api_key: str, request_id: str) -> Response:
         raw = await read_body(request)
         try:
             prepared = engine.prepare(raw, count_only=False, reply_tokens=reply_tokens(request))
+            engine.check_files(api_key, prepared)
+            engine.check_system_turns(prepared, request.headers.getlist("anthropic-beta"))
+            prepared = scripted_tool_input(request, prepared)
             fault = engine.faults.choose(request.headers.get(FAULT_HEADER), raw)
         except ClaudegateError as refusal:  # refused as it stands: the ledger still shows the attempt
             status, error_type = refusal.status, refusal.error_type
@@ -315,6 +335,8 @@ def create_app(
 
     async def count_tokens(request: Request, api_key: str, request_id: str) -> Response:
         prepared = engine.prepare(await read_body(request), count_only=True)
+        engine.check_files(api_key, prepared)
+        engine.check_system_turns(prepared, request.headers.getlist("anthropic-beta"))
         engine.limiter.admit_count_tokens(api_key)
         return Response(orjson.dumps({"input_tokens": prepared.prompt.total_tokens}), media_type=_JSON)
 
@@ -403,6 +425,7 @@ def create_app(
         return _error_response(NotFoundError("Not Found"), _request_id())
 
     messages_endpoint = api_route(messages)
+    files = file_handlers(engine.files)
     routes = [
         Route("/v1/messages", messages_endpoint, methods=["POST"]),  # reached directly: see SimulatorApp
         Route("/v1/messages/count_tokens", api_route(count_tokens), methods=["POST"]),
@@ -414,6 +437,11 @@ def create_app(
         Route("/v1/messages/batches/{batch_id}", api_route(delete_batch), methods=["DELETE"]),
         Route("/v1/messages/batches/{batch_id}/cancel", api_route(cancel_batch), methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", api_route(batch_results), methods=["GET"]),
+        Route("/v1/files", api_route(files["upload"]), methods=["POST"]),
+        Route("/v1/files", api_route(files["list"]), methods=["GET"]),
+        Route("/v1/files/{file_id}", api_route(files["get"]), methods=["GET"]),
+        Route("/v1/files/{file_id}", api_route(files["delete"]), methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", api_route(files["download"]), methods=["GET"]),
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/_simulator/ledger", ledger, methods=["GET", "DELETE"]),
     ]

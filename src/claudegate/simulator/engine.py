@@ -22,17 +22,22 @@ from claudegate.errors import InvalidRequestError, NotFoundError
 from claudegate.simulator.batches import BatchStore
 from claudegate.simulator.cache import CacheUsage, PromptCache
 from claudegate.simulator.faults import FaultInjector
+from claudegate.simulator.files import FileStore, file_not_found
 from claudegate.simulator.generation import ReplyPlan, plan_reply, request_seed
 from claudegate.simulator.prompt import Prompt, analyse_prompt
 from claudegate.simulator.ratelimit import RateLimiter
 from claudegate.simulator.reply import ReplyContext, message_id, render_message
 from claudegate.simulator.schema import CountTokensRequest, MessagesRequest, format_validation_error
 from claudegate.simulator.settings import SimulatorSettings
+from claudegate.wire.file_refs import cited_file_ids
 from claudegate.wire.models import ModelCatalog, ModelInfo, default_catalog
 
 __all__ = ["LedgerEntry", "Prepared", "SimulatorEngine", "check_betas", "known_betas"]
 
 _PREPARED_CACHE_SIZE = 2048
+# The betas (any dated release) that let a request put system messages between its turns: Claude Code sends
+# such messages with either, and resends without them when they are refused.
+MID_CONVERSATION_SYSTEM_BETAS = ("mid-conversation-system-20", "per-turn-control-20")
 _LEDGER_SIZE = 100_000
 
 
@@ -70,6 +75,8 @@ class Prepared:
     model: ModelInfo
     prompt: Prompt
     plan: ReplyPlan | None  # None for count_tokens
+    file_ids: tuple[str, ...] = ()  # uploaded files it cites: each call checks they are still the caller's
+    system_turns: tuple[int, ...] = ()  # indexes of system messages between turns (a beta's feature)
 
 
 @dataclass(slots=True)
@@ -102,6 +109,7 @@ class SimulatorEngine:
         self.cache = PromptCache()
         self.faults = FaultInjector(settings.faults, self.rng)
         self.batches = BatchStore(self._answer_batch_request, settings.batch_seconds_per_request)
+        self.files = FileStore(settings.max_file_bytes)
         self.ledger: deque[LedgerEntry] = deque(maxlen=_LEDGER_SIZE)
         self._prepared: OrderedDict[bytes, Prepared] = OrderedDict()
 
@@ -147,11 +155,39 @@ class SimulatorEngine:
                 "GET /v1/models lists the models you can use"
             )
         max_tokens = None if count_only else body["max_tokens"]
-        prompt = analyse_prompt(body, model, max_tokens=max_tokens, may_cache=may_cache)
+        prompt = analyse_prompt(
+            body, model, max_tokens=max_tokens, may_cache=may_cache, files=self.files.find
+        )
         plan = None
         if not count_only:
             plan = plan_reply(body, prompt, seed=request_seed(body), reply_tokens=reply_tokens)
-        return Prepared(body=body, model=model, prompt=prompt, plan=plan)
+        return Prepared(
+            body=body,
+            model=model,
+            prompt=prompt,
+            plan=plan,
+            file_ids=tuple(cited_file_ids(body)),
+            system_turns=tuple(i for i, m in enumerate(body["messages"]) if m["role"] == "system"),
+        )
+
+    @staticmethod
+    def check_system_turns(prepared: Prepared, betas: list[str]) -> None:
+        """System messages between turns need the beta that allows them, as upstream; without it the role is
+        refused in the API's words."""
+        if not prepared.system_turns:
+            return
+        names = {name.strip() for value in betas for name in value.split(",")}
+        if not any(name.startswith(MID_CONVERSATION_SYSTEM_BETAS) for name in names):
+            raise InvalidRequestError(
+                f"messages.{prepared.system_turns[0]}.role: Input should be 'user' or 'assistant'"
+            )
+
+    def check_files(self, api_key: str, prepared: Prepared) -> None:
+        """The files a request cites must exist and be the caller's now, not just when it was first seen."""
+        for file_id in prepared.file_ids:
+            found = self.files.find(file_id)
+            if found is None or found.owner != api_key:
+                raise file_not_found(file_id)
 
     def check_betas(self, values: list[str]) -> None:
         check_betas(values, self.betas)
@@ -194,6 +230,7 @@ class SimulatorEngine:
 
     def _answer_batch_request(self, owner: str, params: dict[str, Any]) -> dict[str, Any]:
         prepared = self.prepare_body(params, count_only=False)
+        self.check_files(owner, prepared)
         assert prepared.plan is not None
         usage = self.cache.apply(owner, prepared.prompt, prepared.model.min_cache_tokens)
         ctx = self.reply_context(prepared, usage)

@@ -8,6 +8,7 @@ pieces and anyone counting the streamed text arrives at the same figure.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import random
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "plan_reply",
     "request_seed",
     "structured_output_schema",
+    "with_tool_input",
 ]
 
 # Every word has at most eight letters, so that " word" is exactly one token; a longer one would make the
@@ -229,3 +231,20 @@ def _chosen_tool(body: dict[str, Any], prompt: Prompt, rng: random.Random) -> di
         return None
     asked = prompt.last_user_text.lower()
     return next((t for t in tools if t["name"].lower() in asked), None)
+
+
+def with_tool_input(plan: ReplyPlan, body: dict[str, Any], tool_input: dict[str, Any]) -> ReplyPlan:
+    """The same reply with its tool call's input replaced (``x-simulator-tool-input``), recounted; a reply
+    without a tool call is returned as it is. The plan itself is shared between identical requests, so it
+    is copied, never changed."""
+    if not any(block.kind == "tool_use" for block in plan.blocks):
+        return plan
+    blocks = [
+        dataclasses.replace(
+            block, pieces=token_pieces(orjson.dumps(tool_input).decode()), tool_input=tool_input
+        )
+        if block.kind == "tool_use"
+        else dataclasses.replace(block, pieces=list(block.pieces))
+        for block in plan.blocks
+    ]
+    return _cut_to_budget(blocks, body["max_tokens"], plan.stop_reason, plan.stop_sequence)

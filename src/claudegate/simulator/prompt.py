@@ -9,6 +9,7 @@ import hashlib
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import imagesize
 import orjson
 
 from claudegate.errors import InvalidRequestError
+from claudegate.simulator.files import StoredFile, file_not_found
 from claudegate.wire.models import ModelInfo
 from claudegate.wire.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -25,7 +27,10 @@ from claudegate.wire.tokens import (
     count_value_tokens,
 )
 
-__all__ = ["Breakpoint", "Prompt", "analyse_prompt"]
+__all__ = ["Breakpoint", "FileLookup", "Prompt", "analyse_prompt"]
+
+# Finds an uploaded file by id, for ``{"source": {"type": "file", "file_id": ...}}`` blocks.
+FileLookup = Callable[[str], StoredFile | None]
 
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -37,6 +42,9 @@ _RESIZE_PIXELS = 1_150_000
 _UNKNOWN_IMAGE_TOKENS = 1590  # a URL or file image the simulator does not fetch: costed as 1092x1092
 _PDF_PAGE_TOKENS = 1500
 _MAX_BREAKPOINTS = 4
+# Claude Code adds context to user turns in text blocks of this form; they name tools the user never asked
+# for, so they are left out of what the turn is taken to ask.
+_REMINDER = "<system-reminder>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +70,9 @@ class Prompt:
 class _Builder:
     """Walks tools → system → messages (the API's prefix order), one segment per block."""
 
-    def __init__(self, hashing: bool) -> None:
+    def __init__(self, hashing: bool, files: FileLookup | None = None) -> None:
         self.hashing = hashing
+        self.files = files
         self.tokens: list[int] = []
         self.digests: list[bytes] = []
         self.breakpoints: list[Breakpoint] = []
@@ -91,13 +100,19 @@ class _Builder:
 
 
 def analyse_prompt(
-    body: dict[str, Any], model: ModelInfo, *, max_tokens: int | None, may_cache: bool = True
+    body: dict[str, Any],
+    model: ModelInfo,
+    *,
+    max_tokens: int | None,
+    may_cache: bool = True,
+    files: FileLookup | None = None,
 ) -> Prompt:
     """Count the request's input tokens and find its cache breakpoints; raise 400 for what the API refuses.
 
-    ``may_cache=False`` (the raw body never mentions cache_control) skips hashing the prefix.
+    ``may_cache=False`` (the raw body never mentions cache_control) skips hashing the prefix. ``files``
+    finds the uploads that file sources name (costed by their content); without it, none is known.
     """
-    builder = _Builder(hashing=may_cache)
+    builder = _Builder(hashing=may_cache, files=files)
     messages: list[dict[str, Any]] = body["messages"]
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
@@ -217,13 +232,13 @@ def _add_messages(builder: _Builder, messages: list[dict[str, Any]]) -> tuple[st
         texts: list[str] = []
         for b_index, block in enumerate(blocks):
             where = f"messages.{m_index}.content.{b_index}"
-            tokens = _block_tokens(block, where)
+            tokens = _block_tokens(block, where, builder.files)
             if b_index == 0:
                 tokens += MESSAGE_OVERHEAD_TOKENS
             if isinstance(block, str):
                 texts.append(block)
-            elif block["type"] == "text":
-                texts.append(block["text"])
+            elif block["type"] == "text" and not block["text"].startswith(_REMINDER):
+                texts.append(block["text"])  # what the user asked (a client's reminders are not)
             elif block["type"] == "tool_result":
                 result_ids.append(block["tool_use_id"])
             elif block["type"] == "tool_use":
@@ -255,13 +270,17 @@ def _add_messages(builder: _Builder, messages: list[dict[str, Any]]) -> tuple[st
             last_has_result = bool(result_ids)
             pending_tool_uses = []
             previous_tool_uses = set()
+        elif role == "system":
+            # A system message between turns (beta mid-conversation-system) instructs; it is no turn of
+            # its own, so a tool call before it is still answered by the user turn after it.
+            continue
         else:
             pending_tool_uses = tool_use_ids
             previous_tool_uses = set(tool_use_ids)
     return last_user_text, last_has_result
 
 
-def _block_tokens(block: Any, where: str) -> int:
+def _block_tokens(block: Any, where: str, files: FileLookup | None = None) -> int:
     if isinstance(block, str):
         return count_text_tokens(block)
     kind = block["type"]
@@ -269,10 +288,12 @@ def _block_tokens(block: Any, where: str) -> int:
         if not block["text"]:
             raise InvalidRequestError("messages: text content blocks must be non-empty")
         return count_text_tokens(block["text"])
+    if kind in ("image", "document") and block["source"]["type"] == "file":
+        return _file_tokens(kind, block["source"]["file_id"], where, files)
     if kind == "image":
         return _image_tokens(block["source"], where)
     if kind == "document":
-        return _document_tokens(block["source"], where)
+        return _document_tokens(block["source"], where, files)
     if kind == "tool_use":
         return count_text_tokens(block["name"]) + count_value_tokens(block["input"])
     if kind == "tool_result":
@@ -281,7 +302,7 @@ def _block_tokens(block: Any, where: str) -> int:
             return 1
         if isinstance(content, str):
             return count_text_tokens(content)
-        return sum(_block_tokens(item, where) for item in content)
+        return sum(_block_tokens(item, where, files) for item in content)
     if kind == "thinking":
         return count_text_tokens(block["thinking"])
     return count_value_tokens(block)
@@ -300,25 +321,27 @@ def _image_tokens(source: dict[str, Any], where: str) -> int:
         data = base64.b64decode(source["data"], validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequestError(f"{where}.source.base64.data: invalid base64 data") from None
+    return _image_bytes_tokens(data, f"{where}.source.base64.data")
+
+
+def _image_bytes_tokens(data: bytes, where: str) -> int:
     if len(data) > _MAX_IMAGE_BYTES:
         raise InvalidRequestError(
-            f"{where}.source.base64.data: image exceeds 5 MB maximum: "
-            f"{len(data)} bytes > {_MAX_IMAGE_BYTES} bytes"
+            f"{where}: image exceeds 5 MB maximum: {len(data)} bytes > {_MAX_IMAGE_BYTES} bytes"
         )
     size: tuple[int, int] = imagesize.get(io.BytesIO(data))
     width, height = size
     if width <= 0 or height <= 0:
-        raise InvalidRequestError(f"{where}.source.base64.data: Could not process image")
+        raise InvalidRequestError(f"{where}: Could not process image")
     if max(width, height) > _MAX_IMAGE_SIDE:
         raise InvalidRequestError(
-            f"{where}.source.base64.data: At least one of the image dimensions exceed max allowed size: "
-            f"{_MAX_IMAGE_SIDE} pixels"
+            f"{where}: At least one of the image dimensions exceed max allowed size: {_MAX_IMAGE_SIDE} pixels"
         )
     scale = min(1.0, _RESIZE_LONG_EDGE / max(width, height), math.sqrt(_RESIZE_PIXELS / (width * height)))
     return max(1, math.ceil((width * scale) * (height * scale) / 750))
 
 
-def _document_tokens(source: dict[str, Any], where: str) -> int:
+def _document_tokens(source: dict[str, Any], where: str, files: FileLookup | None = None) -> int:
     kind = source["type"]
     if kind == "text":
         return count_text_tokens(source["data"])
@@ -326,7 +349,7 @@ def _document_tokens(source: dict[str, Any], where: str) -> int:
         content = source["content"]
         if isinstance(content, str):
             return count_text_tokens(content)
-        return sum(_block_tokens(item, where) for item in content)
+        return sum(_block_tokens(item, where, files) for item in content)
     if kind == "base64":
         if source["media_type"] != "application/pdf":
             raise InvalidRequestError(f"{where}.source.base64.media_type: Input should be 'application/pdf'")
@@ -334,9 +357,34 @@ def _document_tokens(source: dict[str, Any], where: str) -> int:
             data = base64.b64decode(source["data"], validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequestError(f"{where}.source.base64.data: invalid base64 data") from None
-        pages = max(1, data.count(b"/Type /Page") - data.count(b"/Type /Pages"))
-        return pages * _PDF_PAGE_TOKENS
+        return _pdf_tokens(data)
     return _PDF_PAGE_TOKENS
+
+
+def _pdf_tokens(data: bytes) -> int:
+    pages = max(1, data.count(b"/Type /Page") - data.count(b"/Type /Pages"))
+    return pages * _PDF_PAGE_TOKENS
+
+
+def _file_tokens(kind: str, file_id: str, where: str, files: FileLookup | None) -> int:
+    """An uploaded file cited by id, costed by its content as the same bytes sent inline would be."""
+    found = files(file_id) if files is not None else None
+    if found is None:
+        raise file_not_found(file_id)
+    mime = found.mime_type
+    if kind == "image":
+        if mime not in _IMAGE_TYPES:
+            raise InvalidRequestError(
+                f"{where}.source.file: file {file_id} is {mime}, not an image (jpeg, png, gif or webp)"
+            )
+        return _image_bytes_tokens(found.data, f"{where}.source.file")
+    if mime == "application/pdf":
+        return _pdf_tokens(found.data)
+    if mime.startswith("text/"):
+        return count_text_tokens(found.data.decode("utf-8", errors="replace"))
+    raise InvalidRequestError(
+        f"{where}.source.file: file {file_id} is {mime}; a document must be a PDF or plain text"
+    )
 
 
 def _place_breakpoints(builder: _Builder, automatic: dict[str, Any] | None) -> list[Breakpoint]:

@@ -169,7 +169,8 @@ ContentBlock = Annotated[
 
 
 class Message(_Open):
-    role: Literal["user", "assistant"]
+    # "system" only with the beta mid-conversation-system-…; the app refuses it without (``system_turns``).
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
@@ -201,7 +202,7 @@ ToolChoice = Annotated[
 class ThinkingEnabled(_Open):
     type: Literal["enabled"]
     budget_tokens: int
-    display: Literal["summarized", "omitted"] | None = None
+    display: Literal["summarized", "omitted", "updates"] | None = None
 
 
 class ThinkingDisabled(_Open):
@@ -210,7 +211,7 @@ class ThinkingDisabled(_Open):
 
 class ThinkingAdaptive(_Open):
     type: Literal["adaptive"]
-    display: Literal["summarized", "omitted"] | None = None
+    display: Literal["summarized", "omitted", "updates"] | None = None
 
 
 ThinkingConfig = Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")]

@@ -91,4 +91,5 @@ class SimulatorSettings:
     tokens_per_delta: int = 3
     batch_seconds_per_request: float = 0.01
     max_body_bytes: int = 32 * 1024 * 1024
+    max_file_bytes: int = 256 * 1024 * 1024  # all uploaded files together (kept in memory)
     seed: int = 0  # mixes into the random faults and jitter, never into reply content

@@ -11,6 +11,7 @@ from claudegate.store.api_keys import KeyRepository
 from claudegate.store.batches import BatchRepository
 from claudegate.store.budgets import BudgetRepository
 from claudegate.store.chats import ChatRepository
+from claudegate.store.files import FileRepository
 from claudegate.store.migrate import upgrade_database
 from claudegate.store.orgs import OrgRepository
 from claudegate.store.prompts import PromptRepository
@@ -26,7 +27,7 @@ class Store:
     :class:`~claudegate.accounting.usage.UsageSink` for a UsageWriter.
     """
 
-    __slots__ = ("batches", "budgets", "chats", "engine", "keys", "orgs", "prompts", "usage")
+    __slots__ = ("batches", "budgets", "chats", "engine", "files", "keys", "orgs", "prompts", "usage")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -34,6 +35,7 @@ class Store:
         self.keys = KeyRepository(engine)
         self.usage = UsageRepository(engine)
         self.batches = BatchRepository(engine)
+        self.files = FileRepository(engine)
         self.chats = ChatRepository(engine)
         self.prompts = PromptRepository(engine)
         self.budgets = BudgetRepository(engine)

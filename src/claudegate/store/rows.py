@@ -77,6 +77,7 @@ class GroupBy(StrEnum):
     DAY = "day"
     USER = "user"
     KEY = "key"
+    SESSION = "session"  # the client's session (Claude Code's x-claude-code-session-id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ __all__ = [
     "Organization",
     "Prompt",
     "PromptVersion",
+    "UploadedFile",
     "UsageRow",
     "User",
 ]
@@ -155,6 +156,10 @@ class UsageRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     batch: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     api: Mapped[str] = mapped_column(String(16), server_default=text("'anthropic'"))
+    # Attribution a client offers (Claude Code's session and agent ids), so spend can be reported by them.
+    session_id: Mapped[str | None] = mapped_column(String(128))
+    agent_id: Mapped[str | None] = mapped_column(String(128))
+    parent_agent_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class MessageBatch(Base):
@@ -170,6 +175,20 @@ class MessageBatch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     accounted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The upstream (by name) the batch lives on; NULL for batches recorded before it was kept: the preferred.
+    upstream: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class UploadedFile(Base):
+    """Which organisation, user and key uploaded a file through the Files API (the id is the upstream's)."""
+
+    __tablename__ = "uploaded_files"
+    __table_args__ = (Index("ix_uploaded_files_org_id_created_at_id", "org_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     upstream: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 

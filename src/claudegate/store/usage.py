@@ -101,7 +101,8 @@ class UsageRepository:
     async def report(
         self, *, group_by: GroupBy, org_id: int | None = None, since: datetime | None = None
     ) -> list[UsageReportRow]:
-        """Totals per model, UTC day, user or key, optionally for one organisation and from a time on.
+        """Totals per model, UTC day, user, key or client session, optionally for one organisation and from
+        a time on.
 
         Days come in date order; other groups with the most requests first.
         """
@@ -116,6 +117,9 @@ class UsageRepository:
             keys = [group]
         elif group_by is GroupBy.DAY:
             group = utc_day(UsageRow.created_at)
+            keys = [group]
+        elif group_by is GroupBy.SESSION:
+            group = UsageRow.session_id
             keys = [group]
         elif group_by is GroupBy.USER:
             group = User.name
