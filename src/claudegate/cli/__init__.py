@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from claudegate._version import __version__
-from claudegate.cli import bot, budgets, db, keys, orgs, prompts, serve, simulate, usage
+from claudegate.cli import bot, budgets, config, db, keys, orgs, prompts, serve, simulate, usage
 
 __all__ = ["app", "main"]
 
@@ -44,6 +44,7 @@ usage.register(app)
 prompts.register(app)
 budgets.register(app)
 db.register(app)
+config.register(app)
 bot.register(app)
 
 

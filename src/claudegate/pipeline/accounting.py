@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+from claudegate.accounting.access_log import ACCESS_LOGGER, access_fields, log_with_fields
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable, UsageTokens
 from claudegate.accounting.usage import UsageRecord, UsageWriter
@@ -13,13 +15,19 @@ from claudegate.pipeline.request import CallRequest
 __all__ = ["Accountant"]
 
 
-class Accountant:
-    __slots__ = ("_metrics", "_prices", "_writer")
+_access_log = logging.getLogger(ACCESS_LOGGER)
 
-    def __init__(self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics) -> None:
+
+class Accountant:
+    __slots__ = ("_log_payloads", "_metrics", "_prices", "_writer")
+
+    def __init__(
+        self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics, *, log_payloads: bool = False
+    ) -> None:
         self._writer = writer
         self._prices = prices
         self._metrics = metrics
+        self._log_payloads = log_payloads  # prompts reach the log only when the settings ask for it
 
     def record(self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int) -> None:
         usage = result.usage
@@ -38,6 +46,8 @@ class Accountant:
         if result.error_type is None and status >= 400:
             result.error_type = "api_error"
         ttft = (result.first_token_at - call.started) if result.first_token_at else None
+        latency_ms = (finished - call.started) * 1000
+        ttft_ms = ttft * 1000 if ttft is not None else None
         self._writer.submit(
             UsageRecord(
                 request_id=call.request_id,
@@ -55,12 +65,36 @@ class Accountant:
                 cache_read_input_tokens=usage.cache_read_input_tokens,
                 cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
                 cost_usd=cost,
-                latency_ms=(finished - call.started) * 1000,
-                ttft_ms=ttft * 1000 if ttft is not None else None,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
                 streamed=result.streamed,
                 attempts=attempts,
             )
         )
+        if _access_log.isEnabledFor(logging.INFO):
+            fields = access_fields(
+                request_id=call.request_id,
+                upstream_request_id=result.upstream_request_id,
+                org=identity.org_name,
+                user=identity.user_name,
+                key_id=identity.key_id,
+                model=model,
+                upstream=upstream,
+                status=status,
+                error_type=result.error_type,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_write_tokens=usage.cache_creation_input_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens,
+                cost_usd=float(cost) if cost is not None else None,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+                attempts=attempts,
+                streamed=result.streamed,
+            )
+            if self._log_payloads and call.body and _access_log.isEnabledFor(logging.DEBUG):
+                fields["request_body"] = call.body.decode("utf-8", "replace")
+            log_with_fields(_access_log, logging.INFO, "call", fields)
         self._metrics.observe(
             status=status,
             model=model or "unknown",

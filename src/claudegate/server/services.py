@@ -119,7 +119,7 @@ async def open_services(settings: Settings) -> Services:
         http=http,
         tenants=TenantGate(state),
         estimator=TokenEstimator(),
-        accountant=Accountant(writer, prices, metrics),
+        accountant=Accountant(writer, prices, metrics, log_payloads=settings.log_payloads),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
         budgets=BudgetGate(state, prices),
