@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from decimal import Decimal
 
 from claudegate.accounting.access_log import ACCESS_LOGGER, access_fields, log_with_fields
 from claudegate.accounting.metrics import GatewayMetrics
@@ -29,7 +30,10 @@ class Accountant:
         self._metrics = metrics
         self._log_payloads = log_payloads  # prompts reach the log only when the settings ask for it
 
-    def record(self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int) -> None:
+    def record(
+        self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int
+    ) -> Decimal | None:
+        """Write the call's usage record, count it in the metrics, log its access line; return its cost."""
         usage = result.usage
         identity = call.identity
         model = result.model or call.model
@@ -109,3 +113,4 @@ class Accountant:
             if status >= 500 or result.error_type == "incomplete_stream"
             else None,
         )
+        return cost

@@ -37,6 +37,7 @@ from claudegate.pipeline.relay import (
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import ResponseSink
 from claudegate.pipeline.tenants import TenantGate
+from claudegate.pipeline.tracing import AttemptSpan, CallSpan, CallTracing, TracedSink
 from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.wire.models import ModelCatalog
@@ -72,6 +73,7 @@ class Pipeline:
         retry: RetryPolicy,
         rng: random.Random | None = None,
         budgets: BudgetGate | None = None,
+        tracing: CallTracing | None = None,
     ) -> None:
         self.pool = pool
         self.lanes = lanes
@@ -84,6 +86,12 @@ class Pipeline:
         self._rng = rng or random.Random()
         self._queues: dict[tuple[str, str], AdmissionQueue] = {}
         self._budgets = budgets
+        self._tracing = tracing  # None: no tracing, and no cost for it
+
+    def close_tracing(self) -> None:
+        """Send the spans still buffered (at shutdown)."""
+        if self._tracing is not None:
+            self._tracing.close()
 
     def queue(self, member: PoolMember, rate_class: str) -> AdmissionQueue:
         key = (member.name, rate_class)
@@ -101,6 +109,9 @@ class Pipeline:
         answers it; every other outcome has been written to the sink already."""
         result = ReplyResult()
         budget: BudgetHold | None = None
+        trace = self._tracing.start(call) if self._tracing is not None else None
+        if trace is not None:
+            sink = TracedSink(sink, trace.reply_headers)
         try:
             model = call.model or ""
             info = self._catalog.resolve(model)
@@ -120,6 +131,7 @@ class Pipeline:
                     rate_class=rate_class,
                     estimated_in=estimated_in,
                     estimated_out=estimated_out,
+                    trace=trace,
                 )
                 await self._tenants.settle(
                     taken,
@@ -145,7 +157,10 @@ class Pipeline:
             )
             raise
         finally:
-            self._accountant.record(call, result, upstream=result.upstream, attempts=max(1, result.attempts))
+            attempts = max(1, result.attempts)
+            cost = self._accountant.record(call, result, upstream=result.upstream, attempts=attempts)
+            if trace is not None:
+                trace.end(result, cost_usd=float(cost) if cost is not None else None, attempts=attempts)
             if budget is not None and self._budgets is not None:
                 await self._budgets.settle(budget, result)
         return result
@@ -169,29 +184,45 @@ class Pipeline:
         rate_class: str,
         estimated_in: int,
         estimated_out: int,
+        trace: CallSpan | None = None,
     ) -> None:
         failed_on: set[str] = set()
         while True:
-            member, queue, ticket = await self._admit(
-                call,
-                sink,
-                rate_class=rate_class,
-                estimated_in=estimated_in,
-                estimated_out=estimated_out,
-                failed_on=failed_on,
-            )
+            waiting_since = time.time_ns() if trace is not None else 0
+            try:
+                member, queue, ticket = await self._admit(
+                    call,
+                    sink,
+                    rate_class=rate_class,
+                    estimated_in=estimated_in,
+                    estimated_out=estimated_out,
+                    failed_on=failed_on,
+                )
+            except ClaudegateError:
+                if trace is not None:
+                    trace.admitted(waiting_since, None)
+                raise
+            if trace is not None:
+                trace.admitted(waiting_since, member.name)
             result.attempts += 1
             result.upstream = member.name
-            failure = await self._attempt(
-                call,
-                sink,
-                result,
-                member=member,
-                queue=queue,
-                ticket=ticket,
+            attempt = (
+                trace.attempt(member.name, member.upstream.base_url, result.attempts, call.model or "unknown")
+                if trace is not None
+                else None
+            )
+            failure = await self._traced_attempt(
+                call, sink, result, member=member, queue=queue, ticket=ticket, attempt=attempt
             )
             if failure is None:
                 return
+            logger.debug(
+                "request %s: attempt %d on %s failed (%s)",
+                call.request_id,
+                result.attempts,
+                member.name,
+                failure.response.status if failure.response is not None else failure.error,
+            )
             failed_on.add(member.name)
             headers = failure.response.headers if failure.response is not None else {}
             delay = self._retry.delay(result.attempts - 1, headers, self._rng.random())
@@ -282,6 +313,35 @@ class Pipeline:
             raise min(refusals, key=lambda refusal: refusal.retry_after)
         raise OverloadedError("claudegate: every upstream is failing; retry shortly")
 
+    async def _traced_attempt(
+        self,
+        call: CallRequest,
+        sink: ResponseSink,
+        result: ReplyResult,
+        *,
+        member: PoolMember,
+        queue: AdmissionQueue,
+        ticket: Ticket,
+        attempt: AttemptSpan | None,
+    ) -> _Failure | None:
+        """``_attempt``, inside the attempt's span when the call is traced."""
+        if attempt is None:
+            return await self._attempt(call, sink, result, member=member, queue=queue, ticket=ticket)
+        try:
+            failure = await self._attempt(
+                call, sink, result, member=member, queue=queue, ticket=ticket, trace_headers=attempt
+            )
+        except BaseException as error:
+            attempt.end(result.status, result.error_type or type(error).__name__)
+            raise
+        if failure is None:
+            attempt.end(result.status, result.error_type if result.status >= 400 else None)
+        elif failure.response is not None:
+            attempt.end(failure.response.status, f"http_{failure.response.status}")
+        else:
+            attempt.end(None, failure.error.error_type if failure.error is not None else "error")
+        return failure
+
     async def _attempt(
         self,
         call: CallRequest,
@@ -291,6 +351,7 @@ class Pipeline:
         member: PoolMember,
         queue: AdmissionQueue,
         ticket: Ticket,
+        trace_headers: AttemptSpan | None = None,
     ) -> _Failure | None:
         """One try on one upstream (the ``ticket`` it was admitted with carries the call's estimates). Returns
         a failure worth retrying, or None once the reply is relayed."""
@@ -300,13 +361,16 @@ class Pipeline:
         first_byte: float | None = None
         output_tokens: int | None = None  # of a reply that came complete: the lane learns from it
         response: HttpResponse | None = None
+        headers = forwarded_headers(call.headers, upstream)
+        if trace_headers is not None:
+            headers = trace_headers.with_context(headers)
         try:
             try:
                 response = await open_reply(
                     self._http,
                     upstream,
                     path_and_query=call.path_and_query,
-                    headers=forwarded_headers(call.headers, upstream),
+                    headers=headers,
                     body=call.body,
                     sink=sink,
                 )
