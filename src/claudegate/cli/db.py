@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import typer
 
 from claudegate.cli._store import ConfigOption, run_with_store
-from claudegate.config import Settings
 
 if TYPE_CHECKING:
+    from claudegate.config import Settings
     from claudegate.store import Store
 
 __all__ = ["register"]
