@@ -129,3 +129,11 @@ def test_config_check_says_when_the_file_is_not_toml(tmp_path: Path) -> None:
     code, _, err = _run("config", "check", str(config))
     assert code == 1
     assert "is not valid TOML" in err
+
+
+def test_config_check_in_json_lists_the_problems(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("prot = 1\n")
+    code, out, _ = _run("config", "check", str(config), "--json")
+    assert code == 1
+    assert orjson.loads(out) == {"file": str(config), "ok": False, "problems": ["prot: unknown setting"]}

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -110,6 +110,7 @@ def _toml(value: Any) -> str:
 @config_app.command("check")
 def check(
     file: Annotated[Path, typer.Argument(help="The TOML settings file to check.", dir_okay=False)],
+    json_output: JsonOption = False,
 ) -> None:
     """Check a settings file as serve would read it (with the environment on top).
 
@@ -119,13 +120,11 @@ def check(
     try:
         settings = Settings.load(file)
     except ConfigError as error:
-        typer.echo(f"{file}: invalid", err=True)
         text = str(error)
         head, _, listed = text.partition(": ")
-        problems = listed.split("; ") if head.startswith("invalid configuration") else [text]
-        for problem in problems:
-            typer.echo(f"  {problem}", err=True)
-        raise typer.Exit(1) from None
+        _report_problems(
+            file, listed.split("; ") if head.startswith("invalid configuration") else [text], json_output
+        )
     problems = [
         f"upstreams.{upstream.name}: the environment variable {upstream.api_key_env} (api_key_env) is not set"
         for upstream in settings.upstreams
@@ -137,11 +136,21 @@ def check(
         if upstream.api_key is None and not upstream.api_key_env
     ]
     if problems:
+        _report_problems(file, problems, json_output)
+    if json_output:
+        typer.echo(json.dumps({"file": str(file), "ok": True, "problems": [], "home": str(settings.home)}))
+        return
+    typer.echo(f"{file}: ok ({len(settings.upstreams) or 1} upstream(s), data in {settings.home})")
+
+
+def _report_problems(file: Path, problems: list[str], json_output: bool) -> NoReturn:
+    if json_output:
+        typer.echo(json.dumps({"file": str(file), "ok": False, "problems": problems}))
+    else:
         typer.echo(f"{file}: invalid", err=True)
         for problem in problems:
             typer.echo(f"  {problem}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{file}: ok ({len(settings.upstreams) or 1} upstream(s), data in {settings.home})")
+    raise typer.Exit(1)
 
 
 def startup_lines(settings: Settings, config_file: Path | None) -> list[str]:

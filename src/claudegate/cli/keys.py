@@ -186,6 +186,7 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke(
     key_id: Annotated[int, typer.Argument(help="The key's id, as `keys list` shows it.")],
+    json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Revoke a key. Running gateways stop accepting it within key_cache_ttl_s."""
@@ -197,6 +198,14 @@ def revoke(
         return before, await store.keys.revoke_key(key_id)
 
     before, after = run_with_store(config, action)
+    if json_output:
+        from claudegate.store.render import key_json
+
+        row = after or before
+        assert row is not None
+        data = {**key_json(row), "already_revoked": before is not None and not before.active}
+        typer.echo(orjson.dumps(data).decode())
+        return
     if before is not None and not before.active:
         typer.echo(f"Key {key_id} ({before.prefix}…) was already revoked.")
     elif after is not None:
