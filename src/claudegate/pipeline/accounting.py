@@ -30,6 +30,10 @@ class Accountant:
         self._metrics = metrics
         self._log_payloads = log_payloads  # prompts reach the log only when the settings ask for it
 
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self._metrics
+
     def record(
         self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int
     ) -> Decimal | None:

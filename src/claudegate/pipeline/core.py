@@ -93,6 +93,18 @@ class Pipeline:
         if self._tracing is not None:
             self._tracing.close()
 
+    def queue_states(self) -> list[tuple[str, str, int, int]]:
+        """(upstream, model class, calls waiting, calls in flight) of each admission queue, for metrics."""
+        return [
+            (upstream, rate_class, queue.waiting, queue.in_flight)
+            for (upstream, rate_class), queue in self._queues.items()
+        ]
+
+    def breaker_states(self) -> list[tuple[str, str]]:
+        """(upstream, breaker state) of each upstream, for metrics."""
+        now = time.monotonic()
+        return [(member.name, member.breaker.state(now).value) for member in self.pool.members]
+
     def queue(self, member: PoolMember, rate_class: str) -> AdmissionQueue:
         key = (member.name, rate_class)
         queue = self._queues.get(key)
@@ -141,6 +153,7 @@ class Pipeline:
                 )
         except ClaudegateError as error:
             result.status, result.error_type = error.status, error.error_type
+            self._accountant.metrics.refused(error.error_type)
             raise
         except ClientGone:
             result.status, result.error_type, result.client_gone = CLIENT_CLOSED, "client_disconnected", True
