@@ -98,9 +98,14 @@ class TextFormatter(logging.Formatter):
         for name, value in fields.items():
             if value is None:
                 continue
-            text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            if not text or " " in text or '"' in text or "=" in text:
-                text = orjson.dumps(text).decode()
+            if value is True or value is False:
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = value
+                if not text or " " in text or '"' in text or "=" in text or "\n" in text:
+                    text = orjson.dumps(text).decode()
+            else:
+                text = str(value)
             parts.append(f"{name}={text}")
         return " ".join(parts)
 

@@ -94,18 +94,33 @@ class CallTracing:
         )
         return CallSpan(self, span, call.stream)
 
-    def traceparent(self, span: Span) -> dict[str, str]:
-        from opentelemetry.trace import set_span_in_context
+    @staticmethod
+    def traceparent(span: Span) -> RawHeaders:
+        """The W3C ``traceparent`` header of ``span`` (written directly: the propagator's generic carrier
+        handling costs several times more, on every call and attempt)."""
+        context = span.get_span_context()
+        value = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        headers = [(b"traceparent", value.encode())]
+        if context.trace_state:
+            headers.append((b"tracestate", context.trace_state.to_header().encode()))
+        return headers
 
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier, context=set_span_in_context(span))
-        return carrier
-
-    def child(self, parent: Span, name: str, kind: int, start_ns: int | None = None) -> Span:
+    def child(
+        self,
+        parent: Span,
+        name: str,
+        kind: int,
+        attributes: dict[str, Any],
+        start_ns: int | None = None,
+    ) -> Span:
         from opentelemetry.trace import set_span_in_context
 
         return self._tracer.start_span(
-            name, context=set_span_in_context(parent), kind=self._kinds[kind], start_time=start_ns
+            name,
+            context=set_span_in_context(parent),
+            kind=self._kinds[kind],
+            attributes=attributes,
+            start_time=start_ns,
         )
 
     def fail(self, span: Span, error_type: str) -> None:
@@ -127,9 +142,7 @@ class CallSpan:
         self._tracing = tracing
         self._span = span
         self._streamed = streamed
-        self._headers: RawHeaders = [
-            (name.encode(), value.encode()) for name, value in tracing.traceparent(span).items()
-        ]
+        self._headers = tracing.traceparent(span)
 
     @property
     def reply_headers(self) -> RawHeaders:
@@ -138,24 +151,24 @@ class CallSpan:
 
     def admitted(self, started_ns: int, upstream: str | None, queued: bool = True) -> None:
         """The call's wait at admission, from ``started_ns`` (time.time_ns) until now."""
-        span = self._tracing.child(self._span, "admission", 2, started_ns)
-        waited_s = (time.time_ns() - started_ns) / 1e9
-        span.set_attribute("claudegate.admission.wait_s", waited_s)
+        attributes: dict[str, Any] = {"claudegate.admission.wait_s": (time.time_ns() - started_ns) / 1e9}
         if upstream is not None:
-            span.set_attribute("claudegate.upstream", upstream)
-        else:
-            self._tracing.fail(span, "rate_limit_error")
+            attributes["claudegate.upstream"] = upstream
+        span = self._tracing.child(self._span, "admission", 2, attributes, started_ns)
+        if upstream is None:
+            self._tracing.fail(span, "refused")
         span.end()
 
     def attempt(self, upstream: str, url: str, number: int, model: str) -> AttemptSpan:
-        span = self._tracing.child(self._span, f"chat {model}", 1)
-        span.set_attribute("gen_ai.operation.name", "chat")
-        span.set_attribute("gen_ai.provider.name", "anthropic")
-        span.set_attribute("gen_ai.request.model", model)
-        span.set_attribute("claudegate.upstream", upstream)
-        span.set_attribute("claudegate.attempt", number)
-        span.set_attribute("server.address", url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
-        return AttemptSpan(self._tracing, span)
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": model,
+            "claudegate.upstream": upstream,
+            "claudegate.attempt": number,
+            "server.address": url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0],
+        }
+        return AttemptSpan(self._tracing, self._tracing.child(self._span, f"chat {model}", 1, attributes))
 
     def end(self, result: ReplyResult, *, cost_usd: float | None, attempts: int) -> None:
         span = self._span
@@ -192,9 +205,7 @@ class AttemptSpan:
     def __init__(self, tracing: CallTracing, span: Span) -> None:
         self._tracing = tracing
         self._span = span
-        self.headers: RawHeaders = [
-            (name.encode(), value.encode()) for name, value in tracing.traceparent(span).items()
-        ]
+        self.headers = tracing.traceparent(span)
 
     def with_context(self, headers: RawHeaders) -> RawHeaders:
         """The upstream's request headers with this attempt's ``traceparent`` instead of the caller's."""
