@@ -137,3 +137,37 @@ def test_config_check_in_json_lists_the_problems(tmp_path: Path) -> None:
     code, out, _ = _run("config", "check", str(config), "--json")
     assert code == 1
     assert orjson.loads(out) == {"file": str(config), "ok": False, "problems": ["prot: unknown setting"]}
+
+
+def test_serve_s_start_lines_say_where_things_come_from_with_secrets_masked(tmp_path: Path) -> None:
+    from claudegate.cli.config import startup_lines
+
+    config = tmp_path / "claudegate.toml"
+    config.write_text(
+        'database_url = "postgresql://cg:hunter2@db.internal/cg"\n'
+        '[[upstreams]]\nname = "main"\nurl = "https://api.anthropic.com"\napi_key = "sk-ant-in-file"\n'
+        '[[upstreams]]\nname = "backup"\nurl = "https://backup.test"\n'
+        'api_key_env = "BACKUP_KEY"\npriority = 1\n'
+    )
+    lines = "\n".join(startup_lines(Settings.load(config), config))
+    assert f"config:   {config}" in lines
+    assert f"data:     {tmp_path}" in lines
+    assert "database: postgresql+asyncpg://cg:***@db.internal/cg" in lines
+    assert "upstream: main https://api.anthropic.com key=api_key (file) priority=0" in lines
+    assert "upstream: backup https://backup.test key=$BACKUP_KEY priority=1" in lines
+    assert "hunter2" not in lines
+    assert "sk-ant-in-file" not in lines
+
+
+def test_serve_tells_about_an_old_database_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claudegate.cli.config import startup_lines
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "claudegate.db").write_bytes(b"")
+    monkeypatch.setenv("CLAUDEGATE_HOME", str(tmp_path / "home"))
+    lines = startup_lines(Settings.load(), None)
+    assert any("./claudegate.db here is not used" in line for line in lines)
+    monkeypatch.setenv("CLAUDEGATE_DATABASE_URL", "sqlite:///./claudegate.db")
+    assert not any("not used" in line for line in startup_lines(Settings.load(), None))
