@@ -634,7 +634,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "layout": args.layout,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "variant")}
+        | {"variant": [asdict(variant) for variant in args.variant or []]},
         "usage_records": {"expected": run.gateway_calls, "written": recorded},
         "errors": errors,
         "memory": memory,

@@ -79,8 +79,15 @@ def access_fields(
 
 
 def log_with_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
-    """Log ``message`` with structured ``fields``: appended as key=value in text, top-level keys in JSON."""
-    logger.log(level, message, extra={_FIELDS_ATTRIBUTE: fields})
+    """Log ``message`` with structured ``fields``: appended as key=value in text, top-level keys in JSON.
+
+    The record is made directly rather than through ``logger.log``, which walks the stack to find the
+    caller's file and line on every call (a third of an access line's cost; an access line needs neither).
+    """
+    if logger.isEnabledFor(level):
+        record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
+        setattr(record, _FIELDS_ATTRIBUTE, fields)
+        logger.handle(record)
 
 
 class TextFormatter(logging.Formatter):
@@ -88,6 +95,16 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
+        self._second = -1
+        self._second_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """The logging module's time format, with the date and time of a second formatted once per second
+        (strftime on every line was a fifth of an access line's cost)."""
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._second_text = second, super().formatTime(record, datefmt).split(",")[0]
+        return f"{self._second_text},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
