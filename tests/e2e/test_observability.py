@@ -5,6 +5,7 @@ carried to the upstream and back to the caller."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -63,6 +64,7 @@ def test_each_call_gets_one_json_access_line_without_key_or_prompt(tmp_path: Pat
         log = gateway.stop()
     assert key not in log
     assert PROMPT not in log
+    assert "admitted on" not in log  # a debug line
     lines = _access_lines(log)
     assert [line["status"] for line in lines] == [200, 200, 400]
     first = lines[0]
@@ -99,6 +101,9 @@ def test_debug_with_payload_logging_shows_the_prompt_in_text_lines(tmp_path: Pat
     assert " org=acme user=alice " in line
     assert " status=200 " in line
     assert "What is the capital of France?" in line
+    assert re.search(
+        r"DEBUG claudegate\.pipeline\.core: request req_cg_\w+: attempt 1 admitted on simulator", log
+    )
     assert key not in log
 
 

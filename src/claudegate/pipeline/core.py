@@ -200,8 +200,9 @@ class Pipeline:
         trace: CallSpan | None = None,
     ) -> None:
         failed_on: set[str] = set()
+        debug = logger.isEnabledFor(logging.DEBUG)
         while True:
-            waiting_since = time.time_ns() if trace is not None else 0
+            waiting_since = time.time_ns() if trace is not None or debug else 0
             try:
                 member, queue, ticket = await self._admit(
                     call,
@@ -217,6 +218,14 @@ class Pipeline:
                 raise
             if trace is not None:
                 trace.admitted(waiting_since, member.name)
+            if debug:
+                logger.debug(
+                    "request %s: attempt %d admitted on %s after %.1f ms",
+                    call.request_id,
+                    result.attempts + 1,
+                    member.name,
+                    (time.time_ns() - waiting_since) / 1e6,
+                )
             result.attempts += 1
             result.upstream = member.name
             attempt = (
@@ -224,9 +233,12 @@ class Pipeline:
                 if trace is not None
                 else None
             )
-            failure = await self._traced_attempt(
-                call, sink, result, member=member, queue=queue, ticket=ticket, attempt=attempt
-            )
+            if attempt is None:  # untraced: no extra coroutine on the hot path
+                failure = await self._attempt(call, sink, result, member=member, queue=queue, ticket=ticket)
+            else:
+                failure = await self._traced_attempt(
+                    call, sink, result, member=member, queue=queue, ticket=ticket, attempt=attempt
+                )
             if failure is None:
                 return
             logger.debug(
@@ -335,11 +347,9 @@ class Pipeline:
         member: PoolMember,
         queue: AdmissionQueue,
         ticket: Ticket,
-        attempt: AttemptSpan | None,
+        attempt: AttemptSpan,
     ) -> _Failure | None:
-        """``_attempt``, inside the attempt's span when the call is traced."""
-        if attempt is None:
-            return await self._attempt(call, sink, result, member=member, queue=queue, ticket=ticket)
+        """``_attempt`` inside the attempt's span."""
         try:
             failure = await self._attempt(
                 call, sink, result, member=member, queue=queue, ticket=ticket, trace_headers=attempt
