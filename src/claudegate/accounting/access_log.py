@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import orjson
 
 __all__ = [
     "ACCESS_LOGGER",
+    "BatchingStreamHandler",
     "JsonFormatter",
     "TextFormatter",
     "access_fields",
@@ -147,13 +149,60 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes each line at once but flushes the stream at most every ``interval_s``
+    (from a daemon thread), and at once for warnings and worse: at one access line per call, a flush per
+    line was a system call per call. A line waits at most ``interval_s`` to reach the file or pipe.
+
+    ``close`` flushes but leaves the flushing thread running: ``logging.config.dictConfig`` (uvicorn runs
+    it for the embedded simulator) closes every handler it finds yet leaves them attached, and lines logged
+    after that must still be flushed."""
+
+    def __init__(self, stream: TextIO, interval_s: float = 0.2) -> None:
+        super().__init__(stream)
+        self._dirty = False
+        self._interval_s = interval_s
+        self._flusher = threading.Thread(target=self._flush_now_and_then, name="log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            self.stream.write(line)
+            if record.levelno >= logging.WARNING:
+                self.stream.flush()
+            else:
+                self._dirty = True
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _flush_now_and_then(self) -> None:
+        while True:
+            time.sleep(self._interval_s)  # a daemon thread's pace, not a wait for something to happen
+            if self._dirty:
+                self._dirty = False
+                self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
 def configure_logging(level: str, log_format: str) -> None:
     """Send every log line to stderr at ``level``, as ``text`` or ``json``; replaces earlier handlers."""
-    handler = logging.StreamHandler(sys.stderr)
+    # stderr is line-buffered; a block-buffered stream on the same descriptor lets the handler choose
+    # when to flush.
+    stream = open(  # noqa: SIM115 - lives as long as the process's logging
+        sys.stderr.fileno(), "w", buffering=64 * 1024, encoding="utf-8", errors="replace", closefd=False
+    )
+    handler = BatchingStreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.flush()
     root.addHandler(handler)
     root.setLevel(level.upper())
     # uvicorn's own loggers propagate to the root, so they share the format.
