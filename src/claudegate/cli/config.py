@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EffectiveSetting", "effective_settings", "register", "startup_lines"]
 
-MASK = "**********"
-
 config_app = typer.Typer(help="Show the effective settings, or check a settings file.", no_args_is_help=True)
 
 
@@ -33,17 +31,13 @@ def effective_settings(config_file: Path | None) -> tuple[Settings, list[Effecti
     """Load the settings as every command does, and say where each top-level value came from."""
     from pydantic_settings import EnvSettingsSource
 
-    from claudegate.config import ConfigError, Settings, read_settings_file
+    from claudegate.config import ConfigError, Settings
 
     try:
         settings = Settings.load(config_file)
     except ConfigError as error:
         fail(str(error))
-    file_keys = set(read_settings_file(config_file)) if config_file is not None else set()
-    if config_file is not None:
-        file_keys.discard("home")  # read_settings_file always sets it; was it written in the file?
-        written = _file_keys(config_file)
-        file_keys |= {"home"} & written
+    file_keys = _file_keys(config_file) if config_file is not None else set()
     env_keys = {key.lower() for key in EnvSettingsSource(Settings)()}
     values = settings.model_dump(mode="json")
     values["database_url"] = settings.database_url_redacted
@@ -67,6 +61,7 @@ def effective_settings(config_file: Path | None) -> tuple[Settings, list[Effecti
 
 
 def _file_keys(config_file: Path) -> set[str]:
+    """The settings written in the file (already read once by ``Settings.load``, so it is valid TOML)."""
     import tomllib
 
     return {key.lower() for key in tomllib.loads(config_file.read_text(encoding="utf-8"))}
