@@ -15,6 +15,17 @@ Reported figures are medians over the rounds, with the direct phase of the same 
   waits for the usage writer to flush before and after, so a phase pays for its own records and only those;
 - resident memory of the gateway (``VmRSS``): idle after start, and after all the load.
 
+Variants: ``--variant NAME[@EXECUTABLE][:KEY=VALUE,...]`` (repeatable) runs several gateways in the same run,
+each measured against the same direct phases, round by round: another checkout's ``claudegate`` (``@PATH``)
+and settings in the environment (``:CLAUDEGATE_LOG_LEVEL=info``). A value ``{otlp}`` becomes the URL of an
+OTLP/HTTP sink this script serves (for tracing). The first variant is the baseline of a closing comparison
+of gateway CPU per call; without ``--variant`` there is one gateway, ``gateway``, as before. E.g.::
+
+    .venv/bin/python benchmarks/gateway_overhead.py --rounds 3 \
+        --variant main@/path/to/main/.venv/bin/claudegate --variant quiet \
+        --variant access-log:CLAUDEGATE_LOG_LEVEL=info \
+        --variant tracing:CLAUDEGATE_OTEL_ENDPOINT={otlp}
+
 Layout (default ``split``, on a 2-core machine): the gateway is pinned to core 0 and the simulator and this
 load generator to core 1, so gateway CPU is neither stolen by nor billed to the other processes. ``--layout
 none`` leaves scheduling to the kernel.
@@ -38,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,16 +185,38 @@ def client_cpu_s() -> float:
 # -- the run ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One gateway measured in the run: a name, the claudegate it runs, and settings in its environment."""
+
+    name: str
+    executable: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        head, _, settings = text.partition(":")
+        name, _, executable = head.partition("@")
+        pairs = tuple(tuple(item.split("=", 1)) for item in settings.split(",") if item)
+        if not name or any(len(pair) != 2 for pair in pairs) or name == "direct":
+            raise argparse.ArgumentTypeError(f"expected NAME[@EXECUTABLE][:KEY=VALUE,...], got {text!r}")
+        return cls(name, executable or None, pairs)  # type: ignore[arg-type]
+
+
 @dataclass
 class Run:
     args: argparse.Namespace
     simulator: Proc
-    gateway: Proc
+    gateways: dict[str, tuple[Proc, str]]  # variant name -> (process, base URL)
     direct_url: str
-    gateway_url: str
     key: str
     gateway_calls: int = 0
     phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def gateway(self) -> Proc:
+        """The first (baseline) gateway."""
+        return next(iter(self.gateways.values()))[0]
 
     def body(self, stream: bool) -> bytes:
         message: dict[str, Any] = {
@@ -197,7 +230,7 @@ class Run:
 
     def headers(self, target: str) -> dict[str, str]:
         return {
-            "x-api-key": self.key if target == "gateway" else "sk-bench-direct",
+            "x-api-key": self.key if target != "direct" else "sk-bench-direct",
             "anthropic-version": "2023-06-01",
             "content-type": "application/json",
             "x-simulator-reply-tokens": str(self.args.reply_tokens),
@@ -206,18 +239,19 @@ class Run:
     async def phase(
         self, session: aiohttp.ClientSession, number: int, target: str, scenario: Scenario
     ) -> Phase:
-        url = (self.gateway_url if target == "gateway" else self.direct_url) + "/v1/messages"
+        gateway = self.gateways[target][0] if target != "direct" else self.gateway
+        url = (self.gateways[target][1] if target != "direct" else self.direct_url) + "/v1/messages"
         headers, body = self.headers(target), self.body(scenario.stream)
         calls = self.args.calls_c1 if scenario.concurrency == 1 else self.args.calls
         stream, concurrency = scenario.stream, scenario.concurrency
         _, _, warm_errors, _ = await drive(
             session, url, headers, body, stream=stream, calls=self.args.warmup, concurrency=concurrency
         )
-        if target == "gateway":
+        if target != "direct":
             self.gateway_calls += self.args.warmup + calls
         await asyncio.sleep(FLUSH_WAIT_S)  # warm-up records written before the measured window opens
         gateway_before, simulator_before, client_before = (
-            self.gateway.cpu_ticks(),
+            gateway.cpu_ticks(),
             self.simulator.cpu_ticks(),
             client_cpu_s(),
         )
@@ -226,15 +260,15 @@ class Run:
             session, url, headers, body, stream=stream, calls=calls, concurrency=concurrency
         )
         client_after, busy_after = client_cpu_s(), busy_ticks()
-        gateway_during, simulator_during = self.gateway.cpu_ticks(), self.simulator.cpu_ticks()
+        gateway_during, simulator_during = gateway.cpu_ticks(), self.simulator.cpu_ticks()
         await asyncio.sleep(FLUSH_WAIT_S)  # and this phase's records before it closes
-        gateway_ms = (self.gateway.cpu_ticks() - gateway_before) * 1000 / CLK_TCK / calls
+        gateway_ms = (gateway.cpu_ticks() - gateway_before) * 1000 / CLK_TCK / calls
         simulator_ms = (self.simulator.cpu_ticks() - simulator_before) * 1000 / CLK_TCK / calls
         ours = (gateway_during - gateway_before + simulator_during - simulator_before) / CLK_TCK
         ours += client_after - client_before
         others = max(0.0, ((busy_after["cpu"] - busy_before["cpu"]) / CLK_TCK - ours) / wall)
         on_gateway_core = None
-        if self.args.layout == "split" and target == "gateway":
+        if self.args.layout == "split" and target != "direct":
             core = (busy_after["cpu0"] - busy_before["cpu0"] - (gateway_during - gateway_before)) / CLK_TCK
             on_gateway_core = max(0.0, core / wall)
         return Phase(
@@ -248,7 +282,7 @@ class Run:
             p99_ms=percentile(latencies, 99) * 1000,
             ttfb_p50_ms=percentile(ttfbs, 50) * 1000 if ttfbs else None,
             ttfb_p99_ms=percentile(ttfbs, 99) * 1000 if ttfbs else None,
-            gateway_cpu_ms_per_call=gateway_ms if target == "gateway" else None,
+            gateway_cpu_ms_per_call=gateway_ms if target != "direct" else None,
             simulator_cpu_ms_per_call=simulator_ms,
             client_cpu_ms_per_call=(client_after - client_before) * 1000 / calls,
             others_cores=others,
@@ -268,8 +302,10 @@ async def run_rounds(run: Run, scenarios: list[Scenario]) -> dict[str, float]:
         await asyncio.sleep(2.0)
         idle_cpu_ms_per_s = (run.gateway.cpu_ticks() - idle_before) * 1000 / CLK_TCK / 2.0
         memory = {"idle_rss_mb": run.gateway.memory_mb(), "idle_cpu_ms_per_s": idle_cpu_ms_per_s}
+        targets = ["direct", *run.gateways]
         for number in range(1, run.args.rounds + 1):
-            order = ("direct", "gateway") if number % 2 else ("gateway", "direct")
+            shift = (number - 1) % len(targets)
+            order = targets[shift:] + targets[:shift]  # each target goes first in turn
             for scenario in scenarios:
                 for target in order:
                     phase = await run.phase(session, number, target, scenario)
@@ -281,13 +317,15 @@ async def run_rounds(run: Run, scenarios: list[Scenario]) -> dict[str, float]:
                     )
                     ttfb = f" ttfb50={phase.ttfb_p50_ms:.3f}ms" if phase.ttfb_p50_ms is not None else ""
                     print(
-                        f"  round {number} {scenario.name:<10} {target:<7} {phase.rps:7.0f}/s "
+                        f"  round {number} {scenario.name:<10} {target:<10} {phase.rps:7.0f}/s "
                         f"p50={phase.p50_ms:.3f}ms p99={phase.p99_ms:.3f}ms{ttfb}{cpu}"
                         f" client-cpu={phase.client_cpu_ms_per_call:.3f}ms others={phase.others_cores:.2f}"
                         + (f" ERRORS={phase.errors}" if phase.errors else ""),
                         file=sys.stderr,
                         flush=True,
                     )
+        for name, (proc, _url) in run.gateways.items():
+            memory[f"{name}:loaded_rss_mb"] = proc.memory_mb()
         memory["loaded_rss_mb"] = run.gateway.memory_mb()
         memory["peak_rss_mb"] = run.gateway.memory_mb("VmHWM")
         memory["threads"] = run.gateway.threads()
@@ -295,6 +333,52 @@ async def run_rounds(run: Run, scenarios: list[Scenario]) -> dict[str, float]:
 
 
 # -- summary ---------------------------------------------------------------------------------------------
+
+
+def compare_variants(
+    phases: list[Phase], scenarios: list[Scenario], names: list[str]
+) -> list[dict[str, Any]]:
+    """Gateway CPU per call of each variant against the first, as the median over rounds of the ratio within
+    a round (the same machine load for both)."""
+    rows = []
+    for scenario in scenarios:
+        for name in names:
+            ratios, values = [], []
+            for number in sorted({p.round for p in phases}):
+                cpu = {
+                    p.target: p.gateway_cpu_ms_per_call
+                    for p in phases
+                    if p.round == number and p.scenario == scenario.name
+                }
+                if cpu.get(name) is not None:
+                    values.append(cpu[name])
+                    if cpu.get(names[0]):
+                        ratios.append(cpu[name] / cpu[names[0]])
+            rows.append(
+                {
+                    "scenario": scenario.name,
+                    "variant": name,
+                    "gateway_cpu_ms_per_call": statistics.median(values) if values else None,
+                    "ratio_to_first": statistics.median(ratios) if ratios else None,
+                }
+            )
+    return rows
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "",
+        "",
+        "### gateway CPU per call, each variant against the first (median of per-round ratios)",
+        "",
+    ]
+    lines += ["| scenario | variant | gateway CPU ms/call | ratio |", "|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['scenario']} | {row['variant']} | {_cell(row['gateway_cpu_ms_per_call'])} | "
+            f"{_cell(row['ratio_to_first'], True)} |"
+        )
+    return "\n".join(lines)
 
 
 def median_of(phases: list[Phase], target: str, scenario: str, attribute: str) -> float | None:
@@ -447,7 +531,9 @@ def table(rows: list[Row]) -> str:
 
 
 @contextlib.contextmanager
-def processes(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[Proc, Proc, str, int, int]]:
+def processes(
+    args: argparse.Namespace, workdir: Path, otlp_url: str
+) -> Iterator[tuple[Proc, dict[str, tuple[Proc, str]], str, int]]:
     split = args.layout == "split"
     if split:
         os.sched_setaffinity(0, {1})  # the load generator shares core 1 with the simulator
@@ -463,7 +549,7 @@ def processes(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[Proc, P
         claudegate("keys", "create", "--org", "bench", "--json"), env=env, capture_output=True, check=True
     )
     key = json.loads(created.stdout)["key"]
-    sim_port, gw_port = free_port(), free_port()
+    sim_port = free_port()
     simulator = Proc(
         "simulator",
         claudegate("simulate", "--port", str(sim_port), "--latency", "none"),
@@ -475,19 +561,28 @@ def processes(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[Proc, P
         "CLAUDEGATE_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}",
         "ANTHROPIC_API_KEY": "sk-bench-upstream",
     }
+    gateways: dict[str, tuple[Proc, str]] = {}
     try:
-        gateway = Proc(
-            "gateway",
-            claudegate("serve", "--port", str(gw_port)),
-            gateway_env,
-            "0" if split else None,
-            workdir / "gateway.log",
-        )
-        try:
-            yield simulator, gateway, key, sim_port, gw_port
-        finally:
-            gateway.stop()
+        for variant in args.variant or [Variant("gateway")]:
+            port = free_port()
+            argv = claudegate("serve", "--port", str(port))
+            if variant.executable is not None:
+                argv = [variant.executable, "serve", "--port", str(port)]
+            settings = {key: value.replace("{otlp}", otlp_url) for key, value in variant.env}
+            proc = Proc(
+                variant.name,
+                argv,
+                gateway_env
+                | {"CLAUDEGATE_USAGE_SPILL_FILE": str(workdir / f"spill-{variant.name}.jsonl")}
+                | settings,
+                "0" if split else None,
+                workdir / f"gateway-{variant.name}.log",
+            )
+            gateways[variant.name] = (proc, f"http://127.0.0.1:{port}")
+        yield simulator, gateways, key, sim_port
     finally:
+        for proc, _url in gateways.values():
+            proc.stop()
         simulator.stop()
 
 
@@ -495,21 +590,31 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     scenarios = [Scenario(stream, c) for stream in (False, True) for c in args.concurrency]
     with tempfile.TemporaryDirectory(prefix="cg-overhead-") as tmp:
         workdir = Path(tmp)
-        with processes(args, workdir) as (simulator, gateway, key, sim_port, gw_port):
-            await wait_until_up(f"http://127.0.0.1:{sim_port}/v1/models", simulator)
-            await wait_until_up(f"http://127.0.0.1:{gw_port}/health", gateway)
-            run = Run(
-                args, simulator, gateway, f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}", key
-            )
-            print(
-                f"simulator pid {simulator.pid}, gateway pid {gateway.pid} (layout {args.layout}); "
-                f"{args.rounds} rounds",
-                file=sys.stderr,
-            )
-            memory = await run_rounds(run, scenarios)
+        async with otlp_sink() as otlp_url:
+            with processes(args, workdir, otlp_url) as (simulator, gateways, key, sim_port):
+                await wait_until_up(f"http://127.0.0.1:{sim_port}/v1/models", simulator)
+                for proc, url in gateways.values():
+                    await wait_until_up(f"{url}/health", proc)
+                run = Run(args, simulator, gateways, f"http://127.0.0.1:{sim_port}", key)
+                print(
+                    f"simulator pid {simulator.pid}, gateways "
+                    + ", ".join(f"{name} pid {proc.pid}" for name, (proc, _url) in gateways.items())
+                    + f" (layout {args.layout}); {args.rounds} rounds",
+                    file=sys.stderr,
+                )
+                memory = await run_rounds(run, scenarios)
         with contextlib.closing(sqlite3.connect(workdir / "claudegate.db")) as db:
             recorded = int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
-    rows = summarise(run.phases, scenarios, memory)
+    tables = []
+    for name in run.gateways:
+        kept = [p for p in run.phases if p.target in ("direct", name)]
+        renamed = [
+            Phase(**{**asdict(p), "target": "gateway" if p.target == name else p.target}) for p in kept
+        ]
+        variant_memory = memory | {"loaded_rss_mb": memory[f"{name}:loaded_rss_mb"]}
+        rows = summarise(renamed, scenarios, variant_memory)
+        tables.append((name, rows))
+    comparison = compare_variants(run.phases, scenarios, list(run.gateways))
     errors = sum(p.errors for p in run.phases)
     on_core = [p.others_on_gateway_core for p in run.phases if p.others_on_gateway_core is not None]
     noise = {
@@ -529,15 +634,42 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "layout": args.layout,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "variant")}
+        | {"variant": [asdict(variant) for variant in args.variant or []]},
         "usage_records": {"expected": run.gateway_calls, "written": recorded},
         "errors": errors,
         "memory": memory,
         "noise": noise,
-        "rows": [asdict(r) for r in rows],
+        "rows": {name: [asdict(r) for r in rows] for name, rows in tables},
         "phases": [asdict(p) for p in run.phases],
-        "table": table(rows),
+        "comparison": comparison,
+        "table": "\n\n".join(
+            (f"### {name}\n\n" if len(tables) > 1 else "") + table(rows) for name, rows in tables
+        )
+        + (comparison_table(comparison) if len(tables) > 1 else ""),
     }
+
+
+@contextlib.asynccontextmanager
+async def otlp_sink() -> AsyncIterator[str]:
+    """An OTLP/HTTP endpoint that accepts spans and keeps nothing, for variants that trace."""
+    from aiohttp import web
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def main() -> None:
@@ -559,6 +691,12 @@ def main() -> None:
         choices=("split", "none"),
         default="split",
         help="split: gateway on core 0, simulator and load generator on core 1; none: no pinning",
+    )
+    parser.add_argument(
+        "--variant",
+        type=Variant.parse,
+        action="append",
+        help="a gateway to measure: NAME[@EXECUTABLE][:KEY=VALUE,...] (repeatable; see the module's doc)",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     args = parser.parse_args()

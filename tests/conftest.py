@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -19,6 +20,13 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("CLAUDEGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("CLAUDEGATE_REQUIRE_SERVICES") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep what tests store out of the developer's own data directory: settings that name no database
+    use a data directory of the session's (tests of the default directory unset it)."""
+    if "CLAUDEGATE_HOME" not in os.environ:
+        os.environ["CLAUDEGATE_HOME"] = tempfile.mkdtemp(prefix="claudegate-test-home-")
 
 
 def reachable(url: str, default_port: int) -> bool:

@@ -3,6 +3,10 @@
 Precedence, highest first: environment variables (``CLAUDEGATE_<FIELD>``, and ``ANTHROPIC_API_KEY``
 unprefixed), the TOML file given to :meth:`Settings.load`, the defaults below. The file uses the field names
 as top-level keys (``port = 9000``); an unknown key is an error, so a typo cannot be silently ignored.
+``claudegate.example.toml`` at the repository's root lists every setting with its default.
+
+The SQLite database and the usage spill file live in the data directory (``home``; see
+:mod:`claudegate.home`) unless ``database_url`` or ``usage_spill_file`` name others.
 
 Secrets are :class:`pydantic.SecretStr`, so they print as ``**********`` in a repr or a log line; the
 database URL is left out of the repr because it may carry a password.
@@ -14,8 +18,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from claudegate.home import SPILL_FILE, default_home, sqlite_url
 
 __all__ = [
     "ANTHROPIC_URL",
@@ -24,12 +39,14 @@ __all__ = [
     "Settings",
     "UpstreamSettings",
     "normalize_database_url",
+    "read_settings_file",
     "redact_database_url",
 ]
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
 
 # Plain scheme names users type, mapped to the async driver SQLAlchemy needs.
 _ASYNC_SCHEMES = {
@@ -241,6 +258,14 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
+    home: Path = Field(
+        default_factory=default_home,
+        description=(
+            "Data directory: holds the SQLite database and the usage spill file unless database_url and "
+            "usage_spill_file name others. Default: the directory of the --config file, else the platform's "
+            "user data directory (~/.local/share/claudegate on Linux)."
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port the gateway listens on.")
     shutdown_grace_s: float = Field(
@@ -252,11 +277,12 @@ class Settings(BaseSettings):
         ),
     )
     database_url: str = Field(
-        default="sqlite+aiosqlite:///./claudegate.db",
+        default="",
         repr=False,
         description=(
-            "Where keys, usage and batch ownership are stored: a SQLite file (default) or PostgreSQL "
-            "(postgresql://user:password@host/db; the asyncpg driver is chosen for you)."
+            "Where keys, usage and batch ownership are stored: a SQLite file or PostgreSQL "
+            "(postgresql://user:password@host/db; the asyncpg driver is chosen for you). Unset: "
+            "claudegate.db in the data directory (home)."
         ),
     )
     anthropic_api_key: SecretStr | None = Field(
@@ -296,10 +322,11 @@ class Settings(BaseSettings):
         default=500, gt=0, description="Write usage records as soon as this many are buffered."
     )
     usage_spill_file: Path = Field(
-        default=Path("./claudegate-usage-spill.jsonl"),
+        default=Path(SPILL_FILE),
         description=(
             "Where usage records go (JSON lines) if the database cannot take them at shutdown; they are "
-            "imported back into the database at the next start."
+            "imported back into the database at the next start. A relative path is taken in the data "
+            "directory (home)."
         ),
     )
     key_cache_ttl_s: float = Field(
@@ -314,7 +341,33 @@ class Settings(BaseSettings):
         default="unlimited",
         description="Rate-limit tier of the embedded simulator (when it is the upstream).",
     )
-    log_level: LogLevel = Field(default="info", description="Logging level: debug, info, warning or error.")
+    log_level: LogLevel = Field(
+        default="info",
+        description=(
+            "Logging level: debug (also each call's admission and attempts), info (one access line per "
+            "call, start and stop), warning (only what needs attention) or error."
+        ),
+    )
+    log_format: LogFormat = Field(
+        default="text", description="Log lines as text (key=value) or json (one JSON object per line)."
+    )
+    log_payloads: bool = Field(
+        default=False,
+        description=(
+            "Also log each call's request body at debug level. It holds prompts: leave off unless you "
+            "need them. Keys and tokens are never logged."
+        ),
+    )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OpenTelemetry: base URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318) to send each "
+            "call's spans to. Unset: no tracing, at no cost. Needs the 'otel' extra."
+        ),
+    )
+    otel_service_name: str = Field(
+        default="claudegate", min_length=1, description="service.name of the spans sent to otel_endpoint."
+    )
 
     # -- flow control -------------------------------------------------------------------------------------
     upstreams: list[UpstreamSettings] = Field(
@@ -398,10 +451,33 @@ class Settings(BaseSettings):
         default_factory=BotSettings, description="The chat bot ([bot] table; see BotSettings)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _in_home(cls, data: Any) -> Any:
+        """Place the database and the spill file in the data directory unless they are named."""
+        if not isinstance(data, dict):
+            return data
+        home = Path(data["home"]) if data.get("home") else default_home()
+        data = {**data, "home": home}
+        if not data.get("database_url"):
+            data["database_url"] = sqlite_url(home)
+        spill = Path(data.get("usage_spill_file") or SPILL_FILE)
+        data["usage_spill_file"] = spill if spill.is_absolute() else home / spill
+        return data
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"otel_endpoint must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("upstream_url")
     @classmethod
@@ -435,16 +511,7 @@ class Settings(BaseSettings):
 
         Raises :class:`ConfigError` with a readable message when the file is missing or invalid.
         """
-        file_values: dict[str, Any] = {}
-        if config_file is not None:
-            try:
-                file_values = tomllib.loads(config_file.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ConfigError(f"configuration file {config_file} does not exist") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"configuration file {config_file} is not valid TOML: {exc}") from None
+        file_values = read_settings_file(config_file) if config_file is not None else {}
         try:
             # Environment values are passed as init values on top of the file's, so they win; reading them
             # explicitly (rather than reordering sources) keeps ``Settings(port=1)`` meaning what it says.
@@ -452,6 +519,23 @@ class Settings(BaseSettings):
             return cls(**{**_by_field_name(cls, file_values), **_by_field_name(cls, env_values)})
         except ValidationError as exc:
             raise ConfigError(_describe(exc, config_file)) from None
+
+
+def read_settings_file(config_file: Path) -> dict[str, Any]:
+    """The values of a TOML settings file, with its directory as the data directory (``home``) unless the
+    file names one (a relative ``home`` is taken from the file's directory)."""
+    try:
+        values = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {config_file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {config_file} is not valid TOML: {exc}") from None
+    directory = config_file.resolve().parent
+    home = values.get("home")
+    values["home"] = directory / home if isinstance(home, str) and home else directory
+    return values
 
 
 def _by_field_name(cls: type[Settings], values: dict[str, Any]) -> dict[str, Any]:

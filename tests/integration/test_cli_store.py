@@ -150,7 +150,7 @@ def test_key_limits_round_trip(cli: Cli, migrated_database_url: str) -> None:
     table = cli("keys", "list")
     assert table.exit_code == 0, table.output
     (line,) = [line for line in table.stdout.splitlines() if key["prefix"] in line]
-    assert re.search(r"│ +120 │ +80,000 │ +4 │ +30,000 │ +-2 │", line), line
+    assert re.search(r"│ +120 │ +80k │ +4 │ +30,000 │ +-2 │", line), line
 
     changed = cli("keys", "limits", str(key["id"]), "--rpm", "none", "--tpm", "90000", "--priority", "3")
     assert changed.exit_code == 0, changed.output

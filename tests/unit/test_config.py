@@ -22,15 +22,19 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_without_file_or_environment() -> None:
+def test_defaults_without_file_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
     settings = Settings.load()
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
-    assert settings.database_url == "sqlite+aiosqlite:///./claudegate.db"
+    home = tmp_path / "data" / "claudegate"
+    assert settings.home == home
+    assert settings.database_url == f"sqlite+aiosqlite:///{home / 'claudegate.db'}"
     assert settings.anthropic_api_key is None
     assert settings.admin_token is None
     assert settings.usage_flush_interval_s == 0.5
     assert settings.usage_batch_size == 500
-    assert settings.usage_spill_file == Path("claudegate-usage-spill.jsonl")
+    assert settings.usage_spill_file == home / "usage-spill.jsonl"
     assert settings.key_cache_ttl_s == 5.0
     assert settings.simulator_tier == "unlimited"
     assert settings.log_level == "info"
@@ -135,3 +139,46 @@ def test_bad_environment_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
 def test_every_setting_is_documented() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, f"{name} has no description"
+
+
+def test_the_data_directory_comes_from_claudegate_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDEGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.load()
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'claudegate.db'}"
+    assert settings.usage_spill_file == tmp_path / "home" / "usage-spill.jsonl"
+
+
+def test_a_config_file_makes_its_directory_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc").mkdir()
+    path = write(tmp_path / "etc", "port = 9000\n")
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.load(Path("etc/claudegate.toml"))
+    assert settings.home == tmp_path / "etc"
+    assert settings.database_url.endswith(f"{tmp_path / 'etc' / 'claudegate.db'}")
+    assert path.exists()
+
+
+def test_a_relative_home_in_the_file_is_taken_from_the_file_s_directory(tmp_path: Path) -> None:
+    settings = Settings.load(write(tmp_path, 'home = "data"\nusage_spill_file = "spill/records.jsonl"\n'))
+    assert settings.home == tmp_path / "data"
+    assert settings.usage_spill_file == tmp_path / "data" / "spill" / "records.jsonl"
+
+
+def test_an_explicit_database_url_wins_over_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDEGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLAUDEGATE_DATABASE_URL", "sqlite:///./claudegate.db")
+    assert Settings.load().database_url == "sqlite+aiosqlite:///./claudegate.db"
+
+
+def test_claudegate_home_overrides_the_config_file_s_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDEGATE_HOME", str(tmp_path / "elsewhere"))
+    assert Settings.load(write(tmp_path, "")).home == tmp_path / "elsewhere"

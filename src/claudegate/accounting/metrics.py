@@ -20,6 +20,7 @@ __all__ = ["GatewayMetrics"]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 _Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+_BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class GatewayMetrics:
@@ -63,6 +64,32 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge("claudegate_in_flight_calls", "Calls in progress.", registry=r)
+        self.refusals = Counter(
+            "claudegate_refusals",
+            "Calls the gateway refused before any upstream saw them, by error type (rate_limit_error: "
+            "could not start before its deadline; billing_error: over a budget; overloaded_error: every "
+            "upstream failing).",
+            ["error_type"],
+            registry=r,
+        )
+        self.queue_waiting = Gauge(
+            "claudegate_queue_waiting_calls",
+            "Calls waiting at admission for an upstream's model class.",
+            ["upstream", "rate_class"],
+            registry=r,
+        )
+        self.queue_in_flight = Gauge(
+            "claudegate_queue_in_flight_calls",
+            "Calls admitted and not finished, per upstream and model class.",
+            ["upstream", "rate_class"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "claudegate_upstream_breaker_state",
+            "Circuit breaker of each upstream: 0 closed, 1 half-open (on trial), 2 open.",
+            ["upstream"],
+            registry=r,
+        )
         self.usage_pending = Gauge(
             "claudegate_usage_records_pending", "Usage records not yet written to the database.", registry=r
         )
@@ -113,6 +140,18 @@ class GatewayMetrics:
                 series(self.tokens, kind, model, org).inc(count)
         if cost:
             series(self.cost, model, org).inc(float(cost))
+
+    def refused(self, error_type: str) -> None:
+        self._labels(self.refusals, error_type).inc()
+
+    def set_state(self, queues: list[tuple[str, str, int, int]], breakers: list[tuple[str, str]]) -> None:
+        """The state gauges, set when /metrics is read: (upstream, class, waiting, in flight) per queue, and
+        (upstream, breaker state) per upstream."""
+        for upstream, rate_class, waiting, in_flight in queues:
+            self._labels(self.queue_waiting, upstream, rate_class).set(waiting)
+            self._labels(self.queue_in_flight, upstream, rate_class).set(in_flight)
+        for upstream, state in breakers:
+            self._labels(self.breaker_state, upstream).set(_BREAKER_VALUES.get(state, 2))
 
     def _labels(self, metric: _Metric, *values: str) -> _Metric:
         """``metric.labels(*values)``, made once per combination of values."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import typer
+import typer.core
+import typer.main
 
 from claudegate._version import __version__
-from claudegate.cli import bot, budgets, db, keys, models, orgs, prompts, serve, simulate, usage
+from claudegate.cli import bot, budgets, config, db, keys, models, orgs, prompts, serve, simulate, usage
 
-__all__ = ["app", "main"]
+__all__ = ["app", "command", "main"]
 
 app = typer.Typer(
     name="claudegate",
@@ -44,9 +48,52 @@ usage.register(app)
 prompts.register(app)
 budgets.register(app)
 db.register(app)
+config.register(app)
 bot.register(app)
 models.register(app)
 
 
+def command() -> typer.core.TyperGroup:
+    """The ``claudegate`` command as click runs it, its help written for people (see ``_plain_metavars``)."""
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    _plain_metavars(root)
+    return root
+
+
+def _plain_metavars(command: typer.core.TyperGroup | typer.core.TyperCommand) -> None:
+    """Name each option's value as the help's reader needs it: ``--port PORT``, a flag alone (``--json``,
+    ``--help``), choices as ``1|2|3``, an argument by its name (``KEY_ID``), instead of the type placeholders
+    typer shows (``<int>``, ``<bool>``, ``<list[str]>``, ``{key_id}``). A metavar declared with the option
+    is kept. Typer has no setting for this, so the command tree is adjusted once, before it runs."""
+    help_option = command.get_help_option(typer.Context(command))
+    if help_option is not None:
+        help_option.metavar = ""
+    for param in command.params:
+        if isinstance(param, typer.core.TyperArgument):
+            name = param.metavar or (param.name or "").upper()
+            param.metavar = name
+            param.display_type_rich = _no_type  # type: ignore[method-assign]
+            param._usage_display_name = functools.partial(str, name)  # type: ignore[method-assign]
+            continue
+        if not isinstance(param, typer.core.TyperOption | typer.core.TyperArgument) or param.metavar:
+            continue
+        described = param.type_descriptor
+        if isinstance(param, typer.core.TyperOption) and param.is_flag:
+            param.metavar = ""
+        elif described.is_choice and described.choices:
+            param.metavar = "|".join(str(getattr(choice, "value", choice)) for choice in described.choices)
+        elif param.name is not None:
+            param.metavar = param.name.upper()
+    if isinstance(command, typer.core.TyperGroup):
+        for sub in command.commands.values():
+            if isinstance(sub, typer.core.TyperGroup | typer.core.TyperCommand):
+                _plain_metavars(sub)
+
+
+def _no_type(ctx: object) -> None:
+    return None
+
+
 def main() -> None:
-    app()
+    command()(prog_name="claudegate")

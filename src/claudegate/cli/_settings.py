@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
 from claudegate.cli._store import fail
-from claudegate.keys import LimitSet
-from claudegate.store.rows import InvalidSettingError
-from claudegate.store.settings import check_setting
+
+if TYPE_CHECKING:
+    from claudegate.keys import LimitSet
 
 __all__ = [
     "ConcurrencyOption",
@@ -75,6 +75,9 @@ WeightOption = Annotated[
 def parse_settings(given: Mapping[str, str | None]) -> dict[str, Any]:
     """The settings given on the command line (setting name -> option text, None when not given), parsed
     and checked: ``none`` clears a setting. Fails with the option's name and what it takes."""
+    from claudegate.store.rows import InvalidSettingError
+    from claudegate.store.settings import check_setting
+
     changes: dict[str, Any] = {}
     for name, text in given.items():
         if text is None:

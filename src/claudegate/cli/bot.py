@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -50,9 +49,9 @@ def twitch(
     if not name:
         console.print("[red]error:[/red] give --channel NAME, or set channel in the settings' bot table")
         raise typer.Exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from claudegate.accounting.access_log import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run_twitch_bot(settings, name))
     except ConfigError as error:

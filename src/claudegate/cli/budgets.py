@@ -10,9 +10,9 @@ import typer
 
 from claudegate.cli._settings import print_lines
 from claudegate.cli._store import CliError, ConfigOption, JsonOption, fail, run_with_store
-from claudegate.config import Settings
 
 if TYPE_CHECKING:
+    from claudegate.config import Settings
     from claudegate.store import Store
 
 __all__ = ["register"]

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.table import Table
 
 from claudegate.cli._settings import (
     ConcurrencyOption,
@@ -19,10 +18,18 @@ from claudegate.cli._settings import (
     print_lines,
     setting_text,
 )
-from claudegate.cli._store import CliError, ConfigOption, JsonOption, fail, print_table, run_with_store
-from claudegate.config import Settings
+from claudegate.cli._store import (
+    CliError,
+    ConfigOption,
+    JsonOption,
+    compact,
+    fail,
+    print_table,
+    run_with_store,
+)
 
 if TYPE_CHECKING:
+    from claudegate.config import Settings
     from claudegate.store import KeyRow, NewKey, Store
 
 __all__ = ["register"]
@@ -136,6 +143,8 @@ def list_keys(
     if json_output:
         typer.echo(orjson.dumps([key_json(row) for row in rows]).decode())
         return
+    from rich.table import Table
+
     table = Table(
         "id",
         "org",
@@ -147,10 +156,10 @@ def list_keys(
         "status",
         "rpm",
         "tpm",
-        "concurrency",
+        "conc",
         "deadline ms",
-        "priority",
-        caption="rpm, tpm, concurrency: the key's own limits (- for none); its user's and org's apply too",
+        "prio",
+        caption="rpm, tpm, conc(urrency): the key's own limits (- none); its user's and org's apply too",
     )
     for column in table.columns[8:]:
         column.justify = "right"
@@ -164,19 +173,20 @@ def list_keys(
             row.prefix + "…",
             _short(data["created_at"]),
             _short(data["last_used_at"]) or "never",
-            "active" if row.active else f"revoked {_short(data['revoked_at'])}",
-            setting_text(row.limits.requests_per_minute),
-            setting_text(row.limits.tokens_per_minute),
-            setting_text(row.limits.max_concurrency),
+            "active" if row.active else "revoked",
+            _limit(row.limits.requests_per_minute),
+            _limit(row.limits.tokens_per_minute),
+            _limit(row.limits.max_concurrency),
             setting_text(row.deadline_ms),
             str(row.priority or 0),
         )
-    print_table(table)
+    print_table(table, priorities=[0, 0, 1, 2, 3, 5, 4, 0, 1, 1, 2, 3, 3])
 
 
 @keys_app.command("revoke")
 def revoke(
     key_id: Annotated[int, typer.Argument(help="The key's id, as `keys list` shows it.")],
+    json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Revoke a key. Running gateways stop accepting it within key_cache_ttl_s."""
@@ -188,6 +198,14 @@ def revoke(
         return before, await store.keys.revoke_key(key_id)
 
     before, after = run_with_store(config, action)
+    if json_output:
+        from claudegate.store.render import key_json
+
+        row = after or before
+        assert row is not None
+        data = {**key_json(row), "already_revoked": before is not None and not before.active}
+        typer.echo(orjson.dumps(data).decode())
+        return
     if before is not None and not before.active:
         typer.echo(f"Key {key_id} ({before.prefix}…) was already revoked.")
     elif after is not None:
@@ -206,8 +224,7 @@ def limits(
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Change a key's limits, default deadline, priority and whether it may act for end users, then show
-    them all.
+    """Change a key's limits, deadline, priority or end-user permission, then show them all.
 
     Only the options given change; without any, the settings are only shown.
 
@@ -238,6 +255,10 @@ def limits(
             ("acts for end users", "yes" if row.act_for_users else "no"),
         ],
     )
+
+
+def _limit(value: int | None) -> str:
+    return "-" if value is None else compact(value)
 
 
 def _short(moment: str | None) -> str:

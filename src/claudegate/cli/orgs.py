@@ -17,9 +17,9 @@ from claudegate.cli._settings import (
     print_lines,
 )
 from claudegate.cli._store import CliError, ConfigOption, JsonOption, run_with_store
-from claudegate.config import Settings
 
 if TYPE_CHECKING:
+    from claudegate.config import Settings
     from claudegate.store import OrgRow, Store, UserRow
 
 __all__ = ["register"]

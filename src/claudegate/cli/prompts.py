@@ -7,12 +7,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.table import Table
 
-from claudegate.cli._store import CliError, ConfigOption, JsonOption, fail, print_table, run_with_store
-from claudegate.config import Settings
+from claudegate.cli._store import (
+    CliError,
+    ConfigOption,
+    JsonOption,
+    compact,
+    fail,
+    money,
+    print_table,
+    run_with_store,
+)
 
 if TYPE_CHECKING:
+    from claudegate.config import Settings
     from claudegate.store import OrgRow, Store
     from claudegate.store.chat_rows import PromptRow
 
@@ -117,6 +125,8 @@ def list_prompts(org: OrgArgument, json_output: JsonOption = False, config: Conf
     if json_output:
         typer.echo(orjson.dumps([prompt_json(prompt) for prompt in prompts]).decode())
         return
+    from rich.table import Table
+
     table = Table("prompt", "versions", "new chats get", "rollback to")
     for prompt in prompts:
         table.add_row(
@@ -146,7 +156,10 @@ def show(
         typer.echo(orjson.dumps(data).decode())
         return
     typer.echo(f"Prompt {prompt.name!r}: {_describe(prompt)}")
+    from rich.table import Table
+
     table = Table("version", "created", "model", "characters", "note")
+    priorities = [0, 2, 1, 3, 4]
     for version in versions:
         table.add_row(
             f"v{version.version}",
@@ -155,7 +168,7 @@ def show(
             f"{len(version.system):,}",
             version.note or "",
         )
-    print_table(table)
+    print_table(table, priorities)
 
 
 @prompts_app.command("activate")
@@ -237,24 +250,26 @@ def usage(
     if json_output:
         typer.echo(orjson.dumps([version_usage_json(row) for row in rows]).decode())
         return
+    from rich.table import Table
+
     table = Table(
-        "version", "chats", "replies", "failed", "input", "output", "cache write", "cache read", "cost (USD)"
+        "version", "chats", "replies", "failed", "input", "output", "cache write", "cache read", "cost $"
     )
     for column in table.columns[1:]:
         column.justify = "right"
     for row in rows:
         table.add_row(
             f"v{row.version}",
-            f"{row.conversations:,}",
-            f"{row.replies:,}",
-            f"{row.failed:,}",
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            f"{row.cache_creation_input_tokens:,}",
-            f"{row.cache_read_input_tokens:,}",
-            f"{row.cost_usd:.4f}",
+            compact(row.conversations),
+            compact(row.replies),
+            compact(row.failed),
+            compact(row.input_tokens),
+            compact(row.output_tokens),
+            compact(row.cache_creation_input_tokens),
+            compact(row.cache_read_input_tokens),
+            money(float(row.cost_usd)),
         )
-    print_table(table)
+    print_table(table, priorities=[0, 0, 0, 1, 0, 0, 2, 2, 0])
 
 
 def register(app: typer.Typer) -> None:

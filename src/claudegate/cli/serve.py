@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 __all__ = ["register"]
@@ -27,6 +27,8 @@ def serve(
 
     Without ANTHROPIC_API_KEY or an upstream URL it forwards to the built-in simulator.
     """
+    from claudegate.accounting.access_log import configure_logging
+    from claudegate.cli.config import startup_lines
     from claudegate.config import ConfigError, Settings
     from claudegate.server.run import run_gateway
 
@@ -40,9 +42,7 @@ def serve(
         settings = settings.model_copy(update={"host": host})
     if port is not None:
         settings = settings.model_copy(update={"port": port})
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
 
     upstream = settings.resolved_upstream_url
     if upstream is None and not settings.upstreams:
@@ -56,14 +56,9 @@ def serve(
                 border_style="yellow",
             )
         )
-    if settings.upstreams:
-        described = "upstreams=" + ", ".join(f"{u.name} ({u.url})" for u in settings.upstreams)
-    else:
-        described = f"upstream={upstream or 'built-in simulator'}"
-    console.print(
-        f"[bold]claudegate gateway[/bold] on http://{settings.host}:{settings.port}  "
-        f"{described}  database={settings.database_url_redacted}"
-    )
+    console.print(f"[bold]claudegate gateway[/bold] on http://{settings.host}:{settings.port}")
+    for line in startup_lines(settings, config):
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     if settings.admin_token is None:
         console.print("admin API disabled (set CLAUDEGATE_ADMIN_TOKEN to enable /admin)")
     console.print("create a key:  claudegate keys create --org ORG")

@@ -5,9 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 import typer
-from rich.console import Console
-
-from claudegate.simulator.settings import LatencyModel, SimulatorSettings, parse_fault_rate
 
 __all__ = ["register"]
 
@@ -53,8 +50,10 @@ def simulate(
 ) -> None:
     """Run the Anthropic API simulator: /v1/messages (JSON and SSE), count_tokens, models, batches, files."""
     import uvicorn
+    from rich.console import Console
 
     from claudegate.simulator.server import uvicorn_config
+    from claudegate.simulator.settings import LatencyModel, SimulatorSettings, parse_fault_rate
 
     base = LatencyModel.realistic() if latency is Latency.realistic else LatencyModel.none()
     latency_model = LatencyModel(

@@ -6,15 +6,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from rich.table import Table
 
-from claudegate.cli._store import CliError, ConfigOption, JsonOption, fail, print_table, run_with_store
-from claudegate.config import Settings
+from claudegate.cli._store import (
+    CliError,
+    ConfigOption,
+    JsonOption,
+    compact,
+    fail,
+    money,
+    print_table,
+    run_with_store,
+)
 from claudegate.store.rows import GroupBy
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from claudegate.config import Settings
     from claudegate.store import Store, UsageReportRow
 
 __all__ = ["register"]
@@ -52,31 +60,34 @@ def usage(
     if json_output:
         typer.echo(orjson.dumps([usage_json(row) for row in rows]).decode())
         return
+    from rich.table import Table
+
     table = Table(
         group_by.value,
-        "requests",
+        "calls",
         "errors",
         "input",
         "output",
         "cache write",
         "cache read",
-        "cost (USD)",
+        "cost $",
         title=_title(org, since),
+        caption="tokens: 12.3k = 12,300, 1.2M = 1,200,000 (--json gives exact figures)",
     )
     for column in table.columns[1:]:
         column.justify = "right"
     for row in rows:
         table.add_row(
             _group_text(group_by, row),
-            f"{row.requests:,}",
-            f"{row.errors:,}",
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            f"{row.cache_creation_input_tokens:,}",
-            f"{row.cache_read_input_tokens:,}",
+            compact(row.requests),
+            compact(row.errors),
+            compact(row.input_tokens),
+            compact(row.output_tokens),
+            compact(row.cache_creation_input_tokens),
+            compact(row.cache_read_input_tokens),
             _cost_text(row),
         )
-    print_table(table)
+    print_table(table, priorities=[0, 0, 1, 0, 0, 2, 2, 0])
     unpriced = sum(row.unpriced_requests for row in rows)
     if unpriced:
         typer.echo(f"{unpriced:,} requests used models with no price; their cost is not included.")
@@ -93,7 +104,7 @@ def _group_text(group_by: GroupBy, row: UsageReportRow) -> str:
 
 
 def _cost_text(row: UsageReportRow) -> str:
-    text = f"{row.cost_usd:,.4f}"
+    text = money(float(row.cost_usd))
     return text + " *" if row.unpriced_requests else text
 
 

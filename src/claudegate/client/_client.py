@@ -79,6 +79,7 @@ class AsyncClient:
                     self._settings = settings
                     self._local = LocalIdentity(self._org, self._user, ttl_s=settings.key_cache_ttl_s)
                     self._services = await open_services(settings)
+                    logger.info("claudegate: keys and usage in %s", settings.database_url_redacted)
                     if self._services.simulator is not None:
                         logger.warning(
                             "claudegate: no ANTHROPIC_API_KEY or upstream_url is set, so the embedded "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from decimal import Decimal
 
+from claudegate.accounting.access_log import ACCESS_LOGGER, access_fields, log_with_fields
 from claudegate.accounting.attribution import attribution_from_headers
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
@@ -14,15 +17,28 @@ from claudegate.pipeline.request import CallRequest
 __all__ = ["Accountant"]
 
 
-class Accountant:
-    __slots__ = ("_metrics", "_prices", "_writer")
+_access_log = logging.getLogger(ACCESS_LOGGER)
 
-    def __init__(self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics) -> None:
+
+class Accountant:
+    __slots__ = ("_log_payloads", "_metrics", "_prices", "_writer")
+
+    def __init__(
+        self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics, *, log_payloads: bool = False
+    ) -> None:
         self._writer = writer
         self._prices = prices
         self._metrics = metrics
+        self._log_payloads = log_payloads  # prompts reach the log only when the settings ask for it
 
-    def record(self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int) -> None:
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self._metrics
+
+    def record(
+        self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int
+    ) -> Decimal | None:
+        """Write the call's usage record, count it in the metrics, log its access line; return its cost."""
         usage = result.usage
         identity = call.identity
         model = result.model or call.model
@@ -33,6 +49,8 @@ class Accountant:
             result.error_type = "api_error"
         ttft = (result.first_token_at - call.started) if result.first_token_at else None
         attribution = attribution_from_headers(call.headers)
+        latency_ms = (finished - call.started) * 1000
+        ttft_ms = ttft * 1000 if ttft is not None else None
         self._writer.submit(
             UsageRecord(
                 request_id=call.request_id,
@@ -51,8 +69,8 @@ class Accountant:
                 cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
                 cost_usd=cost,
                 usage_details=usage.details(),
-                latency_ms=(finished - call.started) * 1000,
-                ttft_ms=ttft * 1000 if ttft is not None else None,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
                 streamed=result.streamed,
                 attempts=attempts,
                 api=call.api,
@@ -61,6 +79,30 @@ class Accountant:
                 parent_agent_id=attribution.parent_agent_id,
             )
         )
+        if _access_log.isEnabledFor(logging.INFO):
+            fields = access_fields(
+                request_id=call.request_id,
+                upstream_request_id=result.upstream_request_id,
+                org=identity.org_name,
+                user=identity.user_name,
+                key_id=identity.key_id,
+                model=model,
+                upstream=upstream,
+                status=status,
+                error_type=result.error_type,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_write_tokens=usage.cache_creation_input_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens,
+                cost_usd=float(cost) if cost is not None else None,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+                attempts=attempts,
+                streamed=result.streamed,
+            )
+            if self._log_payloads and call.body and _access_log.isEnabledFor(logging.DEBUG):
+                fields["request_body"] = call.body.decode("utf-8", "replace")
+            log_with_fields(_access_log, logging.INFO, "call", fields)
         self._metrics.observe(
             status=status,
             model=model or "unknown",
@@ -75,3 +117,4 @@ class Accountant:
             if status >= 500 or result.error_type == "incomplete_stream"
             else None,
         )
+        return cost

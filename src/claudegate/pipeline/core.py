@@ -37,6 +37,7 @@ from claudegate.pipeline.relay import (
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import ResponseSink
 from claudegate.pipeline.tenants import TenantGate
+from claudegate.pipeline.tracing import AttemptSpan, CallSpan, CallTracing, TracedSink
 from claudegate.upstream.http import HttpClient, HttpResponse
 from claudegate.upstream.pool import PoolMember, UpstreamPool, breaker_flag
 from claudegate.wire.models import ModelCatalog
@@ -73,6 +74,7 @@ class Pipeline:
         retry: RetryPolicy,
         rng: random.Random | None = None,
         budgets: BudgetGate | None = None,
+        tracing: CallTracing | None = None,
     ) -> None:
         self.pool = pool
         self.lanes = lanes
@@ -85,6 +87,24 @@ class Pipeline:
         self._rng = rng or random.Random()
         self._queues: dict[tuple[str, str], AdmissionQueue] = {}
         self._budgets = budgets
+        self._tracing = tracing  # None: no tracing, and no cost for it
+
+    def close_tracing(self) -> None:
+        """Send the spans still buffered (at shutdown)."""
+        if self._tracing is not None:
+            self._tracing.close()
+
+    def queue_states(self) -> list[tuple[str, str, int, int]]:
+        """(upstream, model class, calls waiting, calls in flight) of each admission queue, for metrics."""
+        return [
+            (upstream, rate_class, queue.waiting, queue.in_flight)
+            for (upstream, rate_class), queue in self._queues.items()
+        ]
+
+    def breaker_states(self) -> list[tuple[str, str]]:
+        """(upstream, breaker state) of each upstream, for metrics."""
+        now = time.monotonic()
+        return [(member.name, member.breaker.state(now).value) for member in self.pool.members]
 
     def queue(self, member: PoolMember, rate_class: str) -> AdmissionQueue:
         key = (member.name, rate_class)
@@ -102,6 +122,9 @@ class Pipeline:
         answers it; every other outcome has been written to the sink already."""
         result = ReplyResult()
         budget: BudgetHold | None = None
+        trace = self._tracing.start(call) if self._tracing is not None else None
+        if trace is not None:
+            sink = TracedSink(sink, trace.reply_headers)
         try:
             model = call.model or ""
             info = self._catalog.resolve(model)
@@ -122,6 +145,7 @@ class Pipeline:
                         rate_class=rate_class,
                         estimated_in=estimated_in,
                         estimated_out=estimated_out,
+                        trace=trace,
                     )
                 finally:
                     # On every path, refused and failed ones included: the tenant pays what the upstream
@@ -134,6 +158,7 @@ class Pipeline:
                     )
         except ClaudegateError as error:
             result.status, result.error_type = error.status, error.error_type
+            self._accountant.metrics.refused(error.error_type)
             raise
         except ClientGone:
             if sink.shut_down:
@@ -159,7 +184,10 @@ class Pipeline:
             )
             raise
         finally:
-            self._accountant.record(call, result, upstream=result.upstream, attempts=max(1, result.attempts))
+            attempts = max(1, result.attempts)
+            cost = self._accountant.record(call, result, upstream=result.upstream, attempts=attempts)
+            if trace is not None:
+                trace.end(result, cost_usd=float(cost) if cost is not None else None, attempts=attempts)
             if budget is not None and self._budgets is not None:
                 await self._budgets.settle(budget, result)
         return result
@@ -183,29 +211,57 @@ class Pipeline:
         rate_class: str,
         estimated_in: int,
         estimated_out: int,
+        trace: CallSpan | None = None,
     ) -> None:
         failed_on: set[str] = set()
+        debug = logger.isEnabledFor(logging.DEBUG)
         while True:
-            member, queue, ticket = await self._admit(
-                call,
-                sink,
-                rate_class=rate_class,
-                estimated_in=estimated_in,
-                estimated_out=estimated_out,
-                failed_on=failed_on,
-            )
+            waiting_since = time.time_ns() if trace is not None or debug else 0
+            try:
+                member, queue, ticket = await self._admit(
+                    call,
+                    sink,
+                    rate_class=rate_class,
+                    estimated_in=estimated_in,
+                    estimated_out=estimated_out,
+                    failed_on=failed_on,
+                )
+            except ClaudegateError:
+                if trace is not None:
+                    trace.admitted(waiting_since, None)
+                raise
+            if trace is not None:
+                trace.admitted(waiting_since, member.name)
+            if debug:
+                logger.debug(
+                    "request %s: attempt %d admitted on %s after %.1f ms",
+                    call.request_id,
+                    result.attempts + 1,
+                    member.name,
+                    (time.time_ns() - waiting_since) / 1e6,
+                )
             result.attempts += 1
             result.upstream = member.name
-            failure = await self._attempt(
-                call,
-                sink,
-                result,
-                member=member,
-                queue=queue,
-                ticket=ticket,
+            attempt = (
+                trace.attempt(member.name, member.upstream.base_url, result.attempts, call.model or "unknown")
+                if trace is not None
+                else None
             )
+            if attempt is None:  # untraced: no extra coroutine on the hot path
+                failure = await self._attempt(call, sink, result, member=member, queue=queue, ticket=ticket)
+            else:
+                failure = await self._traced_attempt(
+                    call, sink, result, member=member, queue=queue, ticket=ticket, attempt=attempt
+                )
             if failure is None:
                 return
+            logger.debug(
+                "request %s: attempt %d on %s failed (%s)",
+                call.request_id,
+                result.attempts,
+                member.name,
+                failure.response.status if failure.response is not None else failure.error,
+            )
             failed_on.add(member.name)
             headers = failure.response.headers if failure.response is not None else {}
             delay = self._retry.delay(result.attempts - 1, headers, self._rng.random())
@@ -296,6 +352,33 @@ class Pipeline:
             raise min(refusals, key=lambda refusal: refusal.retry_after)
         raise OverloadedError("claudegate: every upstream is failing; retry shortly")
 
+    async def _traced_attempt(
+        self,
+        call: CallRequest,
+        sink: ResponseSink,
+        result: ReplyResult,
+        *,
+        member: PoolMember,
+        queue: AdmissionQueue,
+        ticket: Ticket,
+        attempt: AttemptSpan,
+    ) -> _Failure | None:
+        """``_attempt`` inside the attempt's span."""
+        try:
+            failure = await self._attempt(
+                call, sink, result, member=member, queue=queue, ticket=ticket, trace_headers=attempt
+            )
+        except BaseException as error:
+            attempt.end(result.status, result.error_type or type(error).__name__)
+            raise
+        if failure is None:
+            attempt.end(result.status, result.error_type if result.status >= 400 else None)
+        elif failure.response is not None:
+            attempt.end(failure.response.status, f"http_{failure.response.status}")
+        else:
+            attempt.end(None, failure.error.error_type if failure.error is not None else "error")
+        return failure
+
     async def _attempt(
         self,
         call: CallRequest,
@@ -305,6 +388,7 @@ class Pipeline:
         member: PoolMember,
         queue: AdmissionQueue,
         ticket: Ticket,
+        trace_headers: AttemptSpan | None = None,
     ) -> _Failure | None:
         """One try on one upstream (the ``ticket`` it was admitted with carries the call's estimates). Returns
         a failure worth retrying, or None once the reply is relayed."""
@@ -314,13 +398,16 @@ class Pipeline:
         first_byte: float | None = None
         output_tokens: int | None = None  # of a reply that came complete: the lane learns from it
         response: HttpResponse | None = None
+        headers = forwarded_headers(call.headers, upstream)
+        if trace_headers is not None:
+            headers = trace_headers.with_context(headers)
         try:
             try:
                 response = await open_reply(
                     self._http,
                     upstream,
                     path_and_query=call.path_and_query,
-                    headers=forwarded_headers(call.headers, upstream),
+                    headers=headers,
                     body=call.body,
                     sink=sink,
                 )

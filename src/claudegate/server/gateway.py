@@ -318,6 +318,7 @@ class Gateway:
     async def _metrics(self, call: GatewayCall) -> None:
         services = self.services
         services.metrics.usage_pending.set(services.writer.pending)
+        services.metrics.set_state(services.pipeline.queue_states(), services.pipeline.breaker_states())
         await send_json(
             call.send,
             200,

@@ -40,6 +40,7 @@ def run_gateway(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging (claudegate serve): one format for every line
         access_log=False,
         loop="uvloop",
         http="httptools",

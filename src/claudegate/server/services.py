@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
 from claudegate.pipeline.sink import Departure
 from claudegate.pipeline.tenants import TenantGate
+from claudegate.pipeline.tracing import CallTracing
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
@@ -72,6 +74,7 @@ class Services:
     async def close(self) -> None:
         await self.prober.stop()
         await self.writer.close()
+        await asyncio.to_thread(self.pipeline.close_tracing)  # sends the last spans: blocking I/O
         await self.http.close()
         await self.state.close()
         if self.simulator is not None:
@@ -127,10 +130,11 @@ async def open_services(settings: Settings) -> Services:
         http=http,
         tenants=TenantGate(state),
         estimator=TokenEstimator(),
-        accountant=Accountant(writer, prices, metrics),
+        accountant=Accountant(writer, prices, metrics, log_payloads=settings.log_payloads),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
         budgets=budgets,
+        tracing=_tracing(settings),
     )
     prober = BreakerProber(pool, http, state)
     prober.start()
@@ -148,6 +152,20 @@ async def open_services(settings: Settings) -> Services:
         prober=prober,
         simulator=simulator,
     )
+
+
+def _tracing(settings: Settings) -> CallTracing | None:
+    """Traces to the OTLP collector named by ``otel_endpoint``; none (and nothing imported) without one."""
+    if settings.otel_endpoint is None:
+        return None
+    try:
+        tracing = CallTracing.to_collector(settings.otel_endpoint, settings.otel_service_name)
+    except ImportError:
+        raise ConfigError(
+            "otel_endpoint is set but OpenTelemetry is not installed: pip install 'claudegate[otel]'"
+        ) from None
+    logger.info("sending traces to %s/v1/traces", settings.otel_endpoint)
+    return tracing
 
 
 def _tier(value: str) -> str:
