@@ -70,8 +70,10 @@ async def test_spend_is_recorded_and_reported_per_claude_code_session(stack: Sta
 
 def test_model_discovery_reads_the_models_claude_code_keeps(stack: Stack) -> None:
     """``GET /v1/models?limit=1000`` with ``x-api-key`` (an API key or helper) or a bearer token
-    (``ANTHROPIC_AUTH_TOKEN``), answered directly; Claude Code keeps ids beginning ``claude``."""
-    for headers in ({"x-api-key": stack.org_a.key}, {"authorization": f"Bearer {stack.org_a.key}"}):
+    (``ANTHROPIC_AUTH_TOKEN``, sent with the ``anthropic-version`` every Anthropic SDK request carries),
+    answered in Anthropic's shape; Claude Code keeps ids beginning ``claude``."""
+    bearer = {"authorization": f"Bearer {stack.org_a.key}", "anthropic-version": "2023-06-01"}
+    for headers in ({"x-api-key": stack.org_a.key}, bearer):
         response = httpx2.get(f"{stack.url}/v1/models?limit=1000", headers=headers, follow_redirects=False)
         assert response.status_code == 200
         data = response.json()["data"]

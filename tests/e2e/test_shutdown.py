@@ -152,5 +152,5 @@ async def test_sigterm_ends_a_long_stream_with_an_error_event_and_keeps_its_toke
     # The banner names the configured upstreams; the built-in simulator does not serve.
     banner = log.read_text()
     assert "SIMULATOR MODE" not in banner
-    assert "upstreams=slow" in banner
+    assert "upstream: slow http" in banner
     assert "built-in simulator" not in banner

@@ -50,8 +50,10 @@ Describe = Callable[[CallRequest, GatewayCall, dict[str, Any]], None]
 
 
 def wants_openai_models(call: GatewayCall) -> bool:
-    """``GET /v1/models`` answers in OpenAI's shape to a client that does not say ``anthropic-version``."""
-    return header(call.scope, b"anthropic-version") is None
+    """``GET /v1/models`` answers in OpenAI's shape to a client that sends neither ``anthropic-version`` nor
+    ``x-api-key`` (the OpenAI SDKs send a bearer token and no version); Anthropic's SDKs and Claude Code send
+    a version, and a bare ``x-api-key`` is Anthropic's way of authenticating."""
+    return header(call.scope, b"anthropic-version") is None and header(call.scope, b"x-api-key") is None
 
 
 async def send_openai_error(call: GatewayCall, error: ClaudegateError) -> None:
