@@ -1,9 +1,13 @@
-"""The question service with a fake answerer and an in-memory chat: de-duplication, notices, fallbacks and
-draining, without a network (tests/e2e/test_twitch_bot.py runs the real thing)."""
+"""The question service with a fake answerer and an in-memory chat: de-duplication, budgets, packing, waits,
+fallbacks and draining, without a network (tests/e2e/test_twitch_bot.py runs the real thing).
+
+The event loop's clock is fake (looptime): the bot's timers and the answerer's delays run on it, and the
+tests move it by sleeping on it, so nothing here waits in real time."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +15,11 @@ import pytest
 
 from claudegate.bots.answerer import AnswerFailed, QueuedCallback
 from claudegate.bots.bot import ChatBot
+from claudegate.bots.standing import Standing
 from claudegate.bots.transport import ChatHandler, ChatMessage
 from claudegate.config import BotSettings
+
+pytestmark = pytest.mark.looptime
 
 
 class MemoryChat:
@@ -20,12 +27,15 @@ class MemoryChat:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.sent_at: list[float] = []  # since the bot started
+        self.started = 0.0
         self.connected = True
         self.handler: ChatHandler | None = None
         self._closed = asyncio.Event()
 
     async def run(self, handler: ChatHandler) -> None:
         self.handler = handler
+        self.started = asyncio.get_running_loop().time()
         await self._closed.wait()
 
     async def wait_connected(self) -> None:
@@ -33,6 +43,7 @@ class MemoryChat:
 
     async def send(self, text: str) -> None:
         self.lines.append(text)
+        self.sent_at.append(asyncio.get_running_loop().time() - self.started)
 
     async def close(self) -> None:
         self._closed.set()
@@ -44,9 +55,14 @@ class MemoryChat:
     def to(self, login: str) -> list[str]:
         return [line for line in self.lines if f"@{login} " in line + " "]
 
+    def times(self) -> list[float]:
+        return self.sent_at
+
 
 @dataclass
 class FakeAnswerer:
+    """Answers after ``delay`` with a text longer than any budget (the bot fits it), made of sentences."""
+
     delay: float = 0.0
     queued: tuple[int, float] | None = None
     failure: AnswerFailed | None = None
@@ -55,7 +71,8 @@ class FakeAnswerer:
     async def answer(
         self, question: str, *, max_chars: int, deadline_s: float, on_queued: QueuedCallback | None = None
     ) -> str:
-        self.calls.append({"question": question, "max_chars": max_chars, "deadline_s": deadline_s})
+        now = asyncio.get_running_loop().time()
+        self.calls.append({"question": question, "max_chars": max_chars, "deadline_s": deadline_s, "at": now})
         if self.queued is not None and on_queued is not None:
             on_queued(*self.queued)
         await asyncio.sleep(self.delay)
@@ -67,8 +84,6 @@ class FakeAnswerer:
 def settings(**overrides: Any) -> BotSettings:
     values: dict[str, Any] = {
         "notice_batch_s": 0.01,
-        "ack_after_s": 0.1,
-        "notice_after_s": 3.0,
         "moderator": True,
         "metrics_port": None,
     }
@@ -118,14 +133,20 @@ async def test_identical_questions_in_flight_are_answered_once_to_everyone(chat:
     await bot.stop(1)
 
 
-async def test_cooldown_tells_when_to_ask_again(chat: MemoryChat) -> None:
-    bot = await started(chat, FakeAnswerer())
+async def test_the_cooldown_runs_from_the_answer(chat: MemoryChat) -> None:
+    bot = await started(chat, FakeAnswerer(delay=5.0))
     chat.say("alice", "!ask first question")
-    await settle()
-    chat.say("alice", "!ask second question")
-    chat.say("alice", "!ask third question")  # told once per 10 s at most
-    await settle()
-    assert chat.to("alice")[1:] == ["@alice you can ask again in 60 s."]
+    await settle(1.0)
+    chat.say("alice", "!ask second question")  # before the answer: no invitation to ask again
+    await settle(4.5)
+    assert chat.to("alice")[0] == (
+        "@alice your question is still being answered; you can ask again 60 s after its answer."
+    )
+    assert chat.to("alice")[1].startswith("@alice The answer to first question")  # sent at 5 s
+    await settle(25.0)  # 30.5 s after the question, 25.5 s after the answer
+    chat.say("alice", "!ask third question")
+    await settle(0.1)
+    assert chat.to("alice")[2] == "@alice you can ask again in 35 s."
     await bot.stop(1)
 
 
@@ -177,26 +198,96 @@ async def test_an_answer_that_takes_too_long_is_given_up(chat: MemoryChat) -> No
     await bot.stop(1)
 
 
-async def test_a_queued_viewer_is_told_position_and_wait(chat: MemoryChat) -> None:
-    bot = await started(chat, FakeAnswerer(delay=0.2, queued=(4, 7.0)))
+async def test_a_queued_viewer_hears_their_own_wait_once_within_two_seconds(chat: MemoryChat) -> None:
+    bot = await started(chat, FakeAnswerer(delay=9.0, queued=(4, 7.0)))
     chat.say("alice", "!ask queued question")
-    await settle(0.1)
-    assert chat.to("alice") == ["@alice you're #4 in the queue; answer in about 9 s."]
-    await settle(0.2)
-    assert len(chat.to("alice")) == 2
+    await settle(2.0)
+    assert chat.to("alice") == ["answers coming in about: @alice 8 s"]
+    assert chat.times()[0] <= 2.0
+    await settle(8.0)
+    assert len(chat.to("alice")) == 2  # then the answer, and nothing between
+    assert chat.to("alice")[1].startswith("@alice The answer")
     await bot.stop(1)
 
 
-async def test_when_busy_nobody_is_left_in_silence(chat: MemoryChat) -> None:
-    bot = await started(chat, FakeAnswerer(delay=0.3), busy_questions=3)
-    for i in range(5):
+async def test_an_answer_due_within_a_couple_of_seconds_gets_no_notice(chat: MemoryChat) -> None:
+    bot = await started(chat, FakeAnswerer(delay=1.6))
+    for i in range(20):
         chat.say(f"viewer{i}", f"!ask question number {i}")
-    await settle(0.2)
-    (ack,) = chat.lines
-    assert ack.startswith("@viewer0 @viewer1 @viewer2 @viewer3 @viewer4 got your questions, answers in about")
-    await settle(0.3)
-    assert len(chat.lines) == 6
+    await settle(5.0)
+    assert all(" The answer to question number" in line for line in chat.lines)
+    mentions = [word for line in chat.lines for word in line.split() if word.startswith("@")]
+    assert sorted(mentions) == sorted(f"@viewer{i}" for i in range(20))
     await bot.stop(1)
+
+
+async def test_when_lines_are_scarce_answers_are_shorter_and_share_lines(chat: MemoryChat) -> None:
+    # A plain account's 19 lines per 30 s, and 60 questions at once: one line each would leave 41 viewers
+    # waiting 30 s for the next window.
+    answerer = FakeAnswerer(delay=1.0)
+    bot = await started(chat, answerer, moderator=False)
+    for i in range(60):
+        chat.say(f"viewer{i:02d}", f"!ask question number {i}")
+    await settle(5.0)
+    budgets = [call["max_chars"] for call in answerer.calls]
+    assert budgets[0] == 450 - len("@viewer00 ")  # the first question alone gets a full line
+    assert max(budgets[10:]) < 100  # a burst later: a share of one
+    assert len(chat.lines) <= 19
+    assert all(len(line) <= 500 for line in chat.lines)
+    mentions = [word for line in chat.lines for word in line.split() if word.startswith("@")]
+    assert sorted(mentions) == sorted(f"@viewer{i:02d}" for i in range(60))  # everyone once, within 5 s
+    for line in chat.lines:
+        for part in line.split(" | "):
+            mention, _, text = part.partition(" ")
+            number = int(mention.removeprefix("@viewer"))
+            call = next(c for c in answerer.calls if c["question"] == f"question number {number}")
+            assert len(text) <= call["max_chars"]  # fitted to its own budget, whole
+            assert text.startswith(f"The answer to question number {number} is simple.")
+    await bot.stop(1)
+
+
+async def test_answers_that_miss_the_window_hear_when_the_next_one_opens(chat: MemoryChat) -> None:
+    # Two lines per 30 s: the first answer takes one; ten more answers cannot share the other (six to a
+    # line at most), so it tells their viewers how long the limit holds them, and they go 30 s later.
+    bot = await started(chat, FakeAnswerer(delay=0.5), messages_per_window=2, message_safety=1.0)
+    chat.say("first", "!ask the first question")
+    await settle(1.0)
+    assert chat.to("first")[0].startswith("@first The answer")
+    for i in range(10):
+        chat.say(f"late{i}", f"!ask late question {i}")
+    await settle(2.0)
+    assert len(chat.lines) == 2
+    told = re.fullmatch(r"answers coming in about: (.*)", chat.lines[1])
+    assert told is not None, chat.lines[1]
+    waits = dict(entry.split(" ", 1) for entry in told.group(1).split(", "))
+    assert waits == {f"@late{i}": "30 s" for i in range(10)}
+    assert chat.times()[1] == pytest.approx(2.5)  # 1.5 s after asking
+    await settle(31.0)
+    assert len(chat.lines) == 4
+    assert chat.times()[2:] == [pytest.approx(32.5)] * 2  # 30 s after the notice, as told
+    mentions = [word for line in chat.lines[2:] for word in line.split() if word.startswith("@")]
+    assert sorted(mentions) == sorted(f"@late{i}" for i in range(10))
+    await bot.stop(1)
+
+
+async def test_the_bot_paces_by_the_standing_twitch_reports(chat: MemoryChat) -> None:
+    bot = await started(chat, FakeAnswerer(), moderator=None)
+    assert bot.outbox.window.limit == 19  # a plain account's until Twitch says otherwise
+    assert bot.health().note is not None
+    assert chat.handler is not None
+    chat.handler.on_standing(Standing.moderator)
+    assert bot.outbox.window.limit == 95
+    health = bot.health()
+    assert (health.standing, health.lines_per_window, health.note) == (Standing.moderator, 95, None)
+    chat.handler.on_standing(Standing.vip)  # no documented higher limit for a VIP
+    assert bot.outbox.window.limit == 19
+    assert "not a moderator" in (bot.health().note or "")
+    await bot.stop(1)
+
+    overridden = await started(MemoryChat(), FakeAnswerer(), moderator=False)
+    overridden.service.on_standing(Standing.broadcaster)
+    assert overridden.outbox.window.limit == 19  # the setting overrides what Twitch says
+    await overridden.stop(1)
 
 
 async def test_shutdown_answers_what_it_can_and_apologises_for_the_rest(chat: MemoryChat) -> None:
@@ -229,30 +320,4 @@ async def test_health_reflects_queue_use(chat: MemoryChat) -> None:
     chat.say("late", "!ask one more question")  # over max_pending: busy at once
     await settle(0.05)
     assert any(line.startswith("@late sorry, I'm too busy") for line in chat.lines)
-    await bot.stop(1)
-
-
-async def test_answers_come_before_notices_and_the_last_send_says_what_the_limit_holds(
-    chat: MemoryChat,
-) -> None:
-    # Four sends per half second: eight questions answered at once cannot all go in one window.
-    bot = await started(
-        chat,
-        FakeAnswerer(delay=0.15),
-        messages_per_window=4,
-        message_safety=1.0,
-        message_window_s=0.5,
-        busy_questions=1,
-    )
-    for i in range(8):
-        chat.say(f"v{i}", f"!ask question number {i}")
-    await settle(0.3)
-    # No "coming" notes (the window has no room for them beside eight answers); three answers, then the
-    # window's last send tells the other five how long the limit holds theirs.
-    assert [line.split()[0] for line in chat.lines[:3]] == ["@v0", "@v1", "@v2"]
-    held = "your answers are on the way, but Twitch's chat limit holds them for about 1 s."
-    assert chat.lines[3] == "@v3 @v4 @v5 @v6 @v7 " + held
-    await settle(1.0)  # two more windows: four answers, then the last (each told once only)
-    assert len(chat.lines) == 9
-    assert all(" is simple." in line for line in chat.lines[4:])
     await bot.stop(1)

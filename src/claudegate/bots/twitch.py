@@ -71,11 +71,11 @@ async def run_twitch_bot(settings: Settings, channel: str) -> None:
         bot = ChatBot(bot_settings, transport, answerer, metrics=metrics)
         await bot.start()
         logger.info(
-            "answering %s in #%s as %s (%d messages per %g s)",
+            "answering %s in #%s as %s (%d messages per %g s until Twitch reports the bot's standing)",
             bot_settings.command_prefix,
             config.channel,
             config.nick,
-            bot_settings.message_limit,
+            bot.outbox.window.limit,
             bot_settings.message_window_s,
         )
         await stop.wait()
