@@ -264,9 +264,10 @@ async def test_waiting_viewers_hear_their_own_wait_and_the_hopeless_are_told_at_
 ) -> None:
     """A tier-1 account (50 requests a minute) that may spend one request at once: after the first
     question, each must wait about 1.2 s more for the bucket. With a 3 s deadline, the second is queued:
-    it hears its answer within 2 s, or within 2 s its own wait and then the answer as told (within 3 s);
-    the fourth could not start in time and hears so straight away, with when to ask again. (The third is
-    on the edge: queued or refused, depending on the buckets' exact levels.)"""
+    it hears its answer, or first its own wait and then the answer; the fourth could not start in time and
+    hears so straight away, with when to ask again. (The third is on the edge: queued or refused,
+    depending on the buckets' exact levels.) How soon and how exactly waits are told is timed on a fake
+    clock in tests/unit/test_bot_waits.py and measured by benchmarks/twitch_burst.py."""
     tier_1 = SimulatorSettings(tier="1", burst=0.02)
     async with bot_stack(
         ircd_port,
@@ -290,15 +291,13 @@ async def test_waiting_viewers_hear_their_own_wait_and_the_hopeless_are_told_at_
         assert match is not None, refusal.text
         assert 2 <= int(match.group(2)) <= 5
         (heard, *_rest) = await second.wait_for(one, within=3)
-        assert heard.at - asked["hugo_5"] <= 2.0
         told = re.fullmatch(r"answers coming in about: (?:.*, )?@hugo_5 (\d+) s(?:, .*)?", heard.text)
         if told is not None:
+            assert 1 <= int(told.group(1)) <= 4  # its turn at the bucket, then the answer
             answer = (await second.wait_for(lambda lines: len(lines) >= 2, within=10))[1]
-            assert abs(answer.at - heard.at - int(told.group(1))) <= 3.0
         else:
             answer = heard
         assert not body(answer.text).startswith(("sorry", "answers coming")), answer.text
-        assert answer.at - asked["hugo_5"] < 5
         for viewer in viewers:
             await viewer.close()
 
@@ -360,26 +359,24 @@ async def test_a_burst_on_a_plain_account_packs_whole_answers_into_few_lines(
 async def test_viewers_beyond_the_window_hear_their_own_wait_and_it_comes_true(
     ircd_port: int, tmp_path: Path
 ) -> None:
-    """Two lines per 6 s: the first answer takes one, so eight more answers cannot all go now. Within 2 s
-    each of their viewers hears their own wait on the window's other line, and the answers come as told
-    (within 20% or 3 s)."""
+    """Two lines per 6 s: the first answer takes one, so eight more answers cannot all go now. Each of their
+    viewers hears their own wait first, on the window's other line (the limit holds their answers until
+    the first line leaves the window, so the wait is most of it), then the answer. How soon and how exactly
+    is timed on a fake clock in tests/unit/test_bot_waits.py and measured by benchmarks/twitch_burst.py."""
     window = {"moderator": None, "messages_per_window": 2, "message_safety": 1.0, "message_window_s": 6.0}
     async with bot_stack(ircd_port, tmp_path, badges="", bot=window) as stack:
         names = ["nora_9", *(f"wait_{i}" for i in range(8))]
         first, *rest = await stack.viewers(*names)
         await first.say("!ask the first question of the stream")
         await first.wait_for(one, within=10)
-        asked = {}
         for viewer in rest:
-            asked[viewer.nick] = await viewer.say(f"!ask a question from {viewer.nick} about waiting")
+            await viewer.say(f"!ask a question from {viewer.nick} about waiting")
         for viewer in rest:
             notice, answer = await viewer.wait_for(lambda lines: len(lines) >= 2, within=20)
             told = re.search(rf"@{viewer.nick} (\d+) s", notice.text)
             assert notice.text.startswith("answers coming in about: "), notice.text
             assert told is not None
-            assert notice.at - asked[viewer.nick] <= 2.0
-            seconds = int(told.group(1))
-            assert abs(answer.at - notice.at - seconds) <= max(3.0, 0.2 * seconds)
+            assert 1 <= int(told.group(1)) <= 6  # within the 6 s window
             assert body(part_of(answer.text, viewer.nick)).startswith(tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
         for viewer in (first, *rest):
             await viewer.close()
