@@ -246,6 +246,33 @@ async def test_when_lines_are_scarce_answers_are_shorter_and_share_lines(chat: M
     await bot.stop(1)
 
 
+async def test_nobody_waits_in_silence_past_two_seconds(chat: MemoryChat) -> None:
+    # Questions keep coming for three seconds on a plain account: lines are held for packing, answers
+    # arrive over time, and some miss the window; everyone hears something (their answer or their own
+    # wait) within two seconds of asking.
+    bot = await started(chat, FakeAnswerer(delay=1.2), moderator=False)
+    asked: dict[str, float] = {}
+    for i in range(90):
+        asked[f"@viewer{i:02d}"] = i / 30
+        chat.say(f"viewer{i:02d}", f"!ask question number {i}")
+        await settle(1 / 30)
+    await settle(40.0)
+    first: dict[str, float] = {}
+    for at, line in zip(chat.times(), chat.lines, strict=True):
+        for word in line.replace(",", " ").split():
+            if word.startswith("@"):
+                first.setdefault(word, at)
+    assert set(first) == set(asked)
+    late = {
+        mention: round(first[mention] - asked[mention], 2)
+        for mention in asked
+        if first[mention] - asked[mention] > 2
+    }
+    assert late == {}
+    assert len(chat.lines) <= 19 + 19  # two windows
+    await bot.stop(1)
+
+
 async def test_answers_that_miss_the_window_hear_when_the_next_one_opens(chat: MemoryChat) -> None:
     # Two lines per 30 s: the first answer takes one; ten more answers cannot share the other (six to a
     # line at most), so it tells their viewers how long the limit holds them, and they go 30 s later.
