@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ class FakeAnswerer:
     delay: float = 0.0
     queued: tuple[int, float] | None = None
     failure: AnswerFailed | None = None
+    delays: Callable[[str], float] | None = None  # per question, instead of ``delay``
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     async def answer(
@@ -75,7 +77,7 @@ class FakeAnswerer:
         self.calls.append({"question": question, "max_chars": max_chars, "deadline_s": deadline_s, "at": now})
         if self.queued is not None and on_queued is not None:
             on_queued(*self.queued)
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay if self.delays is None else self.delays(question))
         if self.failure is not None:
             raise self.failure
         return f"The answer to {question} is simple. " * 30
@@ -270,6 +272,21 @@ async def test_nobody_waits_in_silence_past_two_seconds(chat: MemoryChat) -> Non
     }
     assert late == {}
     assert len(chat.lines) <= 19 + 19  # two windows
+    await bot.stop(1)
+
+
+async def test_answers_trickling_in_to_viewers_already_told_all_go_out(chat: MemoryChat) -> None:
+    # A plain account, and queued calls whose answers come one every 0.2 s (a rate-limited account): every
+    # viewer hears their wait first, then lines are held for packing while answers are still coming.
+    answerer = FakeAnswerer(queued=(5, 8.0), delays=lambda question: 2.0 + 0.2 * int(question.split()[-1]))
+    bot = await started(chat, answerer, moderator=False)
+    for i in range(60):
+        chat.say(f"viewer{i:02d}", f"!ask question number {i}")
+    await settle(75.0)
+    answered = [
+        part.split()[0] for line in chat.lines if "answers coming" not in line for part in line.split(" | ")
+    ]
+    assert sorted(answered) == sorted(f"@viewer{i:02d}" for i in range(60))
     await bot.stop(1)
 
 

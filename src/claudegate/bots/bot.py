@@ -88,8 +88,14 @@ class ChatBot:
         for task in self._tasks:
             task.add_done_callback(_report_crash)
         note = self.service.limit_note
-        if note is not None:
-            logger.warning("until Twitch reports the bot's standing, %s", note)
+        if self.settings.moderator is None and self.settings.messages_per_window is None:
+            logger.info(
+                "pacing at %d lines per %g s until Twitch reports the bot's standing in the channel",
+                self.outbox.window.limit,
+                self.settings.message_window_s,
+            )
+        elif note is not None:
+            logger.warning("%s", note)  # set so: Twitch's report will not change it
         if connect_timeout is not None:
             await asyncio.wait_for(self.transport.wait_connected(), timeout=connect_timeout)
 

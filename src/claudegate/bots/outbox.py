@@ -201,7 +201,11 @@ class Outbox:
                 return line, 0.0
             parts, text = self._pack(line, now)
             if self.hold is not None and line.render is None:
-                held = self.hold(now, len(parts), len(text))
+                try:
+                    held = self.hold(now, len(parts), len(text))
+                except Exception:  # a fault in the hook must not stop the chat's lines: send, and log it
+                    logger.exception("the outbox's hold hook failed; sending the line now")
+                    held = 0.0
                 if held > 0:
                     return None, held
             taken = set(map(id, parts))

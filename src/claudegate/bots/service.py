@@ -285,7 +285,7 @@ class QuestionService:
             for asker in askers
             if asker.replied_at is None and asker.notice is None
         ]
-        return max(0.0, min(oldest + _HOLD_S, *silent) - now)
+        return max(0.0, min([oldest + _HOLD_S, *silent]) - now)
 
     # -- one call -----------------------------------------------------------------------------------------
 
