@@ -68,6 +68,7 @@ class FakeAnswerer:
     queued: tuple[int, float] | None = None
     failure: AnswerFailed | None = None
     delays: Callable[[str], float] | None = None  # per question, instead of ``delay``
+    queued_for: Callable[[str], tuple[int, float] | None] | None = None  # per question, instead of ``queued``
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     async def answer(
@@ -75,8 +76,9 @@ class FakeAnswerer:
     ) -> str:
         now = asyncio.get_running_loop().time()
         self.calls.append({"question": question, "max_chars": max_chars, "deadline_s": deadline_s, "at": now})
-        if self.queued is not None and on_queued is not None:
-            on_queued(*self.queued)
+        queued = self.queued if self.queued_for is None else self.queued_for(question)
+        if queued is not None and on_queued is not None:
+            on_queued(*queued)
         await asyncio.sleep(self.delay if self.delays is None else self.delays(question))
         if self.failure is not None:
             raise self.failure
@@ -210,6 +212,28 @@ async def test_a_queued_viewer_hears_their_own_wait_once_within_two_seconds(chat
     assert len(chat.to("alice")) == 2  # then the answer, and nothing between
     assert chat.to("alice")[1].startswith("@alice The answer")
     await bot.stop(1)
+
+
+async def test_a_queue_that_moves_as_the_bots_own_calls_end_is_not_waited_on_as_predicted(
+    chat: MemoryChat,
+) -> None:
+    # Two calls run; the third waits first in the pipeline's queue, which guesses 7 s before it starts
+    # (it has timed no call yet). It starts when a running call ends (2 s, the time an answer is expected
+    # to take) and is answered about 2 s later: at 1.5 s its viewer is told 3 s, not the 8 s of the guess.
+    def queued(question: str) -> tuple[int, float] | None:
+        return (1, 7.0) if question.endswith("2") else None
+
+    def delay(question: str) -> float:
+        return 4.0 if question.endswith("2") else 2.0
+
+    bot = await started(chat, FakeAnswerer(delays=delay, queued_for=queued))
+    for i in range(3):
+        chat.say(f"viewer{i}", f"!ask question number {i}")
+    await settle(1.75)
+    assert chat.to("viewer2") == ["answers coming in about: @viewer2 3 s"]
+    await settle(2.5)
+    assert chat.to("viewer2")[1].startswith("@viewer2 The answer")  # at 4 s: as told, within the margin
+    await bot.stop(5)
 
 
 async def test_an_answer_due_within_a_couple_of_seconds_gets_no_notice(chat: MemoryChat) -> None:

@@ -70,7 +70,9 @@ class _Job:
     task: asyncio.Task[None] | None = None
     started: float | None = None
     queued_at: float | None = None  # when the pipeline queued the call ...
-    queued_wait: float = 0.0  # ... and the wait it predicted before the call starts
+    queued_wait: float = 0.0  # ... and the wait it predicted before the call starts ...
+    position: int = 0  # ... at this place in the queue
+    moves_by: float = math.inf  # when the bot's own calls ahead of it were expected to end, once known
     done: bool = False
 
     def part_chars(self, fill: float = 1.0) -> int:
@@ -332,6 +334,28 @@ class QuestionService:
             ratio = min(2.0, waited / job.queued_wait)
             self._wait_scale = (1 - _SMOOTHING) * self._wait_scale + _SMOOTHING * ratio
 
+    def _answers_due(self, now: float) -> list[tuple[_Job, float]]:
+        """When each call in progress is expected to be answered. A call the pipeline queued starts when it
+        predicted (scaled by how its predictions have turned out), or, if sooner, when as many of the bot's
+        running calls as are ahead of it have finished: a queue held by the pipeline's concurrency moves as
+        calls end, which it can only guess at until it has timed some."""
+        running = sorted(
+            max(now, (job.started or job.created) + self._answer_s)
+            for job in self._jobs.values()
+            if job.queued_at is None
+        )
+        due: list[tuple[_Job, float]] = []
+        for job in self._jobs.values():
+            if job.queued_at is None:
+                at = (job.started or job.created) + self._answer_s
+            else:
+                at = job.queued_at + job.queued_wait * self._wait_scale + self._answer_s
+                if 0 < job.position <= len(running):
+                    job.moves_by = min(job.moves_by, running[job.position - 1])
+                at = min(at, job.moves_by + self._answer_s)
+            due.append((job, max(now, at)))
+        return due
+
     def _finish(self, job: _Job) -> None:
         job.done = True
         if self._jobs.get(job.key) is job:
@@ -339,10 +363,10 @@ class QuestionService:
         self._pending -= len(job.askers)
 
     def _queued(self, job: _Job, position: int, wait: float) -> None:
-        """The pipeline put the call in a queue, predicting ``wait`` before it starts."""
-        del position  # a viewer's place that matters is in the chat's queue, which the review predicts
+        """The pipeline put the call in a queue at ``position``, predicting ``wait`` before it starts."""
         job.queued_at = self._clock()
         job.queued_wait = wait
+        job.position = position
 
     def _deliver(self, job: _Job, text: str) -> None:
         by_mention: dict[str, list[Asker]] = {}
@@ -428,11 +452,8 @@ class QuestionService:
             askers = self._unsent.get(line)
             if askers is not None:
                 answers.append((Upcoming(self._ready_at.get(line, now), len(line.text)), askers))
-        for job in self._jobs.values():
-            due = (job.started if job.started is not None else job.created) + self._answer_s
-            if job.queued_at is not None:
-                due = job.queued_at + job.queued_wait * self._wait_scale + self._answer_s
-            answers.append((Upcoming(max(now, due), job.part_chars(self._fill)), job.askers))
+        for job, due in self._answers_due(now):
+            answers.append((Upcoming(due, job.part_chars(self._fill)), job.askers))
         notices = sum(1 for line in queued if line.priority == PRIORITY_NOTICE and line.kind != "wait")
         notices += 1 if any(line.kind == "wait" for line in queued) else 0
         self._waits.review(
