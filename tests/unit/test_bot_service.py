@@ -138,19 +138,21 @@ async def test_identical_questions_in_flight_are_answered_once_to_everyone(chat:
 
 
 async def test_the_cooldown_runs_from_the_answer(chat: MemoryChat) -> None:
-    bot = await started(chat, FakeAnswerer(delay=5.0))
+    bot = await started(chat, FakeAnswerer(delay=5.0, queued=(1, 3.0)))
     chat.say("alice", "!ask first question")
     await settle(1.0)
     chat.say("alice", "!ask second question")  # before the answer: no invitation to ask again
     await settle(4.5)
-    assert chat.to("alice")[0] == (
-        "@alice your question is still being answered; you can ask again 60 s after its answer."
-    )
-    assert chat.to("alice")[1].startswith("@alice The answer to first question")  # sent at 5 s
+    assert chat.to("alice") == [
+        "@alice your question is still being answered; you can ask again 60 s after its answer.",
+        "answers coming in about: @alice 4 s",
+        chat.to("alice")[2],
+    ]
+    assert chat.to("alice")[2].startswith("@alice The answer to first question")  # sent at 5 s
     await settle(25.0)  # 30.5 s after the question, 25.5 s after the answer
     chat.say("alice", "!ask third question")
     await settle(0.1)
-    assert chat.to("alice")[2] == "@alice you can ask again in 35 s."
+    assert chat.to("alice")[3] == "@alice you can ask again in 35 s."
     await bot.stop(1)
 
 

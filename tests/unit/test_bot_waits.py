@@ -80,3 +80,17 @@ def test_a_notice_not_sent_before_the_answer_is_dropped() -> None:
     frank.finished = True  # the answer went another way before the window let the notice out
     clock.now = 31.0
     assert [text for _at, text in drain(outbox, clock, until=40)] == ["@someone an answer"]
+
+
+def test_a_viewer_whose_answer_is_not_back_from_the_model_is_told_before_two_seconds() -> None:
+    teller, outbox, clock, _told = setup()
+    gina, hugo = asker("gina"), asker("hugo")
+    hugo.ready = True  # the model answered: his line is only waiting its turn, about to go
+    clock.now = 1.7
+    answers = [(Upcoming(1.8, 80), [gina]), (Upcoming(1.8, 80), [hugo])]
+    teller.review(clock.now, answers, notices_first=0, hold_s=0.0, reserved=0)
+    assert sent(outbox, clock) == []  # predicted within a couple of seconds
+    clock.now = 1.8  # and yet gina's answer is not back: she hears the best prediction there is
+    answers = [(Upcoming(2.3, 80), [gina]), (Upcoming(1.8, 80), [hugo])]
+    teller.review(clock.now, answers, notices_first=0, hold_s=0.0, reserved=0)
+    assert sent(outbox, clock) == ["answers coming in about: @gina 1 s"]

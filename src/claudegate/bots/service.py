@@ -52,7 +52,7 @@ _TOLD_QUIET_S = 10.0  # one cooldown or refusal notice per viewer per this long:
 _INITIAL_ANSWER_S = 2.0  # expected time from a call's start to its answer, until answers have been timed
 _SMOOTHING = 0.2
 _SHUTDOWN_SEND_RESERVE_S = 2.0  # of the grace period, kept for sending the last answers and apologies
-_REVIEW_S = 0.25  # how often waits are predicted again while answers are outstanding
+_REVIEW_S = 0.1  # how often waits are predicted again while answers are outstanding
 _HOLD_S = 1.0  # the longest a packed answer line that is not full waits for more answers to join it
 _SILENT_S = 1.9  # a line is not held past this long after the question of a viewer who has heard nothing
 _RESERVED_LINES = 1  # of each window, kept from answers while more are waiting, for telling their viewers
@@ -371,6 +371,7 @@ class QuestionService:
     def _deliver(self, job: _Job, text: str) -> None:
         by_mention: dict[str, list[Asker]] = {}
         for asker in job.askers:
+            asker.ready = True
             by_mention.setdefault(asker.message.mention, []).append(asker)
         mentions = list(by_mention)
         body = cut_text(tidy(text), job.budget)

@@ -11,7 +11,8 @@ when each answer will be sent, then:
   no notice, and a viewer whose answer is predicted soon but has still not come hears their wait then);
   whoever would be told within the next moment is told on the same line, which goes out anyway;
 - no notice, first or again, for an answer predicted to go within half of ``notice_after_s``: it would
-  only take a line from the answers;
+  only take a line from the answers; unless the model has not answered yet when ``notice_after_s`` has
+  passed: the prediction was wrong, and the viewer hears the best one there is rather than nothing;
 - a viewer already told is told again only when the prediction has moved past what they were told by more
   than ``max(3 s, 20%)``: the margin within which a told wait counts as right;
 - a notice is written when it is sent, with the wait predicted then, and is dropped if the answer went out
@@ -33,6 +34,7 @@ __all__ = ["WAIT_PACKING", "Asker", "WaitTeller", "worse_by"]
 WAIT_PACKING = Packing(separator=", ", lead="answers coming in about: ")
 _MARGIN_S = 3.0  # a told wait is right if the answer comes within this, or _MARGIN_SHARE, of it
 _MARGIN_SHARE = 0.2
+_REVIEW_MARGIN_S = 0.05
 _RIDE_S = 0.25  # a viewer who would be told within this long is told with those told now, on their line
 
 
@@ -48,6 +50,7 @@ class Asker:
     message: ChatMessage
     asked_at: float
     finished: bool = False  # the answer, or an apology, has been sent: nothing more to tell
+    ready: bool = False  # the model has answered: the answer is waiting for the chat's limit
     replied_at: float | None = None  # when the first line to them went out
     predicted: float | None = None  # when their answer is predicted to be sent
     promised: float | None = None  # when they were told it would come
@@ -67,6 +70,9 @@ class WaitTeller:
         self._outbox = outbox
         self._ack_after_s = ack_after_s
         self._notice_after_s = notice_after_s
+        # A viewer whose answer is not back from the model this long after asking is told regardless of
+        # the prediction, a review and a send before 2 s.
+        self._silent_s = max(ack_after_s, notice_after_s) + _REVIEW_MARGIN_S
         self._on_told = on_told
         outbox.packing["wait"] = WAIT_PACKING
 
@@ -110,17 +116,24 @@ class WaitTeller:
 
     def _should_tell(self, asker: Asker, now: float, after_s: float) -> bool:
         predicted = asker.predicted
-        if predicted is None or predicted - now <= self._notice_after_s / 2:
+        if predicted is None:
+            return False
+        if asker.promised is None and not asker.ready and now - asker.asked_at >= self._silent_s:
+            return True  # the answer was predicted sooner, but the model has not even replied yet
+        if self._imminent(asker, now):
             return False  # the answer is about to go: a notice would only take its line
         if asker.promised is None:
             return now - asker.asked_at >= after_s and predicted - asker.asked_at > self._notice_after_s
         return predicted > asker.promised + worse_by(asker.told_s)
 
+    def _imminent(self, asker: Asker, now: float) -> bool:
+        return asker.predicted is not None and asker.predicted - now <= self._notice_after_s / 2
+
     def _tell(self, asker: Asker) -> None:
         told: list[float] = []
 
         def render(now: float) -> str | None:
-            if asker.finished or asker.predicted is None or asker.predicted - now <= self._notice_after_s / 2:
+            if asker.finished or asker.predicted is None or (asker.ready and self._imminent(asker, now)):
                 return None  # answered, or about to be: the notice would only take its line
             seconds = max(1, math.ceil(asker.predicted - now))
             told[:] = [seconds]
