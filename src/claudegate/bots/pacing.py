@@ -69,7 +69,7 @@ def project(
     while waiting:
         first = upcoming[waiting[0]].ready_at
         left = sum(upcoming[i].chars for i in waiting) + len(PART_SEPARATOR) * (len(waiting) - 1)
-        slot = next_slot(max(now, first), window.limit - (reserved if left > max_chars else 0))
+        slot = next_slot(max(now, first), max(1, window.limit - (reserved if left > max_chars else 0)))
         gather_until = max(slot, first + hold_s)
         used = 0
         full = False

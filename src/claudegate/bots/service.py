@@ -55,7 +55,7 @@ _SHUTDOWN_SEND_RESERVE_S = 2.0  # of the grace period, kept for sending the last
 _REVIEW_S = 0.1  # how often waits are predicted again while answers are outstanding
 _HOLD_S = 1.0  # the longest a packed answer line that is not full waits for more answers to join it
 _SILENT_S = 1.9  # a line is not held past this long after the question of a viewer who has heard nothing
-_RESERVED_LINES = 1  # of each window, kept from answers while more are waiting, for telling their viewers
+_RESERVED_LINES = 1  # of each window, kept from answers while viewers who may need telling remain
 
 
 @dataclass(eq=False, slots=True)
@@ -264,13 +264,24 @@ class QuestionService:
         )
         return _HOLD_S if per_line > 1 else 0.0
 
+    def _reserved(self, now: float) -> int:
+        """Lines of the window kept from answers while viewers who may need telling remain: two while lines
+        are scarce (a wait may need telling twice in a burst), else one."""
+        return _RESERVED_LINES + (1 if self._hold_s(now) > 0 else 0)
+
+    def _untold_after(self, parts: int) -> bool:
+        """Whether a viewer who has heard nothing yet waits for an answer beyond the next ``parts``."""
+        later = [line for line in self._outbox.queued() if line in self._unsent][parts:]
+        askers = [a for line in later for a in self._unsent[line]]
+        askers += [a for job in self._jobs.values() for a in job.askers]
+        return any(a.replied_at is None and a.notice is None for a in askers)
+
     def _hold(self, now: float, parts: int, chars: int) -> float:
         """Seconds to keep back a packed answer line: while it is not full, lines are scarce and answers
         about to come could share it; and while it would take the window's last line when more answers
         are still to go (that line is kept for telling their viewers how long the limit holds them)."""
         window = self._outbox.window
-        carried_all = parts >= sum(len(askers) > 0 for askers in self._unsent.values())
-        if window.limit - window.used(now) <= _RESERVED_LINES and (self._jobs or not carried_all):
+        if window.limit - window.used(now) <= self._reserved(now) and self._untold_after(parts):
             return window.next_free(now)
         if not self._jobs or chars + _smallest_part(self._jobs.values()) > LINE_MAX_CHARS:
             return 0.0
@@ -458,7 +469,7 @@ class QuestionService:
         notices = sum(1 for line in queued if line.priority == PRIORITY_NOTICE and line.kind != "wait")
         notices += 1 if any(line.kind == "wait" for line in queued) else 0
         self._waits.review(
-            now, answers, notices_first=notices, hold_s=self._hold_s(now), reserved=_RESERVED_LINES
+            now, answers, notices_first=notices, hold_s=self._hold_s(now), reserved=self._reserved(now)
         )
         if answers:
             self._schedule_review()
