@@ -346,6 +346,32 @@ async def test_answers_that_miss_the_window_hear_when_the_next_one_opens(chat: M
     await bot.stop(1)
 
 
+async def test_no_answer_comes_later_than_its_viewer_was_last_told(chat: MemoryChat) -> None:
+    # Four lines per 30 s; thirty quick answers need five lines, and one slow answer keeps lines kept from
+    # answers while it is outstanding. Whoever is told a wait gets the answer by then (within the margin),
+    # or sooner when a line frees up, never later without being told again.
+    answerer = FakeAnswerer(delays=lambda question: 12.0 if question.endswith("slow") else 0.5)
+    bot = await started(chat, answerer, messages_per_window=4, message_safety=1.0)
+    for i in range(30):
+        chat.say(f"quick{i:02d}", f"!ask quick question {i}")
+    chat.say("slowpoke", "!ask a question that is slow")
+    await settle(70.0)
+    told: dict[str, tuple[float, int]] = {}
+    answered: dict[str, float] = {}
+    for at, line in zip(chat.times(), chat.lines, strict=True):
+        if line.startswith("answers coming in about: "):
+            for entry in line.removeprefix("answers coming in about: ").split(", "):
+                mention, seconds = entry.split(" ", 1)
+                told[mention] = (at, int(seconds.removesuffix(" s")))
+        else:
+            answered.update((part.split()[0], at) for part in line.split(" | "))
+    assert len(answered) == 31
+    assert "@slowpoke" in told
+    for mention, (at, seconds) in told.items():
+        assert answered[mention] <= at + seconds + max(3.0, 0.2 * seconds), mention
+    await bot.stop(1)
+
+
 async def test_the_bot_paces_by_the_standing_twitch_reports(chat: MemoryChat) -> None:
     bot = await started(chat, FakeAnswerer(), moderator=None)
     assert bot.outbox.window.limit == 19  # a plain account's until Twitch says otherwise

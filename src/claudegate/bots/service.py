@@ -265,8 +265,9 @@ class QuestionService:
         return _HOLD_S if per_line > 1 else 0.0
 
     def _reserved(self, now: float) -> int:
-        """Lines of the window kept from answers while viewers who may need telling remain: two while lines
-        are scarce (a wait may need telling twice in a burst), else one."""
+        """Lines of the window kept from answers while viewers may need telling (answers still coming, or
+        viewers who have heard nothing): two while lines are scarce (a burst may need a wait told, then
+        told again when answers come slower than predicted), else one."""
         return _RESERVED_LINES + (1 if self._hold_s(now) > 0 else 0)
 
     def _untold_after(self, parts: int) -> bool:
@@ -281,7 +282,9 @@ class QuestionService:
         about to come could share it; and while it would take the window's last line when more answers
         are still to go (that line is kept for telling their viewers how long the limit holds them)."""
         window = self._outbox.window
-        if window.limit - window.used(now) <= self._reserved(now) and self._untold_after(parts):
+        if window.limit - window.used(now) <= self._reserved(now) and (
+            self._jobs or self._untold_after(parts)
+        ):
             return window.next_free(now)
         if not self._jobs or chars + _smallest_part(self._jobs.values()) > LINE_MAX_CHARS:
             return 0.0
