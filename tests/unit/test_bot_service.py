@@ -20,7 +20,8 @@ from claudegate.bots.standing import Standing
 from claudegate.bots.transport import ChatHandler, ChatMessage
 from claudegate.config import BotSettings
 
-pytestmark = pytest.mark.looptime
+# A loop of each test's own: on the session's loop, other modules' servers and threads would move its clock.
+pytestmark = [pytest.mark.looptime, pytest.mark.asyncio(loop_scope="function")]
 
 
 class MemoryChat:
