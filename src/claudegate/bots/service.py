@@ -352,7 +352,8 @@ class QuestionService:
         """When each call in progress is expected to be answered. A call the pipeline queued starts when it
         predicted (scaled by how its predictions have turned out), or, if sooner, when as many of the bot's
         running calls as are ahead of it have finished: a queue held by the pipeline's concurrency moves as
-        calls end, which it can only guess at until it has timed some."""
+        calls end, which it can only guess at until it has timed some. If that time passes without an
+        answer, the queue is held by something else (a bucket), and the pipeline's prediction stands."""
         running = sorted(
             max(now, (job.started or job.created) + self._answer_s)
             for job in self._jobs.values()
@@ -366,7 +367,8 @@ class QuestionService:
                 at = job.queued_at + job.queued_wait * self._wait_scale + self._answer_s
                 if 0 < job.position <= len(running):
                     job.moves_by = min(job.moves_by, running[job.position - 1])
-                at = min(at, job.moves_by + self._answer_s)
+                if job.moves_by + self._answer_s >= now:  # once that has passed unanswered, a bucket holds it
+                    at = min(at, job.moves_by + self._answer_s)
             due.append((job, max(now, at)))
         return due
 
