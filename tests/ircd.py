@@ -4,6 +4,12 @@ end-to-end tests and its benchmark.
 The server's configuration is the one shared/reference/twitch-chat.md gives: no connection throttling, no
 fake lag, 4 KB lines, IRCv3 tags. InspIRCd relays client tags but not Twitch's server tags (``user-id``,
 ``display-name``), so viewers are known by their nick.
+
+InspIRCd has no notion of a Twitch standing: it never sends ``USERSTATE``. :class:`TwitchStanding` sits
+between the bot and the server, relays every line both ways untouched, and adds the ``USERSTATE`` lines
+Twitch would send: one when the bot's join is confirmed and one after each of the bot's messages, with the
+badges the test gives (and may change mid-stream, as a broadcaster's /mod or /unmod would). Everything else
+the bot sees (registration, joins, the viewers' messages, its own lines reaching them) is the real server's.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 
 from claudegate.bots.ircline import format_line, parse_line
 
-__all__ = ["Heard", "Viewer", "inspircd_binary", "running_inspircd"]
+__all__ = ["Heard", "TwitchStanding", "Viewer", "inspircd_binary", "running_inspircd"]
 
 _CONFIG = """\
 <server name="irc.test" description="test" network="TestNet">
@@ -176,3 +182,78 @@ class Viewer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                 await self._task
+
+
+class TwitchStanding:
+    """A relay in front of the IRC server that tells the bot its standing as Twitch does (see the module's
+    docstring). ``badges`` is the ``badges`` tag, e.g. ``"moderator/1"``, or ``""`` for a plain account."""
+
+    def __init__(self, server_port: int, *, nick: str, badges: str = "") -> None:
+        self.server_port = server_port
+        self.nick = nick
+        self.badges = badges
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._clients: list[tuple[asyncio.StreamWriter, set[str]]] = []  # the bot's side, its channels
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def userstate(self, channel: str) -> bytes:
+        tags = f"badge-info=;badges={self.badges};mod={1 if 'moderator/' in self.badges else 0}"
+        return f"@{tags} :tmi.twitch.tv USERSTATE {channel}\r\n".encode()
+
+    async def set_badges(self, badges: str) -> None:
+        """Change the bot's standing and tell it at once, as Twitch does after a /mod or /unmod."""
+        self.badges = badges
+        for writer, channels in self._clients:
+            for channel in channels:
+                writer.write(self.userstate(channel))
+            await writer.drain()
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.server_port)
+        channels: set[str] = set()
+        entry = (client_writer, channels)
+        self._clients.append(entry)
+
+        async def downstream() -> None:
+            while line := await server_reader.readline():
+                client_writer.write(line)
+                message = parse_line(line.decode("utf-8", errors="replace"))
+                if message.command == "JOIN" and message.nick == self.nick:
+                    channels.add(message.trailing)
+                    client_writer.write(self.userstate(message.trailing))
+                await client_writer.drain()
+
+        async def upstream() -> None:
+            while line := await client_reader.readline():
+                server_writer.write(line)
+                await server_writer.drain()
+                message = parse_line(line.decode("utf-8", errors="replace"))
+                if message.command == "PRIVMSG" and message.params and message.params[0] in channels:
+                    client_writer.write(self.userstate(message.params[0]))
+                    await client_writer.drain()
+
+        tasks = [asyncio.ensure_future(downstream()), asyncio.ensure_future(upstream())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._clients.remove(entry)
+            for writer in (client_writer, server_writer):
+                writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer, _channels in list(self._clients):
+                writer.close()
+            await self._server.wait_closed()

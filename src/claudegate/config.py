@@ -154,27 +154,32 @@ class BotSettings(BaseModel):
     )
     # -- telling viewers ----------------------------------------------------------------------------------
     notice_after_s: float = Field(
-        default=3.0,
+        default=1.75,
         ge=0,
-        description="A queued viewer is told their position and wait when the answer is predicted later.",
+        description="A viewer whose answer is predicted later than this after asking is told their wait.",
     )
     ack_after_s: float = Field(
-        default=1.25,
+        default=1.5,
         ge=0,
-        description="When busy, a viewer who has heard nothing for this long is told the answer is coming.",
-    )
-    busy_questions: int = Field(
-        default=10, ge=1, description="Questions in progress from which the bot counts as busy."
+        description="Waits are told this long after a question at the earliest (answers due sooner, never).",
     )
     notice_batch_s: float = Field(
-        default=0.25, ge=0, description="Notices are gathered this long, to tell many viewers in one line."
+        default=0.25, ge=0, description="Apologies are gathered this long, to tell many viewers in one line."
     )
-    moderator: bool = Field(
-        default=False,
-        description="The bot is moderator or broadcaster: 100 messages per 30 s instead of 20.",
+    moderator: bool | None = Field(
+        default=None,
+        description=(
+            "Overrides the standing Twitch reports (USERSTATE badges): true paces at a moderator's 100 "
+            "messages per 30 s, false at 20; unset follows Twitch, at 20 until it has said."
+        ),
     )
     messages_per_window: int | None = Field(
-        default=None, ge=1, description="Overrides the message limit the moderator flag implies."
+        default=None, ge=1, description="Overrides the message limit the standing implies."
+    )
+    pack_answers_per_line: int = Field(
+        default=6,
+        ge=1,
+        description="When lines are scarce, at most this many answers share a line (each shortened to fit).",
     )
     message_window_s: float = Field(default=30.0, gt=0, description="Twitch's message-limit window.")
     message_safety: float = Field(
@@ -209,8 +214,15 @@ class BotSettings(BaseModel):
 
     @property
     def message_limit(self) -> int:
-        """Messages the bot allows itself per window: Twitch's limit for its role, less the safety margin."""
-        base = self.messages_per_window or (100 if self.moderator else 20)
+        """Messages the bot allows itself per window before Twitch reports its standing: the overrides, or a
+        plain account's 20, less the safety margin."""
+        return self.limit_for(bool(self.moderator))
+
+    def limit_for(self, elevated: bool) -> int:
+        """Messages per window for a standing (moderator or broadcaster: ``elevated``), unless overridden."""
+        if self.moderator is not None:
+            elevated = self.moderator
+        base = self.messages_per_window or (100 if elevated else 20)
         return max(1, int(base * self.message_safety))
 
     @field_validator("nick", "channel")

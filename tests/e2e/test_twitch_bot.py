@@ -3,6 +3,12 @@ and the bot in this process, asking the simulator through the in-process client 
 
 Each test has a channel, a simulator and a bot of its own, so no test hears another's lines or inherits
 its buckets; the IRC server is shared by the module.
+
+InspIRCd never tells a client its Twitch standing. Tests that need one put the relay of ``tests/ircd.py``
+between the bot and the server: it passes every line through and adds the USERSTATE lines Twitch sends (on
+joining, after each of the bot's messages, and when the test changes the badges). What these tests prove
+about standing is that the bot reads it off a real connection and paces by it; that Twitch sends exactly
+these lines is taken from its documentation.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +31,14 @@ from claudegate.bots.answers import ELLIPSIS, tidy
 from claudegate.bots.bot import ChatBot
 from claudegate.bots.claude import ClaudeAnswerer
 from claudegate.bots.irc import IrcTransport
+from claudegate.bots.standing import Standing
 from claudegate.bots.twitch import irc_config
 from claudegate.client import AsyncClient
 from claudegate.config import BotSettings, Settings, UpstreamSettings
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import FaultRate, LatencyModel, SimulatorSettings
 from tests.conftest import need_service
-from tests.ircd import Heard, Viewer, inspircd_binary, running_inspircd
+from tests.ircd import Heard, TwitchStanding, Viewer, inspircd_binary, running_inspircd
 from tests.servers import running_in_thread
 
 BOT = "claudebot"
@@ -69,6 +76,7 @@ class Stack:
     simulator_url: str
     port: int
     channel: str
+    relay: TwitchStanding | None = None
 
     async def viewers(self, *names: str) -> list[Viewer]:
         """Viewers joined to the channel, once the bot has joined it too (both take a second: InspIRCd
@@ -97,15 +105,21 @@ async def bot_stack(
     simulator: SimulatorSettings | None = None,
     bot: dict[str, Any] | None = None,
     upstream: dict[str, Any] | None = None,
+    badges: str | None = None,
     **settings: Any,
 ) -> AsyncIterator[Stack]:
-    """A simulator, an in-process client in front of it and a bot on a channel of its own."""
+    """A simulator, an in-process client in front of it and a bot on a channel of its own; with ``badges``,
+    the bot reaches the server through the relay that tells it its standing as Twitch would."""
     channel = f"stream{next(_names)}"
+    relay = None
+    if badges is not None:
+        relay = TwitchStanding(port, nick=BOT, badges=badges)
+        await relay.start()
     bot_settings = BotSettings(
         **{
             "nick": BOT,
             "irc_host": "127.0.0.1",
-            "irc_port": port,
+            "irc_port": port if relay is None else relay.port,
             "irc_tls": False,
             "moderator": True,
             "metrics_port": 0,
@@ -142,9 +156,11 @@ async def bot_stack(
             chat_bot = ChatBot(bot_settings, IrcTransport(irc_config(bot_settings, channel, None)), answerer)
             await chat_bot.start()
             try:
-                yield Stack(chat_bot, answerer, server.url, port, channel)
+                yield Stack(chat_bot, answerer, server.url, port, channel, relay)
             finally:
                 await chat_bot.stop(grace_s=2)
+                if relay is not None:
+                    await relay.close()
 
 
 def one(lines: list[Heard]) -> bool:
@@ -243,13 +259,15 @@ async def test_simulator_faults_get_the_fallback_of_their_kind(
         await viewer.close()
 
 
-async def test_waiting_viewers_hear_their_place_and_the_hopeless_are_told_at_once(
+async def test_waiting_viewers_hear_their_own_wait_and_the_hopeless_are_told_at_once(
     ircd_port: int, tmp_path: Path
 ) -> None:
     """A tier-1 account (50 requests a minute) that may spend one request at once: after the first
-    question, each must wait about 1.2 s more for the bucket. With a 3 s deadline, the second is queued
-    (and told its place and wait), the fourth could not start in time and hears so straight away, with when
-    to ask again. (The third is on the edge: queued or refused, depending on the buckets' exact levels.)"""
+    question, each must wait about 1.2 s more for the bucket. With a 3 s deadline, the second is queued:
+    it hears its answer, or first its own wait and then the answer; the fourth could not start in time and
+    hears so straight away, with when to ask again. (The third is on the edge: queued or refused,
+    depending on the buckets' exact levels.) How soon and how exactly waits are told is timed on a fake
+    clock in tests/unit/test_bot_waits.py and measured by benchmarks/twitch_burst.py."""
     tier_1 = SimulatorSettings(tier="1", burst=0.02)
     async with bot_stack(
         ircd_port,
@@ -266,22 +284,115 @@ async def test_waiting_viewers_hear_their_place_and_the_hopeless_are_told_at_onc
         asked = {}
         for viewer in viewers[1:]:
             asked[viewer.nick] = await viewer.say(f"!ask the question of {viewer.nick}")
-        (notice,) = await second.wait_for(one, within=3)
-        assert re.fullmatch(r"@hugo_5 you're #1 in the queue; answer in about [1-4] s\.", notice.text), (
-            notice.text
-        )
-        assert notice.at - asked["hugo_5"] < 0.5
         (refusal,) = await fourth.wait_for(one, within=3)
         assert refusal.at - asked["ivan_5"] < 0.5
         busy = r"sorry, I'm too busy to answer within 3 s right now\. Please ask again in about (\d+) s\."
         match = re.fullmatch(r"(@\S+ )*@ivan_5 " + busy, refusal.text)  # maybe told with the third
         assert match is not None, refusal.text
         assert 2 <= int(match.group(2)) <= 5
-        answer = (await second.wait_for(lambda lines: len(lines) >= 2, within=10))[1]
-        assert not body(answer.text).startswith("sorry"), answer.text
-        assert 0.8 < answer.at - asked["hugo_5"] < 4
+        (heard, *_rest) = await second.wait_for(one, within=3)
+        told = re.fullmatch(r"answers coming in about: (?:.*, )?@hugo_5 (\d+) s(?:, .*)?", heard.text)
+        if told is not None:
+            assert 1 <= int(told.group(1)) <= 4  # its turn at the bucket, then the answer
+            answer = (await second.wait_for(lambda lines: len(lines) >= 2, within=10))[1]
+        else:
+            answer = heard
+        assert not body(answer.text).startswith(("sorry", "answers coming")), answer.text
         for viewer in viewers:
             await viewer.close()
+
+
+async def test_the_bot_reads_its_standing_and_paces_by_it(ircd_port: int, tmp_path: Path) -> None:
+    async with bot_stack(ircd_port, tmp_path, badges="", bot={"moderator": None}) as stack:
+        (viewer,) = await stack.viewers("mona_8")
+        bot = stack.bot
+        assert stack.relay is not None
+        await viewer.say("!ask what does the bot know about itself?")
+        await viewer.wait_for(one, within=10)
+        assert bot.service.standing == Standing.viewer
+        assert bot.outbox.window.limit == 19
+        assert bot.health_server is not None
+        health_url = f"http://127.0.0.1:{bot.health_server.port}/health"
+        async with aiohttp.ClientSession() as session, session.get(health_url) as response:
+            health = await response.json()
+        assert (health["standing"], health["lines_per_window"]) == ("viewer", 19)
+        assert "not a moderator" in health["note"]
+
+        await stack.relay.set_badges("moderator/1")  # the broadcaster made the bot a moderator
+        await wait_until(lambda: bot.service.standing == Standing.moderator)
+        assert bot.outbox.window.limit == 95
+        async with aiohttp.ClientSession() as session, session.get(health_url) as response:
+            health = await response.json()
+        assert (health["standing"], health["lines_per_window"], health["note"]) == ("moderator", 95, None)
+        await stack.relay.set_badges("")  # and took it back: the lower limit at once
+        await wait_until(lambda: bot.outbox.window.limit == 19)
+        await viewer.close()
+
+
+async def test_a_burst_on_a_plain_account_packs_whole_answers_into_few_lines(
+    ircd_port: int, tmp_path: Path
+) -> None:
+    """30 questions at once for a bot that may send 19 lines per 30 s: answers are asked for shorter and
+    packed several to a line, each whole and each viewer mentioned once, so all go out in this window."""
+    quick = SimulatorSettings(latency=LatencyModel(ttft_s=0.3))
+    async with bot_stack(ircd_port, tmp_path, simulator=quick, badges="", bot={"moderator": None}) as stack:
+        viewers = await stack.viewers(*(f"pack_{i:02d}" for i in range(30)))
+        await wait_until(lambda: stack.bot.service.standing == Standing.viewer)
+        questions = {viewer.nick: f"question {i} about packing lines" for i, viewer in enumerate(viewers)}
+        await asyncio.gather(*(viewer.say(f"!ask {questions[viewer.nick]}") for viewer in viewers))
+        answers = [(await viewer.wait_for(one, within=15))[0] for viewer in viewers]
+        lines = {heard.text for heard in answers}
+        assert len(lines) < 19  # a line each would have taken more than the window allows
+        assert any(line.count(" | ") >= 2 for line in lines)
+        assert all(len(line) <= 500 for line in lines)
+        mentions = [word for line in lines for word in line.split() if word.startswith("@")]
+        assert sorted(mentions) == sorted(f"@{viewer.nick}" for viewer in viewers)
+        replies = [tidy(reply).removesuffix(ELLIPSIS) for reply in stack.answerer.replies]
+        for viewer, heard in zip(viewers, answers, strict=True):
+            part = next(p for p in heard.text.split(" | ") if p.startswith(f"@{viewer.nick} "))
+            text = body(part).removesuffix(ELLIPSIS)
+            assert any(reply.startswith(text) for reply in replies), part  # whole, never cut by packing
+        for viewer in viewers:
+            await viewer.close()
+
+
+async def test_viewers_beyond_the_window_hear_their_own_wait_and_it_comes_true(
+    ircd_port: int, tmp_path: Path
+) -> None:
+    """Two lines per 6 s: the first answer takes one, so eight more answers cannot all go now. Each of their
+    viewers hears their own wait first, on the window's other line (the limit holds their answers until
+    the first line leaves the window, so the wait is most of it), then the answer. How soon and how exactly
+    is timed on a fake clock in tests/unit/test_bot_waits.py and measured by benchmarks/twitch_burst.py."""
+    window = {"moderator": None, "messages_per_window": 2, "message_safety": 1.0, "message_window_s": 6.0}
+    async with bot_stack(ircd_port, tmp_path, badges="", bot=window) as stack:
+        names = ["nora_9", *(f"wait_{i}" for i in range(8))]
+        first, *rest = await stack.viewers(*names)
+        await first.say("!ask the first question of the stream")
+        await first.wait_for(one, within=10)
+        for viewer in rest:
+            await viewer.say(f"!ask a question from {viewer.nick} about waiting")
+        for viewer in rest:
+            notice, answer = await viewer.wait_for(lambda lines: len(lines) >= 2, within=20)
+            told = re.search(rf"@{viewer.nick} (\d+) s", notice.text)
+            assert notice.text.startswith("answers coming in about: "), notice.text
+            assert told is not None
+            assert 1 <= int(told.group(1)) <= 6  # within the 6 s window
+            assert body(part_of(answer.text, viewer.nick)).startswith(tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        for viewer in (first, *rest):
+            await viewer.close()
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Until ``condition`` holds, checking as lines arrive (the bot reacts to the server, not to a timer)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.02)
+
+
+def part_of(line: str, nick: str) -> str:
+    """A viewer's answer in a line that may carry several."""
+    return next(part for part in line.split(" | ") if part.startswith(f"@{nick} "))
 
 
 async def test_shutdown_stops_taking_questions_and_answers_the_accepted_ones(

@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from claudegate.bots.irc import IrcConfig, IrcTransport, backoff_delay
+from claudegate.bots.standing import Standing
 from claudegate.bots.transport import ChatMessage, ChatNotice
 
 
@@ -38,7 +39,7 @@ class Handler:
     def __init__(self) -> None:
         self.messages: list[ChatMessage] = []
         self.notices: list[ChatNotice] = []
-        self.roles: list[bool] = []
+        self.standings: list[Standing] = []
 
     def on_message(self, message: ChatMessage) -> None:
         self.messages.append(message)
@@ -46,8 +47,8 @@ class Handler:
     def on_notice(self, notice: ChatNotice) -> None:
         self.notices.append(notice)
 
-    def on_role(self, moderator: bool) -> None:
-        self.roles.append(moderator)
+    def on_standing(self, standing: Standing) -> None:
+        self.standings.append(standing)
 
 
 @asynccontextmanager
@@ -124,7 +125,7 @@ async def test_registration_tags_ping_and_sending() -> None:
             "@Alice",
         )
         assert message.viewer_key == "id:42"
-        assert handler.roles == [True]
+        assert handler.standings == [Standing.moderator]
         assert handler.notices == [
             ChatNotice(channel="chan", kind="msg_duplicate", text="Your message is identical")
         ]

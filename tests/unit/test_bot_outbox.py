@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from claudegate.bots.outbox import (
     PRIORITY_ANSWER,
     PRIORITY_CHATTER,
     PRIORITY_NOTICE,
+    Hold,
     Line,
     Outbox,
+    Packing,
     SlidingWindow,
 )
 from claudegate.bots.transport import TransportUnavailable
@@ -153,24 +156,86 @@ async def test_the_loop_sends_and_flush_waits_for_the_queue() -> None:
         task.cancel()
 
 
-def test_the_last_send_of_a_window_may_carry_a_notice_instead() -> None:
+def packing_outbox(limit: int = 2, hold: Hold | None = None) -> tuple[Outbox, FakeClock]:
     clock = FakeClock()
-    asked: list[tuple[float, float]] = []
+    outbox = Outbox(
+        FakeTransport(),
+        limit=limit,
+        window_s=30,
+        clock=clock,
+        packing={"answer": Packing(separator=" | "), "wait": Packing(separator=", ", lead="in about: ")},
+        hold=hold,
+    )
+    return outbox, clock
 
-    def last_slot(now: float, wait: float) -> Line | None:
-        asked.append((now, wait))
-        return Line("@a @b your answers wait for the chat limit", kind="held")
 
-    outbox = Outbox(FakeTransport(), limit=3, window_s=30, clock=clock, last_slot=last_slot)
-    for name in "abcd":
-        outbox.put(Line(f"@{name} answer"))
-    sent = drain(outbox, clock, until=40)
-    assert [t for _at, t in sent] == [
-        "@a answer",
-        "@b answer",
-        "@a @b your answers wait for the chat limit",
-        "@c answer",
-        "@d answer",
-    ]
-    assert asked[0] == (0.0, 30.0)
-    assert [at for at, _t in sent] == [0.0, 0.0, 0.0, 30.0, 30.0]
+def test_whole_answers_share_a_line_up_to_500_characters_in_their_order() -> None:
+    outbox, clock = packing_outbox()
+    sent_at: dict[str, float] = {}
+    texts = [f"@v{i} " + chr(ord("a") + i) * 150 for i in range(5)]  # three fit one line, not four
+    for text in texts:
+        outbox.put(
+            Line(
+                text,
+                packable=True,
+                mentions=(text.split()[0],),
+                on_sent=lambda at, t=text: sent_at.setdefault(t, at),
+            )
+        )
+    sent = drain(outbox, clock, until=0)
+    assert [t for _at, t in sent] == [" | ".join(texts[:3]), " | ".join(texts[3:])]
+    assert all(len(t) <= 500 for _at, t in sent)
+    assert sent_at == dict.fromkeys(texts, 0.0)  # every part hears that its line went
+
+
+def test_a_part_too_long_for_the_line_waits_for_the_next_and_shorter_ones_fill_in() -> None:
+    outbox, clock = packing_outbox()
+    long, short, longer = "@a " + "x" * 300, "@b " + "y" * 100, "@c " + "z" * 300
+    for text in (long, longer, short):
+        outbox.put(Line(text, packable=True))
+    sent = [t for _at, t in drain(outbox, clock, until=0)]
+    assert sent == [f"{long} | {short}", longer]  # never cut: the long one keeps its whole text
+
+
+def test_a_hold_keeps_a_line_back_for_more_parts() -> None:
+    holds: list[tuple[float, int, int]] = []
+
+    def hold(now: float, parts: int, chars: int) -> float:
+        holds.append((now, parts, chars))
+        return 0.0 if parts >= 2 else 0.5
+
+    outbox, _clock = packing_outbox(hold=hold)
+    outbox.put(Line("@a first", packable=True))
+    assert outbox.poll(0.0) == (None, 0.5)
+    outbox.put(Line("@b second", packable=True))
+    line, _wait = outbox.poll(0.2)
+    assert line is not None
+    assert line.text == "@a first | @b second"
+    assert holds == [(0.0, 1, 8), (0.2, 2, 20)]
+
+
+def test_a_notice_is_written_when_sent_and_dropped_when_its_news_is_stale() -> None:
+    dropped: list[str] = []
+    clock = FakeClock()
+    outbox = Outbox(
+        FakeTransport(),
+        limit=1,
+        window_s=30,
+        clock=clock,
+        packing={"wait": Packing(separator=", ", lead="in about: ")},
+        on_dropped=lambda _line, why: dropped.append(why),
+    )
+    due = {"@a": 40.0, "@b": 45.0}
+
+    def render(mention: str) -> Callable[[float], str | None]:
+        return lambda now: None if due[mention] - now < 1 else f"{mention} {round(due[mention] - now)} s"
+
+    outbox.put(Line("an answer"))
+    for mention in due:
+        outbox.put(Line(mention, kind="wait", packable=True, render=render(mention)))
+    assert [t for _at, t in drain(outbox, clock, until=0)] == ["an answer"]
+    clock.now = 30.0  # the next slot: each told their own wait as predicted now
+    assert [t for _at, t in drain(outbox, clock, until=30)] == ["in about: @a 10 s, @b 15 s"]
+    outbox.put(Line("@c", kind="wait", packable=True, render=lambda now: None))
+    assert drain(outbox, clock, until=100) == []
+    assert dropped == ["stale"]

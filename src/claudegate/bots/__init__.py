@@ -7,10 +7,13 @@ sends every question through the same pipeline as the gateway's calls.
     questions.py   the command, validation and normalisation of questions
     cooldown.py    one question per viewer per period
     answers.py     an answer fitted to the chat's character budget, and the lines that carry it
-    outbox.py      outgoing lines paced to Twitch's message limits, without repeating a text
-    notices.py     notices to many viewers gathered into few lines
+    standing.py    the bot's standing in the channel (USERSTATE badges) and the message limit it gives
+    outbox.py      outgoing lines paced to Twitch's message limits, packed several to a line when scarce
+    pacing.py      when each waiting answer will go out, and how many answers must share a line
+    waits.py       each viewer's own predicted wait, told once and again only when clearly worse
+    notices.py     apologies to many viewers gathered into few lines
     answerer.py    the call to Claude behind a one-method Protocol, errors sorted by kind
-    service.py     the question/answer service: de-duplication, deadlines, notices, fallbacks, draining
+    service.py     the question/answer service: de-duplication, budgets, waits, fallbacks, draining
     metrics.py     Prometheus metrics in a registry of their own, answer-time quantiles
     health.py      healthy, degraded or unhealthy, and the /health and /metrics endpoints
     twitch.py      wiring for ``claudegate bot twitch``

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 from claudegate.bots.answerer import Answerer
@@ -31,8 +30,9 @@ class ChatBot:
         *,
         metrics: BotMetrics | None = None,
         serve_health: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        clock = clock or _loop_time
         self.settings = settings
         self.transport = transport
         self.metrics = metrics or BotMetrics(clock=clock, window_s=settings.health_window_s)
@@ -64,6 +64,9 @@ class ChatBot:
             queue_use=self.service.queue_use,
             error_rate=self.metrics.error_rate(),
             settings=self.settings,
+            standing=self.service.standing,
+            lines_per_window=self.outbox.window.limit,
+            note=self.service.limit_note,
         )
 
     def _line_sent(self, line: Line) -> None:
@@ -84,6 +87,15 @@ class ChatBot:
         ]
         for task in self._tasks:
             task.add_done_callback(_report_crash)
+        note = self.service.limit_note
+        if self.settings.moderator is None and self.settings.messages_per_window is None:
+            logger.info(
+                "pacing at %d lines per %g s until Twitch reports the bot's standing in the channel",
+                self.outbox.window.limit,
+                self.settings.message_window_s,
+            )
+        elif note is not None:
+            logger.warning("%s", note)  # set so: Twitch's report will not change it
         if connect_timeout is not None:
             await asyncio.wait_for(self.transport.wait_connected(), timeout=connect_timeout)
 
@@ -103,6 +115,11 @@ class ChatBot:
             self._tasks = []
             if self.health_server is not None:
                 await self.health_server.stop()
+
+
+def _loop_time() -> float:
+    """The running event loop's clock: what the bot's timers wait on, so tests can move it."""
+    return asyncio.get_running_loop().time()
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import anthropic
 
 from claudegate.bots.answerer import AnswerFailed, QueuedCallback
-from claudegate.bots.answers import max_tokens_for
+from claudegate.bots.answers import cut, max_tokens_for, tidy
 from claudegate.client import AsyncClient
 
 __all__ = ["ClaudeAnswerer", "failure_of", "retry_after_of"]
@@ -81,4 +81,8 @@ class ClaudeAnswerer:
             )
         except anthropic.APIError as error:
             raise failure_of(error) from error
-        return "".join(block.text for block in message.content if block.type == "text")
+        text = tidy("".join(block.text for block in message.content if block.type == "text"))
+        if message.stop_reason == "max_tokens" and text:
+            # Stopped mid-sentence by the token cap: end it after its last sentence, or a word and "…".
+            text = cut(text, len(text) - 1)
+        return text

@@ -8,7 +8,8 @@
 Queue use is the fuller of: accepted questions against ``max_pending``, and chat lines waiting against one
 window's message allowance. The error rate is the share of accepted questions not answered over the last
 ``health_window_s``. ``/health`` answers 200 for healthy and degraded, 503 for unhealthy, with the figures
-as JSON.
+as JSON, the bot's standing in the channel as Twitch reported it, the lines it allows itself per window and,
+when that is a plain account's limit, a sentence on what it costs viewers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from claudegate.bots.metrics import BotMetrics
+from claudegate.bots.standing import Standing
 from claudegate.config import BotSettings
 
 __all__ = ["Health", "HealthServer", "HealthStatus", "assess"]
@@ -47,6 +49,9 @@ class Health:
     queue_use: float
     error_rate: float
     reasons: tuple[str, ...] = ()
+    standing: Standing | None = None  # as Twitch reported it; None until it has
+    lines_per_window: int | None = None
+    note: str | None = None  # what the message limit costs viewers, when it is the low one
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -56,11 +61,23 @@ class Health:
                 "queue_use": round(self.queue_use, 4),
                 "error_rate": round(self.error_rate, 4),
                 "reasons": list(self.reasons),
+                "standing": self.standing.value if self.standing is not None else None,
+                "lines_per_window": self.lines_per_window,
+                "note": self.note,
             }
         )
 
 
-def assess(*, connected: bool, queue_use: float, error_rate: float, settings: BotSettings) -> Health:
+def assess(
+    *,
+    connected: bool,
+    queue_use: float,
+    error_rate: float,
+    settings: BotSettings,
+    standing: Standing | None = None,
+    lines_per_window: int | None = None,
+    note: str | None = None,
+) -> Health:
     reasons: list[str] = []
     status = HealthStatus.healthy
     if not connected:
@@ -77,7 +94,7 @@ def assess(*, connected: bool, queue_use: float, error_rate: float, settings: Bo
             reasons.append(f"{what} {value:.0%} ≥ {degraded:.0%}")
             if status is HealthStatus.healthy:
                 status = HealthStatus.degraded
-    return Health(status, connected, queue_use, error_rate, tuple(reasons))
+    return Health(status, connected, queue_use, error_rate, tuple(reasons), standing, lines_per_window, note)
 
 
 class HealthServer:

@@ -4,9 +4,9 @@ Why the line protocol is written here rather than taken from pydle, irc3 or jara
 small part of IRC (about ten commands, and tag parsing that is forty lines in ``ircline.py``), while each of
 those libraries brings its own send queue and flood control, which would sit between the bot's pacing
 (``outbox.py``, which must hold Twitch's limits exactly, since exceeding them locks the account out for 30
-minutes) and the socket; none knows Twitch's RECONNECT or USERSTATE, so that code would be ours anyway; and
-their reconnection policies are their own. Owning the loop keeps pacing, reconnection and the tests (a real
-IRC server on loopback) simple to reason about.
+minutes) and the socket; none knows Twitch's RECONNECT or USERSTATE (which gives the bot's standing, hence
+its limit), so that code would be ours anyway; and their reconnection policies are their own. Owning the
+loop keeps pacing, reconnection and the tests (a real IRC server on loopback) simple to reason about.
 
 Registration follows Twitch's documentation and works with any IRCv3 server: each capability is requested
 on its own (a server that refuses one keeps the others), then ``PASS oauth:…``, ``NICK``, ``USER`` and ``CAP
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from claudegate.bots.ircline import IrcLine, format_line, parse_line
+from claudegate.bots.standing import standing_of
 from claudegate.bots.transport import ChatHandler, ChatMessage, ChatNotice, TransportUnavailable
 
 __all__ = ["IrcConfig", "IrcError", "IrcTransport", "backoff_delay"]
@@ -243,10 +244,13 @@ class IrcTransport:
                 )
         elif command == "NOTICE":
             self._notice(message, handler)
-        elif command == "USERSTATE" and message.tags:
-            badges = message.tags.get("badges", "")
-            moderator = message.tags.get("mod") == "1" or "broadcaster/" in badges or "moderator/" in badges
-            handler.on_role(moderator)
+        elif (
+            command == "USERSTATE"
+            and message.tags
+            and message.params
+            and message.params[0].lower() == channel
+        ):
+            handler.on_standing(standing_of(dict(message.tags)))
         elif command == "RECONNECT":
             logger.info("the chat server asked the bot to reconnect")
             return True

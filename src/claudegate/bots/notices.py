@@ -1,10 +1,11 @@
-"""Notices to viewers, gathered for a moment so that one line tells many of them.
+"""Apologies to viewers, gathered for a moment so that one line tells many of them.
 
-A burst of a hundred questions may leave dozens of viewers waiting, or refused, at the same instant. Telling
-each in a line of their own would spend the channel's whole message allowance (20 or 100 per 30 s) before a
-single answer went out. So notices of one kind wait ``batch_s`` (a quarter of a second by default) and then
-leave as ``@a @b @c … text`` lines of up to 500 characters, the text covering the whole group (positions and
-waits as ranges).
+A burst of a hundred questions may leave dozens of viewers refused at the same instant ("too busy"), or a
+shutdown may leave them unanswered. Telling each in a line of their own would spend the channel's whole
+message allowance (20 or 100 per 30 s). So notices of one kind wait ``batch_s`` (a quarter of a second by
+default) and then leave as ``@a @b @c … text`` lines of up to 500 characters; the text is the same for each of
+them (when to ask again is the latest of theirs). Waits, which differ per viewer, are told by
+:mod:`~claudegate.bots.waits` instead.
 """
 
 from __future__ import annotations
@@ -20,41 +21,19 @@ from claudegate.bots.outbox import PRIORITY_NOTICE, Line, Outbox
 __all__ = ["Notice", "NoticeBoard", "render"]
 
 NOTICE_MAX_CHARS = 500  # Twitch's limit for one message
-_FRESH_S = 5.0  # a position or a wait is stale after this long unsent
 
 
 @dataclass(eq=False, slots=True)
 class Notice:
-    kind: str  # queued, ack, busy, slow, trouble, shutdown, closing
+    kind: str  # busy, slow, trouble, shutdown, closing
     mention: str
-    seconds: float | None = None  # the predicted wait, or when to ask again
-    position: int | None = None
+    seconds: float | None = None  # when to ask again
     on_sent: Callable[[float], None] | None = field(default=None, repr=False)
-
-
-def _about(values: Sequence[float]) -> str:
-    low, high = (max(1, math.ceil(v)) for v in (min(values), max(values)))
-    return f"about {low} s" if low == high else f"about {low}-{high} s"
 
 
 def render(kind: str, notices: Sequence[Notice], *, deadline_s: float) -> str:
     """The text (after the mentions) that tells ``notices``' viewers what ``kind`` of news they have."""
-    many = len(notices) > 1
     seconds = [n.seconds for n in notices if n.seconds is not None]
-    if kind == "queued":
-        positions = sorted(n.position for n in notices if n.position is not None)
-        where = ""
-        if positions:
-            first, last = positions[0], positions[-1]
-            where = f"#{first}" if first == last else f"#{first}-#{last}"
-            where = f"you're {where} in the queue; "
-        wait = _about(seconds) if seconds else "a few seconds"
-        return f"{where}{'answers' if many else 'answer'} in {wait}."
-    if kind == "ack":
-        wait = _about(seconds) if seconds else "a moment"
-        if many:
-            return f"got your questions, answers in {wait}."
-        return f"got your question, answer in {wait}."
     if kind == "busy":
         again = f"about {max(1, math.ceil(max(seconds)))} s" if seconds else "a minute"
         return (
@@ -71,7 +50,7 @@ def render(kind: str, notices: Sequence[Notice], *, deadline_s: float) -> str:
     raise ValueError(f"unknown notice kind {kind!r}")
 
 
-_EXPIRES: dict[str, float] = {"queued": _FRESH_S, "ack": _FRESH_S, "closing": 10.0}
+_EXPIRES: dict[str, float] = {"closing": 10.0}
 
 
 class NoticeBoard:

@@ -1,13 +1,17 @@
-"""Outgoing chat lines, paced to Twitch's limits.
+"""Outgoing chat lines, paced to Twitch's message limits.
 
 Twitch lets a bot send 20 messages per 30 s in a channel (100 as moderator or broadcaster) and locks an
-account that sends more out of chat for about 30 minutes; it also refuses a text the bot sent in the last
-30 s. So every line goes through here: a sliding window of the times of recent sends (a send is allowed
-while fewer than ``limit`` lie in the last ``window_s``), a memory of recent texts (a repeat is dropped, not
-sent), and a queue ordered by priority, then arrival. Notices that are only useful while fresh carry an
-expiry and are dropped when the window held them back too long. When the window has a single send left and
-more lines than that to carry, a ``last_slot`` hook may use it to tell everyone still waiting how long the
-limit will hold their lines, rather than answer one and leave the rest in silence.
+account that sends more out of chat for 30 minutes; it also refuses the same text twice within 30 s. The
+outbox keeps a sliding window of recent sends (never more than the limit in any window, which is stricter
+than Twitch's own accounting), remembers recent texts (a repeat is dropped, not sent), and a queue ordered by
+priority, then arrival. Notices that are only useful while fresh carry an expiry and are dropped when the
+window held them back too long.
+
+Lines marked ``packable`` share a line with others of their kind when it is their turn: several viewers'
+answers, each whole, joined by a separator, or several viewers' waits under one lead, up to 500
+characters. A line may be rendered when it is sent (``render``), so a wait is the one predicted then, and
+a notice whose news is stale is dropped. When lines are scarce, a ``hold`` hook may keep a line that is not
+full for a moment, so the answers about to come share it instead of each spending a line.
 
 The pacing decisions are a pure function of the clock (:meth:`Outbox.poll`), so tests drive them with a
 fake clock; :meth:`Outbox.run` is the loop that sleeps and sends.
@@ -29,12 +33,14 @@ from dataclasses import dataclass, field
 from claudegate.bots.transport import ChatTransport, TransportUnavailable
 
 __all__ = [
+    "PACKED_MAX_CHARS",
     "PRIORITY_ANSWER",
     "PRIORITY_CHATTER",
     "PRIORITY_NOTICE",
-    "LastSlot",
+    "Hold",
     "Line",
     "Outbox",
+    "Packing",
     "SlidingWindow",
 ]
 
@@ -43,21 +49,33 @@ logger = logging.getLogger(__name__)
 PRIORITY_NOTICE = 0  # grouped notices and fallbacks: one line tells many viewers
 PRIORITY_ANSWER = 1
 PRIORITY_CHATTER = 2  # one viewer's cooldown or refused question
+PACKED_MAX_CHARS = 500  # Twitch's limit for one message, in characters
+_EPSILON_S = 1e-9
 
 
 @dataclass(eq=False, slots=True)
 class Line:
     text: str
-    kind: str = "answer"  # for metrics: answer, queued, ack, busy, slow, trouble, cooldown, invalid, ...
+    kind: str = "answer"  # for metrics: answer, wait, busy, slow, trouble, cooldown, invalid, ...
     priority: int = PRIORITY_ANSWER
     expires_at: float | None = None  # on the outbox's clock: drop the line if it is not sent by then
     on_sent: Callable[[float], None] | None = field(default=None, repr=False)  # hears the send time
     mentions: tuple[str, ...] = ()  # the viewers it is for
+    packable: bool = False  # may share a line with other packable lines of its kind
+    render: Callable[[float], str | None] | None = field(default=None, repr=False)  # text at send time
 
 
-LastSlot = Callable[[float, float], "Line | None"]
-"""Asked ``(now, wait)`` when the window has one send left and ``wait`` would pass before the next: a line to
-send in that last slot instead of the queue's head (which then waits for the next window), or None."""
+@dataclass(frozen=True, slots=True)
+class Packing:
+    """How lines of one kind share a line: ``lead`` once, then the parts joined by ``separator``."""
+
+    separator: str
+    lead: str = ""
+
+
+Hold = Callable[[float, int, int], float]
+"""Asked ``(now, parts, chars)`` before a packed answer line goes: seconds to keep it back for more answers
+to join it (0: send it now)."""
 
 
 class SlidingWindow:
@@ -71,17 +89,22 @@ class SlidingWindow:
         self._times: deque[float] = deque()
 
     def _forget(self, now: float) -> None:
-        while self._times and self._times[0] <= now - self.window_s:
+        # A send leaves the window exactly window_s later; _EPSILON_S keeps float rounding from deciding it.
+        while self._times and self._times[0] <= now - self.window_s + _EPSILON_S:
             self._times.popleft()
 
     def used(self, now: float) -> int:
         self._forget(now)
         return len(self._times)
 
-    def wait_after_next(self, now: float) -> float:
-        """With one send left, how long the window will be full once it is spent."""
+    def next_free(self, now: float) -> float:
+        """Seconds until the oldest send leaves the window (inf when there is none)."""
         self._forget(now)
-        return (self._times[0] if self._times else now) + self.window_s - now
+        return self._times[0] + self.window_s - now if self._times else math.inf
+
+    def times(self) -> list[float]:
+        """The sends still counted, oldest first (some may be older than the window: use with a time)."""
+        return list(self._times)
 
     def delay(self, now: float) -> float:
         """Seconds until one more event is allowed (0: now)."""
@@ -107,7 +130,9 @@ class Outbox:
         clock: Callable[[], float] = time.monotonic,
         on_sent: Callable[[Line], None] | None = None,
         on_dropped: Callable[[Line, str], None] | None = None,
-        last_slot: LastSlot | None = None,
+        packing: dict[str, Packing] | None = None,
+        hold: Hold | None = None,
+        max_chars: int = PACKED_MAX_CHARS,
     ) -> None:
         self._transport = transport
         self.window = SlidingWindow(limit, window_s)
@@ -115,7 +140,9 @@ class Outbox:
         self._clock = clock
         self._on_sent = on_sent
         self._on_dropped = on_dropped
-        self.last_slot = last_slot
+        self.packing = packing or {}
+        self.hold = hold
+        self._max_chars = max_chars
         self._queue: list[tuple[int, int, Line]] = []
         self._order = itertools.count()
         self._recent: dict[str, float] = {}  # text -> when it was last sent
@@ -150,29 +177,65 @@ class Outbox:
     def poll(self, now: float) -> tuple[Line | None, float]:
         """The line to send now, or None and how long to wait before asking again (inf: until a put).
 
-        Expired lines and repeats of a recent text are dropped on the way."""
+        Expired lines, lines whose news is stale and repeats of a recent text are dropped on the way."""
         while self._queue:
             line = self._queue[0][2]
             if line.expires_at is not None and now > line.expires_at:
                 heapq.heappop(self._queue)
                 self._dropped(line, "expired")
                 continue
+            if line.render is not None and line.render(now) is None:
+                heapq.heappop(self._queue)
+                self._dropped(line, "stale")
+                continue
             sent_at = self._recent.get(line.text)
-            if sent_at is not None and now - sent_at < self._duplicate_window_s:
+            if line.render is None and sent_at is not None and now - sent_at < self._duplicate_window_s:
                 heapq.heappop(self._queue)
                 self._dropped(line, "duplicate")
                 continue
             wait = max(self._paused_until - now, self.window.delay(now))
             if wait > 0:
                 return None, wait
-            if self.last_slot is not None and self.window.used(now) == self.window.limit - 1:
-                instead = self.last_slot(now, self.window.wait_after_next(now))
-                if instead is not None:
-                    return instead, 0.0
-            heapq.heappop(self._queue)
-            return line, 0.0
+            if not line.packable or line.kind not in self.packing:
+                heapq.heappop(self._queue)
+                return line, 0.0
+            parts, text = self._pack(line, now)
+            if self.hold is not None and line.render is None:
+                try:
+                    held = self.hold(now, len(parts), len(text))
+                except Exception:  # a fault in the hook must not stop the chat's lines: send, and log it
+                    logger.exception("the outbox's hold hook failed; sending the line now")
+                    held = 0.0
+                if held > 0:
+                    return None, held
+            taken = set(map(id, parts))
+            self._queue = [item for item in self._queue if id(item[2]) not in taken]
+            heapq.heapify(self._queue)
+            return _merged(line, parts, text), 0.0
         self._idle.set()
         return None, math.inf
+
+    def _pack(self, head: Line, now: float) -> tuple[list[Line], str]:
+        """``head`` and the queued lines of its kind that fit one line with it, in queue order."""
+        packing = self.packing[head.kind]
+        parts: list[Line] = []
+        texts: list[str] = []
+        length = len(packing.lead)
+        for _priority, _order, line in sorted(self._queue):
+            if line.kind != head.kind or not line.packable:
+                continue
+            if line.expires_at is not None and now > line.expires_at:
+                continue
+            text = line.render(now) if line.render is not None else line.text
+            if text is None:
+                continue
+            extra = len(text) + (len(packing.separator) if texts else 0)
+            if texts and length + extra > self._max_chars:
+                continue
+            parts.append(line)
+            texts.append(text)
+            length += extra
+        return parts, packing.lead + packing.separator.join(texts)
 
     def sent(self, line: Line, now: float) -> None:
         """``line`` went out at ``now``: count it against the limits."""
@@ -238,3 +301,22 @@ class Outbox:
         for line in lines:
             self._dropped(line, "shutdown")
         return lines
+
+
+def _merged(head: Line, parts: list[Line], text: str) -> Line:
+    """One line that carries ``parts`` (``head`` first): sending it tells each part it was sent."""
+    if len(parts) == 1 and head.render is None:
+        return head
+    callbacks = [part.on_sent for part in parts if part.on_sent is not None]
+
+    def sent(at: float) -> None:
+        for callback in callbacks:
+            callback(at)
+
+    return Line(
+        text=text,
+        kind=head.kind,
+        priority=head.priority,
+        on_sent=sent,
+        mentions=tuple(mention for part in parts for mention in part.mentions),
+    )

@@ -3,15 +3,18 @@
 A question is checked (cooldown, length, blocked phrases), then joins the call already answering the same
 question (after normalisation) or starts one. Each call runs through the pipeline with a deadline, so the
 pipeline either starts it in time or refuses it at once; a refused call's viewers hear so at once, with
-when to try again. A call that must wait reports its place and predicted wait, and viewers whose answer is
-predicted to take noticeably long (``notice_after_s``) are told both. When the bot is busy, nobody is left
-in silence for more than ``ack_after_s``: a viewer who has heard nothing by then is told the answer is
-coming. Notices go through the :class:`NoticeBoard`, which tells many viewers per line.
+when to try again.
 
-Answers come first in the chat's message budget: a position, wait or "coming" notice is only sent while
-the current window still has room for every answer in progress. When there are more answers than the
-window has sends, its last send tells the viewers still waiting how long Twitch's limit will hold their
-answers, instead of carrying one more answer and leaving the rest in silence.
+Lines go to answers first. Twitch allows 20 lines per 30 s (100 as moderator or broadcaster), so when more
+answers are coming than the window has lines for, each new call asks the model for a shorter answer (a
+budget from :class:`~claudegate.bots.pacing.Planner`: the answers expected against the lines free before
+the deadline) and the outbox packs several whole answers into one line of at most 500 characters, each
+viewer mentioned once, holding a line that is not full for a moment while more answers are about to come.
+
+Each viewer's own wait is predicted from their place in the outgoing queue and the limit, and told once when
+the answer will not come within a couple of seconds; told again only if it gets clearly worse
+(:mod:`~claudegate.bots.waits`). A viewer's cooldown starts when their answer is sent, so nobody is invited
+to ask again before hearing the first answer.
 
 Every accepted question ends in exactly one of: an answer, or an apology that says which kind of failure
 (busy, too slow, service trouble, shutting down). At shutdown the service stops taking questions, gives
@@ -24,18 +27,21 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from claudegate.bots.answerer import Answerer, AnswerFailed
 from claudegate.bots.answers import cut as cut_text
 from claudegate.bots.answers import pack_mentions, text_budget, tidy
 from claudegate.bots.cooldown import Cooldowns
 from claudegate.bots.metrics import BotMetrics
-from claudegate.bots.notices import NOTICE_MAX_CHARS, Notice, NoticeBoard
-from claudegate.bots.outbox import PRIORITY_ANSWER, PRIORITY_CHATTER, PRIORITY_NOTICE, Line, Outbox
+from claudegate.bots.notices import Notice, NoticeBoard
+from claudegate.bots.outbox import PRIORITY_ANSWER, PRIORITY_CHATTER, PRIORITY_NOTICE, Line, Outbox, Packing
+from claudegate.bots.pacing import LINE_MAX_CHARS, PART_SEPARATOR, Planner, Upcoming, part_budget
 from claudegate.bots.questions import QuestionCheck, normalise, parse_command
+from claudegate.bots.standing import Standing, cost_of
 from claudegate.bots.transport import ChatMessage, ChatNotice
+from claudegate.bots.waits import Asker, WaitTeller
 from claudegate.config import BotSettings
 
 __all__ = ["QuestionService"]
@@ -46,16 +52,10 @@ _TOLD_QUIET_S = 10.0  # one cooldown or refusal notice per viewer per this long:
 _INITIAL_ANSWER_S = 2.0  # expected time from a call's start to its answer, until answers have been timed
 _SMOOTHING = 0.2
 _SHUTDOWN_SEND_RESERVE_S = 2.0  # of the grace period, kept for sending the last answers and apologies
-
-
-@dataclass(eq=False, slots=True)
-class _Asker:
-    message: ChatMessage
-    asked_at: float
-    told: bool = False  # a line to them is on its way (a notice or the answer)
-    held: bool = False  # told that the chat's message limit holds their answer
-    replied_at: float | None = None  # when the first line to them went out
-    ack: asyncio.TimerHandle | None = field(default=None, repr=False)
+_REVIEW_S = 0.1  # how often waits are predicted again while answers are outstanding
+_HOLD_S = 1.0  # the longest a packed answer line that is not full waits for more answers to join it
+_SILENT_S = 1.9  # a line is not held past this long after the question of a viewer who has heard nothing
+_RESERVED_LINES = 1  # of each window, kept from answers while viewers who may need telling remain
 
 
 @dataclass(eq=False, slots=True)
@@ -65,11 +65,19 @@ class _Job:
     key: str
     question: str
     created: float
-    askers: list[_Asker]
+    askers: list[Asker]
+    budget: int  # characters of answer text asked for
     task: asyncio.Task[None] | None = None
-    position: int | None = None
-    answer_due: float | None = None  # predicted time of the answer, once the call was queued
+    started: float | None = None
+    queued_at: float | None = None  # when the pipeline queued the call ...
+    queued_wait: float = 0.0  # ... and the wait it predicted before the call starts ...
+    position: int = 0  # ... at this place in the queue
+    moves_by: float = math.inf  # when the bot's own calls ahead of it were expected to end, once known
     done: bool = False
+
+    def part_chars(self, fill: float = 1.0) -> int:
+        """The characters of a line its answer may take (``fill``: the share of its budget answers use)."""
+        return math.ceil(self.budget * fill) + sum(len(a.message.mention) + 1 for a in self.askers)
 
 
 class QuestionService:
@@ -99,12 +107,26 @@ class QuestionService:
         self.board = NoticeBoard(
             outbox, batch_s=settings.notice_batch_s, deadline_s=settings.deadline_s, clock=clock
         )
+        self._planner = Planner(horizon_s=settings.deadline_s, max_per_line=settings.pack_answers_per_line)
+        self._waits = WaitTeller(
+            outbox,
+            ack_after_s=settings.ack_after_s,
+            notice_after_s=settings.notice_after_s,
+            on_told=lambda asker, at: self._replied(asker)(at),
+        )
+        outbox.packing["answer"] = Packing(separator=PART_SEPARATOR)
+        outbox.hold = self._hold
         self._jobs: dict[str, _Job] = {}
-        self._pending = 0  # askers whose question is accepted and not yet finished
+        self._asking: dict[str, Asker] = {}  # viewer -> their question, until its answer or apology is sent
+        self._pending = 0  # askers whose question is accepted and whose call has not finished
         self._answer_s = _INITIAL_ANSWER_S
-        self._unsent: dict[Line, list[_Asker]] = {}  # answer lines in the outbox, and whom they answer
+        self._fill = 1.0  # the share of its character budget an answer uses, smoothed
+        self._wait_scale = 1.0  # how long queued calls waited, against the pipeline's prediction, smoothed
+        self._unsent: dict[Line, list[Asker]] = {}  # answer lines in the outbox, and whom they answer
+        self._ready_at: dict[Line, float] = {}  # when each was put there
+        self._review_timer: asyncio.TimerHandle | None = None
+        self.standing: Standing | None = None  # as Twitch last reported it
         self.closing = False
-        outbox.last_slot = self._last_slot
 
     # -- state for health and metrics ---------------------------------------------------------------------
 
@@ -123,6 +145,13 @@ class QuestionService:
         outbox = self._outbox
         return max(self._pending / self._settings.max_pending, outbox.backlog / outbox.window.limit)
 
+    @property
+    def limit_note(self) -> str | None:
+        """What the message limit costs viewers, when the bot paces as a plain account."""
+        if self._outbox.window.limit >= self._settings.limit_for(True):
+            return None
+        return cost_of(self._outbox.window.limit, self._settings.message_window_s)
+
     # -- the chat's side ----------------------------------------------------------------------------------
 
     def on_message(self, message: ChatMessage) -> None:
@@ -134,6 +163,15 @@ class QuestionService:
             self._metrics.outcome("closing")
             self.board.add(Notice("closing", message.mention))
             return
+        if message.viewer_key in self._asking:
+            self._metrics.outcome("cooldown")
+            self._tell_one(
+                message,
+                f"your question is still being answered; you can ask again {self._settings.cooldown_s:g} s "
+                "after its answer.",
+                "cooldown",
+            )
+            return
         remaining = self._cooldowns.remaining(message.viewer_key)
         if remaining > 0:
             self._metrics.outcome("cooldown")
@@ -144,27 +182,24 @@ class QuestionService:
             self._metrics.outcome("invalid")
             self._tell_one(message, reason + ".", "invalid")
             return
-        asker = _Asker(message, now)
+        asker = Asker(message, now)
         if self._pending >= self._settings.max_pending:
             self._metrics.outcome("busy")
             self.board.add(Notice("busy", message.mention, on_sent=self._replied(asker)))
             return
-        self._cooldowns.start(message.viewer_key)
+        self._asking[message.viewer_key] = asker
         self._pending += 1
+        self._planner.asked(now)
         key = normalise(question)
         job = self._jobs.get(key)
         if job is None:
-            job = _Job(key=key, question=question, created=now, askers=[asker])
+            job = _Job(key, question, now, [asker], budget=self._budget(message.mention, now))
             self._jobs[key] = job
             job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"bot-question-{key[:30]}")
         else:
             self._metrics.outcome("deduplicated", count=False)
             job.askers.append(asker)
-            if job.answer_due is not None and job.answer_due - now > self._settings.notice_after_s:
-                self._notice_queued(job, asker, now)
-        asker.ack = asyncio.get_running_loop().call_later(
-            self._settings.ack_after_s, self._maybe_ack, job, asker
-        )
+        self._schedule_review()
 
     def on_notice(self, notice: ChatNotice) -> None:
         if notice.kind == "msg_ratelimit":
@@ -175,19 +210,24 @@ class QuestionService:
         elif notice.kind:
             logger.info("chat notice %s: %s", notice.kind, notice.text)
 
-    def on_role(self, moderator: bool) -> None:
+    def on_standing(self, standing: Standing) -> None:
+        """Twitch reported the bot's standing (on joining, and after each of its lines): pace by it."""
+        if standing == self.standing:
+            return
+        self.standing = standing
         settings = self._settings
-        if settings.messages_per_window is not None:
-            return  # set explicitly: the operator knows better
-        limit = max(1, int((100 if moderator else 20) * settings.message_safety))
-        if limit != self._outbox.window.limit:
-            logger.warning(
-                "the bot is %sa moderator in the channel: it now allows itself %d messages per %g s",
-                "" if moderator else "not ",
-                limit,
-                settings.message_window_s,
-            )
-            self._outbox.window.limit = limit
+        limit = settings.limit_for(standing.elevated)
+        overridden = settings.moderator is not None or settings.messages_per_window is not None
+        logger.info(
+            "Twitch says the bot is %s in the channel; it sends at most %d lines per %g s%s",
+            "a plain viewer" if standing is Standing.viewer else f"a {standing.value}",
+            limit,
+            settings.message_window_s,
+            " (as its settings say)" if overridden else "",
+        )
+        self._outbox.window.limit = limit
+        if self.limit_note is not None:
+            logger.warning("%s", self.limit_note)
 
     def _tell_one(self, message: ChatMessage, text: str, kind: str) -> None:
         """A line to one viewer about their own question, at most once per _TOLD_QUIET_S."""
@@ -203,18 +243,76 @@ class QuestionService:
             )
         )
 
+    # -- lines for answers first --------------------------------------------------------------------------
+
+    def _budget(self, mention: str, now: float) -> int:
+        """Characters of answer for a new call: a line of its own when lines are plentiful, a share of one
+        when more answers are coming than the window has lines for."""
+        per_line = self._planner.answers_per_line(
+            self._outbox.window,
+            now,
+            outstanding=len(self._jobs) + len(self._unsent) + 1,
+            lookahead_s=self._answer_s,
+        )
+        longest = text_budget([mention], self._settings.answer_max_chars)
+        return part_budget(per_line, len(mention), longest=longest)
+
+    def _hold_s(self, now: float) -> float:
+        """How long a line that is not full waits for more answers now: ``_HOLD_S`` while lines are scarce."""
+        per_line = self._planner.answers_per_line(
+            self._outbox.window, now, outstanding=len(self._jobs) + len(self._unsent), lookahead_s=0.0
+        )
+        return _HOLD_S if per_line > 1 else 0.0
+
+    def _reserved(self, now: float) -> int:
+        """Lines of the window kept from answers while viewers may need telling (answers still coming, or
+        viewers who have heard nothing): two while lines are scarce (a burst may need a wait told, then
+        told again when answers come slower than predicted), else one."""
+        return _RESERVED_LINES + (1 if self._hold_s(now) > 0 else 0)
+
+    def _untold_after(self, parts: int) -> bool:
+        """Whether a viewer who has heard nothing yet waits for an answer beyond the next ``parts``."""
+        later = [line for line in self._outbox.queued() if line in self._unsent][parts:]
+        askers = [a for line in later for a in self._unsent[line]]
+        askers += [a for job in self._jobs.values() for a in job.askers]
+        return any(a.replied_at is None and a.notice is None for a in askers)
+
+    def _hold(self, now: float, parts: int, chars: int) -> float:
+        """Seconds to keep back a packed answer line: while it is not full, lines are scarce and answers
+        about to come could share it; and while it would take the window's last line when more answers
+        are still to go (that line is kept for telling their viewers how long the limit holds them)."""
+        window = self._outbox.window
+        if window.limit - window.used(now) <= self._reserved(now) and (
+            self._jobs or self._untold_after(parts)
+        ):
+            return window.next_free(now)
+        if not self._jobs or chars + _smallest_part(self._jobs.values()) > LINE_MAX_CHARS:
+            return 0.0
+        per_line = self._planner.answers_per_line(
+            window, now, outstanding=len(self._jobs) + len(self._unsent), lookahead_s=0.0
+        )
+        if per_line <= parts:
+            return 0.0
+        oldest = min(self._ready_at.values(), default=now)
+        # Never past the moment a viewer who has heard nothing yet would have waited _SILENT_S.
+        silent = [
+            asker.asked_at + _SILENT_S
+            for askers in self._unsent.values()
+            for asker in askers
+            if asker.replied_at is None and asker.notice is None
+        ]
+        return max(0.0, min([oldest + _HOLD_S, *silent]) - now)
+
     # -- one call -----------------------------------------------------------------------------------------
 
     async def _run(self, job: _Job) -> None:
         settings = self._settings
-        started = self._clock()
-        first = job.askers[0].message.mention
-        budget = text_budget([first], settings.answer_max_chars)
+        started = job.started = self._clock()
         try:
             async with asyncio.timeout(settings.answer_timeout_s):
                 text = await self._answerer.answer(
                     job.question,
-                    max_chars=budget,
+                    max_chars=job.budget,
                     deadline_s=max(0.1, settings.deadline_s - (started - job.created)),
                     on_queued=lambda position, wait: self._queued(job, position, wait),
                 )
@@ -236,77 +334,73 @@ class QuestionService:
             self._fail(job, "trouble", None)
         else:
             self._finish(job)
-            if job.answer_due is None:  # not queued: its duration is what an answer takes
-                self._answer_s = (1 - _SMOOTHING) * self._answer_s + _SMOOTHING * (self._clock() - started)
+            self._learn(job, started)
             self._deliver(job, text)
+
+    def _learn(self, job: _Job, started: float) -> None:
+        """Time an answered call: how long an answer takes, and how the pipeline's predicted waits compare
+        with the waits its calls had (the answer time taken off), so predictions follow experience."""
+        took = self._clock() - started
+        if job.queued_at is None:
+            self._answer_s = (1 - _SMOOTHING) * self._answer_s + _SMOOTHING * took
+        elif job.queued_wait > 0:
+            waited = max(0.0, self._clock() - job.queued_at - self._answer_s)
+            ratio = min(2.0, waited / job.queued_wait)
+            self._wait_scale = (1 - _SMOOTHING) * self._wait_scale + _SMOOTHING * ratio
+
+    def _answers_due(self, now: float) -> list[tuple[_Job, float]]:
+        """When each call in progress is expected to be answered. A call the pipeline queued starts when it
+        predicted (scaled by how its predictions have turned out), or, if sooner, when as many of the bot's
+        running calls as are ahead of it have finished: a queue held by the pipeline's concurrency moves as
+        calls end, which it can only guess at until it has timed some. If that time passes without an
+        answer, the queue is held by something else (a bucket), and the pipeline's prediction stands."""
+        running = sorted(
+            max(now, (job.started or job.created) + self._answer_s)
+            for job in self._jobs.values()
+            if job.queued_at is None
+        )
+        due: list[tuple[_Job, float]] = []
+        for job in self._jobs.values():
+            if job.queued_at is None:
+                at = (job.started or job.created) + self._answer_s
+            else:
+                at = job.queued_at + job.queued_wait * self._wait_scale + self._answer_s
+                if 0 < job.position <= len(running):
+                    job.moves_by = min(job.moves_by, running[job.position - 1])
+                if job.moves_by + self._answer_s >= now:  # once that has passed unanswered, a bucket holds it
+                    at = min(at, job.moves_by + self._answer_s)
+            due.append((job, max(now, at)))
+        return due
 
     def _finish(self, job: _Job) -> None:
         job.done = True
         if self._jobs.get(job.key) is job:
             del self._jobs[job.key]
         self._pending -= len(job.askers)
-        for asker in job.askers:
-            if asker.ack is not None:
-                asker.ack.cancel()
 
     def _queued(self, job: _Job, position: int, wait: float) -> None:
-        """The pipeline put the call in a queue: tell whoever would otherwise wait noticeably long."""
-        now = self._clock()
+        """The pipeline put the call in a queue at ``position``, predicting ``wait`` before it starts."""
+        job.queued_at = self._clock()
+        job.queued_wait = wait
         job.position = position
-        job.answer_due = now + wait + self._answer_s
-        for asker in job.askers:
-            if not asker.told and job.answer_due - asker.asked_at > self._settings.notice_after_s:
-                self._notice_queued(job, asker, now)
-
-    def _room_for_notices(self, now: float) -> bool:
-        """Whether this window of the message limit has room for a notice beside every answer in progress."""
-        outbox = self._outbox
-        return outbox.window.used(now) + outbox.backlog + len(self._jobs) < outbox.window.limit
-
-    def _notice_queued(self, job: _Job, asker: _Asker, now: float) -> None:
-        assert job.answer_due is not None
-        if not self._room_for_notices(now):
-            return
-        asker.told = True
-        self.board.add(
-            Notice(
-                "queued",
-                asker.message.mention,
-                seconds=job.answer_due - now,
-                position=job.position,
-                on_sent=self._replied(asker),
-            )
-        )
-
-    def _maybe_ack(self, job: _Job, asker: _Asker) -> None:
-        """``ack_after_s`` after a question: when the bot is busy and the viewer has heard nothing, tell
-        them the answer is coming, and roughly when."""
-        if job.done or asker.told:
-            return
-        if self._pending < self._settings.busy_questions and job.answer_due is None:
-            return
-        now = self._clock()
-        if not self._room_for_notices(now):
-            return
-        due = job.answer_due if job.answer_due is not None else job.created + self._answer_s
-        asker.told = True
-        self.board.add(
-            Notice("ack", asker.message.mention, seconds=max(1.0, due - now), on_sent=self._replied(asker))
-        )
 
     def _deliver(self, job: _Job, text: str) -> None:
-        by_mention: dict[str, list[_Asker]] = {}
+        by_mention: dict[str, list[Asker]] = {}
         for asker in job.askers:
-            asker.told = True
+            asker.ready = True
             by_mention.setdefault(asker.message.mention, []).append(asker)
         mentions = list(by_mention)
-        max_chars = self._settings.answer_max_chars
-        body = cut_text(tidy(text), text_budget(mentions, max_chars))
-        for group, line in pack_mentions(mentions, body, max_chars):
+        body = cut_text(tidy(text), job.budget)
+        self._fill = (1 - _SMOOTHING) * self._fill + _SMOOTHING * min(1.0, len(body) / job.budget)
+        now = self._clock()
+        for group, line in pack_mentions(mentions, body, self._settings.answer_max_chars):
             askers = [asker for mention in group for asker in by_mention[mention]]
-            answer_line = Line(text=line, kind="answer", priority=PRIORITY_ANSWER, mentions=tuple(group))
+            answer_line = Line(
+                text=line, kind="answer", priority=PRIORITY_ANSWER, mentions=tuple(group), packable=True
+            )
             answer_line.on_sent = self._answered(answer_line, askers)
             self._unsent[answer_line] = askers
+            self._ready_at[answer_line] = now
             self._outbox.put(answer_line)
             for _asker in askers:
                 self._metrics.outcome("answered")
@@ -316,11 +410,10 @@ class QuestionService:
             logger.info("question %r not answered: %s", job.question, kind)
         for asker in job.askers:
             viewer = asker.message.viewer_key
+            self._asking.pop(viewer, None)
             if kind == "busy" and retry_after is not None:
                 self._cooldowns.start(viewer, retry_after)  # "ask again in N s" holds
-            elif kind in ("slow", "trouble"):
-                self._cooldowns.clear(viewer)  # not their fault: they may ask again at once
-            asker.told = True
+            asker.finished = True
             self._metrics.outcome(kind)
             self.board.add(
                 Notice(kind, asker.message.mention, seconds=retry_after, on_sent=self._replied(asker))
@@ -328,7 +421,7 @@ class QuestionService:
 
     # -- timing of replies --------------------------------------------------------------------------------
 
-    def _replied(self, asker: _Asker) -> Callable[[float], None]:
+    def _replied(self, asker: Asker) -> Callable[[float], None]:
         def sent(at: float) -> None:
             if asker.replied_at is None:
                 asker.replied_at = at
@@ -336,60 +429,55 @@ class QuestionService:
 
         return sent
 
-    def _answered(self, line: Line, askers: list[_Asker]) -> Callable[[float], None]:
+    def _answered(self, line: Line, askers: list[Asker]) -> Callable[[float], None]:
         def sent(at: float) -> None:
             self._unsent.pop(line, None)
+            self._ready_at.pop(line, None)
             for asker in askers:
+                asker.finished = True
                 self._replied(asker)(at)
                 self._metrics.observe_answer(at - asker.asked_at)
+                viewer = asker.message.viewer_key
+                if self._asking.get(viewer) is asker:
+                    del self._asking[viewer]
+                self._cooldowns.start(viewer)  # the cooldown runs from the answer, not the question
 
         return sent
-
-    def _last_slot(self, now: float, wait: float) -> Line | None:
-        """The window's last send, when more than one answer still needs one: tell everyone whose answer
-        is ready or in progress how long the message limit will hold it."""
-        queued = [line for line in self._outbox.queued() if line in self._unsent]
-        if len(queued) + len(self._jobs) < 2:
-            return None  # the last send carries the last answer
-        waiting: dict[str, list[_Asker]] = {}
-        askers = [a for line in queued for a in self._unsent[line]]
-        askers += [a for job in self._jobs.values() for a in job.askers]
-        for asker in askers:
-            if not asker.held:
-                waiting.setdefault(asker.message.mention, []).append(asker)
-        if not waiting:
-            return None  # everyone waiting has been told already
-        many = len(waiting) > 1
-        text = (
-            f"{'your answers are' if many else 'your answer is'} on the way, but Twitch's chat limit holds "
-            f"{'them' if many else 'it'} for about {max(1, math.ceil(wait))} s."
-        )
-        mentions: list[str] = []
-        for mention in waiting:
-            if sum(len(m) + 1 for m in mentions) + len(mention) + 1 + len(text) > NOTICE_MAX_CHARS:
-                break
-            mentions.append(mention)
-        told = [asker for mention in mentions for asker in waiting[mention]]
-        for asker in told:
-            asker.held = True
-        return Line(
-            text=" ".join(mentions) + " " + text,
-            kind="held",
-            priority=PRIORITY_NOTICE,
-            on_sent=self._replied_all(told),
-            mentions=tuple(mentions),
-        )
 
     def forget(self, line: Line) -> None:
         """``line`` will not be sent (the outbox dropped it)."""
-        self._unsent.pop(line, None)
+        askers = self._unsent.pop(line, None)
+        self._ready_at.pop(line, None)
+        for asker in askers or ():
+            asker.finished = True
+            if self._asking.get(asker.message.viewer_key) is asker:
+                del self._asking[asker.message.viewer_key]
 
-    def _replied_all(self, askers: list[_Asker]) -> Callable[[float], None]:
-        def sent(at: float) -> None:
-            for asker in askers:
-                self._replied(asker)(at)
+    # -- each viewer's wait -------------------------------------------------------------------------------
 
-        return sent
+    def _schedule_review(self) -> None:
+        if self._review_timer is None:
+            self._review_timer = asyncio.get_running_loop().call_later(_REVIEW_S, self._review)
+
+    def _review(self) -> None:
+        """Predict when each outstanding answer goes out, and tell whoever should hear their wait."""
+        self._review_timer = None
+        now = self._clock()
+        answers: list[tuple[Upcoming, list[Asker]]] = []
+        queued = self._outbox.queued()
+        for line in queued:
+            askers = self._unsent.get(line)
+            if askers is not None:
+                answers.append((Upcoming(self._ready_at.get(line, now), len(line.text)), askers))
+        for job, due in self._answers_due(now):
+            answers.append((Upcoming(due, job.part_chars(self._fill)), job.askers))
+        notices = sum(1 for line in queued if line.priority == PRIORITY_NOTICE and line.kind != "wait")
+        notices += 1 if any(line.kind == "wait" for line in queued) else 0
+        self._waits.review(
+            now, answers, notices_first=notices, hold_s=self._hold_s(now), reserved=self._reserved(now)
+        )
+        if answers:
+            self._schedule_review()
 
     # -- shutdown -----------------------------------------------------------------------------------------
 
@@ -397,6 +485,9 @@ class QuestionService:
         """Stop taking questions; answer or apologise for every accepted one within ``grace_s``, as far as
         the chat's message limit lets the lines out."""
         self.closing = True
+        if self._review_timer is not None:
+            self._review_timer.cancel()
+            self._review_timer = None
         end = self._clock() + grace_s
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         if tasks:
@@ -413,3 +504,8 @@ class QuestionService:
             logger.warning(
                 "shutting down: %d chat lines could not be sent within the grace period", len(lost)
             )
+
+
+def _smallest_part(jobs: Iterable[_Job]) -> int:
+    """The fewest characters an answer still in progress is expected to take."""
+    return min((job.part_chars() for job in jobs), default=0)

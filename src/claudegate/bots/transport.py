@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from claudegate.bots.standing import Standing
+
 __all__ = ["ChatHandler", "ChatMessage", "ChatNotice", "ChatTransport", "TransportUnavailable"]
 
 
@@ -51,8 +53,8 @@ class ChatHandler(Protocol):
 
     def on_notice(self, notice: ChatNotice) -> None: ...
 
-    def on_role(self, moderator: bool) -> None:
-        """The platform said whether the bot is a moderator (or the broadcaster) in the channel."""
+    def on_standing(self, standing: Standing) -> None:
+        """The platform said the bot's standing in the channel (broadcaster, moderator, VIP or viewer)."""
         ...
 
 

@@ -70,14 +70,7 @@ async def run_twitch_bot(settings: Settings, channel: str) -> None:
         )
         bot = ChatBot(bot_settings, transport, answerer, metrics=metrics)
         await bot.start()
-        logger.info(
-            "answering %s in #%s as %s (%d messages per %g s)",
-            bot_settings.command_prefix,
-            config.channel,
-            config.nick,
-            bot_settings.message_limit,
-            bot_settings.message_window_s,
-        )
+        logger.info("answering %s in #%s as %s", bot_settings.command_prefix, config.channel, config.nick)
         await stop.wait()
         logger.info(
             "stopping: no new questions; %g s to finish the accepted ones", bot_settings.shutdown_grace_s
