@@ -358,6 +358,15 @@ class Settings(BaseSettings):
     breaker_open_s: float = Field(
         default=30.0, gt=0, description="How long an open breaker keeps traffic away before a probe."
     )
+    model_policies: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Named model policies usable as the model of any call ([model_policies] table: name = [models]), "
+            "each a chain tried in order when a model is overloaded or unavailable. They replace or extend "
+            "the built-in fast (Haiku, then Sonnet), balanced (Sonnet, then Haiku) and deep (Opus, then "
+            "Sonnet)."
+        ),
+    )
 
     # -- chat API -----------------------------------------------------------------------------------------
     chat_model: str = Field(

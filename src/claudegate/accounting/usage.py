@@ -63,6 +63,8 @@ class UsageRecord:
     streamed: bool = False
     attempts: int = 1
     batch: bool = False
+    policy: str | None = None
+    loop_id: str | None = None
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

@@ -30,6 +30,7 @@ from claudegate.chat.request import Caller, ChatRequest
 from claudegate.config import Settings
 from claudegate.errors import ApiError, ClaudegateError, InvalidRequestError, NotFoundError
 from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.policies import PolicyBook, apply_policy
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import deadline_for
@@ -101,7 +102,7 @@ class TurnReply:
 class ChatService:
     """Runs chat turns through the pipeline and keeps conversations in the store."""
 
-    __slots__ = ("_many_upstreams", "_pipeline", "_prices", "_settings", "_store")
+    __slots__ = ("_many_upstreams", "_pipeline", "_policies", "_prices", "_settings", "_store")
 
     def __init__(
         self,
@@ -111,7 +112,9 @@ class ChatService:
         prices: PriceTable,
         settings: Settings,
         many_upstreams: bool = False,
+        policies: PolicyBook | None = None,
     ) -> None:
+        self._policies = policies or PolicyBook.from_settings(settings.model_policies)
         self._store = store
         self._pipeline = pipeline
         self._prices = prices
@@ -218,7 +221,7 @@ class ChatService:
             for name, value in headers
             if name == b"anthropic-beta" or name.startswith(b"x-simulator-")
         )
-        return CallRequest(
+        call = CallRequest(
             identity=identity,
             request_id=request_id,
             body=orjson.dumps(turn.body),
@@ -230,6 +233,8 @@ class ChatService:
             priority=identity.settings.priority,
             sticky_key=f"chat:{turn.chat_id}" if self._many_upstreams else None,
         )
+        apply_policy(call, self._policies)  # a chat whose model is a policy name keeps it, for every turn
+        return call
 
     async def begin(self, turn: Turn, request_id: str) -> None:
         """Store the user's message (and the new conversation) before the call."""

@@ -63,6 +63,7 @@ class _Options:
     extra_query: Mapping[str, object] | None
     extra_body: Mapping[str, object] | None
     timeout: float | None
+    loop_id: str | None = None  # set by a tool runner on each of its calls
 
 
 class AsyncMessages:
@@ -227,6 +228,8 @@ class AsyncMessages:
             deadline_s=options.deadline_s,
             priority=options.priority,
             on_queued=options.on_queued,
+            policies=services.policies,
+            loop_id=options.loop_id,
         )
         pipeline = services.pipeline
         if len(call.body) > MAX_BODY_BYTES:  # the gateway's limit, and Anthropic's

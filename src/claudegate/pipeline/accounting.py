@@ -59,6 +59,8 @@ class Accountant:
                 ttft_ms=ttft * 1000 if ttft is not None else None,
                 streamed=result.streamed,
                 attempts=attempts,
+                policy=call.policy,
+                loop_id=call.loop_id,
             )
         )
         self._metrics.observe(

@@ -113,6 +113,7 @@ def _service(services: Services) -> ChatService:
         prices=services.prices,
         settings=services.settings,
         many_upstreams=len(services.pool.members) > 1,
+        policies=services.policies,
     )
 
 

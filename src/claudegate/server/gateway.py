@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from claudegate.config import Settings
 from claudegate.errors import ClaudegateError, InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.keys import Identity, presented_key
+from claudegate.pipeline.policies import apply_policy
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
@@ -191,6 +192,7 @@ class Gateway:
         max_tokens = body.get("max_tokens")
         request.max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
         request.stream = body.get("stream") is True
+        apply_policy(request, self.services.policies)
         requested_s: float | None = None
         deadline_header = header(call.scope, DEADLINE_HEADER)
         if deadline_header is not None:

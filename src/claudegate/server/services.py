@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
@@ -19,6 +19,7 @@ from claudegate.keys import KeyResolver
 from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.policies import DEFAULT_POLICIES, PolicyBook
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
@@ -51,6 +52,7 @@ class Services:
     http: HttpClient
     prober: BreakerProber
     simulator: SimulatorServer | None = None
+    policies: PolicyBook = field(default_factory=lambda: PolicyBook(DEFAULT_POLICIES))
 
     @property
     def upstream(self) -> Upstream:
@@ -139,6 +141,7 @@ async def open_services(settings: Settings) -> Services:
         http=http,
         prober=prober,
         simulator=simulator,
+        policies=PolicyBook.from_settings(settings.model_policies),
     )
 
 

@@ -153,6 +153,9 @@ class UsageRow(Base):
     streamed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     batch: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The model policy the call named (the model column says which model served), and its tool loop's id.
+    policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    loop_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class MessageBatch(Base):

@@ -1,0 +1,31 @@
+"""Usage records: the model policy a call named and the tool loop it belongs to.
+
+Revision ID: 0010
+Revises: 0005
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # NULL for calls recorded before: they named a model, outside any loop.
+    with op.batch_alter_table("usage_records") as batch:
+        batch.add_column(sa.Column("policy", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("loop_id", sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("usage_records") as batch:
+        batch.drop_column("loop_id")
+        batch.drop_column("policy")
