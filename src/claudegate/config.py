@@ -387,6 +387,31 @@ class Settings(BaseSettings):
         description="Place prompt-cache breakpoints in chat calls automatically (tools, system, history).",
     )
 
+    # -- application patterns (in-process client and chat API) -------------------------------------------
+    tool_loop_max_iterations: int = Field(
+        default=5, ge=1, description="Model calls a tool runner makes at most before it ends with an error."
+    )
+    image_max_long_side_px: int = Field(
+        default=1568, ge=1, description="Images sent through the image helpers are resized to fit this."
+    )
+    continuation_max: int = Field(
+        default=3,
+        ge=0,
+        description="How many times a reply stopped by max_tokens is continued when continuation is asked.",
+    )
+    compaction_share: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description=(
+            "Share of the model's context window past which a conversation's older turns are compacted into "
+            "a summary."
+        ),
+    )
+    compaction_model: str = Field(
+        default="claude-haiku-4-5", description="The (cheaper) model that writes compaction summaries."
+    )
+
     # -- chat bots ----------------------------------------------------------------------------------------
     bot: BotSettings = Field(
         default_factory=BotSettings, description="The chat bot ([bot] table; see BotSettings)."

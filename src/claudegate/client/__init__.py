@@ -11,18 +11,26 @@ process, so an application gains flow control, retries, failover and usage recor
 Replies and errors are the SDK's own types (``anthropic.types.Message``, ``anthropic.RateLimitError``…).
 """
 
+from claudegate.client._beta import AsyncBeta, AsyncBetaMessages
 from claudegate.client._client import AsyncClient
 from claudegate.client._events import CitationEvent, MessageStreamEvent, SignatureEvent, ThinkingEvent
 from claudegate.client._messages import AsyncMessages, OnQueued
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
 from claudegate.client._sync import Client, EventStream, Messages, MessageStream, MessageStreamManager
+from claudegate.client._sync_beta import Beta, BetaMessages, ToolRunner
+from claudegate.client._tools import AsyncToolRunner, ToolLoopLimitError
 
 __all__ = [
+    "AsyncBeta",
+    "AsyncBetaMessages",
     "AsyncClient",
     "AsyncEventStream",
     "AsyncMessageStream",
     "AsyncMessageStreamManager",
     "AsyncMessages",
+    "AsyncToolRunner",
+    "Beta",
+    "BetaMessages",
     "CitationEvent",
     "Client",
     "EventStream",
@@ -33,4 +41,6 @@ __all__ = [
     "OnQueued",
     "SignatureEvent",
     "ThinkingEvent",
+    "ToolLoopLimitError",
+    "ToolRunner",
 ]

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from claudegate.client._beta import AsyncBeta
 from claudegate.client._exchange import Exchange
 from claudegate.client._identity import LocalIdentity
 from claudegate.client._messages import AsyncMessages
@@ -58,6 +59,14 @@ class AsyncClient:
         self._exchanges: set[Exchange] = set()
         self._closed = False
         self.messages = AsyncMessages(self)
+        self.beta = AsyncBeta(self, self.messages)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this client runs with (read from the environment once, if none were given)."""
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
 
     async def __aenter__(self) -> AsyncClient:
         await self.open()
@@ -75,8 +84,7 @@ class AsyncClient:
         if self._services is None:
             async with self._opening:
                 if self._services is None:
-                    settings = self._settings or Settings.load()
-                    self._settings = settings
+                    settings = self.settings
                     self._local = LocalIdentity(self._org, self._user, ttl_s=settings.key_cache_ttl_s)
                     self._services = await open_services(settings)
                     if self._services.simulator is not None:

@@ -12,8 +12,9 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
+import anthropic
 import orjson
 from anthropic.types import Message, MessageCountTokensParams, MessageTokensCount
 from anthropic.types.message_create_params import (
@@ -48,7 +49,7 @@ _MESSAGES_PATH = "/v1/messages"
 _COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
-_Reply = TypeVar("_Reply", Message, MessageTokensCount)
+_Reply = TypeVar("_Reply", bound=anthropic.BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,8 @@ class _Options:
     extra_body: Mapping[str, object] | None
     timeout: float | None
     loop_id: str | None = None  # set by a tool runner on each of its calls
+    # The model a reply is read as: the beta namespace reads BetaMessage (its create is typed for it).
+    reply_type: type[anthropic.BaseModel] = Message
 
 
 class AsyncMessages:
@@ -213,7 +216,7 @@ class AsyncMessages:
             return AsyncEventStream(
                 exchange, path=prepared.path_and_query, translate=translating, timeout=options.timeout
             )
-        return _parse(Message, body, headers)
+        return cast(Message, _parse(options.reply_type, body, headers))
 
     async def _run(self, prepared: Prepared, request_id: str, options: _Options) -> Exchange:
         """Start the call in the pipeline."""

@@ -113,13 +113,13 @@ def plan_reply(
             length = _MIN_REPLY_TOKENS + rng.randrange(_REPLY_SPREAD)
             text = _sentences(rng, length + min(count_text_tokens(prompt.last_user_text), 600) // 3)
         blocks.append(PlannedBlock("text", pieces=text))
-    if tool is not None:
-        tool_input = _value_for_schema(tool["input_schema"], rng, tool["input_schema"], depth=0)
+    for used in (tool, *_parallel_tools(body, prompt, tool)) if tool is not None else ():
+        tool_input = _value_for_schema(used["input_schema"], rng, used["input_schema"], depth=0)
         chunks = token_pieces(orjson.dumps(tool_input).decode())
         tool_id = "toolu_01" + rng.randbytes(11).hex()[:22]
         blocks.append(
             PlannedBlock(
-                "tool_use", pieces=chunks, tool_id=tool_id, tool_name=tool["name"], tool_input=tool_input
+                "tool_use", pieces=chunks, tool_id=tool_id, tool_name=used["name"], tool_input=tool_input
             )
         )
 
@@ -192,6 +192,16 @@ def _exactly(pieces: list[str], tokens: int) -> list[str]:
     if pieces and pieces[-1] != ".":
         pieces[-1] = "."
     return pieces
+
+
+def _parallel_tools(body: dict[str, Any], prompt: Prompt, first: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other tools the last user turn names, used in the same reply (parallel tool use), unless the
+    tool choice is not ``auto`` or disables parallel use."""
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if choice["type"] != "auto" or choice.get("disable_parallel_tool_use") is True:
+        return []
+    asked = prompt.last_user_text.lower()
+    return [t for t in prompt.custom_tools if t is not first and t["name"].lower() in asked]
 
 
 def _chosen_tool(body: dict[str, Any], prompt: Prompt, rng: random.Random) -> dict[str, Any] | None:
