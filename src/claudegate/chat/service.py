@@ -9,6 +9,7 @@ question without its answer or half an answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from claudegate.chat.reply import normalise_blocks, reply_text, usage_json
 from claudegate.chat.request import Caller, ChatRequest
 from claudegate.config import Settings
 from claudegate.errors import ApiError, ClaudegateError, InvalidRequestError, NotFoundError
+from claudegate.images import ImageError, prepare_blocks
 from claudegate.pipeline.core import Pipeline
 from claudegate.pipeline.policies import PolicyBook, apply_policy
 from claudegate.pipeline.relay import ReplyResult
@@ -126,8 +128,9 @@ class ChatService:
     async def prepare(self, caller: Caller, request: ChatRequest, *, stream: bool) -> Turn:
         """Load (or plan) the conversation and build the request; nothing is stored yet."""
         settings = self._settings
+        content = await _images_prepared(request.content, settings.image_max_long_side_px)
         question = NewMessage(
-            id=new_message_id(), role="user", content=request.content, tokens=content_tokens(request.content)
+            id=new_message_id(), role="user", content=content, tokens=content_tokens(content)
         )
         version: PromptVersionRow | None = None
         prompt_name: str | None = None
@@ -338,3 +341,14 @@ def _title(content: Sequence[Any]) -> str:
     if not text:
         return "(no text)"
     return text if len(text) <= _TITLE_CHARS else text[: _TITLE_CHARS - 1] + "…"
+
+
+async def _images_prepared(content: list[dict[str, Any]], max_long_side: int) -> list[dict[str, Any]]:
+    """The message's image blocks checked, resized and re-encoded (claudegate.images), in a worker thread:
+    decoding and resizing take milliseconds of CPU a call on the event loop should not wait behind."""
+    if not any(block.get("type") == "image" for block in content):
+        return content
+    try:
+        return await asyncio.to_thread(prepare_blocks, content, max_long_side=max_long_side)
+    except ImageError as error:
+        raise InvalidRequestError(f"message: {error}") from None
