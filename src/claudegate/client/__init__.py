@@ -13,6 +13,7 @@ Replies and errors are the SDK's own types (``anthropic.types.Message``, ``anthr
 
 from claudegate.client._beta import AsyncBeta, AsyncBetaMessages
 from claudegate.client._client import AsyncClient
+from claudegate.client._conversation import AsyncConversation
 from claudegate.client._events import CitationEvent, MessageStreamEvent, SignatureEvent, ThinkingEvent
 from claudegate.client._messages import AsyncMessages, OnQueued
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
@@ -24,6 +25,7 @@ __all__ = [
     "AsyncBeta",
     "AsyncBetaMessages",
     "AsyncClient",
+    "AsyncConversation",
     "AsyncEventStream",
     "AsyncMessageStream",
     "AsyncMessageStreamManager",

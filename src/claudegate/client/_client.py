@@ -13,8 +13,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
 from claudegate.client._beta import AsyncBeta
+from claudegate.client._conversation import AsyncConversation
 from claudegate.client._exchange import Exchange
 from claudegate.client._identity import LocalIdentity
 from claudegate.client._messages import AsyncMessages
@@ -67,6 +69,11 @@ class AsyncClient:
         if self._settings is None:
             self._settings = Settings.load()
         return self._settings
+
+    def conversation(self, *, model: str, max_tokens: int, **options: Any) -> AsyncConversation:
+        """A conversation that keeps its history inside the model's context window, compacting older turns
+        into a summary, and continues replies cut by ``max_tokens``; see :class:`AsyncConversation`."""
+        return AsyncConversation(self, model=model, max_tokens=max_tokens, **options)
 
     async def __aenter__(self) -> AsyncClient:
         await self.open()

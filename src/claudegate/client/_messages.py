@@ -24,6 +24,7 @@ from anthropic.types.message_create_params import (
 )
 
 from claudegate.client._call import build_call
+from claudegate.client._conversation import create_continued
 from claudegate.client._errors import error_from_reply, translate
 from claudegate.client._exchange import Exchange, ReplyLost
 from claudegate.client._params import Prepared, prepare
@@ -159,6 +160,15 @@ class AsyncMessages:
             return opened
 
         return AsyncMessageStreamManager(open_stream)
+
+    async def create_continued(self, *, max_continuations: int | None = None, **params: Any) -> Message:
+        """:meth:`create`, continued while the reply stops at ``max_tokens`` (up to ``max_continuations``
+        times, default: the ``continuation_max`` setting): one Message holding the whole answer, with the
+        usage of every call summed. Takes :meth:`create`'s parameters (not ``stream``)."""
+        if params.get("stream") is True:
+            raise TypeError("create_continued does not stream; use create(stream=True)")
+        limit = self._client.settings.continuation_max if max_continuations is None else max_continuations
+        return await create_continued(self.create, params, max_continuations=limit)
 
     async def count_tokens(
         self,

@@ -91,6 +91,10 @@ def plan_reply(
     """The full reply to a validated request: its blocks, stop reason and output token count."""
     rng = random.Random(seed)
     max_tokens: int = body["max_tokens"]
+    if reply_tokens is not None:
+        # A reply that continues a prefilled assistant turn (a client continuing a reply cut by max_tokens)
+        # writes only what the whole answer still lacks.
+        reply_tokens = max(1, reply_tokens - _prefill_tokens(body["messages"]))
     blocks: list[PlannedBlock] = []
 
     thinking = body.get("thinking") or {}
@@ -184,6 +188,21 @@ def _sentences(rng: random.Random, tokens: int) -> list[str]:
             pieces.append("\n\n")
             sentences_in_paragraph = 0
     return pieces
+
+
+def _prefill_tokens(messages: list[dict[str, Any]]) -> int:
+    """The text tokens of a final assistant turn (a prefill), 0 without one."""
+    last = messages[-1] if messages else {}
+    if last.get("role") != "assistant":
+        return 0
+    content = last.get("content")
+    if isinstance(content, str):
+        return count_text_tokens(content)
+    return sum(
+        count_text_tokens(block.get("text", ""))
+        for block in content or ()
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
 
 
 def _exactly(pieces: list[str], tokens: int) -> list[str]:
