@@ -75,7 +75,9 @@ async def test_a_300_turn_conversation_stays_inside_its_context_window(
     assert conversation.system_prompt is not None
     assert conversation.system_prompt.startswith("You are a patient tutor.")
     assert conversation.system_prompt.endswith(conversation.summary)
-    rows = await usage_rows(f"sqlite+aiosqlite:///{tmp_path / 'claudegate.db'}", "long", 300)
+    calls = 300 + conversation.compactions
+    rows = await usage_rows(f"sqlite+aiosqlite:///{tmp_path / 'claudegate.db'}", "long", calls)
+    assert len(rows) == calls
     summaries = [row for row in rows if row["model"] != MODEL]
     assert len(summaries) == conversation.compactions
     assert {row["model"] for row in summaries} == {"claude-haiku-4-5-20251001"}

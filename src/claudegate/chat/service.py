@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from claudegate.accounting.prices import PriceTable, UsageTokens
 from claudegate.chat.caching import place_breakpoints, system_blocks
+from claudegate.chat.compaction import Compaction, Compactor, summary_block
 from claudegate.chat.errors import TurnFailedError
 from claudegate.chat.history import HistoryMessage, content_tokens, history_start
 from claudegate.chat.prompts import choose_version
@@ -104,7 +105,15 @@ class TurnReply:
 class ChatService:
     """Runs chat turns through the pipeline and keeps conversations in the store."""
 
-    __slots__ = ("_many_upstreams", "_pipeline", "_policies", "_prices", "_settings", "_store")
+    __slots__ = (
+        "_compactor",
+        "_many_upstreams",
+        "_pipeline",
+        "_policies",
+        "_prices",
+        "_settings",
+        "_store",
+    )
 
     def __init__(
         self,
@@ -117,6 +126,9 @@ class ChatService:
         policies: PolicyBook | None = None,
     ) -> None:
         self._policies = policies or PolicyBook.from_settings(settings.model_policies)
+        self._compactor = Compactor(
+            store=store, pipeline=pipeline, settings=settings, policies=self._policies
+        )
         self._store = store
         self._pipeline = pipeline
         self._prices = prices
@@ -167,12 +179,28 @@ class ChatService:
 
         max_tokens = request.max_tokens or settings.chat_max_tokens
         earlier = [HistoryMessage(row.role, row.content, row.tokens) for row in history]
-        start = history_start(earlier, settings.chat_history_tokens, new_tokens=question.tokens)
+        compaction = Compaction(None, 0)
+        if earlier:
+            compaction = await self._compactor.compact(
+                caller.identity,
+                chat_id,
+                model,
+                earlier,
+                [row.id for row in history],
+                new_tokens=question.tokens,
+                max_tokens=max_tokens,
+            )
+        start = compaction.start + history_start(
+            earlier[compaction.start :], settings.chat_history_tokens, new_tokens=question.tokens
+        )
         messages = [{"role": row.role, "content": row.content} for row in earlier[start:]]
         messages.append({"role": "user", "content": question.content})
         body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
-        if version is not None:
-            body["system"] = system_blocks(version.system)
+        system = system_blocks(version.system) if version is not None else []
+        if compaction.summary is not None:
+            system.append(summary_block(compaction.summary))
+        if system:
+            body["system"] = system
         body["messages"] = messages
         if stream:
             body["stream"] = True

@@ -165,12 +165,11 @@ class AsyncConversation:
 
 def _context_window(client: AsyncClient, model: str) -> int:
     """The smallest context window among the models ``model`` may be served by (a policy's chain)."""
-    catalog = default_catalog()
-    chain = PolicyBook.from_settings(client.settings.model_policies).chain(model) or (model,)
-    windows = [info.context_window for name in chain if (info := catalog.resolve(name)) is not None]
-    if not windows:
+    book = PolicyBook.from_settings(client.settings.model_policies)
+    window = book.context_window(model, default_catalog())
+    if window is None:
         raise ValueError(f"model {model!r} is not in the model catalogue: give context_window")
-    return min(windows)
+    return window
 
 
 def _text(message: Message) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import orjson
 
 from claudegate.pipeline.request import CallRequest
+from claudegate.wire.models import ModelCatalog
 
 __all__ = ["DEFAULT_POLICIES", "PolicyBook", "apply_policy", "with_model"]
 
@@ -44,6 +45,16 @@ class PolicyBook:
                 raise ValueError(f"model policy {name!r} names no model")
             chains[name] = tuple(models)
         return cls(chains)
+
+    def context_window(self, model: str, catalog: ModelCatalog) -> int | None:
+        """The smallest context window among the models ``model`` (a model or a policy) may be served by;
+        None when none of them is in the catalogue."""
+        windows = [
+            info.context_window
+            for name in self.chain(model) or (model,)
+            if (info := catalog.resolve(name)) is not None
+        ]
+        return min(windows) if windows else None
 
     def chain(self, model: str | None) -> tuple[str, ...] | None:
         """The models a policy name stands for, or None when ``model`` is not a policy."""

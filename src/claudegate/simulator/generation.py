@@ -91,10 +91,11 @@ def plan_reply(
     """The full reply to a validated request: its blocks, stop reason and output token count."""
     rng = random.Random(seed)
     max_tokens: int = body["max_tokens"]
-    if reply_tokens is not None:
+    prefill = _prefill_tokens(body["messages"])
+    if reply_tokens is not None and prefill:
         # A reply that continues a prefilled assistant turn (a client continuing a reply cut by max_tokens)
         # writes only what the whole answer still lacks.
-        reply_tokens = max(1, reply_tokens - _prefill_tokens(body["messages"]))
+        reply_tokens = max(1, reply_tokens - prefill)
     blocks: list[PlannedBlock] = []
 
     thinking = body.get("thinking") or {}

@@ -229,6 +229,10 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Older turns compacted into a summary (by a cheaper model), and the last message it covers: the model is
+    # sent the summary and the turns after that message.
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summary_through: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class ChatMessage(Base):

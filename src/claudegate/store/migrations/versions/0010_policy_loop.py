@@ -1,4 +1,5 @@
-"""Usage records: the model policy a call named and the tool loop it belongs to.
+"""Usage records: the model policy a call named and the tool loop it belongs to. Conversations: the summary
+their older turns were compacted into.
 
 Revision ID: 0010
 Revises: 0005
@@ -23,9 +24,15 @@ def upgrade() -> None:
     with op.batch_alter_table("usage_records") as batch:
         batch.add_column(sa.Column("policy", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("loop_id", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("conversations") as batch:
+        batch.add_column(sa.Column("summary", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("summary_through", sa.String(length=40), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("conversations") as batch:
+        batch.drop_column("summary_through")
+        batch.drop_column("summary")
     with op.batch_alter_table("usage_records") as batch:
         batch.drop_column("loop_id")
         batch.drop_column("policy")
