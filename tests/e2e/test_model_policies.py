@@ -3,6 +3,7 @@ a chain of models tried in order when one is overloaded, with the policy and the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import anthropic
 import pytest
 
 from claudegate import AsyncClient
+from tests.e2e.chat_support import ChatClient, eventually, make_chat_tenant
+from tests.e2e.conftest import Stack
+from tests.e2e.conftest import usage_rows as gateway_usage_rows
 from tests.e2e.test_inprocess_client import client_settings, usage_rows
 
 OPUS_OVERLOADED = {"x-simulator-fault": "overloaded;model=claude-opus-4-6"}
@@ -68,3 +72,31 @@ async def test_a_model_that_is_no_policy_is_sent_as_named(client: AsyncClient) -
         messages=HELLO,  # type: ignore[arg-type]
     )
     assert message.model == "claude-sonnet-4-6"
+
+
+async def test_the_gateway_takes_a_policy_as_the_model(stack: Stack) -> None:
+    sdk = anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.org_a.key, max_retries=0)
+    message = await sdk.messages.create(
+        model="deep",
+        max_tokens=50,
+        messages=HELLO,
+        extra_headers=OPUS_OVERLOADED,  # type: ignore[arg-type]
+    )
+    assert message.model == "claude-sonnet-4-6"
+    async with sdk.messages.stream(model="fast", max_tokens=50, messages=HELLO) as stream:  # type: ignore[arg-type]
+        final = await stream.get_final_message()
+    assert final.model.startswith("claude-haiku-4-5")
+
+    async def fallback_recorded() -> bool:
+        rows = await gateway_usage_rows(stack.database_url, [stack.org_a.key_id])
+        served = {(row["request_id"], row["policy"], row["model"]) for row in rows}
+        return any(entry[1:] == ("deep", "claude-sonnet-4-6") for entry in served)
+
+    await eventually(fallback_recorded)
+
+
+async def test_the_chat_api_takes_a_policy_as_the_model(stack: Stack) -> None:
+    tenant = await make_chat_tenant(stack.database_url, f"policy-{uuid.uuid4().hex[:8]}")
+    async with ChatClient(stack.url, tenant.tenant.key) as chat:
+        reply = await chat.ok("Hello", model="deep", headers=OPUS_OVERLOADED)
+    assert reply["model"] == "claude-sonnet-4-6"
