@@ -16,9 +16,10 @@ from claudegate.client._client import AsyncClient
 from claudegate.client._conversation import AsyncConversation
 from claudegate.client._events import CitationEvent, MessageStreamEvent, SignatureEvent, ThinkingEvent
 from claudegate.client._messages import AsyncMessages, OnQueued
+from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
 from claudegate.client._sync import Client, EventStream, Messages, MessageStream, MessageStreamManager
-from claudegate.client._sync_beta import Beta, BetaMessages, ToolRunner
+from claudegate.client._sync_beta import Beta, BetaMessages, Models, ToolRunner
 from claudegate.client._tools import AsyncToolRunner, ToolLoopLimitError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "AsyncMessageStream",
     "AsyncMessageStreamManager",
     "AsyncMessages",
+    "AsyncModels",
     "AsyncToolRunner",
     "Beta",
     "BetaMessages",
@@ -40,6 +42,8 @@ __all__ = [
     "MessageStreamEvent",
     "MessageStreamManager",
     "Messages",
+    "ModelPage",
+    "Models",
     "OnQueued",
     "SignatureEvent",
     "ThinkingEvent",

@@ -20,6 +20,7 @@ from claudegate.client._conversation import AsyncConversation
 from claudegate.client._exchange import Exchange
 from claudegate.client._identity import LocalIdentity
 from claudegate.client._messages import AsyncMessages
+from claudegate.client._models import AsyncModels
 from claudegate.config import Settings
 from claudegate.keys import Identity
 from claudegate.pipeline.sink import ResponseSink
@@ -62,6 +63,7 @@ class AsyncClient:
         self._closed = False
         self.messages = AsyncMessages(self)
         self.beta = AsyncBeta(self, self.messages)
+        self.models = AsyncModels(self)
 
     @property
     def settings(self) -> Settings:

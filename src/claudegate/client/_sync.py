@@ -25,7 +25,7 @@ from claudegate.client._events import MessageStreamEvent
 from claudegate.client._messages import AsyncMessages, OnQueued
 from claudegate.client._portal import Portal
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
-from claudegate.client._sync_beta import Beta
+from claudegate.client._sync_beta import Beta, Models
 from claudegate.config import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Client:
         self._async = AsyncClient(settings=settings, org=org, user=user, key=key)
         self.messages = Messages(self._async.messages, self._portal)
         self.beta = Beta(self._async.beta.messages, self._portal)
+        self.models = Models(self._async.models, self._portal)
         # A client dropped, or left open at exit, still closes: its usage records are written, not lost.
         self._finalizer = weakref.finalize(self, _close, self._portal, self._async)
 

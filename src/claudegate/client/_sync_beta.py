@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from anthropic.types import MessageTokensCount
+from anthropic.types import MessageTokensCount, ModelInfo
 from anthropic.types.beta import BetaMessage, BetaMessageParam
 
 from claudegate.client._beta import AsyncBetaMessages
+from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._portal import Portal
 from claudegate.client._tools import AsyncToolRunner
 
-__all__ = ["Beta", "BetaMessages", "ToolRunner"]
+__all__ = ["Beta", "BetaMessages", "Models", "ToolRunner"]
 
 
 class ToolRunner:
@@ -73,3 +74,18 @@ class BetaMessages:
 class Beta:
     def __init__(self, messages: AsyncBetaMessages, portal: Portal) -> None:
         self.messages = BetaMessages(messages, portal)
+
+
+class Models:
+    """``client.models`` for synchronous code: ``list`` (one page; see its ``data`` and ``has_more``) and
+    ``retrieve``."""
+
+    def __init__(self, models: AsyncModels, portal: Portal) -> None:
+        self._models = models
+        self._portal = portal
+
+    def list(self, **params: Any) -> ModelPage:
+        return self._portal.run(self._models.list(**params))
+
+    def retrieve(self, model_id: str, **params: Any) -> ModelInfo:
+        return self._portal.run(self._models.retrieve(model_id, **params))

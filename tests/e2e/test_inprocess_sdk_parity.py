@@ -1,0 +1,69 @@
+"""The in-process client's surface beyond ``messages``: ``models``, ``beta.messages``, as the SDK's."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anthropic
+import pytest
+from anthropic.types.beta import BetaMessage
+
+from claudegate import AsyncClient, Client
+from tests.e2e.test_inprocess_client import client_settings, reply
+
+
+@pytest.fixture
+async def client(simulator_url: str, tmp_path: Path) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(settings=client_settings(simulator_url, tmp_path), org="parity") as client:
+        yield client
+
+
+@pytest.fixture
+def direct(simulator_url: str) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=simulator_url, api_key=f"sk-{uuid.uuid4().hex}", max_retries=0)
+
+
+async def test_models_list_and_retrieve_as_the_sdk(
+    client: AsyncClient, direct: anthropic.AsyncAnthropic
+) -> None:
+    page = await client.models.list(limit=3)
+    theirs = await direct.models.list(limit=3)
+    assert [model.id for model in page.data] == [model.id for model in theirs.data]
+    assert page.has_more is theirs.has_more is True
+    everything = [model.id async for model in page]
+    assert everything == [model.id async for model in await direct.models.list(limit=3)]
+    assert len(everything) > 3
+
+    sonnet = await client.models.retrieve("claude-sonnet-4-6")
+    assert sonnet.model_dump() == (await direct.models.retrieve("claude-sonnet-4-6")).model_dump()
+    with pytest.raises(anthropic.NotFoundError):
+        await client.models.retrieve("claude-nonesuch-1")
+
+
+async def test_beta_messages_create_gives_a_beta_message(
+    client: AsyncClient, direct: anthropic.AsyncAnthropic
+) -> None:
+    params = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "betas": ["context-management-2025-06-27"],
+    }
+    ours = await client.beta.messages.create(**params)
+    theirs = await direct.beta.messages.create(**params)  # type: ignore[arg-type]
+    assert isinstance(ours, BetaMessage)
+    assert reply(ours) == reply(theirs)
+    counted = await client.beta.messages.count_tokens(
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert counted.input_tokens > 0
+
+
+def test_the_sync_client_lists_models(simulator_url: str, tmp_path: Path) -> None:
+    with Client(settings=client_settings(simulator_url, tmp_path), org="parity-sync") as client:
+        page = client.models.list(limit=2)
+        model = client.models.retrieve(page.data[0].id)
+    assert len(page.data) == 2
+    assert model.id == page.data[0].id
