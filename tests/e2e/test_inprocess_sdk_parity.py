@@ -67,3 +67,41 @@ def test_the_sync_client_lists_models(simulator_url: str, tmp_path: Path) -> Non
         model = client.models.retrieve(page.data[0].id)
     assert len(page.data) == 2
     assert model.id == page.data[0].id
+
+
+async def test_with_raw_response_gives_the_status_headers_and_reply(client: AsyncClient) -> None:
+    raw = await client.messages.with_raw_response.create(
+        model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert raw.status_code == 200
+    assert raw.headers["content-type"].startswith("application/json")
+    message = raw.parse()
+    assert isinstance(message, anthropic.types.Message)
+    assert raw.request_id == message._request_id
+    assert raw.request_id is not None
+
+
+async def test_with_options_sets_defaults_for_every_call_and_shares_the_services(
+    client: AsyncClient,
+) -> None:
+    overloaded = client.with_options(default_headers={"x-simulator-fault": "overloaded"})
+    with pytest.raises(anthropic.InternalServerError) as raised:
+        await overloaded.messages.create(
+            model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "Hello"}]
+        )
+    assert raised.value.status_code == 529
+    assert await overloaded.open() is await client.open()
+    await overloaded.close()  # closes nothing: the client it came from goes on
+    message = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert message.stop_reason == "end_turn"
+
+
+def test_the_sync_client_has_raw_responses_and_options(simulator_url: str, tmp_path: Path) -> None:
+    with Client(settings=client_settings(simulator_url, tmp_path), org="parity-sync2") as client:
+        raw = client.with_options(timeout=30).messages.with_raw_response.create(
+            model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        )
+        assert raw.status_code == 200
+        assert raw.parse().stop_reason == "end_turn"  # type: ignore[union-attr]

@@ -22,12 +22,23 @@ import pydantic
 
 from claudegate.pipeline.sink import RawHeaders
 
-__all__ = ["API_VERSION", "Prepared", "is_given", "prepare"]
+__all__ = ["API_VERSION", "Defaults", "Prepared", "is_given", "prepare"]
 
 API_VERSION = "2023-06-01"
 
 # Parameters the SDK sends as headers rather than in the body.
 _HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id": "anthropic-workspace-id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What ``client.with_options(...)`` sets for every call of the client it returns (a call's own
+    arguments win; its ``extra_headers`` are added to these)."""
+
+    timeout: float | None = None
+    deadline_s: float | None = None
+    priority: int | None = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
