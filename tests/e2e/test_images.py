@@ -60,7 +60,7 @@ async def test_an_oversized_png_is_refused_as_it_is_and_accepted_resized(
     assert (image.width, image.height) == (1568, 105)
     message = await client.messages.create(
         model=MODEL,
-        max_tokens=50,
+        max_tokens=2000,
         messages=[
             {"role": "user", "content": [image.block, {"type": "text", "text": "What is this?"}]}  # type: ignore[list-item]
         ],

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import anthropic
 import orjson
-from anthropic.types import Message, MessageCountTokensParams, MessageTokensCount
+import pydantic
+from anthropic.lib._parse._response import parse_response
+from anthropic.lib._parse._transform import transformed_json_schema
+from anthropic.types import Message, MessageCountTokensParams, MessageTokensCount, ParsedMessage
 from anthropic.types.message_create_params import (
     MessageCreateParamsBase,
     MessageCreateParamsNonStreaming,
@@ -217,6 +220,29 @@ class AsyncMessages:
             return opened
 
         return AsyncMessageStreamManager(open_stream)
+
+    async def parse(self, *, output_format: type[_T] | None = None, **params: Any) -> ParsedMessage[_T]:
+        """As the SDK's ``messages.parse``: ``output_format`` (a Pydantic model, or any type a
+        ``pydantic.TypeAdapter`` takes) becomes the request's JSON-schema output format, and the reply's text
+        blocks carry ``parsed_output`` (``message.parsed_output``: the first). Takes :meth:`create`'s other
+        parameters (not ``stream``)."""
+        if params.get("stream") is True:
+            raise TypeError("parse does not stream; use stream() and parse the final text")
+        if output_format is not None:
+            if isinstance(output_format, str | Mapping):
+                raise TypeError("output_format must be a type; pass a schema as output_config={'format': …}")
+            schema = transformed_json_schema(pydantic.TypeAdapter(output_format))
+            given = params.get("output_config") or {}
+            params = {
+                **params,
+                "output_config": {**given, "format": {"type": "json_schema", "schema": schema}},
+            }
+        message = await self.create(**params)
+        assert isinstance(message, Message)
+        return parse_response(
+            response=message,
+            output_format=cast(_T, output_format if output_format is not None else anthropic.NOT_GIVEN),
+        )
 
     async def create_continued(self, *, max_continuations: int | None = None, **params: Any) -> Message:
         """:meth:`create`, continued while the reply stops at ``max_tokens`` (up to ``max_continuations``
