@@ -118,7 +118,9 @@ class BotSettings(BaseModel):
         default=300, ge=1, description="Questions in progress at most; more are refused as busy at once."
     )
     # -- answers ------------------------------------------------------------------------------------------
-    model: str = Field(default="claude-haiku-4-5", description="The model that answers.")
+    model: str = Field(
+        default="claude-haiku-4-5", description="The model that answers (or a model policy: fast, deep…)."
+    )
     system_prompt: str = Field(
         default=_BOT_SYSTEM_PROMPT,
         description="Instructions for brevity; {max_chars} becomes the answer's character budget.",

@@ -4,7 +4,7 @@ event loop (see ``_portal``). Sync tools (``anthropic.beta_tool``) run in worker
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anthropic.types import MessageTokensCount, ModelInfo
 from anthropic.types.beta import BetaMessage, BetaMessageParam
@@ -13,6 +13,9 @@ from claudegate.client._beta import AsyncBetaMessages
 from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._portal import Portal
 from claudegate.client._tools import AsyncToolRunner
+
+if TYPE_CHECKING:
+    from claudegate.client._sync import MessageStreamManager
 
 __all__ = ["Beta", "BetaMessages", "Models", "ToolRunner"]
 
@@ -66,6 +69,11 @@ class BetaMessages:
 
     def count_tokens(self, **params: Any) -> MessageTokensCount:
         return self._portal.run(self._messages.count_tokens(**params))
+
+    def stream(self, **params: Any) -> MessageStreamManager:
+        from claudegate.client._sync import MessageStreamManager as SyncManager
+
+        return SyncManager(self._messages.stream(**params), self._portal)
 
     def tool_runner(self, **params: Any) -> ToolRunner:
         return ToolRunner(self._messages.tool_runner(**params), self._portal)
