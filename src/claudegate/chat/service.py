@@ -80,6 +80,7 @@ class Turn:
     breakpoints: list[str] = field(default_factory=list)
     history_messages: int = 0
     request_id: str | None = None  # the gateway's id of the call, as in its usage record
+    max_continuations: int = 0  # how often a reply stopped by max_tokens is continued (chat/continuation.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +217,7 @@ class ChatService:
             prompt_version=version.version if version else None,
             breakpoints=breakpoints,
             history_messages=len(messages) - 1,
+            max_continuations=request.max_continuations or 0,
         )
 
     async def _conversation(self, caller: Caller, chat_id: str) -> ConversationRow:
