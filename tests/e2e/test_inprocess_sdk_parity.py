@@ -11,7 +11,8 @@ import pytest
 from anthropic.types.beta import BetaMessage
 
 from claudegate import AsyncClient, Client
-from tests.e2e.test_inprocess_client import client_settings, reply
+from tests.e2e.chat_support import eventually
+from tests.e2e.test_inprocess_client import client_settings, reply, usage_rows
 
 
 @pytest.fixture
@@ -105,3 +106,44 @@ def test_the_sync_client_has_raw_responses_and_options(simulator_url: str, tmp_p
         )
         assert raw.status_code == 200
         assert raw.parse().stop_reason == "end_turn"  # type: ignore[union-attr]
+
+
+async def test_batches_run_through_the_gateways_batch_code(simulator_url: str, tmp_path: Path) -> None:
+    settings = client_settings(simulator_url, tmp_path)
+    request = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    async with AsyncClient(settings=settings, org="batcher") as client:
+        batch = await client.messages.batches.create(
+            requests=[{"custom_id": "one", "params": request}, {"custom_id": "two", "params": request}]
+        )
+        assert batch.id.startswith("msgbatch_")
+        assert [found.id for found in (await client.messages.batches.list()).data] == [batch.id]
+
+        async def ended() -> bool:
+            return (await client.messages.batches.retrieve(batch.id)).processing_status == "ended"
+
+        await eventually(ended)
+        results = [result async for result in client.messages.batches.results(batch.id)]
+        assert sorted(result.custom_id for result in results) == ["one", "two"]
+        assert {result.result.type for result in results} == {"succeeded"}
+        async with AsyncClient(settings=settings, org="someone-else") as other:
+            with pytest.raises(anthropic.NotFoundError):
+                await other.messages.batches.retrieve(batch.id)
+            assert (await other.messages.batches.list()).data == []
+    rows = await usage_rows(f"sqlite+aiosqlite:///{tmp_path / 'claudegate.db'}", "batcher", 2)
+    assert {row["batch"] for row in rows} == {True}
+
+
+def test_the_sync_client_lists_its_batches(simulator_url: str, tmp_path: Path) -> None:
+    request = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    with Client(settings=client_settings(simulator_url, tmp_path), org="batcher-sync") as client:
+        batch = client.messages.batches.create(requests=[{"custom_id": "a", "params": request}])
+        assert client.messages.batches.retrieve(batch.id).id == batch.id
+        assert [found.id for found in client.messages.batches.list().data] == [batch.id]

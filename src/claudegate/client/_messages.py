@@ -26,6 +26,7 @@ from anthropic.types.message_create_params import (
     MessageCreateParamsStreaming,
 )
 
+from claudegate.client._batches import AsyncBatches
 from claudegate.client._call import build_call
 from claudegate.client._conversation import create_continued
 from claudegate.client._errors import error_from_reply, translate
@@ -133,6 +134,7 @@ class AsyncMessages:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
         self.with_raw_response = AsyncRawMessages(self)
+        self.batches = AsyncBatches(client)
 
     @overload
     async def create(

@@ -22,7 +22,7 @@ import pydantic
 
 from claudegate.pipeline.sink import RawHeaders
 
-__all__ = ["API_VERSION", "Defaults", "Prepared", "is_given", "prepare"]
+__all__ = ["API_VERSION", "Defaults", "Prepared", "is_given", "jsonable", "prepare"]
 
 API_VERSION = "2023-06-01"
 
@@ -90,7 +90,7 @@ def prepare(
             raise ValueError(f"the header {name!r} holds a CR, LF or NUL character: a header cannot")
     if extra_query:
         query.update(extra_query)
-    body = orjson.dumps(fields, default=_jsonable)
+    body = orjson.dumps(fields, default=jsonable)
     return Prepared(
         body=body,
         fields=orjson.loads(body),  # as sent: generators and SDK models given as parameters, converted
@@ -99,7 +99,7 @@ def prepare(
     )
 
 
-def _jsonable(value: object) -> object:
+def jsonable(value: object) -> object:
     """What orjson cannot serialise itself: SDK models, other mappings, other iterables."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(

@@ -26,7 +26,7 @@ from claudegate.client._events import MessageStreamEvent
 from claudegate.client._messages import AsyncMessages, OnQueued, RawResponse
 from claudegate.client._portal import Portal
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
-from claudegate.client._sync_beta import Beta, Models
+from claudegate.client._sync_beta import Batches, Beta, Models
 from claudegate.config import Settings
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ class Messages:
         self._messages = messages
         self._portal = portal
         self.with_raw_response = RawMessages(messages, portal)
+        self.batches = Batches(messages.batches, portal)
 
     @overload
     def create(

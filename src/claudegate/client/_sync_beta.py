@@ -3,12 +3,15 @@ event loop (see ``_portal``). Sync tools (``anthropic.beta_tool``) run in worker
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from anthropic.types import MessageTokensCount, ModelInfo
 from anthropic.types.beta import BetaMessage, BetaMessageParam
+from anthropic.types.messages import DeletedMessageBatch, MessageBatch, MessageBatchIndividualResponse
 
+from claudegate.client._batches import AsyncBatches, BatchPage
 from claudegate.client._beta import AsyncBetaMessages
 from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._portal import Portal
@@ -17,7 +20,7 @@ from claudegate.client._tools import AsyncToolRunner
 if TYPE_CHECKING:
     from claudegate.client._sync import MessageStreamManager
 
-__all__ = ["Beta", "BetaMessages", "Models", "ToolRunner"]
+__all__ = ["Batches", "Beta", "BetaMessages", "Models", "ToolRunner"]
 
 
 class ToolRunner:
@@ -97,3 +100,29 @@ class Models:
 
     def retrieve(self, model_id: str, **params: Any) -> ModelInfo:
         return self._portal.run(self._models.retrieve(model_id, **params))
+
+
+class Batches:
+    """``client.messages.batches`` for synchronous code; ``results`` gives a list."""
+
+    def __init__(self, batches: AsyncBatches, portal: Portal) -> None:
+        self._batches = batches
+        self._portal = portal
+
+    def create(self, **params: Any) -> MessageBatch:
+        return self._portal.run(self._batches.create(**params))
+
+    def retrieve(self, message_batch_id: str) -> MessageBatch:
+        return self._portal.run(self._batches.retrieve(message_batch_id))
+
+    def list(self, **params: Any) -> BatchPage:
+        return self._portal.run(self._batches.list(**params))
+
+    def cancel(self, message_batch_id: str) -> MessageBatch:
+        return self._portal.run(self._batches.cancel(message_batch_id))
+
+    def delete(self, message_batch_id: str) -> DeletedMessageBatch:
+        return self._portal.run(self._batches.delete(message_batch_id))
+
+    def results(self, message_batch_id: str) -> builtins.list[MessageBatchIndividualResponse]:
+        return builtins.list(self._portal.iterate(self._batches.results(message_batch_id)))
