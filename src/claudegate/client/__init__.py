@@ -1,5 +1,6 @@
-"""The in-process client: the official SDK's ``messages`` surface running claudegate's pipeline in this
-process, so an application gains flow control, retries, failover and usage records by changing one import::
+"""The in-process client: the official SDK's surface (``messages``, ``models``, ``beta``) running
+claudegate's pipeline in this process, so an application gains flow control, retries, failover and usage
+records by changing one import::
 
     import claudegate
 

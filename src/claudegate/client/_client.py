@@ -39,8 +39,9 @@ _CLOSE_GRACE_S = 2.0
 
 
 class AsyncClient:
-    """An in-process client with the SDK's ``messages.create``, ``messages.stream`` and
-    ``messages.count_tokens``.
+    """An in-process client with the SDK's ``messages`` (``create``, ``stream``, ``count_tokens``, ``parse``,
+    ``batches``, ``with_raw_response``), ``models``, ``beta.messages`` (with ``tool_runner``) and
+    ``with_options``, plus :meth:`conversation` and ``messages.create_continued`` for long exchanges.
 
     ``settings``: claudegate's settings (default: ``Settings.load()``, from the environment). The caller is
     the owner of ``key``, a gateway key (``cg-…``) whose limits then apply; without one, the organisation
