@@ -86,6 +86,9 @@ async def test_the_gateway_takes_a_policy_as_the_model(stack: Stack) -> None:
     async with sdk.messages.stream(model="fast", max_tokens=50, messages=HELLO) as stream:  # type: ignore[arg-type]
         final = await stream.get_final_message()
     assert final.model.startswith("claude-haiku-4-5")
+    counted = await sdk.messages.count_tokens(model="deep", messages=HELLO)  # type: ignore[arg-type]
+    as_opus = await sdk.messages.count_tokens(model="claude-opus-4-6", messages=HELLO)  # type: ignore[arg-type]
+    assert counted.input_tokens == as_opus.input_tokens > 0
 
     async def fallback_recorded() -> bool:
         rows = await gateway_usage_rows(stack.database_url, [stack.org_a.key_id])

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from claudegate.config import Settings
 from claudegate.errors import ClaudegateError, InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.keys import Identity, presented_key
-from claudegate.pipeline.policies import apply_policy
+from claudegate.pipeline.policies import apply_policy, with_model
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
@@ -104,7 +104,7 @@ class Gateway:
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/messages/count_tokens":
-                await self._only(call, "POST", self._authenticated_pass_through)
+                await self._only(call, "POST", self._count_tokens)
             elif path.startswith("/v1/messages/batches"):
                 await self._authenticate(call)
                 await batch_routes.dispatch(self.services, call)
@@ -150,6 +150,16 @@ class Gateway:
     async def _authenticated_pass_through(self, call: GatewayCall) -> None:
         await self._authenticate(call)
         await self.pass_through(call)
+
+    async def _count_tokens(self, call: GatewayCall) -> None:
+        """A pass-through, in which a model policy is counted as its first model."""
+        await self._authenticate(call)
+        body = await read_json_body(call, MAX_BODY_BYTES)
+        model = body.get("model")
+        chain = self.services.policies.chain(model) if isinstance(model, str) else None
+        if chain is not None and call.body is not None:
+            call.body = with_model(call.body, chain[0])
+        await forward(call, self.services)
 
     async def _messages(self, call: GatewayCall) -> None:
         identity = await self._authenticate(call)
