@@ -135,7 +135,9 @@ class BotSettings(BaseModel):
         default=300, ge=1, description="Questions in progress at most; more are refused as busy at once."
     )
     # -- answers ------------------------------------------------------------------------------------------
-    model: str = Field(default="claude-haiku-4-5", description="The model that answers.")
+    model: str = Field(
+        default="claude-haiku-4-5", description="The model that answers (or a model policy: fast, deep…)."
+    )
     system_prompt: str = Field(
         default=_BOT_SYSTEM_PROMPT,
         description="Instructions for brevity; {max_chars} becomes the answer's character budget.",
@@ -438,6 +440,15 @@ class Settings(BaseSettings):
     breaker_open_s: float = Field(
         default=30.0, gt=0, description="How long an open breaker keeps traffic away before a probe."
     )
+    model_policies: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Named model policies usable as the model of any call ([model_policies] table: name = [models]), "
+            "each a chain tried in order when a model is overloaded or unavailable. They replace or extend "
+            "the built-in fast (Haiku, then Sonnet), balanced (Sonnet, then Haiku) and deep (Opus, then "
+            "Sonnet)."
+        ),
+    )
 
     # -- chat API -----------------------------------------------------------------------------------------
     chat_model: str = Field(
@@ -456,6 +467,31 @@ class Settings(BaseSettings):
     chat_cache_breakpoints: bool = Field(
         default=True,
         description="Place prompt-cache breakpoints in chat calls automatically (tools, system, history).",
+    )
+
+    # -- application patterns (in-process client and chat API) -------------------------------------------
+    tool_loop_max_iterations: int = Field(
+        default=5, ge=1, description="Model calls a tool runner makes at most before it ends with an error."
+    )
+    image_max_long_side_px: int = Field(
+        default=1568, ge=1, description="Images sent through the image helpers are resized to fit this."
+    )
+    continuation_max: int = Field(
+        default=3,
+        ge=0,
+        description="How many times a reply stopped by max_tokens is continued when continuation is asked.",
+    )
+    compaction_share: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description=(
+            "Share of the model's context window past which a conversation's older turns are compacted into "
+            "a summary."
+        ),
+    )
+    compaction_model: str = Field(
+        default="claude-haiku-4-5", description="The (cheaper) model that writes compaction summaries."
     )
 
     # -- chat bots ----------------------------------------------------------------------------------------

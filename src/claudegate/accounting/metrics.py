@@ -90,6 +90,13 @@ class GatewayMetrics:
             ["upstream"],
             registry=r,
         )
+        self.tool_loop_depth = Histogram(
+            "claudegate_tool_loop_depth",
+            "Model calls per tool loop (a tool runner's turns), observed when the loop ends.",
+            ["outcome"],
+            buckets=(1, 2, 3, 4, 5, 8, 10, 15, 20, 30, 50),
+            registry=r,
+        )
         self.usage_pending = Gauge(
             "claudegate_usage_records_pending", "Usage records not yet written to the database.", registry=r
         )

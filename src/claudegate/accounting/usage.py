@@ -76,6 +76,8 @@ class UsageRecord:
     session_id: str | None = None
     agent_id: str | None = None
     parent_agent_id: str | None = None
+    policy: str | None = None
+    loop_id: str | None = None
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

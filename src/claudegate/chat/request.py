@@ -13,6 +13,7 @@ from claudegate.store.chat_rows import ChatOwner
 
 __all__ = ["Caller", "ChatRequest", "caller_for"]
 
+_MAX_CONTINUATIONS = 10
 _MAX_MESSAGE_BLOCKS: Final = 100
 
 
@@ -25,11 +26,12 @@ class ChatRequest:
     prompt: str | None = None
     model: str | None = None
     max_tokens: int | None = None
+    max_continuations: int | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ChatRequest:
         """Check a request body; InvalidRequestError names the field to fix."""
-        known = {"message", "chat_id", "prompt", "model", "max_tokens"}
+        known = {"message", "chat_id", "prompt", "model", "max_tokens", "max_continuations"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise InvalidRequestError(
@@ -62,7 +64,16 @@ class ChatRequest:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
         ):
             raise InvalidRequestError("max_tokens: must be a whole number of at least 1")
-        return cls(content=content, max_tokens=max_tokens, **fields)
+        continuations = body.get("max_continuations")
+        if continuations is not None and (
+            isinstance(continuations, bool)
+            or not isinstance(continuations, int)
+            or not 0 <= continuations <= _MAX_CONTINUATIONS
+        ):
+            raise InvalidRequestError(
+                f"max_continuations: must be a whole number from 0 to {_MAX_CONTINUATIONS}"
+            )
+        return cls(content=content, max_tokens=max_tokens, max_continuations=continuations, **fields)
 
 
 @dataclass(frozen=True, slots=True)

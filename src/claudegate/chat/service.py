@@ -9,6 +9,7 @@ question without its answer or half an answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from claudegate.accounting.prices import PriceTable
 from claudegate.chat.caching import place_breakpoints, system_blocks
+from claudegate.chat.compaction import Compaction, Compactor, summary_block
 from claudegate.chat.errors import TurnFailedError
 from claudegate.chat.history import HistoryMessage, content_tokens, history_start
 from claudegate.chat.prompts import choose_version
@@ -29,7 +31,9 @@ from claudegate.chat.reply import normalise_blocks, reply_text, usage_json
 from claudegate.chat.request import Caller, ChatRequest
 from claudegate.config import Settings
 from claudegate.errors import ApiError, ClaudegateError, InvalidRequestError, NotFoundError
+from claudegate.images import ImageError, prepare_blocks
 from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.policies import PolicyBook, apply_policy
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import deadline_for
@@ -76,6 +80,7 @@ class Turn:
     breakpoints: list[str] = field(default_factory=list)
     history_messages: int = 0
     request_id: str | None = None  # the gateway's id of the call, as in its usage record
+    max_continuations: int = 0  # how often a reply stopped by max_tokens is continued (chat/continuation.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,15 @@ class TurnReply:
 class ChatService:
     """Runs chat turns through the pipeline and keeps conversations in the store."""
 
-    __slots__ = ("_many_upstreams", "_pipeline", "_prices", "_settings", "_store")
+    __slots__ = (
+        "_compactor",
+        "_many_upstreams",
+        "_pipeline",
+        "_policies",
+        "_prices",
+        "_settings",
+        "_store",
+    )
 
     def __init__(
         self,
@@ -111,7 +124,12 @@ class ChatService:
         prices: PriceTable,
         settings: Settings,
         many_upstreams: bool = False,
+        policies: PolicyBook | None = None,
     ) -> None:
+        self._policies = policies or PolicyBook.from_settings(settings.model_policies)
+        self._compactor = Compactor(
+            store=store, pipeline=pipeline, settings=settings, policies=self._policies
+        )
         self._store = store
         self._pipeline = pipeline
         self._prices = prices
@@ -123,8 +141,9 @@ class ChatService:
     async def prepare(self, caller: Caller, request: ChatRequest, *, stream: bool) -> Turn:
         """Load (or plan) the conversation and build the request; nothing is stored yet."""
         settings = self._settings
+        content = await _images_prepared(request.content, settings.image_max_long_side_px)
         question = NewMessage(
-            id=new_message_id(), role="user", content=request.content, tokens=content_tokens(request.content)
+            id=new_message_id(), role="user", content=content, tokens=content_tokens(content)
         )
         version: PromptVersionRow | None = None
         prompt_name: str | None = None
@@ -161,12 +180,28 @@ class ChatService:
 
         max_tokens = request.max_tokens or settings.chat_max_tokens
         earlier = [HistoryMessage(row.role, row.content, row.tokens) for row in history]
-        start = history_start(earlier, settings.chat_history_tokens, new_tokens=question.tokens)
+        compaction = Compaction(None, 0)
+        if earlier:
+            compaction = await self._compactor.compact(
+                caller.identity,
+                chat_id,
+                model,
+                earlier,
+                [row.id for row in history],
+                new_tokens=question.tokens,
+                max_tokens=max_tokens,
+            )
+        start = compaction.start + history_start(
+            earlier[compaction.start :], settings.chat_history_tokens, new_tokens=question.tokens
+        )
         messages = [{"role": row.role, "content": row.content} for row in earlier[start:]]
         messages.append({"role": "user", "content": question.content})
         body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
-        if version is not None:
-            body["system"] = system_blocks(version.system)
+        system = system_blocks(version.system) if version is not None else []
+        if compaction.summary is not None:
+            system.append(summary_block(compaction.summary))
+        if system:
+            body["system"] = system
         body["messages"] = messages
         if stream:
             body["stream"] = True
@@ -182,6 +217,7 @@ class ChatService:
             prompt_version=version.version if version else None,
             breakpoints=breakpoints,
             history_messages=len(messages) - 1,
+            max_continuations=request.max_continuations or 0,
         )
 
     async def _conversation(self, caller: Caller, chat_id: str) -> ConversationRow:
@@ -218,7 +254,7 @@ class ChatService:
             for name, value in headers
             if name == b"anthropic-beta" or name.startswith(b"x-simulator-")
         )
-        return CallRequest(
+        call = CallRequest(
             identity=identity,
             request_id=request_id,
             body=orjson.dumps(turn.body),
@@ -230,6 +266,8 @@ class ChatService:
             priority=identity.settings.priority,
             sticky_key=f"chat:{turn.chat_id}" if self._many_upstreams else None,
         )
+        apply_policy(call, self._policies)  # a chat whose model is a policy name keeps it, for every turn
+        return call
 
     async def begin(self, turn: Turn, request_id: str) -> None:
         """Store the user's message (and the new conversation) before the call."""
@@ -323,3 +361,14 @@ def _title(content: Sequence[Any]) -> str:
     if not text:
         return "(no text)"
     return text if len(text) <= _TITLE_CHARS else text[: _TITLE_CHARS - 1] + "…"
+
+
+async def _images_prepared(content: list[dict[str, Any]], max_long_side: int) -> list[dict[str, Any]]:
+    """The message's image blocks checked, resized and re-encoded (claudegate.images), in a worker thread:
+    decoding and resizing take milliseconds of CPU a call on the event loop should not wait behind."""
+    if not any(block.get("type") == "image" for block in content):
+        return content
+    try:
+        return await asyncio.to_thread(prepare_blocks, content, max_long_side=max_long_side)
+    except ImageError as error:
+        raise InvalidRequestError(f"message: {error}") from None

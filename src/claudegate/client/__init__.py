@@ -1,5 +1,6 @@
-"""The in-process client: the official SDK's ``messages`` surface running claudegate's pipeline in this
-process, so an application gains flow control, retries, failover and usage records by changing one import::
+"""The in-process client: the official SDK's surface (``messages``, ``models``, ``beta``) running
+claudegate's pipeline in this process, so an application gains flow control, retries, failover and usage
+records by changing one import::
 
     import claudegate
 
@@ -11,18 +12,30 @@ process, so an application gains flow control, retries, failover and usage recor
 Replies and errors are the SDK's own types (``anthropic.types.Message``, ``anthropic.RateLimitError``…).
 """
 
+from claudegate.client._beta import AsyncBeta, AsyncBetaMessages
 from claudegate.client._client import AsyncClient
+from claudegate.client._conversation import AsyncConversation
 from claudegate.client._events import CitationEvent, MessageStreamEvent, SignatureEvent, ThinkingEvent
 from claudegate.client._messages import AsyncMessages, OnQueued
+from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
 from claudegate.client._sync import Client, EventStream, Messages, MessageStream, MessageStreamManager
+from claudegate.client._sync_beta import Beta, BetaMessages, Models, ToolRunner
+from claudegate.client._tools import AsyncToolRunner, ToolLoopLimitError
 
 __all__ = [
+    "AsyncBeta",
+    "AsyncBetaMessages",
     "AsyncClient",
+    "AsyncConversation",
     "AsyncEventStream",
     "AsyncMessageStream",
     "AsyncMessageStreamManager",
     "AsyncMessages",
+    "AsyncModels",
+    "AsyncToolRunner",
+    "Beta",
+    "BetaMessages",
     "CitationEvent",
     "Client",
     "EventStream",
@@ -30,7 +43,11 @@ __all__ = [
     "MessageStreamEvent",
     "MessageStreamManager",
     "Messages",
+    "ModelPage",
+    "Models",
     "OnQueued",
     "SignatureEvent",
     "ThinkingEvent",
+    "ToolLoopLimitError",
+    "ToolRunner",
 ]

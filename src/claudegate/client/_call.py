@@ -10,6 +10,7 @@ from collections.abc import Callable
 from claudegate.client._params import Prepared
 from claudegate.config import Settings
 from claudegate.keys import Identity
+from claudegate.pipeline.policies import PolicyBook, apply_policy
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import deadline_for, sticky_key
 
@@ -28,6 +29,8 @@ def build_call(
     deadline_s: float | None,
     priority: int | None,
     on_queued: Callable[[int, float], None] | None,
+    policies: PolicyBook | None = None,
+    loop_id: str | None = None,
 ) -> CallRequest:
     """``deadline_s``: how long the call may wait to start; None takes the key's default deadline, else
     ``settings.default_deadline_s``. ``priority``: None takes the key's. ``upstreams``: how many the pool has
@@ -37,7 +40,7 @@ def build_call(
     fields = prepared.fields
     model = fields.get("model")
     max_tokens = fields.get("max_tokens")
-    return CallRequest(
+    call = CallRequest(
         identity=identity,
         request_id=request_id,
         body=prepared.body,
@@ -50,4 +53,8 @@ def build_call(
         priority=identity.settings.priority if priority is None else priority,
         sticky_key=sticky_key(settings.sticky, prepared.headers, fields) if upstreams > 1 else None,
         on_queued=on_queued,
+        loop_id=loop_id,
     )
+    if policies is not None:
+        apply_policy(call, policies)
+    return call

@@ -10,13 +10,20 @@ uses them from that loop only. ``await client.close()`` releases them and flushe
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
+from typing import Any
 
+from claudegate.client._beta import AsyncBeta
+from claudegate.client._conversation import AsyncConversation
 from claudegate.client._exchange import Exchange
 from claudegate.client._identity import LocalIdentity
 from claudegate.client._messages import AsyncMessages
+from claudegate.client._models import AsyncModels
+from claudegate.client._params import Defaults
 from claudegate.config import Settings
 from claudegate.keys import Identity
 from claudegate.pipeline.sink import ResponseSink
@@ -32,8 +39,9 @@ _CLOSE_GRACE_S = 2.0
 
 
 class AsyncClient:
-    """An in-process client with the SDK's ``messages.create``, ``messages.stream`` and
-    ``messages.count_tokens``.
+    """An in-process client with the SDK's ``messages`` (``create``, ``stream``, ``count_tokens``, ``parse``,
+    ``batches``, ``with_raw_response``), ``models``, ``beta.messages`` (with ``tool_runner``) and
+    ``with_options``, plus :meth:`conversation` and ``messages.create_continued`` for long exchanges.
 
     ``settings``: claudegate's settings (default: ``Settings.load()``, from the environment). The caller is
     the owner of ``key``, a gateway key (``cg-…``) whose limits then apply; without one, the organisation
@@ -57,7 +65,23 @@ class AsyncClient:
         self._opening = asyncio.Lock()
         self._exchanges: set[Exchange] = set()
         self._closed = False
+        self._root = self  # the client whose services this one uses (itself, unless made by with_options)
+        self.defaults = Defaults()
         self.messages = AsyncMessages(self)
+        self.beta = AsyncBeta(self, self.messages)
+        self.models = AsyncModels(self)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this client runs with (read from the environment once, if none were given)."""
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
+
+    def conversation(self, *, model: str, max_tokens: int, **options: Any) -> AsyncConversation:
+        """A conversation that keeps its history inside the model's context window, compacting older turns
+        into a summary, and continues replies cut by ``max_tokens``; see :class:`AsyncConversation`."""
+        return AsyncConversation(self, model=model, max_tokens=max_tokens, **options)
 
     async def __aenter__(self) -> AsyncClient:
         await self.open()
@@ -68,15 +92,39 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        deadline_s: float | None = None,
+        priority: int | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> AsyncClient:
+        """This client with defaults for every call (``timeout``, ``deadline_s``, ``priority``, headers), as
+        the SDK's ``with_options``: it shares this client's services, and closing it closes nothing."""
+        view = copy.copy(self)
+        view.defaults = replace(
+            self.defaults,
+            timeout=timeout if timeout is not None else self.defaults.timeout,
+            deadline_s=deadline_s if deadline_s is not None else self.defaults.deadline_s,
+            priority=priority if priority is not None else self.defaults.priority,
+            headers={**(self.defaults.headers or {}), **(default_headers or {})} or None,
+        )
+        view.messages = AsyncMessages(view)
+        view.beta = AsyncBeta(view, view.messages)
+        view.models = AsyncModels(view)
+        return view
+
     async def open(self) -> Services:
         """Open the services (once; every call does this itself) and return them."""
+        if self._root is not self:
+            return await self._root.open()
         if self._closed:
             raise RuntimeError("this claudegate client is closed")
         if self._services is None:
             async with self._opening:
                 if self._services is None:
-                    settings = self._settings or Settings.load()
-                    self._settings = settings
+                    settings = self.settings
                     self._local = LocalIdentity(self._org, self._user, ttl_s=settings.key_cache_ttl_s)
                     self._services = await open_services(settings)
                     logger.info("claudegate: keys and usage in %s", settings.database_url_redacted)
@@ -90,6 +138,8 @@ class AsyncClient:
     async def identity(self) -> Identity:
         """Who this client's calls are made as (resolved for each call, like the gateway resolves a key;
         a cache makes that cheap). Raises claudegate's AuthenticationError for a bad key."""
+        if self._root is not self:
+            return await self._root.identity()
         services = await self.open()
         if self._key is not None:
             return await services.resolver.resolve(self._key)
@@ -98,6 +148,8 @@ class AsyncClient:
 
     def start(self, produce: Callable[[ResponseSink], Awaitable[object]]) -> Exchange:
         """Run ``produce`` (a call through the pipeline, or a pass-through) in a task of its own."""
+        if self._root is not self:
+            return self._root.start(produce)
         if self._closed:
             raise RuntimeError("this claudegate client is closed")
         exchange = Exchange(produce)
@@ -108,7 +160,7 @@ class AsyncClient:
     async def close(self) -> None:
         """End the calls still running (as if their callers left), then close the services, writing the
         usage records still buffered."""
-        if self._closed:
+        if self._closed or self._root is not self:
             return
         self._closed = True
         tasks = set()

@@ -10,24 +10,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
+import anthropic
 import orjson
-from anthropic.types import Message, MessageCountTokensParams, MessageTokensCount
+import pydantic
+from anthropic.lib._parse._response import parse_response
+from anthropic.lib._parse._transform import transformed_json_schema
+from anthropic.types import Message, MessageCountTokensParams, MessageTokensCount, ParsedMessage
 from anthropic.types.message_create_params import (
     MessageCreateParamsBase,
     MessageCreateParamsNonStreaming,
     MessageCreateParamsStreaming,
 )
 
+from claudegate.client._batches import AsyncBatches
 from claudegate.client._call import build_call
+from claudegate.client._conversation import create_continued
 from claudegate.client._errors import error_from_reply, translate
 from claudegate.client._exchange import Exchange, ReplyLost
 from claudegate.client._params import Prepared, prepare
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStreamManager
 from claudegate.errors import ClaudegateError, RequestTooLargeError
+from claudegate.pipeline.policies import PolicyBook
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped, forwarded_headers, open_reply, relay
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
 from claudegate.server.call import MAX_BODY_BYTES, new_request_id
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
 
     from claudegate.client._client import AsyncClient
 
-__all__ = ["AsyncMessages", "OnQueued"]
+__all__ = ["AsyncMessages", "AsyncRawMessages", "OnQueued", "RawResponse"]
 
 OnQueued = Callable[[int, float], None]
 """Hears ``(position, predicted wait in seconds)`` when a call has to wait for its turn."""
@@ -48,7 +55,8 @@ _MESSAGES_PATH = "/v1/messages"
 _COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
-_Reply = TypeVar("_Reply", Message, MessageTokensCount)
+_Reply = TypeVar("_Reply", bound=anthropic.BaseModel)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +71,70 @@ class _Options:
     extra_query: Mapping[str, object] | None
     extra_body: Mapping[str, object] | None
     timeout: float | None
+    loop_id: str | None = None  # set by a tool runner on each of its calls
+    # The model a reply is read as: the beta namespace reads BetaMessage (its create is typed for it).
+    reply_type: type[anthropic.BaseModel] = Message
+    on_head: Callable[[int, RawHeaders], None] | None = None  # hears the reply's status and headers
+
+
+class RawResponse(Generic[_T]):
+    """A reply with its HTTP status and headers, as the SDK's ``with_raw_response`` gives: ``parse()`` is
+    the reply itself."""
+
+    def __init__(self, status: int, headers: RawHeaders, parsed: _T) -> None:
+        self.status_code = status
+        self.headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+        self._parsed = parsed
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("request-id")
+
+    def parse(self) -> _T:
+        return self._parsed
+
+
+class AsyncRawMessages:
+    """``client.messages.with_raw_response``: ``create`` with the reply's status and headers."""
+
+    def __init__(self, messages: AsyncMessages) -> None:
+        self._messages = messages
+
+    async def create(
+        self,
+        *,
+        deadline_s: float | None = None,
+        priority: int | None = None,
+        on_queued: OnQueued | None = None,
+        betas: Iterable[str] | None = None,
+        extra_headers: Mapping[str, object] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's parameter
+        **params: Any,
+    ) -> RawResponse[Message | AsyncEventStream]:
+        head: list[tuple[int, RawHeaders]] = []
+        options = _Options(
+            deadline_s,
+            priority,
+            on_queued,
+            betas,
+            extra_headers,
+            extra_query,
+            extra_body,
+            timeout,
+            on_head=lambda status, headers: head.append((status, headers)),
+        )
+        result = await self._messages._create(params, options)
+        status, headers = head[0]
+        return RawResponse(status, headers, result)
 
 
 class AsyncMessages:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self.with_raw_response = AsyncRawMessages(self)
+        self.batches = AsyncBatches(client)
 
     @overload
     async def create(
@@ -156,6 +223,38 @@ class AsyncMessages:
 
         return AsyncMessageStreamManager(open_stream)
 
+    async def parse(self, *, output_format: type[_T] | None = None, **params: Any) -> ParsedMessage[_T]:
+        """As the SDK's ``messages.parse``: ``output_format`` (a Pydantic model, or any type a
+        ``pydantic.TypeAdapter`` takes) becomes the request's JSON-schema output format, and the reply's text
+        blocks carry ``parsed_output`` (``message.parsed_output``: the first). Takes :meth:`create`'s other
+        parameters (not ``stream``)."""
+        if params.get("stream") is True:
+            raise TypeError("parse does not stream; use stream() and parse the final text")
+        if output_format is not None:
+            if isinstance(output_format, str | Mapping):
+                raise TypeError("output_format must be a type; pass a schema as output_config={'format': …}")
+            schema = transformed_json_schema(pydantic.TypeAdapter(output_format))
+            given = params.get("output_config") or {}
+            params = {
+                **params,
+                "output_config": {**given, "format": {"type": "json_schema", "schema": schema}},
+            }
+        message = await self.create(**params)
+        assert isinstance(message, Message)
+        return parse_response(
+            response=message,
+            output_format=cast(_T, output_format if output_format is not None else anthropic.NOT_GIVEN),
+        )
+
+    async def create_continued(self, *, max_continuations: int | None = None, **params: Any) -> Message:
+        """:meth:`create`, continued while the reply stops at ``max_tokens`` (up to ``max_continuations``
+        times, default: the ``continuation_max`` setting): one Message holding the whole answer, with the
+        usage of every call summed. Takes :meth:`create`'s parameters (not ``stream``)."""
+        if params.get("stream") is True:
+            raise TypeError("create_continued does not stream; use create(stream=True)")
+        limit = self._client.settings.continuation_max if max_continuations is None else max_continuations
+        return await create_continued(self.create, params, max_continuations=limit)
+
     async def count_tokens(
         self,
         *,
@@ -168,11 +267,16 @@ class AsyncMessages:
     ) -> MessageTokensCount:
         """Count a request's input tokens, as the SDK's ``messages.count_tokens`` (outside flow control)."""
         _require(params, ("messages", "model"))
+        # A model policy counts as its first model (count_tokens has no fallback: it is not a generation).
+        chain = PolicyBook.from_settings(self._client.settings.model_policies).chain(str(params["model"]))
+        sent: Mapping[str, object] = params if chain is None else {**params, "model": chain[0]}
+        defaults = self._client.defaults
+        timeout = timeout if timeout is not None else defaults.timeout
         prepared = prepare(
             _COUNT_TOKENS_PATH,
-            params,
+            sent,
             betas=betas,
-            extra_headers=extra_headers,
+            extra_headers={**(defaults.headers or {}), **(extra_headers or {})},
             extra_query=extra_query,
             extra_body=extra_body,
         )
@@ -188,8 +292,20 @@ class AsyncMessages:
             raise error_from_reply(status, headers, body, path=prepared.path_and_query)
         return _parse(MessageTokensCount, body, headers)
 
+    def _defaulted(self, options: _Options) -> _Options:
+        """``options`` with the client's defaults (``with_options``) where the call set none."""
+        defaults = self._client.defaults
+        return replace(
+            options,
+            deadline_s=options.deadline_s if options.deadline_s is not None else defaults.deadline_s,
+            priority=options.priority if options.priority is not None else defaults.priority,
+            timeout=options.timeout if options.timeout is not None else defaults.timeout,
+            extra_headers={**(defaults.headers or {}), **(options.extra_headers or {})} or None,
+        )
+
     async def _create(self, params: dict[str, Any], options: _Options) -> Message | AsyncEventStream:
         _require(params, ("max_tokens", "messages", "model"))
+        options = self._defaulted(options)
         prepared = prepare(
             _MESSAGES_PATH,
             params,
@@ -208,11 +324,13 @@ class AsyncMessages:
             raise translating(error) from None
         if status >= 400:
             raise error_from_reply(status, headers, body, path=prepared.path_and_query)
+        if options.on_head is not None:
+            options.on_head(status, headers)
         if stream:
             return AsyncEventStream(
                 exchange, path=prepared.path_and_query, translate=translating, timeout=options.timeout
             )
-        return _parse(Message, body, headers)
+        return cast(Message, _parse(options.reply_type, body, headers))
 
     async def _run(self, prepared: Prepared, request_id: str, options: _Options) -> Exchange:
         """Start the call in the pipeline."""
@@ -227,6 +345,8 @@ class AsyncMessages:
             deadline_s=options.deadline_s,
             priority=options.priority,
             on_queued=options.on_queued,
+            policies=services.policies,
+            loop_id=options.loop_id,
         )
         pipeline = services.pipeline
         if len(call.body) > MAX_BODY_BYTES:  # the gateway's limit, and Anthropic's

@@ -22,12 +22,23 @@ import pydantic
 
 from claudegate.pipeline.sink import RawHeaders
 
-__all__ = ["API_VERSION", "Prepared", "is_given", "prepare"]
+__all__ = ["API_VERSION", "Defaults", "Prepared", "is_given", "jsonable", "prepare"]
 
 API_VERSION = "2023-06-01"
 
 # Parameters the SDK sends as headers rather than in the body.
 _HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id": "anthropic-workspace-id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What ``client.with_options(...)`` sets for every call of the client it returns (a call's own
+    arguments win; its ``extra_headers`` are added to these)."""
+
+    timeout: float | None = None
+    deadline_s: float | None = None
+    priority: int | None = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +90,7 @@ def prepare(
             raise ValueError(f"the header {name!r} holds a CR, LF or NUL character: a header cannot")
     if extra_query:
         query.update(extra_query)
-    body = orjson.dumps(fields, default=_jsonable)
+    body = orjson.dumps(fields, default=jsonable)
     return Prepared(
         body=body,
         fields=orjson.loads(body),  # as sent: generators and SDK models given as parameters, converted
@@ -88,7 +99,7 @@ def prepare(
     )
 
 
-def _jsonable(value: object) -> object:
+def jsonable(value: object) -> object:
     """What orjson cannot serialise itself: SDK models, other mappings, other iterables."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(

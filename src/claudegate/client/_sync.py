@@ -8,8 +8,9 @@ that background thread.
 
 from __future__ import annotations
 
+import copy
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -22,9 +23,10 @@ from anthropic.types.message_create_params import (
 
 from claudegate.client._client import AsyncClient
 from claudegate.client._events import MessageStreamEvent
-from claudegate.client._messages import AsyncMessages, OnQueued
+from claudegate.client._messages import AsyncMessages, OnQueued, RawResponse
 from claudegate.client._portal import Portal
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
+from claudegate.client._sync_beta import Batches, Beta, Models
 from claudegate.config import Settings
 
 if TYPE_CHECKING:
@@ -48,8 +50,22 @@ class Client:
         self._portal = Portal()
         self._async = AsyncClient(settings=settings, org=org, user=user, key=key)
         self.messages = Messages(self._async.messages, self._portal)
+        self.beta = Beta(self._async.beta.messages, self._portal)
+        self.models = Models(self._async.models, self._portal)
         # A client dropped, or left open at exit, still closes: its usage records are written, not lost.
-        self._finalizer = weakref.finalize(self, _close, self._portal, self._async)
+        self._finalizer: Callable[[], object] = weakref.finalize(self, _close, self._portal, self._async)
+
+    def with_options(self, **options: Any) -> Client:
+        """This client with defaults for every call, as :meth:`AsyncClient.with_options
+        <claudegate.client.AsyncClient.with_options>`; it shares this client's services and thread, and
+        closing it closes nothing."""
+        view = copy.copy(self)
+        view._async = self._async.with_options(**options)
+        view.messages = Messages(view._async.messages, self._portal)
+        view.beta = Beta(view._async.beta.messages, self._portal)
+        view.models = Models(view._async.models, self._portal)
+        view._finalizer = _nothing
+        return view
 
     def __enter__(self) -> Client:
         self._portal.run(self._async.open())
@@ -64,6 +80,10 @@ class Client:
         self._finalizer()
 
 
+def _nothing() -> None:
+    pass
+
+
 def _close(portal: Portal, client: AsyncClient) -> None:
     if not portal.started:  # never used: nothing was opened (and no thread should start at exit)
         return
@@ -73,10 +93,26 @@ def _close(portal: Portal, client: AsyncClient) -> None:
         portal.close()
 
 
+class RawMessages:
+    """``client.messages.with_raw_response``: ``create`` (not streamed) with the reply's status and
+    headers."""
+
+    def __init__(self, messages: AsyncMessages, portal: Portal) -> None:
+        self._messages = messages
+        self._portal = portal
+
+    def create(self, **params: Any) -> RawResponse[Message | AsyncEventStream]:
+        if params.get("stream") is True:
+            raise TypeError("with_raw_response.create does not stream in the synchronous client")
+        return self._portal.run(self._messages.with_raw_response.create(**params))
+
+
 class Messages:
     def __init__(self, messages: AsyncMessages, portal: Portal) -> None:
         self._messages = messages
         self._portal = portal
+        self.with_raw_response = RawMessages(messages, portal)
+        self.batches = Batches(messages.batches, portal)
 
     @overload
     def create(

@@ -77,6 +77,8 @@ class Accountant:
                 session_id=attribution.session_id,
                 agent_id=attribution.agent_id,
                 parent_agent_id=attribution.parent_agent_id,
+                policy=call.policy,
+                loop_id=call.loop_id,
             )
         )
         if _access_log.isEnabledFor(logging.INFO):

@@ -25,6 +25,7 @@ from claudegate.flow.limits import Lanes
 from claudegate.flow.retry import RetryPolicy, retry_after_seconds, should_retry_status
 from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.budgets import BudgetGate, BudgetHold
+from claudegate.pipeline.policies import with_model
 from claudegate.pipeline.relay import (
     ClientGone,
     ReplyResult,
@@ -138,7 +139,7 @@ class Pipeline:
                 call.identity, estimated_in + estimated_out, call.deadline
             ) as taken:
                 try:
-                    await self._dispatch(
+                    await self._dispatch_chain(
                         call,
                         sink,
                         result,
@@ -202,7 +203,7 @@ class Pipeline:
             result.status, result.error_type = error.status, error.error_type
         self._accountant.record(call, result, upstream=None, attempts=1)
 
-    async def _dispatch(
+    async def _dispatch_chain(
         self,
         call: CallRequest,
         sink: ResponseSink,
@@ -213,6 +214,43 @@ class Pipeline:
         estimated_out: int,
         trace: CallSpan | None = None,
     ) -> None:
+        """Dispatch the call to its model, then, while that model is overloaded or unavailable, to each of
+        its policy's fallbacks in turn (pipeline/policies.py)."""
+        while not await self._dispatch(
+            call,
+            sink,
+            result,
+            rate_class=rate_class,
+            estimated_in=estimated_in,
+            estimated_out=estimated_out,
+            trace=trace,
+        ):
+            model, call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
+            logger.info(
+                "model %s is unavailable; policy %s falls back to %s (request %s)",
+                call.model,
+                call.policy,
+                model,
+                call.request_id,
+            )
+            call.model = model
+            call.body = with_model(call.body, model)
+            info = self._catalog.resolve(model)
+            rate_class = info.rate_class if info is not None else _UNKNOWN_CLASS
+
+    async def _dispatch(
+        self,
+        call: CallRequest,
+        sink: ResponseSink,
+        result: ReplyResult,
+        *,
+        rate_class: str,
+        estimated_in: int,
+        estimated_out: int,
+        trace: CallSpan | None = None,
+    ) -> bool:
+        """Dispatch the call, with retries and failover. False (nothing sent to the sink) when the call's
+        model failed, no other upstream is left to try and the call has a fallback model to try next."""
         failed_on: set[str] = set()
         debug = logger.isEnabledFor(logging.DEBUG)
         while True:
@@ -254,7 +292,7 @@ class Pipeline:
                     call, sink, result, member=member, queue=queue, ticket=ticket, attempt=attempt
                 )
             if failure is None:
-                return
+                return True
             logger.debug(
                 "request %s: attempt %d on %s failed (%s)",
                 call.request_id,
@@ -267,6 +305,11 @@ class Pipeline:
             delay = self._retry.delay(result.attempts - 1, headers, self._rng.random())
             if self._untried_upstream_open(call, failed_on):
                 delay = 0.0  # the next attempt fails over to an upstream this call has not tried yet
+            elif call.fallbacks and time.monotonic() < call.deadline:
+                # Another model serves now rather than this one after a backoff.
+                if failure.response is not None:
+                    failure.response.release()
+                return False
             now = time.monotonic()
             if not self._retry.may_retry(
                 result.attempts, delay, now, call.deadline - queue.reply_start(call.stream)
@@ -282,7 +325,7 @@ class Pipeline:
                 await relay(failure.response, sink, result, body=failure.body)
             finally:
                 failure.response.release()
-            return
+            return True
         assert failure.error is not None
         raise failure.error
 

@@ -26,5 +26,8 @@ class CallRequest:
     priority: int = 0
     sticky_key: str | None = None
     on_queued: Callable[[int, float], None] | None = None  # (position, predicted wait) when it must wait
+    policy: str | None = None  # the model policy the caller named (pipeline/policies.py), if any
+    fallbacks: tuple[str, ...] = ()  # the policy's models to try, in order, when ``model`` is overloaded
+    loop_id: str | None = None  # shared by the calls of one tool loop
     started: float = field(default_factory=time.perf_counter)
     api: str = "anthropic"  # the API the client spoke: "anthropic", or "openai" (translated)

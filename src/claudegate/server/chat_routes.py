@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
+from claudegate.chat.continuation import continue_reply
 from claudegate.chat.errors import ClientClosedError, TurnFailedError, error_from_reply
 from claudegate.chat.render import chat_json, message_json
 from claudegate.chat.request import Caller, ChatRequest, caller_for
@@ -120,6 +121,7 @@ def _service(services: Services) -> ChatService:
         prices=services.prices,
         settings=services.settings,
         many_upstreams=len(services.pool.members) > 1,
+        policies=services.policies,
     )
 
 
@@ -241,6 +243,10 @@ async def _json_turn(
         message = orjson.loads(sink.body)
     except orjson.JSONDecodeError:
         raise await service.fail(turn, ApiError("the model's reply was not valid JSON"), result) from None
+    if turn.max_continuations and message.get("stop_reason") == "max_tokens":
+        message = await continue_reply(
+            service, caller, turn, result, message, headers=call.scope["headers"], receive=call.receive
+        )
     reply = await service.complete(
         turn,
         result,

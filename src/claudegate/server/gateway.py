@@ -27,6 +27,7 @@ from claudegate.errors import (
     OverloadedError,
 )
 from claudegate.keys import Identity, presented_key
+from claudegate.pipeline.policies import apply_policy, with_model
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
@@ -202,9 +203,15 @@ class Gateway:
         await self.pass_through(call)
 
     async def _count_tokens(self, call: GatewayCall) -> None:
+        """A pass-through, in which a model policy is counted as its first model; the files the request
+        cites must be the caller's (a count tells a size)."""
         identity = await self._authenticate(call)
         body = await read_json_body(call, MAX_BODY_BYTES)
-        await file_routes.check_cited_files(self.services, identity.org_id, body)  # a count tells a size
+        model = body.get("model")
+        chain = self.services.policies.chain(model) if isinstance(model, str) else None
+        if chain is not None and call.body is not None:
+            call.body = with_model(call.body, chain[0])
+        await file_routes.check_cited_files(self.services, identity.org_id, body)
         await forward(call, self.services)
 
     async def _model(self, call: GatewayCall) -> None:
@@ -298,6 +305,7 @@ class Gateway:
         max_tokens = body.get("max_tokens")
         request.max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
         request.stream = body.get("stream") is True
+        apply_policy(request, self.services.policies)
         requested_s: float | None = None
         deadline_header = header(call.scope, DEADLINE_HEADER)
         if deadline_header is not None:

@@ -20,6 +20,7 @@ from claudegate.keys import KeyResolver
 from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
+from claudegate.pipeline.policies import DEFAULT_POLICIES, PolicyBook
 from claudegate.pipeline.sink import Departure
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.pipeline.tracing import CallTracing
@@ -56,6 +57,7 @@ class Services:
     simulator: SimulatorServer | None = None
     # The replies of calls in flight that shutdown may have to stop (stop_for_shutdown) at its grace deadline.
     calls: set[Departure] = field(default_factory=set)
+    policies: PolicyBook = field(default_factory=lambda: PolicyBook(DEFAULT_POLICIES))
 
     @property
     def upstream(self) -> Upstream:
@@ -151,6 +153,7 @@ async def open_services(settings: Settings) -> Services:
         http=http,
         prober=prober,
         simulator=simulator,
+        policies=PolicyBook.from_settings(settings.model_policies),
     )
 
 

@@ -6,6 +6,8 @@ Header grammar (``x-simulator-fault``)::
 
 ``times=N`` applies the fault to the first N requests that carry the same header value and the same body,
 so a test can script "fail once, then succeed" and watch a client's retry go through.
+``model=NAME`` applies the fault only to requests for that model, so a test can make one model overloaded
+and watch a client fall back to another.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import hashlib
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import orjson
 
 from claudegate.errors import (
     ERROR_TYPES,
@@ -122,6 +126,9 @@ class FaultInjector:
                 f"{FAULT_HEADER}: {argument!r} is not a refusal category; "
                 f"known: {', '.join(sorted(REFUSAL_CATEGORIES))}"
             )
+        only_model = _option(options, "model")
+        if only_model is not None and _model_of(body) != only_model:
+            return None
         times = _times(options)
         if times is not None:
             key = hashlib.blake2b(header.encode() + b"\0" + body, digest_size=16).digest()
@@ -133,6 +140,22 @@ class FaultInjector:
             if seen >= times:
                 return None
         return Fault(kind, argument or None)
+
+
+def _option(options: str, wanted: str) -> str | None:
+    for option in options.split(";"):
+        name, _, value = option.strip().partition("=")
+        if name == wanted:
+            return value
+    return None
+
+
+def _model_of(body: bytes) -> object:
+    try:
+        fields = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return fields.get("model") if isinstance(fields, dict) else None
 
 
 def _times(options: str) -> int | None:

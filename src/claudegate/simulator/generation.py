@@ -86,6 +86,11 @@ def plan_reply(
     """The full reply to a validated request: its blocks, stop reason and output token count."""
     rng = random.Random(seed)
     max_tokens: int = body["max_tokens"]
+    prefill = _prefill_tokens(body["messages"])
+    if reply_tokens is not None and prefill:
+        # A reply that continues a prefilled assistant turn (a client continuing a reply cut by max_tokens)
+        # writes only what the whole answer still lacks.
+        reply_tokens = max(1, reply_tokens - prefill)
     blocks: list[PlannedBlock] = []
 
     thinking = body.get("thinking") or {}
@@ -124,14 +129,14 @@ def plan_reply(
             text = _sentences(rng, length + min(count_text_tokens(prompt.last_user_text), 600) // 3)
         cited = citations_of(server_blocks, rng) if structured is None and tool is None else []
         blocks.append(PlannedBlock("text", pieces=text, citations=cited or None))
-    if tool is not None:
-        where = f"tools.{body['tools'].index(tool)}.input_schema"
-        tool_input = _value(tool["input_schema"], where, rng)
+    for used in (tool, *_parallel_tools(body, prompt, tool)) if tool is not None else ():
+        where = f"tools.{body['tools'].index(used)}.input_schema"
+        tool_input = _value(used["input_schema"], where, rng)
         chunks = token_pieces(orjson.dumps(tool_input).decode())
         tool_id = "toolu_01" + rng.randbytes(11).hex()[:22]
         blocks.append(
             PlannedBlock(
-                "tool_use", pieces=chunks, tool_id=tool_id, tool_name=tool["name"], tool_input=tool_input
+                "tool_use", pieces=chunks, tool_id=tool_id, tool_name=used["name"], tool_input=tool_input
             )
         )
 
@@ -208,12 +213,37 @@ def _sentences(rng: random.Random, tokens: int) -> list[str]:
     return pieces
 
 
+def _prefill_tokens(messages: list[dict[str, Any]]) -> int:
+    """The text tokens of a final assistant turn (a prefill), 0 without one."""
+    last = messages[-1] if messages else {}
+    if last.get("role") != "assistant":
+        return 0
+    content = last.get("content")
+    if isinstance(content, str):
+        return count_text_tokens(content)
+    return sum(
+        count_text_tokens(block.get("text", ""))
+        for block in content or ()
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
+
+
 def _exactly(pieces: list[str], tokens: int) -> list[str]:
     """Prose cut to exactly ``tokens`` pieces (``x-simulator-reply-tokens``), ending with a full stop."""
     pieces = pieces[:tokens]
     if pieces and pieces[-1] != ".":
         pieces[-1] = "."
     return pieces
+
+
+def _parallel_tools(body: dict[str, Any], prompt: Prompt, first: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other tools the last user turn names, used in the same reply (parallel tool use), unless the
+    tool choice is not ``auto`` or disables parallel use."""
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if choice["type"] != "auto" or choice.get("disable_parallel_tool_use") is True:
+        return []
+    asked = prompt.last_user_text.lower()
+    return [t for t in prompt.custom_tools if t is not first and t["name"].lower() in asked]
 
 
 def _chosen_tool(body: dict[str, Any], prompt: Prompt, rng: random.Random) -> dict[str, Any] | None:

@@ -344,6 +344,25 @@ class ChatRepository:
             rows = [_message(row) for row in (await conn.execute(stmt)).all()]
         return pair_turns(rows)
 
+    async def summary(self, chat_id: str) -> tuple[str, str] | None:
+        """The conversation's summary of its older turns and the id of the last message it covers."""
+        stmt = select(Conversation.summary, Conversation.summary_through).where(Conversation.id == chat_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None or row[0] is None or row[1] is None:
+            return None
+        return row[0], row[1]
+
+    async def set_summary(self, chat_id: str, summary: str, through: str) -> None:
+        """Keep ``summary`` as the conversation's summary of its messages up to ``through``."""
+        stmt = (
+            update(Conversation)
+            .where(Conversation.id == chat_id)
+            .values(summary=summary, summary_through=through)
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
     # -- deleting -----------------------------------------------------------------------------------------
 
     async def delete_conversation(self, owner: ChatOwner, chat_id: str) -> bool:
@@ -354,7 +373,7 @@ class ChatRepository:
             result = await conn.execute(
                 update(Conversation)
                 .where(Conversation.id == chat_id, *_visible(owner))
-                .values(deleted_at=now, title="")
+                .values(deleted_at=now, title="", summary=None, summary_through=None)
             )
             if result.rowcount == 0:
                 return False

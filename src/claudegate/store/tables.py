@@ -160,6 +160,9 @@ class UsageRow(Base):
     session_id: Mapped[str | None] = mapped_column(String(128))
     agent_id: Mapped[str | None] = mapped_column(String(128))
     parent_agent_id: Mapped[str | None] = mapped_column(String(128))
+    # The model policy the call named (the model column says which model served), and its tool loop's id.
+    policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    loop_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class MessageBatch(Base):
@@ -247,6 +250,10 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Older turns compacted into a summary (by a cheaper model), and the last message it covers: the model is
+    # sent the summary and the turns after that message.
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summary_through: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class ChatMessage(Base):

@@ -1,0 +1,128 @@
+"""``claudegate.Client().beta``: the beta namespace and tool runner for synchronous code, on the client's
+event loop (see ``_portal``). Sync tools (``anthropic.beta_tool``) run in worker threads, concurrently."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from anthropic.types import MessageTokensCount, ModelInfo
+from anthropic.types.beta import BetaMessage, BetaMessageParam
+from anthropic.types.messages import DeletedMessageBatch, MessageBatch, MessageBatchIndividualResponse
+
+from claudegate.client._batches import AsyncBatches, BatchPage
+from claudegate.client._beta import AsyncBetaMessages
+from claudegate.client._models import AsyncModels, ModelPage
+from claudegate.client._portal import Portal
+from claudegate.client._tools import AsyncToolRunner
+
+if TYPE_CHECKING:
+    from claudegate.client._sync import MessageStreamManager
+
+__all__ = ["Batches", "Beta", "BetaMessages", "Models", "ToolRunner"]
+
+
+class ToolRunner:
+    """A tool loop for synchronous code: ``for message in runner`` or ``runner.until_done()``; see
+    :class:`~claudegate.client.AsyncToolRunner`."""
+
+    def __init__(self, runner: AsyncToolRunner, portal: Portal) -> None:
+        self._runner = runner
+        self._portal = portal
+        self._iterator: Iterator[BetaMessage] | None = None
+
+    @property
+    def loop_id(self) -> str:
+        return self._runner.loop_id
+
+    @property
+    def iteration_count(self) -> int:
+        return self._runner.iteration_count
+
+    @property
+    def messages(self) -> list[Any]:
+        return self._runner.messages
+
+    def append_messages(self, *messages: BetaMessageParam | BetaMessage) -> None:
+        self._runner.append_messages(*messages)
+
+    def __iter__(self) -> Iterator[BetaMessage]:
+        if self._iterator is None:
+            self._iterator = self._portal.iterate(self._runner.__aiter__())
+        return self._iterator
+
+    def __next__(self) -> BetaMessage:
+        return next(iter(self))
+
+    def until_done(self) -> BetaMessage:
+        return self._portal.run(self._runner.until_done())
+
+    def generate_tool_call_response(self) -> BetaMessageParam | None:
+        return self._portal.run(self._runner.generate_tool_call_response())
+
+
+class BetaMessages:
+    def __init__(self, messages: AsyncBetaMessages, portal: Portal) -> None:
+        self._messages = messages
+        self._portal = portal
+
+    def create(self, **params: Any) -> BetaMessage:
+        return self._portal.run(self._messages.create(**params))
+
+    def count_tokens(self, **params: Any) -> MessageTokensCount:
+        return self._portal.run(self._messages.count_tokens(**params))
+
+    def stream(self, **params: Any) -> MessageStreamManager:
+        from claudegate.client._sync import MessageStreamManager as SyncManager
+
+        return SyncManager(self._messages.stream(**params), self._portal)
+
+    def tool_runner(self, **params: Any) -> ToolRunner:
+        return ToolRunner(self._messages.tool_runner(**params), self._portal)
+
+
+class Beta:
+    def __init__(self, messages: AsyncBetaMessages, portal: Portal) -> None:
+        self.messages = BetaMessages(messages, portal)
+
+
+class Models:
+    """``client.models`` for synchronous code: ``list`` (one page; see its ``data`` and ``has_more``) and
+    ``retrieve``."""
+
+    def __init__(self, models: AsyncModels, portal: Portal) -> None:
+        self._models = models
+        self._portal = portal
+
+    def list(self, **params: Any) -> ModelPage:
+        return self._portal.run(self._models.list(**params))
+
+    def retrieve(self, model_id: str, **params: Any) -> ModelInfo:
+        return self._portal.run(self._models.retrieve(model_id, **params))
+
+
+class Batches:
+    """``client.messages.batches`` for synchronous code; ``results`` gives a list."""
+
+    def __init__(self, batches: AsyncBatches, portal: Portal) -> None:
+        self._batches = batches
+        self._portal = portal
+
+    def create(self, **params: Any) -> MessageBatch:
+        return self._portal.run(self._batches.create(**params))
+
+    def retrieve(self, message_batch_id: str) -> MessageBatch:
+        return self._portal.run(self._batches.retrieve(message_batch_id))
+
+    def list(self, **params: Any) -> BatchPage:
+        return self._portal.run(self._batches.list(**params))
+
+    def cancel(self, message_batch_id: str) -> MessageBatch:
+        return self._portal.run(self._batches.cancel(message_batch_id))
+
+    def delete(self, message_batch_id: str) -> DeletedMessageBatch:
+        return self._portal.run(self._batches.delete(message_batch_id))
+
+    def results(self, message_batch_id: str) -> builtins.list[MessageBatchIndividualResponse]:
+        return builtins.list(self._portal.iterate(self._batches.results(message_batch_id)))

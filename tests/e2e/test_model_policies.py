@@ -1,0 +1,105 @@
+"""Model policies: ``fast``, ``balanced``, ``deep`` (and the operator's own) as the ``model`` of a call, each
+a chain of models tried in order when one is overloaded, with the policy and the serving model recorded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from claudegate import AsyncClient
+from tests.e2e.chat_support import ChatClient, eventually, make_chat_tenant
+from tests.e2e.conftest import Stack
+from tests.e2e.conftest import usage_rows as gateway_usage_rows
+from tests.e2e.test_inprocess_client import client_settings, usage_rows
+
+OPUS_OVERLOADED = {"x-simulator-fault": "overloaded;model=claude-opus-4-6"}
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture
+async def client(simulator_url: str, tmp_path: Path) -> AsyncIterator[AsyncClient]:
+    settings = client_settings(simulator_url, tmp_path, model_policies={"cheap-only": ["claude-opus-4-6"]})
+    async with AsyncClient(settings=settings, org="routing") as client:
+        yield client
+
+
+async def test_a_policy_names_its_first_model(client: AsyncClient) -> None:
+    message = await client.messages.create(model="deep", max_tokens=50, messages=HELLO)  # type: ignore[arg-type]
+    assert message.model == "claude-opus-4-6"
+
+
+async def test_a_policy_whose_first_model_is_overloaded_is_served_by_its_fallback(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    message = await client.messages.create(
+        model="deep",
+        max_tokens=50,
+        messages=HELLO,  # type: ignore[arg-type]
+        extra_headers=OPUS_OVERLOADED,
+    )
+    assert message.model == "claude-sonnet-4-6"
+    assert message.stop_reason == "end_turn"
+    (row,) = await usage_rows(f"sqlite+aiosqlite:///{tmp_path / 'claudegate.db'}", "routing", 1)
+    assert row["policy"] == "deep"
+    assert row["model"] == "claude-sonnet-4-6"
+    assert row["status"] == 200
+    assert row["attempts"] == 2
+
+
+async def test_a_policy_out_of_fallbacks_answers_the_last_models_error(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    with pytest.raises(anthropic.InternalServerError) as raised:
+        await client.messages.create(
+            model="cheap-only",
+            max_tokens=50,
+            messages=HELLO,  # type: ignore[arg-type]
+            extra_headers=OPUS_OVERLOADED,
+        )
+    assert raised.value.status_code == 529
+    (row,) = await usage_rows(f"sqlite+aiosqlite:///{tmp_path / 'claudegate.db'}", "routing", 1)
+    assert (row["policy"], row["model"], row["status"]) == ("cheap-only", "claude-opus-4-6", 529)
+
+
+async def test_a_model_that_is_no_policy_is_sent_as_named(client: AsyncClient) -> None:
+    message = await client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=50,
+        messages=HELLO,  # type: ignore[arg-type]
+    )
+    assert message.model == "claude-sonnet-4-6"
+
+
+async def test_the_gateway_takes_a_policy_as_the_model(stack: Stack) -> None:
+    sdk = anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.org_a.key, max_retries=0)
+    message = await sdk.messages.create(
+        model="deep",
+        max_tokens=50,
+        messages=HELLO,
+        extra_headers=OPUS_OVERLOADED,  # type: ignore[arg-type]
+    )
+    assert message.model == "claude-sonnet-4-6"
+    async with sdk.messages.stream(model="fast", max_tokens=50, messages=HELLO) as stream:  # type: ignore[arg-type]
+        final = await stream.get_final_message()
+    assert final.model.startswith("claude-haiku-4-5")
+    counted = await sdk.messages.count_tokens(model="deep", messages=HELLO)  # type: ignore[arg-type]
+    as_opus = await sdk.messages.count_tokens(model="claude-opus-4-6", messages=HELLO)  # type: ignore[arg-type]
+    assert counted.input_tokens == as_opus.input_tokens > 0
+
+    async def fallback_recorded() -> bool:
+        rows = await gateway_usage_rows(stack.database_url, [stack.org_a.key_id])
+        served = {(row["request_id"], row["policy"], row["model"]) for row in rows}
+        return any(entry[1:] == ("deep", "claude-sonnet-4-6") for entry in served)
+
+    await eventually(fallback_recorded)
+
+
+async def test_the_chat_api_takes_a_policy_as_the_model(stack: Stack) -> None:
+    tenant = await make_chat_tenant(stack.database_url, f"policy-{uuid.uuid4().hex[:8]}")
+    async with ChatClient(stack.url, tenant.tenant.key) as chat:
+        reply = await chat.ok("Hello", model="deep", headers=OPUS_OVERLOADED)
+    assert reply["model"] == "claude-sonnet-4-6"
