@@ -23,7 +23,8 @@ def running_in_thread(make_server: Callable[[], _Server]) -> Iterator[_Server]:
     thread.start()
 
     def call(coro: Awaitable[object]) -> None:
-        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)  # type: ignore[arg-type]
+        # A guard against a hang, not a measure: a busy machine may take seconds to open a store and migrate.
+        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)  # type: ignore[arg-type]
 
     async def build() -> _Server:
         return make_server()

@@ -15,6 +15,7 @@ import anthropic
 import jsonschema
 import pytest
 
+from claudegate.wire.models import default_catalog
 from tests.conftest import need_service
 from tests.e2e.conftest import Stack
 
@@ -41,7 +42,7 @@ def run_script(
         env={**os.environ, "GATEWAY_URL": stack.url, "GATEWAY_KEY": key},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -216,3 +217,17 @@ def test_typescript_sdk_sees_a_refusal_and_its_details(stack: Stack) -> None:
     assert result["stop_reason"] == "refusal"
     assert result["stop_details"]["category"] == "cyber"
     assert result["events"][-1] == "message_stop"
+
+
+def test_typescript_sdk_answers_through_the_gateway_for_every_listed_model(stack: Stack) -> None:
+    request = {"max_tokens": 20, "messages": [{"role": "user", "content": "Say hello."}]}
+    result = run_script(stack, stack.org_b.user_key, request, script="models.mjs")
+
+    listed = [model.id for model in default_catalog().listed()]
+    assert [reply["id"] for reply in result["replies"]] == listed  # every page, in the API's order
+    for reply in result["replies"]:
+        assert reply["display_name"]
+        for kind in ("created", "streamed"):
+            assert reply[kind]["model"] == reply["id"], reply
+            assert reply[kind]["stop_reason"] in ("end_turn", "max_tokens"), reply
+            assert reply[kind]["output_tokens"] > 0, reply
