@@ -359,6 +359,23 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How long an open breaker keeps traffic away before a probe."
     )
 
+    # -- compression and response cache -------------------------------------------------------------------
+    compress_replies: bool = Field(
+        default=True,
+        description="gzip JSON and event-stream replies for clients whose accept-encoding asks for it.",
+    )
+    cache_orgs: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Organisations (by name; "*" for all) whose identical Messages calls are answered from the '
+            "response cache. Any caller may also set x-claudegate-cache: on, off or refresh per request."
+        ),
+    )
+    cache_ttl_s: float = Field(default=300.0, gt=0, description="How long a cached reply is served.")
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Memory the response cache may hold (oldest use goes)."
+    )
+
     # -- chat API -----------------------------------------------------------------------------------------
     chat_model: str = Field(
         default="claude-sonnet-4-6",

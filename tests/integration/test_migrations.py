@@ -166,7 +166,7 @@ async def test_upgrading_from_0001_keeps_the_data_and_adds_default_settings(data
     active, revoked = await _seed_at_0001(database_url)
 
     await upgrade_database(database_url)
-    assert await current_revision(database_url) == head_revision() == "0005"
+    assert await current_revision(database_url) == head_revision() == "0011"
     assert all(
         columns >= SETTINGS_COLUMNS[table] for table, columns in (await _columns(database_url)).items()
     )

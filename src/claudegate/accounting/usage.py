@@ -63,6 +63,7 @@ class UsageRecord:
     streamed: bool = False
     attempts: int = 1
     batch: bool = False
+    cached: bool = False  # answered from the gateway's response cache, at no cost
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

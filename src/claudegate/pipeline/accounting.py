@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable, UsageTokens
@@ -21,7 +22,15 @@ class Accountant:
         self._prices = prices
         self._metrics = metrics
 
-    def record(self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int) -> None:
+    def record(
+        self,
+        call: CallRequest,
+        result: ReplyResult,
+        *,
+        upstream: str | None,
+        attempts: int,
+        cached: bool = False,
+    ) -> None:
         usage = result.usage
         identity = call.identity
         model = result.model or call.model
@@ -34,7 +43,10 @@ class Accountant:
             cache_read_input_tokens=usage.cache_read_input_tokens,
             cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
         )
-        cost = self._prices.cost(model, tokens, batch=False) if model else None
+        if cached:
+            cost: Decimal | None = Decimal(0)  # a reply from the cache reached no upstream
+        else:
+            cost = self._prices.cost(model, tokens, batch=False) if model else None
         if result.error_type is None and status >= 400:
             result.error_type = "api_error"
         ttft = (result.first_token_at - call.started) if result.first_token_at else None
@@ -59,6 +71,7 @@ class Accountant:
                 ttft_ms=ttft * 1000 if ttft is not None else None,
                 streamed=result.streamed,
                 attempts=attempts,
+                cached=cached,
             )
         )
         self._metrics.observe(

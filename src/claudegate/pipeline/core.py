@@ -160,6 +160,10 @@ class Pipeline:
             result.status, result.error_type = error.status, error.error_type
         self._accountant.record(call, result, upstream=None, attempts=1)
 
+    def record_cached(self, call: CallRequest, result: ReplyResult) -> None:
+        """The usage record of a call answered from the gateway's response cache: no upstream, no cost."""
+        self._accountant.record(call, result, upstream=None, attempts=0, cached=True)
+
     async def _dispatch(
         self,
         call: CallRequest,

@@ -27,6 +27,7 @@ from claudegate.server import chat_routes
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.server.compression import compressing
 from claudegate.server.health import HealthCheck
 from claudegate.server.proxy import forward
 from claudegate.server.services import Services, open_services
@@ -60,6 +61,7 @@ class Gateway:
         self._services: Services | None = None
         self._admin: Starlette | None = None
         self._health: HealthCheck | None = None
+        self._handle = compressing(self._http, MAX_BODY_BYTES) if settings.compress_replies else self._http
 
     @property
     def services(self) -> Services:
@@ -69,7 +71,7 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._handle(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -176,7 +178,7 @@ class Gateway:
         sink = AsgiSink(call.receive, call.send, [call.id_header])
         sink.watch()
         try:
-            await pipeline.run(request, sink)
+            await self.services.calls.run(request, body, sink)
         finally:
             sink.close()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageWriter
+from claudegate.cache import CachedCalls, MemoryReplyCache
 from claudegate.config import ANTHROPIC_URL, ConfigError, Settings
 from claudegate.flow.breaker import CircuitBreaker
 from claudegate.flow.estimator import TokenEstimator
@@ -50,6 +51,7 @@ class Services:
     pipeline: Pipeline
     http: HttpClient
     prober: BreakerProber
+    calls: CachedCalls
     simulator: SimulatorServer | None = None
 
     @property
@@ -124,6 +126,14 @@ async def open_services(settings: Settings) -> Services:
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
         budgets=BudgetGate(state, prices),
     )
+    reply_cache = MemoryReplyCache(max_bytes=settings.cache_max_bytes, ttl_s=settings.cache_ttl_s)
+    calls = CachedCalls(
+        pipeline,
+        reply_cache,
+        cache_orgs=settings.cache_orgs,
+        registry=metrics.registry,
+        cache_bytes=lambda: reply_cache.bytes,
+    )
     prober = BreakerProber(pool, http, state)
     prober.start()
     return Services(
@@ -138,6 +148,7 @@ async def open_services(settings: Settings) -> Services:
         pipeline=pipeline,
         http=http,
         prober=prober,
+        calls=calls,
         simulator=simulator,
     )
 

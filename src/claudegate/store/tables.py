@@ -153,6 +153,7 @@ class UsageRow(Base):
     streamed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     batch: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    cached: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # answered from the cache
 
 
 class MessageBatch(Base):
