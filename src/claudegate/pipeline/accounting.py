@@ -8,6 +8,7 @@ from decimal import Decimal
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable, UsageTokens
 from claudegate.accounting.usage import UsageRecord, UsageWriter
+from claudegate.alerts import Alerts
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
 
@@ -15,9 +16,12 @@ __all__ = ["Accountant"]
 
 
 class Accountant:
-    __slots__ = ("_metrics", "_prices", "_writer")
+    __slots__ = ("_alerts", "_metrics", "_prices", "_writer")
 
-    def __init__(self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics, alerts: Alerts | None = None
+    ) -> None:
+        self._alerts = alerts
         self._writer = writer
         self._prices = prices
         self._metrics = metrics
@@ -74,6 +78,8 @@ class Accountant:
                 cached=cached,
             )
         )
+        if self._alerts is not None:
+            self._alerts.observe_call(status)
         self._metrics.observe(
             status=status,
             model=model or "unknown",

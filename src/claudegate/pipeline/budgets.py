@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from claudegate.accounting.prices import PriceTable, UsageTokens
+from claudegate.alerts import Alerts
 from claudegate.errors import BillingError
 from claudegate.flow.state import CounterSpec, FlowState
 from claudegate.keys import BudgetCaps, Identity
@@ -74,9 +75,16 @@ def period_end(now: datetime, period: str) -> datetime:
 class BudgetGate:
     """Checks and settles budgets for the pipeline. ``clock`` is the wall clock: periods are calendar ones."""
 
-    __slots__ = ("_clock", "_prices", "_state")
+    __slots__ = ("_alerts", "_clock", "_prices", "_state")
 
-    def __init__(self, state: FlowState, prices: PriceTable, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state: FlowState,
+        prices: PriceTable,
+        clock: Callable[[], float] = time.time,
+        alerts: Alerts | None = None,
+    ) -> None:
+        self._alerts = alerts
         self._state = state
         self._prices = prices
         self._clock = clock
@@ -94,6 +102,8 @@ class BudgetGate:
         if refused >= 0:
             cap = caps[refused]
             spent = (await self._state.counts([cap.spec]))[0]
+            if self._alerts is not None:
+                self._alerts.budget_spent(cap.what, cap.spec.key, max(spent, cap.limit), cap.limit, cap.unit)
             raise BudgetExceededError(self._refusal(cap, spent, demands[refused][1]), resets_at=cap.resets_at)
         return BudgetHold(caps=caps, tokens=tokens, usd=usd, model=call.model)
 
@@ -124,10 +134,20 @@ class BudgetGate:
             else None
         )
         usd = float(cost) if cost is not None else 0.0
+        unchanged: list[_Cap] = []
         for cap in hold.caps:
             difference = (tokens - hold.tokens) if cap.unit == "tokens" else (usd - hold.usd)
             if difference:
-                await self._state.count(cap.spec, difference)
+                total = await self._state.count(cap.spec, difference)
+                if self._alerts is not None:
+                    self._alerts.budget_spent(cap.what, cap.spec.key, total, cap.limit, cap.unit)
+            else:
+                unchanged.append(cap)
+        if unchanged and self._alerts is not None and self._alerts.enabled:
+            # The estimate was exact: the counters moved at the reservation; read them to tell the alerts.
+            totals = await self._state.counts([cap.spec for cap in unchanged])
+            for cap, total in zip(unchanged, totals, strict=True):
+                self._alerts.budget_spent(cap.what, cap.spec.key, total, cap.limit, cap.unit)
 
     def _caps(self, identity: Identity) -> list[_Cap]:
         settings = identity.settings

@@ -17,6 +17,7 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from claudegate.alerts import Alerts
 from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError, OverloadedError, RateLimitError
 from claudegate.flow.admission import UPSTREAM_LAG_S, AdmissionQueue, Ticket
 from claudegate.flow.breaker import BreakerState
@@ -72,6 +73,7 @@ class Pipeline:
         retry: RetryPolicy,
         rng: random.Random | None = None,
         budgets: BudgetGate | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.pool = pool
         self.lanes = lanes
@@ -84,6 +86,7 @@ class Pipeline:
         self._rng = rng or random.Random()
         self._queues: dict[tuple[str, str], AdmissionQueue] = {}
         self._budgets = budgets
+        self._alerts = alerts
 
     def queue(self, member: PoolMember, rate_class: str) -> AdmissionQueue:
         key = (member.name, rate_class)
@@ -326,6 +329,8 @@ class Pipeline:
                 await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                 if status == 429:
                     queue.pause(retry_after_seconds(response.headers) or 1.0)
+                    if self._alerts is not None:
+                        self._alerts.upstream_throttled(member.name, retry_after_seconds(response.headers))
                 else:
                     await self._failed(member)
                 failure = _Failure(response=response, body=body)
@@ -353,6 +358,8 @@ class Pipeline:
         """Count a failure against the upstream; if that opens its breaker, tell the other processes."""
         if member.breaker.record_failure(time.monotonic()):
             logger.warning("upstream %s is failing: its circuit breaker is open", member.name)
+            if self._alerts is not None:
+                self._alerts.breaker_opened(member.name, member.breaker.open_seconds)
             await self.lanes.state.trip(breaker_flag(member.name), member.breaker.open_seconds)
 
     async def _settle(

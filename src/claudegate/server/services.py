@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageWriter
+from claudegate.alerts import Alerts, AlertSettings
 from claudegate.cache import CachedCalls, MemoryReplyCache
 from claudegate.config import ANTHROPIC_URL, ConfigError, Settings
 from claudegate.flow.breaker import CircuitBreaker
@@ -52,6 +53,7 @@ class Services:
     http: HttpClient
     prober: BreakerProber
     calls: CachedCalls
+    alerts: Alerts
     simulator: SimulatorServer | None = None
 
     @property
@@ -70,6 +72,7 @@ class Services:
 
     async def close(self) -> None:
         await self.prober.stop()
+        await self.alerts.close()
         await self.writer.close()
         await self.http.close()
         await self.state.close()
@@ -115,16 +118,19 @@ async def open_services(settings: Settings) -> Services:
     http = new_http_client()
     metrics = GatewayMetrics()
     prices = PriceTable.load(settings.prices_file)
+    alerts = Alerts(alert_settings(settings))
+    alerts.start()
     pipeline = Pipeline(
         pool=pool,
         lanes=Lanes(state, burst=settings.flow_burst),
         http=http,
         tenants=TenantGate(state),
         estimator=TokenEstimator(),
-        accountant=Accountant(writer, prices, metrics),
+        accountant=Accountant(writer, prices, metrics, alerts),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
-        budgets=BudgetGate(state, prices),
+        budgets=BudgetGate(state, prices, alerts=alerts),
+        alerts=alerts,
     )
     reply_cache = MemoryReplyCache(max_bytes=settings.cache_max_bytes, ttl_s=settings.cache_ttl_s)
     calls = CachedCalls(
@@ -149,7 +155,21 @@ async def open_services(settings: Settings) -> Services:
         http=http,
         prober=prober,
         calls=calls,
+        alerts=alerts,
         simulator=simulator,
+    )
+
+
+def alert_settings(settings: Settings) -> AlertSettings:
+    return AlertSettings(
+        webhooks=tuple(settings.alert_webhooks),
+        format=settings.alert_format,
+        error_rate=settings.alert_error_rate,
+        error_window_s=settings.alert_error_window_s,
+        error_min_calls=settings.alert_error_min_calls,
+        budget_thresholds=tuple(settings.alert_budget_thresholds),
+        repeat_s=settings.alert_repeat_s,
+        max_per_minute=settings.alert_max_per_minute,
     )
 
 
