@@ -359,6 +359,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How long an open breaker keeps traffic away before a probe."
     )
 
+    config_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the gateway checks its configuration file for a change to reload.",
+    )
+
     # -- compression and response cache -------------------------------------------------------------------
     compress_replies: bool = Field(
         default=True,

@@ -62,7 +62,8 @@ class UsageTokens:
 
 
 class PriceTable:
-    """Model prices with alias/snapshot fallback. Build with :meth:`load`; immutable afterwards."""
+    """Model prices with alias/snapshot fallback. Build with :meth:`load`; changed only whole, by
+    :meth:`replace_with` (a live reload), so every lookup sees one table or the other."""
 
     __slots__ = ("_catalog", "_prices")
 
@@ -82,6 +83,9 @@ class PriceTable:
                 raise PriceTableError(f"cannot read price file {override_file}: {exc}") from None
             prices.update(_parse(text, str(override_file)))
         return cls(prices, catalog=catalog)
+
+    def replace_with(self, other: PriceTable) -> None:
+        self._prices = other._prices  # one assignment: lookups in flight see the old table or the new
 
     @property
     def models(self) -> list[str]:

@@ -66,7 +66,7 @@ def serve(
         console.print("admin API disabled (set CLAUDEGATE_ADMIN_TOKEN to enable /admin)")
     console.print("create a key:  claudegate keys create --org ORG")
 
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, config_file=config)
     uvicorn.run(
         gateway,
         host=settings.host,

@@ -163,6 +163,15 @@ class Pipeline:
             result.status, result.error_type = error.status, error.error_type
         self._accountant.record(call, result, upstream=None, attempts=1)
 
+    def reconfigure(self, *, retry: RetryPolicy, changed_upstreams: set[str]) -> None:
+        """A live reload: new retry settings, and fresh queues for upstreams whose member was replaced
+        (calls waiting in the old queues are admitted by them as before)."""
+        self._retry = retry
+        for key in [key for key in self._queues if key[0] in changed_upstreams]:
+            del self._queues[key]
+        for name in changed_upstreams:
+            self.lanes.forget(name)
+
     def record_cached(self, call: CallRequest, result: ReplyResult) -> None:
         """The usage record of a call answered from the gateway's response cache: no upstream, no cost."""
         self._accountant.record(call, result, upstream=None, attempts=0, cached=True)

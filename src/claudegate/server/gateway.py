@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
 from claudegate.pipeline.sink import AsgiSink
+from claudegate.reload import Reloader, ReloadRefusedError
 from claudegate.server import batches as batch_routes
 from claudegate.server import chat_routes
 from claudegate.server.admin import AdminDeps, admin_routes
@@ -56,8 +58,10 @@ def _quiet_upstream_drops() -> None:
 class Gateway:
     """ASGI app. Services open in the lifespan startup and close (flushing usage) at shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_file: Path | None = None) -> None:
         self.settings = settings
+        self._config_file = config_file
+        self._reloader: Reloader | None = None
         self._services: Services | None = None
         self._admin: Starlette | None = None
         self._health: HealthCheck | None = None
@@ -83,7 +87,11 @@ class Gateway:
                 try:
                     self._services = await open_services(self.settings)
                     self._health = HealthCheck(self._services)
-                    self._admin = _admin_app(self._services)
+                    self._reloader = Reloader(
+                        self._services, self._config_file, poll_s=self.settings.config_poll_s
+                    )
+                    self._reloader.start()
+                    self._admin = _admin_app(self._services, self._reloader)
                 except Exception as error:
                     logger.exception("the gateway could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -92,6 +100,8 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 gc.unfreeze()
+                if self._reloader is not None:
+                    await self._reloader.stop()
                 if self._services is not None:
                     await self._services.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -234,9 +244,19 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _admin_app(services: Services) -> Starlette:
+def _admin_app(services: Services, reloader: Reloader) -> Starlette:
+    async def reload() -> dict[str, Any]:
+        try:
+            outcome = await reloader.reload("admin API")
+        except ReloadRefusedError as refused:
+            raise InvalidRequestError(f"configuration refused, the running one stays: {refused}") from None
+        return {"reloaded": True, "changed": outcome.changed, "restart_needed": outcome.restart_needed}
+
     deps = AdminDeps(
-        store=services.store, resolver=services.resolver, admin_token=services.settings.admin_token
+        store=services.store,
+        resolver=services.resolver,
+        admin_token=services.settings.admin_token,
+        reload=reload,
     )
     return Starlette(routes=[Mount("/admin", routes=admin_routes(deps))])
 

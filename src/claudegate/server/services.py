@@ -32,7 +32,7 @@ from claudegate.upstream.target import Upstream, new_http_client
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
-__all__ = ["Services", "flow_state", "open_services"]
+__all__ = ["Services", "alert_settings", "flow_state", "open_services", "pool_members"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,28 +91,10 @@ async def open_services(settings: Settings) -> Services:
     )
     await writer.start()
     simulator = None
-    if settings.upstreams:
-        members = [_member(settings, upstream) for upstream in settings.upstreams]
-    else:
-        upstream_url = settings.resolved_upstream_url
-        tier: str = settings.upstream_tier
-        if upstream_url is None:
-            simulator = SimulatorServer(SimulatorSettings(tier=settings.simulator_tier))
-            await simulator.start()
-            upstream = Upstream("simulator", simulator.url, _SIMULATOR_KEY)
-            tier = _tier(settings.simulator_tier)
-        else:
-            api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-            name = "anthropic" if upstream_url == ANTHROPIC_URL else "upstream"
-            upstream = Upstream(name, upstream_url.rstrip("/"), api_key)
-        members = [
-            PoolMember(
-                upstream=upstream,
-                breaker=_breaker(settings),
-                tier=tier,
-                max_concurrency=settings.upstream_max_concurrency,
-            )
-        ]
+    if not settings.upstreams and settings.resolved_upstream_url is None:
+        simulator = SimulatorServer(SimulatorSettings(tier=settings.simulator_tier))
+        await simulator.start()
+    members = pool_members(settings, simulator.url if simulator is not None else None)
     state = flow_state(settings)
     pool = UpstreamPool(members, routing=settings.routing)
     http = new_http_client()
@@ -158,6 +140,32 @@ async def open_services(settings: Settings) -> Services:
         alerts=alerts,
         simulator=simulator,
     )
+
+
+def pool_members(settings: Settings, simulator_url: str | None) -> list[PoolMember]:
+    """The upstreams the settings name: ``upstreams``, or the one upstream (``upstream_url``, Anthropic, or
+    the built-in simulator at ``simulator_url``). Raises ConfigError for an upstream that cannot be made."""
+    if settings.upstreams:
+        return [_member(settings, upstream) for upstream in settings.upstreams]
+    upstream_url = settings.resolved_upstream_url
+    tier: str = settings.upstream_tier
+    if upstream_url is None:
+        if simulator_url is None:
+            raise ConfigError("the built-in simulator starts only with the gateway: restart it to use it")
+        upstream = Upstream("simulator", simulator_url, _SIMULATOR_KEY)
+        tier = _tier(settings.simulator_tier)
+    else:
+        api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+        name = "anthropic" if upstream_url == ANTHROPIC_URL else "upstream"
+        upstream = Upstream(name, upstream_url.rstrip("/"), api_key)
+    return [
+        PoolMember(
+            upstream=upstream,
+            breaker=_breaker(settings),
+            tier=tier,
+            max_concurrency=settings.upstream_max_concurrency,
+        )
+    ]
 
 
 def alert_settings(settings: Settings) -> AlertSettings:
