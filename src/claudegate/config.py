@@ -382,6 +382,18 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024, gt=0, description="Memory the response cache may hold (oldest use goes)."
     )
 
+    # -- call diagnostics ---------------------------------------------------------------------------------
+    payload_log_orgs: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Organisations (by name; "*" for all) whose Messages requests are kept, credentials masked, so '
+            "`claudegate calls show --curl` can reproduce them. Empty (the default): none."
+        ),
+    )
+    payload_retention_days: float = Field(
+        default=7.0, gt=0, description="How long logged payloads are kept before they are purged."
+    )
+
     # -- alerts -------------------------------------------------------------------------------------------
     alert_webhooks: list[str] = Field(
         default_factory=list,

@@ -64,6 +64,8 @@ class UsageRecord:
     attempts: int = 1
     batch: bool = False
     cached: bool = False  # answered from the gateway's response cache, at no cost
+    message_id: str | None = None
+    detail: dict[str, Any] | None = None  # admission wait and attempts (see store.tables.UsageRow.detail)
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

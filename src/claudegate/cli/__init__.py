@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from claudegate._version import __version__
-from claudegate.cli import bot, budgets, db, keys, orgs, prompts, serve, simulate, usage
+from claudegate.cli import bot, budgets, calls, db, keys, orgs, prompts, serve, simulate, usage
 
 __all__ = ["app", "main"]
 
@@ -43,6 +43,7 @@ orgs.register(app)
 usage.register(app)
 prompts.register(app)
 budgets.register(app)
+calls.register(app)
 db.register(app)
 bot.register(app)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable, UsageTokens
@@ -76,6 +77,8 @@ class Accountant:
                 streamed=result.streamed,
                 attempts=attempts,
                 cached=cached,
+                message_id=result.message_id,
+                detail=_detail(result),
             )
         )
         if self._alerts is not None:
@@ -94,3 +97,13 @@ class Accountant:
             if status >= 500 or result.error_type == "incomplete_stream"
             else None,
         )
+
+
+def _detail(result: ReplyResult) -> dict[str, Any] | None:
+    """How the call went, for ``claudegate calls show``: None for a call that reached no upstream."""
+    if not result.attempt_log:
+        return None
+    return {
+        "admission_wait_ms": round(result.admission_wait_s * 1000, 3),
+        "attempts": result.attempt_log,
+    }

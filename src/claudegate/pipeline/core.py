@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from claudegate.alerts import Alerts
 from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError, OverloadedError, RateLimitError
@@ -188,6 +189,7 @@ class Pipeline:
     ) -> None:
         failed_on: set[str] = set()
         while True:
+            admission_began = time.perf_counter()
             member, queue, ticket = await self._admit(
                 call,
                 sink,
@@ -196,6 +198,7 @@ class Pipeline:
                 estimated_out=estimated_out,
                 failed_on=failed_on,
             )
+            result.admission_wait_s += time.perf_counter() - admission_began
             result.attempts += 1
             result.upstream = member.name
             failure = await self._attempt(
@@ -316,6 +319,8 @@ class Pipeline:
         first_byte: float | None = None
         output_tokens: int | None = None  # of a reply that came complete: the lane learns from it
         response: HttpResponse | None = None
+        seen: dict[str, Any] = {"upstream": member.name, "began_ms": round((began - call.started) * 1000, 3)}
+        result.attempt_log.append(seen)
         try:
             try:
                 response = await open_reply(
@@ -327,12 +332,18 @@ class Pipeline:
                     sink=sink,
                 )
             except (ApiError, GatewayTimeoutError) as error:
+                seen.update(status=error.status, error_type=error.error_type)
                 await self._failed(member)
                 await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                 return _Failure(error=error)
             first_byte = time.perf_counter() - began
             await self.lanes.correct(queue.lane, response.headers, first_byte)
             status = response.status
+            seen.update(
+                status=status,
+                upstream_request_id=response.headers.get("request-id"),
+                first_byte_ms=round(first_byte * 1000, 3),
+            )
             if status >= 400 and should_retry_status(status, response.headers):
                 body = await response.read()
                 await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
@@ -358,6 +369,7 @@ class Pipeline:
                     await self._failed(member)
             return None
         finally:
+            seen["ms"] = round((time.perf_counter() - began) * 1000, 3)
             member.in_flight -= 1
             if response is not None:
                 response.release()

@@ -185,6 +185,7 @@ class Gateway:
         except ConnectionResetError:
             pipeline.record_refusal(request, None)
             return
+        self.services.payloads.submit(request)
         sink = AsgiSink(call.receive, call.send, [call.id_header])
         sink.watch()
         try:

@@ -12,6 +12,7 @@ from claudegate.accounting.usage import UsageWriter
 from claudegate.alerts import Alerts, AlertSettings
 from claudegate.cache import CachedCalls, MemoryReplyCache
 from claudegate.config import ANTHROPIC_URL, ConfigError, Settings
+from claudegate.diagnostics import PayloadLog
 from claudegate.flow.breaker import CircuitBreaker
 from claudegate.flow.estimator import TokenEstimator
 from claudegate.flow.limits import Lanes
@@ -25,6 +26,7 @@ from claudegate.pipeline.tenants import TenantGate
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
+from claudegate.store.calls import CallRepository
 from claudegate.upstream.http import HttpClient
 from claudegate.upstream.pool import PoolMember, UpstreamPool
 from claudegate.upstream.probe import BreakerProber
@@ -54,6 +56,7 @@ class Services:
     prober: BreakerProber
     calls: CachedCalls
     alerts: Alerts
+    payloads: PayloadLog
     simulator: SimulatorServer | None = None
 
     @property
@@ -73,6 +76,7 @@ class Services:
     async def close(self) -> None:
         await self.prober.stop()
         await self.alerts.close()
+        await self.payloads.close()
         await self.writer.close()
         await self.http.close()
         await self.state.close()
@@ -122,6 +126,13 @@ async def open_services(settings: Settings) -> Services:
         registry=metrics.registry,
         cache_bytes=lambda: reply_cache.bytes,
     )
+    payloads = PayloadLog(
+        CallRepository(store.engine),
+        orgs=settings.payload_log_orgs,
+        retention_days=settings.payload_retention_days,
+        flush_interval_s=settings.usage_flush_interval_s,
+    )
+    payloads.start()
     prober = BreakerProber(pool, http, state)
     prober.start()
     return Services(
@@ -138,6 +149,7 @@ async def open_services(settings: Settings) -> Services:
         prober=prober,
         calls=calls,
         alerts=alerts,
+        payloads=payloads,
         simulator=simulator,
     )
 
