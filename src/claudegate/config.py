@@ -378,6 +378,13 @@ class Settings(BaseSettings):
         ),
     )
     cache_ttl_s: float = Field(default=300.0, gt=0, description="How long a cached reply is served.")
+    cache_backend: Literal["memory", "redis"] = Field(
+        default="memory",
+        description=(
+            "Where cached replies live: in each gateway process, or in Redis (redis_url), shared by all "
+            "processes on one redis_prefix."
+        ),
+    )
     cache_max_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Memory the response cache may hold (oldest use goes)."
     )

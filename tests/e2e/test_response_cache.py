@@ -5,6 +5,7 @@ the metrics; identical calls in flight share one upstream call; organisations ne
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
 import anthropic
@@ -235,3 +236,50 @@ async def test_error_replies_are_not_cached(gateway_url: str, upstream: str, flo
     ) as stream:
         await stream.get_final_message()
         assert stream.response.headers.get(CACHE) is None
+
+
+async def test_gateways_on_one_redis_share_their_cache(
+    upstream: str, flow_database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tenant = await make_tenant(flow_database_url, "cache-redis")
+    prefix = f"test-cache-{uuid.uuid4().hex[:8]}:"
+    settings = [
+        gateway_settings(
+            upstream,
+            flow_database_url,
+            tmp_path_factory.mktemp("redis-cache"),
+            upstream_tier="unlimited",
+            cache_orgs=["cache-redis"],
+            cache_backend="redis",
+            redis_url=redis_url,
+            redis_prefix=prefix,
+        )
+        for _ in range(2)
+    ]
+    prompt = [{"role": "user", "content": "shared between processes"}]
+    before = _upstream_calls(upstream)
+    try:
+        with gateway(settings[0]) as first, gateway(settings[1]) as second:
+            stored = await _sdk(first.url, tenant.key).messages.with_raw_response.create(
+                model=MODEL,
+                max_tokens=10,
+                messages=prompt,  # type: ignore[arg-type]
+            )
+            served = await _sdk(second.url, tenant.key).messages.with_raw_response.create(
+                model=MODEL,
+                max_tokens=10,
+                messages=prompt,  # type: ignore[arg-type]
+            )
+    finally:
+        from redis.asyncio import Redis  # an optional dependency, like Redis itself
+
+        redis = Redis.from_url(redis_url)
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+        await redis.delete(*keys)
+        await redis.aclose()
+    cached = [key for key in keys if key.startswith(f"{prefix}cache:".encode())]
+    assert len(cached) == 1  # the one reply, under this test's prefix (the rest is flow control's)
+    assert stored.headers.get(CACHE) is None
+    assert served.headers[CACHE] == "hit"
+    assert (await served.parse()).model_dump() == (await stored.parse()).model_dump()
+    assert _upstream_calls(upstream) == before + 1

@@ -50,6 +50,8 @@ class ReplyCache(Protocol):
 
     async def put(self, key: str, reply: CachedReply) -> None: ...
 
+    async def close(self) -> None: ...
+
 
 class Pipeline(Protocol):
     async def run(self, call: CallRequest, sink: ResponseSink) -> ReplyResult: ...
@@ -134,7 +136,6 @@ class CachedCalls:
         *,
         cache_orgs: list[str],
         registry: CollectorRegistry,
-        cache_bytes: Any = None,
     ) -> None:
         self._pipeline = pipeline
         self._cache = cache
@@ -142,8 +143,9 @@ class CachedCalls:
         self._orgs = frozenset(cache_orgs)
         self._metrics = _CacheMetrics(registry)
         self._in_flight: dict[str, asyncio.Future[CachedReply | None]] = {}
-        if cache_bytes is not None:
-            self._metrics.bytes.set_function(cache_bytes)
+        held = getattr(cache, "bytes", None)
+        if held is not None:  # a cache in this process knows its size; Redis reports its own
+            self._metrics.bytes.set_function(lambda: float(getattr(cache, "bytes", 0)))
 
     def mode(self, identity: Identity, headers: RawHeaders) -> CacheMode:
         for name, value in headers:
@@ -175,6 +177,9 @@ class CachedCalls:
                 return
         self._metrics.misses.labels(org).inc()
         await self._lead(key, call, sink)
+
+    async def close(self) -> None:
+        await self._cache.close()
 
     async def _lead(self, key: str, call: CallRequest, sink: ResponseSink) -> None:
         outcome: asyncio.Future[CachedReply | None] = asyncio.get_running_loop().create_future()

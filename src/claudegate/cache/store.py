@@ -69,6 +69,10 @@ class MemoryReplyCache:
             oldest = next(iter(self._entries))
             self._drop(oldest)
 
+    async def close(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
     def _drop(self, key: str) -> None:
         _, reply = self._entries.pop(key)
         self.bytes -= reply.size

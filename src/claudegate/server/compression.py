@@ -32,7 +32,10 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 MIN_COMPRESSED_BYTES = 512  # a one-piece reply smaller than this goes out plain
 _COMPRESSIBLE = (b"application/json", b"text/event-stream")
 _GZIP_WBITS = 31  # zlib's window bits for a gzip wrapper
-_INFLATE_WBITS = 47  # inflate a gzip or zlib wrapper, whichever the body has
+_INFLATE_WBITS = 47
+_STREAM_LEVEL = 1
+_SPLIT_FIRST_BYTES = 2048
+_JSON_LEVEL = 6  # inflate a gzip or zlib wrapper, whichever the body has
 
 
 def wants_gzip(accept_encoding: bytes | None) -> bool:
@@ -144,8 +147,11 @@ class _GzipSend:
         start = self._start
         if start is not None:
             self._start = None
-            if _compressible(start["headers"]) and (more or len(chunk) >= MIN_COMPRESSED_BYTES):
-                self._compressor = zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS)
+            kind_of = _compressible(start["headers"])
+            if kind_of is not None and (more or len(chunk) >= MIN_COMPRESSED_BYTES):
+                # A stream is compressed at the fastest level: its time to first token must not grow.
+                level = _STREAM_LEVEL if kind_of == b"text/event-stream" else _JSON_LEVEL
+                self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
                 start["headers"] = [
                     *((name, value) for name, value in start["headers"] if name != b"content-length"),
                     (b"content-encoding", b"gzip"),
@@ -156,15 +162,24 @@ class _GzipSend:
         if compressor is None:
             await self._send(message)
             return
+        if start is not None and more and len(chunk) > _SPLIT_FIRST_BYTES:
+            # Several events came in one piece (a fast upstream): the first goes out before the rest is
+            # compressed, so the time to first byte does not grow with the reply.
+            end = chunk.find(b"\n\n") + 2
+            if 1 < end < len(chunk):
+                first = compressor.compress(chunk[:end]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                await self._send({"type": "http.response.body", "body": first, "more_body": True})
+                chunk = chunk[end:]
         data = compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
 
-def _compressible(headers: list[tuple[bytes, bytes]]) -> bool:
+def _compressible(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The reply's media type if it is one to compress (and not encoded already), else None."""
     content_type = b""
     for name, value in headers:
         if name == b"content-encoding":
-            return False  # already encoded
+            return None
         if name == b"content-type":
             content_type = value.split(b";", 1)[0].strip().lower()
-    return content_type in _COMPRESSIBLE
+    return content_type if content_type in _COMPRESSIBLE else None

@@ -11,6 +11,7 @@ from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageWriter
 from claudegate.alerts import Alerts, AlertSettings
 from claudegate.cache import CachedCalls, MemoryReplyCache
+from claudegate.cache.front import ReplyCache
 from claudegate.config import ANTHROPIC_URL, ConfigError, Settings
 from claudegate.diagnostics import PayloadLog
 from claudegate.flow.breaker import CircuitBreaker
@@ -77,6 +78,7 @@ class Services:
         await self.prober.stop()
         await self.alerts.close()
         await self.payloads.close()
+        await self.calls.close()
         await self.writer.close()
         await self.http.close()
         await self.state.close()
@@ -118,13 +120,11 @@ async def open_services(settings: Settings) -> Services:
         budgets=BudgetGate(state, prices, alerts=alerts),
         alerts=alerts,
     )
-    reply_cache = MemoryReplyCache(max_bytes=settings.cache_max_bytes, ttl_s=settings.cache_ttl_s)
     calls = CachedCalls(
         pipeline,
-        reply_cache,
+        reply_cache(settings),
         cache_orgs=settings.cache_orgs,
         registry=metrics.registry,
-        cache_bytes=lambda: reply_cache.bytes,
     )
     payloads = PayloadLog(
         CallRepository(store.engine),
@@ -152,6 +152,22 @@ async def open_services(settings: Settings) -> Services:
         payloads=payloads,
         simulator=simulator,
     )
+
+
+def reply_cache(settings: Settings) -> ReplyCache:
+    """The response cache the settings choose: this process's memory, or Redis."""
+    if settings.cache_backend == "redis":
+        if not settings.redis_url:
+            raise ConfigError("cache_backend = redis needs redis_url")
+        from claudegate.cache.redis_store import RedisReplyCache
+
+        return RedisReplyCache.from_url(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            ttl_s=settings.cache_ttl_s,
+            max_entry_bytes=settings.cache_max_bytes,
+        )
+    return MemoryReplyCache(max_bytes=settings.cache_max_bytes, ttl_s=settings.cache_ttl_s)
 
 
 def pool_members(settings: Settings, simulator_url: str | None) -> list[PoolMember]:
