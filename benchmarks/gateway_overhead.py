@@ -234,6 +234,8 @@ class Run:
             "anthropic-version": "2023-06-01",
             "content-type": "application/json",
             "x-simulator-reply-tokens": str(self.args.reply_tokens),
+            # Plain replies, as the simulator sends them: compression is measured by cache_compression.py.
+            "accept-encoding": "identity",
         }
 
     async def phase(

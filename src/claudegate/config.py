@@ -450,6 +450,74 @@ class Settings(BaseSettings):
         ),
     )
 
+    config_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the gateway checks its configuration file for a change to reload.",
+    )
+
+    # -- compression and response cache -------------------------------------------------------------------
+    compress_replies: bool = Field(
+        default=True,
+        description="gzip JSON and event-stream replies for clients whose accept-encoding asks for it.",
+    )
+    cache_orgs: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Organisations (by name; "*" for all) whose identical Messages calls are answered from the '
+            "response cache. Any caller may also set x-claudegate-cache: on, off or refresh per request."
+        ),
+    )
+    cache_ttl_s: float = Field(default=300.0, gt=0, description="How long a cached reply is served.")
+    cache_backend: Literal["memory", "redis"] = Field(
+        default="memory",
+        description=(
+            "Where cached replies live: in each gateway process, or in Redis (redis_url), shared by all "
+            "processes on one redis_prefix."
+        ),
+    )
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Memory the response cache may hold (oldest use goes)."
+    )
+
+    # -- call diagnostics ---------------------------------------------------------------------------------
+    payload_log_orgs: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Organisations (by name; "*" for all) whose Messages requests are kept, credentials masked, so '
+            "`claudegate calls show --curl` can reproduce them. Empty (the default): none."
+        ),
+    )
+    payload_retention_days: float = Field(
+        default=7.0, gt=0, description="How long logged payloads are kept before they are purged."
+    )
+
+    # -- alerts -------------------------------------------------------------------------------------------
+    alert_webhooks: list[str] = Field(
+        default_factory=list,
+        repr=False,  # a Slack webhook URL is a credential
+        description="URLs that receive alerts (POST, JSON). Empty: no alerts.",
+    )
+    alert_format: Literal["slack", "json"] = Field(
+        default="slack",
+        description='Alert body: "slack" ({"text": ...}) or "json" (kind, subject, text, details, at).',
+    )
+    alert_error_rate: float = Field(
+        default=0.5, gt=0, le=1, description="Alert when more than this share of calls fail (5xx)."
+    )
+    alert_error_window_s: float = Field(default=60.0, gt=0, description="The error rate's window.")
+    alert_error_min_calls: int = Field(
+        default=20, ge=1, description="Calls in the window before the error rate may alert."
+    )
+    alert_budget_thresholds: list[float] = Field(
+        default_factory=lambda: [0.8, 1.0],
+        description="Shares of a budget cap that alert once reached (once per threshold and period).",
+    )
+    alert_repeat_s: float = Field(
+        default=600.0, gt=0, description="The same alert (kind and subject) is sent at most once per this."
+    )
+    alert_max_per_minute: int = Field(default=20, ge=1, description="Alerts sent at most in any minute.")
+
     # -- chat API -----------------------------------------------------------------------------------------
     chat_model: str = Field(
         default="claude-sonnet-4-6",

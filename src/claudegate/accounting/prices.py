@@ -83,8 +83,9 @@ class ModelPrice:
 
 
 class PriceTable:
-    """Model prices with alias/snapshot fallback. Build with :meth:`load`; the prices never change afterwards
-    (it only remembers which unpriced server tools it has already warned about)."""
+    """Model prices with alias/snapshot fallback. Build with :meth:`load`; changed only whole, by
+    :meth:`replace_with` (a live reload), so every lookup sees one table or the other (it also remembers
+    which unpriced server tools it has already warned about)."""
 
     __slots__ = ("_catalog", "_prices", "_tool_fees", "_unknown_tools")
 
@@ -119,6 +120,9 @@ class PriceTable:
     def tool_fees(self) -> Mapping[str, Decimal]:
         """USD per server-tool request, by tool name (``web_search``, ``web_fetch``)."""
         return dict(self._tool_fees)
+
+    def replace_with(self, other: PriceTable) -> None:
+        self._prices = other._prices  # one assignment: lookups in flight see the old table or the new
 
     @property
     def models(self) -> list[str]:

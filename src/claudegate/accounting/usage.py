@@ -78,6 +78,9 @@ class UsageRecord:
     parent_agent_id: str | None = None
     policy: str | None = None
     loop_id: str | None = None
+    cached: bool = False  # answered from the gateway's response cache, at no cost
+    message_id: str | None = None
+    detail: dict[str, Any] | None = None  # admission wait and attempts (see store.tables.UsageRow.detail)
 
     def to_json(self) -> bytes:
         """One line of the spill file."""

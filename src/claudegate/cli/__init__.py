@@ -9,7 +9,20 @@ import typer.core
 import typer.main
 
 from claudegate._version import __version__
-from claudegate.cli import bot, budgets, config, db, keys, models, orgs, prompts, serve, simulate, usage
+from claudegate.cli import (
+    bot,
+    budgets,
+    calls,
+    config,
+    db,
+    keys,
+    models,
+    orgs,
+    prompts,
+    serve,
+    simulate,
+    usage,
+)
 
 __all__ = ["app", "command", "main"]
 
@@ -47,6 +60,7 @@ orgs.register(app)
 usage.register(app)
 prompts.register(app)
 budgets.register(app)
+calls.register(app)
 db.register(app)
 config.register(app)
 bot.register(app)

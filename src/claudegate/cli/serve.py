@@ -63,7 +63,7 @@ def serve(
         console.print("admin API disabled (set CLAUDEGATE_ADMIN_TOKEN to enable /admin)")
     console.print("create a key:  claudegate keys create --org ORG")
 
-    run_gateway(settings)
+    run_gateway(settings, config_file=config)
 
 
 def register(app: typer.Typer) -> None:

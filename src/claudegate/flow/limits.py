@@ -82,6 +82,11 @@ class Lanes:
     def state(self) -> FlowState:
         return self._state
 
+    def forget(self, upstream: str) -> None:
+        """Drop the lanes of ``upstream`` (its tier or limits changed): the next call makes them anew."""
+        for lane in [name for name in self._lanes if name.startswith(f"{upstream}:")]:
+            del self._lanes[lane]
+
     async def refund(self, lane: LaneLimits, input_tokens: float, output_tokens: float) -> None:
         """Give back the tokens reserved for a call the upstream did not serve (the request still counts)."""
         await self.settle(lane, -input_tokens, -output_tokens)

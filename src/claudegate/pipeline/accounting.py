@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from decimal import Decimal
+from typing import Any
 
 from claudegate.accounting.access_log import ACCESS_LOGGER, access_fields, log_with_fields
 from claudegate.accounting.attribution import attribution_from_headers
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageRecord, UsageWriter
+from claudegate.alerts import Alerts
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
 
@@ -21,11 +23,18 @@ _access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class Accountant:
-    __slots__ = ("_log_payloads", "_metrics", "_prices", "_writer")
+    __slots__ = ("_alerts", "_log_payloads", "_metrics", "_prices", "_writer")
 
     def __init__(
-        self, writer: UsageWriter, prices: PriceTable, metrics: GatewayMetrics, *, log_payloads: bool = False
+        self,
+        writer: UsageWriter,
+        prices: PriceTable,
+        metrics: GatewayMetrics,
+        alerts: Alerts | None = None,
+        *,
+        log_payloads: bool = False,
     ) -> None:
+        self._alerts = alerts
         self._writer = writer
         self._prices = prices
         self._metrics = metrics
@@ -36,7 +45,13 @@ class Accountant:
         return self._metrics
 
     def record(
-        self, call: CallRequest, result: ReplyResult, *, upstream: str | None, attempts: int
+        self,
+        call: CallRequest,
+        result: ReplyResult,
+        *,
+        upstream: str | None,
+        attempts: int,
+        cached: bool = False,
     ) -> Decimal | None:
         """Write the call's usage record, count it in the metrics, log its access line; return its cost."""
         usage = result.usage
@@ -44,7 +59,10 @@ class Accountant:
         model = result.model or call.model
         finished = time.perf_counter()
         status = result.status or 502
-        cost = self._prices.cost(model, usage, batch=False) if model else None
+        if cached:
+            cost: Decimal | None = Decimal(0)  # a reply from the cache reached no upstream
+        else:
+            cost = self._prices.cost(model, usage, batch=False) if model else None
         if result.error_type is None and status >= 400:
             result.error_type = "api_error"
         ttft = (result.first_token_at - call.started) if result.first_token_at else None
@@ -79,8 +97,13 @@ class Accountant:
                 parent_agent_id=attribution.parent_agent_id,
                 policy=call.policy,
                 loop_id=call.loop_id,
+                cached=cached,
+                message_id=result.message_id,
+                detail=_detail(result),
             )
         )
+        if self._alerts is not None:
+            self._alerts.observe_call(status)
         if _access_log.isEnabledFor(logging.INFO):
             fields = access_fields(
                 request_id=call.request_id,
@@ -120,3 +143,13 @@ class Accountant:
             else None,
         )
         return cost
+
+
+def _detail(result: ReplyResult) -> dict[str, Any] | None:
+    """How the call went, for ``claudegate calls show``: None for a call that reached no upstream."""
+    if not result.attempt_log:
+        return None
+    return {
+        "admission_wait_ms": round(result.admission_wait_s * 1000, 3),
+        "attempts": result.attempt_log,
+    }

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from claudegate.accounting.prices import PriceTable
+from claudegate.alerts import Alerts
 from claudegate.errors import BillingError
 from claudegate.flow.state import CounterSpec, FlowState
 from claudegate.keys import BudgetCaps, Identity
@@ -79,9 +80,16 @@ def period_end(now: datetime, period: str) -> datetime:
 class BudgetGate:
     """Checks and settles budgets for the pipeline. ``clock`` is the wall clock: periods are calendar ones."""
 
-    __slots__ = ("_clock", "_prices", "_state")
+    __slots__ = ("_alerts", "_clock", "_prices", "_state")
 
-    def __init__(self, state: FlowState, prices: PriceTable, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state: FlowState,
+        prices: PriceTable,
+        clock: Callable[[], float] = time.time,
+        alerts: Alerts | None = None,
+    ) -> None:
+        self._alerts = alerts
         self._state = state
         self._prices = prices
         self._clock = clock
@@ -99,6 +107,8 @@ class BudgetGate:
         if refused >= 0:
             cap = caps[refused]
             spent = (await self._state.counts([cap.spec]))[0]
+            if self._alerts is not None:
+                self._alerts.budget_spent(cap.what, cap.spec.key, max(spent, cap.limit), cap.limit, cap.unit)
             raise BudgetExceededError(self._refusal(cap, spent, demands[refused][1]), resets_at=cap.resets_at)
         return BudgetHold(caps=caps, tokens=tokens, usd=usd, model=call.model)
 
@@ -115,10 +125,20 @@ class BudgetGate:
         model = result.model or hold.model
         cost = self._prices.cost(model, usage, batch=False) if model else None
         usd = float(cost) if cost is not None else 0.0
+        unchanged: list[_Cap] = []
         for cap in hold.caps:
             difference = (tokens - hold.tokens) if cap.unit == "tokens" else (usd - hold.usd)
             if difference:
-                await self._state.count(cap.spec, difference)
+                total = await self._state.count(cap.spec, difference)
+                if self._alerts is not None:
+                    self._alerts.budget_spent(cap.what, cap.spec.key, total, cap.limit, cap.unit)
+            else:
+                unchanged.append(cap)
+        if unchanged and self._alerts is not None and self._alerts.enabled:
+            # The estimate was exact: the counters moved at the reservation; read them to tell the alerts.
+            totals = await self._state.counts([cap.spec for cap in unchanged])
+            for cap, total in zip(unchanged, totals, strict=True):
+                self._alerts.budget_spent(cap.what, cap.spec.key, total, cap.limit, cap.unit)
 
     async def seed(self, spent_since: Callable[[datetime], Awaitable[Sequence[Spending]]]) -> None:
         """Start the counters of the current day and month from what ``spent_since(start)`` says each

@@ -16,7 +16,9 @@ import random
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
+from claudegate.alerts import Alerts
 from claudegate.errors import ApiError, ClaudegateError, GatewayTimeoutError, OverloadedError, RateLimitError
 from claudegate.flow.admission import UPSTREAM_LAG_S, AdmissionQueue, Ticket
 from claudegate.flow.breaker import BreakerState
@@ -76,6 +78,7 @@ class Pipeline:
         rng: random.Random | None = None,
         budgets: BudgetGate | None = None,
         tracing: CallTracing | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.pool = pool
         self.lanes = lanes
@@ -89,6 +92,7 @@ class Pipeline:
         self._queues: dict[tuple[str, str], AdmissionQueue] = {}
         self._budgets = budgets
         self._tracing = tracing  # None: no tracing, and no cost for it
+        self._alerts = alerts
 
     def close_tracing(self) -> None:
         """Send the spans still buffered (at shutdown)."""
@@ -238,6 +242,19 @@ class Pipeline:
             info = self._catalog.resolve(model)
             rate_class = info.rate_class if info is not None else _UNKNOWN_CLASS
 
+    def reconfigure(self, *, retry: RetryPolicy, changed_upstreams: set[str]) -> None:
+        """A live reload: new retry settings, and fresh queues for upstreams whose member was replaced
+        (calls waiting in the old queues are admitted by them as before)."""
+        self._retry = retry
+        for key in [key for key in self._queues if key[0] in changed_upstreams]:
+            del self._queues[key]
+        for name in changed_upstreams:
+            self.lanes.forget(name)
+
+    def record_cached(self, call: CallRequest, result: ReplyResult) -> None:
+        """The usage record of a call answered from the gateway's response cache: no upstream, no cost."""
+        self._accountant.record(call, result, upstream=None, attempts=0, cached=True)
+
     async def _dispatch(
         self,
         call: CallRequest,
@@ -255,6 +272,7 @@ class Pipeline:
         debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             waiting_since = time.time_ns() if trace is not None or debug else 0
+            admission_began = time.perf_counter()
             try:
                 member, queue, ticket = await self._admit(
                     call,
@@ -268,6 +286,7 @@ class Pipeline:
                 if trace is not None:
                     trace.admitted(waiting_since, None)
                 raise
+            result.admission_wait_s += time.perf_counter() - admission_began
             if trace is not None:
                 trace.admitted(waiting_since, member.name)
             if debug:
@@ -444,6 +463,8 @@ class Pipeline:
         headers = forwarded_headers(call.headers, upstream)
         if trace_headers is not None:
             headers = trace_headers.with_context(headers)
+        seen: dict[str, Any] = {"upstream": member.name, "began_ms": round((began - call.started) * 1000, 3)}
+        result.attempt_log.append(seen)
         try:
             try:
                 response = await open_reply(
@@ -455,17 +476,25 @@ class Pipeline:
                     sink=sink,
                 )
             except (ApiError, GatewayTimeoutError) as error:
+                seen.update(status=error.status, error_type=error.error_type)
                 await self._failed(member)
                 await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                 return _Failure(error=error)
             first_byte = time.perf_counter() - began
             await self.lanes.correct(queue.lane, response.headers, first_byte)
             status = response.status
+            seen.update(
+                status=status,
+                upstream_request_id=response.headers.get("request-id"),
+                first_byte_ms=round(first_byte * 1000, 3),
+            )
             if status >= 400 and should_retry_status(status, response.headers):
                 body = await response.read()
                 await self.lanes.refund(queue.lane, ticket.input_tokens, ticket.output_tokens)
                 if status == 429:
                     queue.pause(retry_after_seconds(response.headers) or 1.0)
+                    if self._alerts is not None:
+                        self._alerts.upstream_throttled(member.name, retry_after_seconds(response.headers))
                 else:
                     await self._failed(member)
                 failure = _Failure(response=response, body=body)
@@ -504,6 +533,7 @@ class Pipeline:
                     await self._failed(member)
             return None
         finally:
+            seen["ms"] = round((time.perf_counter() - began) * 1000, 3)
             member.in_flight -= 1
             if response is not None:
                 response.release()
@@ -513,6 +543,8 @@ class Pipeline:
         """Count a failure against the upstream; if that opens its breaker, tell the other processes."""
         if member.breaker.record_failure(time.monotonic()):
             logger.warning("upstream %s is failing: its circuit breaker is open", member.name)
+            if self._alerts is not None:
+                self._alerts.breaker_opened(member.name, member.breaker.open_seconds)
             await self.lanes.state.trip(breaker_flag(member.name), member.breaker.open_seconds)
 
     async def _settle(

@@ -94,6 +94,9 @@ class ReplyResult:
     client_gone: bool = False
     upstream: str | None = None  # the upstream of the latest attempt
     attempts: int = 0
+    message_id: str | None = None
+    admission_wait_s: float = 0.0  # time spent waiting for admission, every attempt's together
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt (diagnostics)
 
 
 async def open_reply(
@@ -195,7 +198,7 @@ async def relay(
                     raise ClientGone from None
                 raise ApiError("The upstream closed the connection before its reply was complete") from None
         result.first_byte_at = time.perf_counter()
-        result.usage, result.model, result.error_type = usage_from_message(body)
+        result.usage, result.model, result.error_type, result.message_id = usage_from_message(body)
         if rewrite is not None:
             body = await rewrite(response.status, body)
         headers.append((b"content-length", str(len(body)).encode()))
@@ -248,6 +251,7 @@ def _client_left(result: ReplyResult, tap: UsageTap) -> None:
 def _settle(result: ReplyResult, tap: UsageTap) -> None:
     result.usage = tap.finish()
     result.model = tap.model
+    result.message_id = tap.message_id
     result.error_type = tap.error_type
     if not tap.completed and result.error_type is None:
         result.error_type = "incomplete_stream"

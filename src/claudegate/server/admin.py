@@ -74,6 +74,8 @@ class AdminDeps:
     store: Store
     resolver: KeyResolver
     admin_token: SecretStr | None
+    # Reloads the gateway's configuration (POST /admin/reload): what changed, or a ClaudegateError (400).
+    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 class ConflictError(InvalidRequestError):
@@ -94,6 +96,7 @@ def admin_routes(deps: AdminDeps) -> list[BaseRoute]:
         _route("/keys/{key_id}", deps, PATCH=api.update_key),
         _route("/keys/{key_id}/revoke", deps, POST=api.revoke_key),
         _route("/usage", deps, GET=api.usage),
+        _route("/reload", deps, POST=api.reload),
         *chat_admin_routes(deps, _route),
         _route("/{path:path}", deps),
     ]
@@ -230,6 +233,11 @@ class _AdminApi:
         # This process stops accepting the key now; other gateway processes within key_cache_ttl_s.
         self._deps.resolver.forget_key(key_id)
         return _json(key_json(revoked))
+
+    async def reload(self, request: Request) -> Response:
+        if self._deps.reload is None:
+            raise NotFoundError("this gateway does not reload its configuration")
+        return _json(await self._deps.reload())
 
     async def usage(self, request: Request) -> Response:
         params = request.query_params

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,12 +33,14 @@ from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
 from claudegate.pipeline.sink import AsgiSink
+from claudegate.reload import Reloader, ReloadRefusedError
 from claudegate.server import batches as batch_routes
 from claudegate.server import chat_routes, openai_routes
 from claudegate.server import files as file_routes
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body, read_raw_body
+from claudegate.server.compression import compressing
 from claudegate.server.health import HealthCheck
 from claudegate.server.openapi import openapi_json
 from claudegate.server.proxy import forward
@@ -75,12 +78,15 @@ def _quiet_upstream_drops() -> None:
 class Gateway:
     """ASGI app. Services open in the lifespan startup and close (flushing usage) at shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_file: Path | None = None) -> None:
         self.settings = settings
+        self._config_file = config_file
+        self._reloader: Reloader | None = None
         self._services: Services | None = None
         self._admin: Starlette | None = None
         self._health: HealthCheck | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle = compressing(self._http, MAX_BODY_BYTES) if settings.compress_replies else self._http
 
     @property
     def services(self) -> Services:
@@ -90,7 +96,7 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._handle(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -103,7 +109,11 @@ class Gateway:
                 try:
                     self._services = await open_services(self.settings)
                     self._health = HealthCheck(self._services)
-                    self._admin = _admin_app(self._services)
+                    self._reloader = Reloader(
+                        self._services, self._config_file, poll_s=self.settings.config_poll_s
+                    )
+                    self._reloader.start()
+                    self._admin = _admin_app(self._services, self._reloader)
                 except Exception as error:
                     logger.exception("the gateway could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -112,6 +122,8 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 gc.unfreeze()
+                if self._reloader is not None:
+                    await self._reloader.stop()
                 if self._services is not None:
                     await self._services.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -256,12 +268,13 @@ class Gateway:
         except ConnectionResetError:
             pipeline.record_refusal(request, None)
             return
+        self.services.payloads.submit(request)
         sink = AsgiSink(call.receive, call.send, [call.id_header])
         sink.watch()
         self.services.calls.add(sink)
         try:
             try:
-                await pipeline.run(request, sink)
+                await self.services.cached_calls.run(request, body, sink)
             except UpstreamDropped:
                 # The upstream cut a stream the client was reading: end it as Anthropic ends a failed one.
                 await sink.send(error_tail("api_error", _UPSTREAM_CUT, after=sink.last_bytes), more=False)
@@ -348,9 +361,19 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _admin_app(services: Services) -> Starlette:
+def _admin_app(services: Services, reloader: Reloader) -> Starlette:
+    async def reload() -> dict[str, Any]:
+        try:
+            outcome = await reloader.reload("admin API")
+        except ReloadRefusedError as refused:
+            raise InvalidRequestError(f"configuration refused, the running one stays: {refused}") from None
+        return {"reloaded": True, "changed": outcome.changed, "restart_needed": outcome.restart_needed}
+
     deps = AdminDeps(
-        store=services.store, resolver=services.resolver, admin_token=services.settings.admin_token
+        store=services.store,
+        resolver=services.resolver,
+        admin_token=services.settings.admin_token,
+        reload=reload,
     )
     return Starlette(routes=[Mount("/admin", routes=admin_routes(deps))])
 

@@ -6,6 +6,7 @@ server's own limit would cancel it unanswered."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import FrameType
 from typing import Final
 
@@ -32,9 +33,9 @@ class _GatewayServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def run_gateway(settings: Settings) -> None:
-    """Serve until a signal stops the server (blocking)."""
-    gateway = Gateway(settings)
+def run_gateway(settings: Settings, *, config_file: Path | None = None) -> None:
+    """Serve until a signal stops the server (blocking); ``config_file`` is reloaded when it changes."""
+    gateway = Gateway(settings, config_file=config_file)
     config = uvicorn.Config(
         gateway,
         host=settings.host,

@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from claudegate.accounting.metrics import GatewayMetrics
 from claudegate.accounting.prices import PriceTable
 from claudegate.accounting.usage import UsageWriter
+from claudegate.alerts import Alerts, AlertSettings
+from claudegate.cache import CachedCalls, MemoryReplyCache
+from claudegate.cache.front import ReplyCache
 from claudegate.config import ANTHROPIC_URL, ConfigError, Settings
+from claudegate.diagnostics import PayloadLog
 from claudegate.flow.breaker import CircuitBreaker
 from claudegate.flow.estimator import TokenEstimator
 from claudegate.flow.limits import Lanes
@@ -27,6 +31,7 @@ from claudegate.pipeline.tracing import CallTracing
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
+from claudegate.store.calls import CallRepository
 from claudegate.upstream.http import HttpClient
 from claudegate.upstream.pool import PoolMember, UpstreamPool
 from claudegate.upstream.probe import BreakerProber
@@ -34,7 +39,7 @@ from claudegate.upstream.target import Upstream, new_http_client
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
-__all__ = ["Services", "flow_state", "open_services"]
+__all__ = ["Services", "alert_settings", "flow_state", "open_services", "pool_members"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,9 @@ class Services:
     pipeline: Pipeline
     http: HttpClient
     prober: BreakerProber
+    cached_calls: CachedCalls
+    alerts: Alerts
+    payloads: PayloadLog
     simulator: SimulatorServer | None = None
     # The replies of calls in flight that shutdown may have to stop (stop_for_shutdown) at its grace deadline.
     calls: set[Departure] = field(default_factory=set)
@@ -75,6 +83,9 @@ class Services:
 
     async def close(self) -> None:
         await self.prober.stop()
+        await self.alerts.close()
+        await self.payloads.close()
+        await self.cached_calls.close()
         await self.writer.close()
         await asyncio.to_thread(self.pipeline.close_tracing)  # sends the last spans: blocking I/O
         await self.http.close()
@@ -96,33 +107,17 @@ async def open_services(settings: Settings) -> Services:
     )
     await writer.start()
     simulator = None
-    if settings.upstreams:
-        members = [_member(settings, upstream) for upstream in settings.upstreams]
-    else:
-        upstream_url = settings.resolved_upstream_url
-        tier: str = settings.upstream_tier
-        if upstream_url is None:
-            simulator = SimulatorServer(SimulatorSettings(tier=settings.simulator_tier))
-            await simulator.start()
-            upstream = Upstream("simulator", simulator.url, _SIMULATOR_KEY)
-            tier = _tier(settings.simulator_tier)
-        else:
-            api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-            name = "anthropic" if upstream_url == ANTHROPIC_URL else "upstream"
-            upstream = Upstream(name, upstream_url.rstrip("/"), api_key)
-        members = [
-            PoolMember(
-                upstream=upstream,
-                breaker=_breaker(settings),
-                tier=tier,
-                max_concurrency=settings.upstream_max_concurrency,
-            )
-        ]
+    if not settings.upstreams and settings.resolved_upstream_url is None:
+        simulator = SimulatorServer(SimulatorSettings(tier=settings.simulator_tier))
+        await simulator.start()
+    members = pool_members(settings, simulator.url if simulator is not None else None)
     state = flow_state(settings)
     pool = UpstreamPool(members, routing=settings.routing)
     http = new_http_client()
     prices = PriceTable.load(settings.prices_file)
-    budgets = BudgetGate(state, prices)
+    alerts = Alerts(alert_settings(settings))
+    alerts.start()
+    budgets = BudgetGate(state, prices, alerts=alerts)
     if not settings.redis_url:
         # Counters in this process start at zero: start them from what the records say was spent.
         await budgets.seed(lambda since: store.budgets.spent_by_tenant(since=since))
@@ -132,12 +127,26 @@ async def open_services(settings: Settings) -> Services:
         http=http,
         tenants=TenantGate(state),
         estimator=TokenEstimator(),
-        accountant=Accountant(writer, prices, metrics, log_payloads=settings.log_payloads),
+        accountant=Accountant(writer, prices, metrics, alerts, log_payloads=settings.log_payloads),
         catalog=default_catalog(),
         retry=RetryPolicy(max_attempts=settings.retry_max_attempts),
         budgets=budgets,
         tracing=_tracing(settings),
+        alerts=alerts,
     )
+    cached_calls = CachedCalls(
+        pipeline,
+        reply_cache(settings),
+        cache_orgs=settings.cache_orgs,
+        registry=metrics.registry,
+    )
+    payloads = PayloadLog(
+        CallRepository(store.engine),
+        orgs=settings.payload_log_orgs,
+        retention_days=settings.payload_retention_days,
+        flush_interval_s=settings.usage_flush_interval_s,
+    )
+    payloads.start()
     prober = BreakerProber(pool, http, state)
     prober.start()
     return Services(
@@ -152,6 +161,9 @@ async def open_services(settings: Settings) -> Services:
         pipeline=pipeline,
         http=http,
         prober=prober,
+        cached_calls=cached_calls,
+        alerts=alerts,
+        payloads=payloads,
         simulator=simulator,
         policies=PolicyBook.from_settings(settings.model_policies),
     )
@@ -169,6 +181,61 @@ def _tracing(settings: Settings) -> CallTracing | None:
         ) from None
     logger.info("sending traces to %s/v1/traces", settings.otel_endpoint)
     return tracing
+
+
+def reply_cache(settings: Settings) -> ReplyCache:
+    """The response cache the settings choose: this process's memory, or Redis."""
+    if settings.cache_backend == "redis":
+        if not settings.redis_url:
+            raise ConfigError("cache_backend = redis needs redis_url")
+        from claudegate.cache.redis_store import RedisReplyCache
+
+        return RedisReplyCache.from_url(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            ttl_s=settings.cache_ttl_s,
+            max_entry_bytes=settings.cache_max_bytes,
+        )
+    return MemoryReplyCache(max_bytes=settings.cache_max_bytes, ttl_s=settings.cache_ttl_s)
+
+
+def pool_members(settings: Settings, simulator_url: str | None) -> list[PoolMember]:
+    """The upstreams the settings name: ``upstreams``, or the one upstream (``upstream_url``, Anthropic, or
+    the built-in simulator at ``simulator_url``). Raises ConfigError for an upstream that cannot be made."""
+    if settings.upstreams:
+        return [_member(settings, upstream) for upstream in settings.upstreams]
+    upstream_url = settings.resolved_upstream_url
+    tier: str = settings.upstream_tier
+    if upstream_url is None:
+        if simulator_url is None:
+            raise ConfigError("the built-in simulator starts only with the gateway: restart it to use it")
+        upstream = Upstream("simulator", simulator_url, _SIMULATOR_KEY)
+        tier = _tier(settings.simulator_tier)
+    else:
+        api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+        name = "anthropic" if upstream_url == ANTHROPIC_URL else "upstream"
+        upstream = Upstream(name, upstream_url.rstrip("/"), api_key)
+    return [
+        PoolMember(
+            upstream=upstream,
+            breaker=_breaker(settings),
+            tier=tier,
+            max_concurrency=settings.upstream_max_concurrency,
+        )
+    ]
+
+
+def alert_settings(settings: Settings) -> AlertSettings:
+    return AlertSettings(
+        webhooks=tuple(settings.alert_webhooks),
+        format=settings.alert_format,
+        error_rate=settings.alert_error_rate,
+        error_window_s=settings.alert_error_window_s,
+        error_min_calls=settings.alert_error_min_calls,
+        budget_thresholds=tuple(settings.alert_budget_thresholds),
+        repeat_s=settings.alert_repeat_s,
+        max_per_minute=settings.alert_max_per_minute,
+    )
 
 
 def _tier(value: str) -> str:

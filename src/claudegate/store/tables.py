@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -33,6 +34,7 @@ from claudegate.store._types import UTCDateTime
 __all__ = [
     "ApiKey",
     "Base",
+    "CallPayload",
     "ChatMessage",
     "Conversation",
     "MessageBatch",
@@ -130,6 +132,9 @@ class UsageRow(Base):
     __table_args__ = (
         Index("ix_usage_records_org_id_created_at", "org_id", "created_at"),
         Index("ix_usage_records_created_at", "created_at"),
+        Index("ix_usage_records_request_id", "request_id"),
+        Index("ix_usage_records_upstream_request_id", "upstream_request_id"),
+        Index("ix_usage_records_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -163,6 +168,26 @@ class UsageRow(Base):
     # The model policy the call named (the model column says which model served), and its tool loop's id.
     policy: Mapped[str | None] = mapped_column(String(64), nullable=True)
     loop_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cached: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # answered from the cache
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    # How the call went: {"admission_wait_ms": …, "attempts": [{"upstream", "status", "upstream_request_id",
+    # "error_type", "began_ms", "first_byte_ms", "ms"}, …]}; None for calls that reached no upstream.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CallPayload(Base):
+    """The request of a call, kept for ``claudegate calls show --curl`` when its organisation logs payloads;
+    purged after the retention period. The headers are stored with every credential masked."""
+
+    __tablename__ = "call_payloads"
+    __table_args__ = (Index("ix_call_payloads_created_at", "created_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    path: Mapped[str] = mapped_column(String(2048))
+    headers: Mapped[list[Any]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class MessageBatch(Base):

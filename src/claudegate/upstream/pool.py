@@ -60,6 +60,15 @@ class UpstreamPool:
         self._clock = clock
         self._turn = itertools.count()
 
+    def replace(self, members: Sequence[PoolMember], routing: Routing) -> None:
+        """Serve new calls from ``members`` (a live reload); calls in flight keep the member they hold."""
+        if not members:
+            raise ValueError("an upstream pool needs at least one upstream")
+        names = [member.name for member in members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"upstream names must be unique: {names}")
+        self.members, self._routing = list(members), routing
+
     def get(self, name: str) -> PoolMember | None:
         return next((member for member in self.members if member.name == name), None)
 

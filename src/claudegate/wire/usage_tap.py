@@ -93,22 +93,27 @@ class Usage:
         return found or None
 
 
-def usage_from_message(body: bytes) -> tuple[Usage, str | None, str | None]:
-    """Usage, model and error type from a JSON reply (a Message or an error envelope)."""
+def usage_from_message(body: bytes) -> tuple[Usage, str | None, str | None, str | None]:
+    """Usage, model, error type and message id from a JSON reply (a Message or an error envelope)."""
     usage = Usage()
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return usage, None, None
+        return usage, None, None, None
     if not isinstance(data, dict):
-        return usage, None, None
+        return usage, None, None, None
     if data.get("type") == "error":
         error = data.get("error")
-        return usage, None, error.get("type") if isinstance(error, dict) else "api_error"
+        return usage, None, error.get("type") if isinstance(error, dict) else "api_error", None
     if isinstance(data.get("usage"), dict):
         usage.update(data["usage"])
-    model = data.get("model")
-    return usage, model if isinstance(model, str) else None, None
+    model, message_id = data.get("model"), data.get("id")
+    return (
+        usage,
+        model if isinstance(model, str) else None,
+        None,
+        message_id if isinstance(message_id, str) else None,
+    )
 
 
 _DELTA_FIELDS = ("text", "partial_json", "thinking")
@@ -117,7 +122,17 @@ _DELTA_FIELDS = ("text", "partial_json", "thinking")
 class UsageTap:
     """Feed the stream's bytes as they pass; read usage, model and errors when it ends."""
 
-    __slots__ = ("_deltas", "_final", "_parser", "completed", "error_type", "first_content", "model", "usage")
+    __slots__ = (
+        "_deltas",
+        "_final",
+        "_parser",
+        "completed",
+        "error_type",
+        "first_content",
+        "message_id",
+        "model",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self._parser = SSEParser()
@@ -125,6 +140,7 @@ class UsageTap:
         self._final = False
         self.usage = Usage()
         self.model: str | None = None
+        self.message_id: str | None = None
         self.error_type: str | None = None
         self.completed = False  # message_stop seen
         self.first_content = False  # a content delta seen (time to first token)
@@ -138,6 +154,7 @@ class UsageTap:
             elif name == "message_start":
                 message = orjson.loads(data).get("message", {})
                 self.model = message.get("model")
+                self.message_id = message.get("id")
                 self.usage.update(message.get("usage") or {})
             elif name == "message_delta":
                 self.usage.update(orjson.loads(data).get("usage") or {})
