@@ -45,3 +45,23 @@ def test_blocks_that_never_read_files_and_other_sources_are_passed_over() -> Non
     }  # fmt: skip
     assert cited_file_ids(body) == []
     assert cited_file_ids({"messages": "nonsense"}) == []
+
+
+def test_a_block_whose_type_is_not_a_string_is_walked_not_an_error() -> None:
+    """The gateway checks citations before the upstream validates the body: a malformed block must reach
+    the upstream's 400, not stop the walk with a TypeError (a 500)."""
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": ["tool_result"],
+                        "content": [{"type": "image", "source": file_source("file_a")}],
+                    },
+                    {"type": {"nested": 1}},
+                ],
+            }
+        ]
+    }
+    assert cited_file_ids(body) == ["file_a"]
