@@ -190,6 +190,18 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
+_CHATTY_LIBRARIES = (
+    "aiosqlite",
+    "asyncio",
+    "sqlalchemy",
+    "httpcore",
+    "httpx",
+    "hpack",
+    "urllib3",
+    "websockets",
+)
+
+
 def configure_logging(level: str, log_format: str) -> None:
     """Send every log line to stderr at ``level``, as ``text`` or ``json``; replaces earlier handlers."""
     # stderr is line-buffered; a block-buffered stream on the same descriptor lets the handler choose
@@ -210,3 +222,7 @@ def configure_logging(level: str, log_format: str) -> None:
         server_log = logging.getLogger(name)
         server_log.handlers.clear()
         server_log.propagate = True
+    # Libraries' own debug lines (every SQLite statement, every HTTP/2 frame) would bury the gateway's:
+    # debug means claudegate's debug, and the libraries say only what needs attention.
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
