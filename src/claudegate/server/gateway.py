@@ -13,9 +13,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from claudegate.config import Settings
+from claudegate.console import console_app
 from claudegate.errors import ClaudegateError, InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.keys import Identity, presented_key
 from claudegate.pipeline.relay import UpstreamDropped
@@ -29,7 +30,7 @@ from claudegate.server.asgi import header, send_error, send_json
 from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.server.health import HealthCheck
 from claudegate.server.proxy import forward
-from claudegate.server.services import Services, open_services
+from claudegate.server.services import Services, live_upstreams, open_services
 
 __all__ = ["Gateway"]
 
@@ -59,6 +60,7 @@ class Gateway:
         self.settings = settings
         self._services: Services | None = None
         self._admin: Starlette | None = None
+        self._console: ASGIApp | None = None
         self._health: HealthCheck | None = None
 
     @property
@@ -82,6 +84,7 @@ class Gateway:
                     self._services = await open_services(self.settings)
                     self._health = HealthCheck(self._services)
                     self._admin = _admin_app(self._services)
+                    self._console = console_app(self._services, self._admin)
                 except Exception as error:
                     logger.exception("the gateway could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -111,6 +114,9 @@ class Gateway:
                 await self._only(call, "GET", self._authenticated_pass_through)
             elif path == "/api/hello":
                 await self._only(call, method if method in ("GET", "HEAD") else "GET", self.pass_through)
+            elif path == "/console" or path.startswith("/console/"):
+                assert self._console is not None
+                await self._console(scope, receive, send)
             elif chat_routes.is_chat_path(path):
                 await chat_routes.dispatch(self.services, call, self._authenticate)
             elif path == "/metrics":
@@ -234,7 +240,10 @@ def _freeze_startup_objects() -> None:
 
 def _admin_app(services: Services) -> Starlette:
     deps = AdminDeps(
-        store=services.store, resolver=services.resolver, admin_token=services.settings.admin_token
+        store=services.store,
+        resolver=services.resolver,
+        admin_token=services.settings.admin_token,
+        live=lambda: live_upstreams(services),
     )
     return Starlette(routes=[Mount("/admin", routes=admin_routes(deps))])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from claudegate.accounting.metrics import GatewayMetrics
@@ -20,6 +21,7 @@ from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.budgets import BudgetGate
 from claudegate.pipeline.core import Pipeline
 from claudegate.pipeline.tenants import TenantGate
+from claudegate.server.admin_usage import LiveUpstream
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
@@ -30,7 +32,7 @@ from claudegate.upstream.target import Upstream, new_http_client
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
-__all__ = ["Services", "flow_state", "open_services"]
+__all__ = ["Services", "flow_state", "live_upstreams", "open_services"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,20 @@ class Services:
         if self.simulator is not None:
             await self.simulator.stop()
         await self.store.close()
+
+
+def live_upstreams(services: Services) -> list[LiveUpstream]:
+    """Each upstream as it is now: calls in flight and waiting, and its breaker (the admin API's /live)."""
+    now = time.monotonic()
+    return [
+        LiveUpstream(
+            name=member.name,
+            in_flight=member.in_flight,
+            waiting=services.pipeline.waiting(member.name),
+            breaker=member.breaker.state(now).value,
+        )
+        for member in services.pool.members
+    ]
 
 
 async def open_services(settings: Settings) -> Services:
