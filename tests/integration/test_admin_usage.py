@@ -7,12 +7,14 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx2
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import insert
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -20,7 +22,10 @@ from claudegate.accounting.usage import UsageRecord
 from claudegate.keys import KeyResolver
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.server.admin_usage import LiveUpstream
-from claudegate.store import Store
+from claudegate.store import Store, upgrade_database
+from claudegate.store._engine import create_engine
+from claudegate.store.tables import UsageRow
+from claudegate.store.usage_series import Bucket, SeriesBy, UsageQuery, rollup_dimension
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -70,7 +75,9 @@ async def records(store: Store) -> list[UsageRecord]:
                 cost_usd=None if n == 59 else Decimal("0.0012345") * (n + 1),
             )
         )
-    await store.usage.insert_usage(made)
+    # Two batches on the same days: the second adds to the daily totals the first made.
+    await store.usage.insert_usage(made[::2])
+    await store.usage.insert_usage(made[1::2])
     return made
 
 
@@ -92,6 +99,51 @@ async def test_totals_per_month_equal_the_records(
         assert Decimal(row["cost_usd"]) == _cost(month)
     assert report["totals"]["unpriced_requests"] == 1
     assert Decimal(report["totals"]["cost_usd"]) == _cost(records)
+
+
+@pytest.mark.parametrize("bucket", ["day", "month", "none"])
+@pytest.mark.parametrize("by", ["total", "org", "user", "key", "model"])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"model": "claude-haiku-4-5"},
+        {"key": "1"},
+        {"org": "acme", "since": "2026-04-10", "until": "2026-05-03"},
+    ],
+)
+async def test_every_split_and_filter_adds_up_the_records(
+    admin: httpx2.AsyncClient, records: list[UsageRecord], bucket: str, by: str, filters: dict[str, str]
+) -> None:
+    """Whether the report reads the daily totals or the records, its rows are the records' sums."""
+    report = (await admin.get("/admin/usage/series", params={"bucket": bucket, "by": by, **filters})).json()
+    since = datetime.fromisoformat(filters.get("since", "2000-01-01")).replace(tzinfo=UTC)
+    until = datetime.fromisoformat(filters.get("until", "2100-01-01")).replace(tzinfo=UTC)
+    expected: dict[tuple[str | None, str | None], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+    for r in records:
+        if not since <= r.created_at < until:
+            continue
+        if filters.get("model", r.model) != r.model or filters.get("key", str(r.key_id)) != str(r.key_id):
+            continue
+        if "org" in filters and r.org_id != records[1].org_id:
+            continue
+        period = {"day": r.created_at.strftime("%Y-%m-%d"), "month": r.created_at.strftime("%Y-%m")}.get(
+            bucket
+        )
+        owner = {"org": r.org_id, "user": r.user_id, "key": r.key_id, "model": r.model}.get(by)
+        sums = expected[(period, None if owner is None else str(owner))]
+        sums[0] += 1
+        sums[1] += r.input_tokens + r.cache_read_input_tokens
+        sums[2] += r.cost_usd or 0
+    shown = {
+        (row["period"], row["group"]): [
+            Decimal(row["requests"]),
+            Decimal(row["input_tokens"] + row["cache_read_input_tokens"]),
+            Decimal(row["cost_usd"]),
+        ]
+        for row in report["data"]
+    }
+    assert shown == expected
 
 
 async def test_hours_split_by_user_for_one_organisation(
@@ -183,3 +235,58 @@ async def test_live_shows_upstreams_refusals_and_recent_errors(
     assert [(e["request_id"], e["org"], e["status"]) for e in live["recent_errors"]] == [
         ("req_refused", "acme", 429)
     ]
+
+
+async def test_upgrading_to_0009_adds_up_the_records_written_before(database_url: str) -> None:
+    await upgrade_database(database_url, "0005")
+    engine = create_engine(database_url)
+    made = [
+        UsageRecord(
+            request_id=f"req_{n}",
+            model="claude-sonnet-4-6" if n % 2 else None,
+            status=200,
+            created_at=datetime(2026, 6, 1 + n % 3, n, tzinfo=UTC),
+            org_id=None if n == 0 else 1 + n % 2,
+            key_id=n % 4 or None,
+            output_tokens=n,
+            cost_usd=None if n == 5 else Decimal("0.0000001") * n,
+        )
+        for n in range(20)
+    ]
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(UsageRow.__table__), [{f.name: getattr(r, f.name) for f in fields(r)} for r in made]
+            )
+    finally:
+        await engine.dispose()
+    await upgrade_database(database_url)
+    store = await Store.open(database_url, upgrade=False)
+    try:
+        for by in SeriesBy:
+            query = UsageQuery(bucket=Bucket.DAY, by=by)
+            assert rollup_dimension(query) is not None
+            rows = await store.usage.series(query)
+            assert sum(row.requests for row in rows) == len(made)
+            assert sum(row.output_tokens for row in rows) == sum(r.output_tokens for r in made)
+            assert sum(row.cost_usd for row in rows) == sum(r.cost_usd or 0 for r in made)
+            assert sum(row.unpriced_requests for row in rows) == 1
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "dimension"),
+    [
+        (UsageQuery(bucket=Bucket.MONTH, by=SeriesBy.ORG), "model"),
+        (UsageQuery(bucket=Bucket.DAY, by=SeriesBy.KEY, org_id=3), "key"),
+        (UsageQuery(bucket=None, by=SeriesBy.TOTAL, user_id=4), "user"),
+        (UsageQuery(by=SeriesBy.MODEL, model="m", since=datetime(2026, 1, 1, tzinfo=UTC)), "model"),
+        (UsageQuery(bucket=Bucket.HOUR, by=SeriesBy.MODEL), None),
+        (UsageQuery(by=SeriesBy.MODEL, key_id=1), None),
+        (UsageQuery(by=SeriesBy.TOTAL, key_id=1, model="m"), None),
+        (UsageQuery(by=SeriesBy.ORG, since=datetime(2026, 1, 1, 12, tzinfo=UTC)), None),
+    ],
+)
+def test_which_reports_read_the_daily_totals(query: UsageQuery, dimension: str | None) -> None:
+    assert rollup_dimension(query) == dimension

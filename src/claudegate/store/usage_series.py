@@ -1,15 +1,17 @@
 """Usage over time: totals per hour, day or month, split by organisation, user, key or model, filtered.
 
-One query per report, aggregated in the database: with a year of records (a million rows and more) the
-reports read the ``(created_at, …)`` and ``(org_id, created_at, …)`` covering indexes of revision 0009
-rather than the table, and only the buckets come back to Python. Names (organisations, users, keys) are
-joined to the few aggregated rows afterwards, not to every record.
+One query per report, aggregated in the database. A report over whole days, split or filtered by at most one
+of model, user and key, adds up the daily totals (``usage_daily.py``: thousands of rows for a year) instead
+of the records (millions); any other report (per hour, or from a time of day) reads the records in its
+time range through the ``created_at`` indexes. Names (organisations, users, keys) are joined to the few
+aggregated rows afterwards, not to every record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -21,9 +23,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
-from claudegate.store.tables import ApiKey, Organization, UsageRow, User
+from claudegate.store.tables import ApiKey, Organization, UsageDaily, UsageRow, User
+from claudegate.store.usage_daily import NO_ORG, NO_VALUE, is_whole_day
 
-__all__ = ["Bucket", "SeriesBy", "UsageQuery", "UsageSeriesRow", "usage_series"]
+__all__ = ["Bucket", "SeriesBy", "UsageQuery", "UsageSeriesRow", "rollup_dimension", "usage_series"]
 
 
 class Bucket(StrEnum):
@@ -119,8 +122,27 @@ def _group_column(by: SeriesBy) -> Any:
     }[by]
 
 
+def rollup_dimension(query: UsageQuery) -> str | None:
+    """Which daily totals answer the query (model, user or key), or None when only the records can."""
+    if query.bucket is Bucket.HOUR or not (is_whole_day(query.since) and is_whole_day(query.until)):
+        return None
+    filtered = {
+        name
+        for name, value in (("model", query.model), ("user", query.user_id), ("key", query.key_id))
+        if value is not None
+    }
+    if query.by in (SeriesBy.MODEL, SeriesBy.USER, SeriesBy.KEY):
+        return query.by.value if filtered <= {query.by.value} else None
+    if len(filtered) > 1:
+        return None
+    return filtered.pop() if filtered else "model"
+
+
 async def usage_series(engine: AsyncEngine, query: UsageQuery) -> list[UsageSeriesRow]:
     """The rows of a report, periods in time order and, within one, groups by cost then requests."""
+    dimension = rollup_dimension(query)
+    if dimension is not None:
+        return await _from_daily_totals(engine, query, dimension)
     period = (
         _utc_period(UsageRow.created_at, literal(query.bucket.value)).label("period")
         if query.bucket is not None
@@ -160,13 +182,21 @@ async def usage_series(engine: AsyncEngine, query: UsageQuery) -> list[UsageSeri
         labels = await _labels(
             conn, query.by, {row[len(keys) - 1] for row in rows} if group is not None else set()
         )
-    width = len(keys)
+    groups = [row[len(keys) - 1] for row in rows] if group is not None else None
+    return _rows(rows, period is not None, groups, labels)
+
+
+def _rows(
+    rows: Sequence[Any], has_period: bool, groups: list[Any] | None, labels: dict[Any, str]
+) -> list[UsageSeriesRow]:
+    """Report rows from query rows: (period?, group?, eight sums), in time order then by cost."""
+    width = int(has_period) + int(groups is not None)
     result = []
-    for row in rows:
-        group_value = row[width - 1] if group is not None else None
+    for n, row in enumerate(rows):
+        group_value = groups[n] if groups is not None else None
         result.append(
             UsageSeriesRow(
-                period=_period_text(row[0]) if period is not None else None,
+                period=_period_text(row[0]) if has_period else None,
                 group=None if group_value is None else str(group_value),
                 label=labels.get(group_value, None if group_value is None else str(group_value)),
                 requests=int(row[width]),
@@ -181,6 +211,57 @@ async def usage_series(engine: AsyncEngine, query: UsageQuery) -> list[UsageSeri
         )
     result.sort(key=lambda r: (r.period or "", -r.cost_usd, -r.requests, r.label or ""))
     return result
+
+
+async def _from_daily_totals(engine: AsyncEngine, query: UsageQuery, dimension: str) -> list[UsageSeriesRow]:
+    day = UsageDaily.day
+    period: Any = None
+    if query.bucket is Bucket.DAY:
+        period = day
+    elif query.bucket is Bucket.MONTH:
+        period = func.substr(day, 1, len("YYYY-MM"))
+    group: Any = None
+    if query.by is SeriesBy.ORG:
+        group = UsageDaily.org_id
+    elif query.by is not SeriesBy.TOTAL:
+        group = UsageDaily.value
+    keys: list[Any] = [column for column in (period, group) if column is not None]
+    stmt = select(
+        *keys,
+        func.sum(UsageDaily.requests),
+        func.sum(UsageDaily.errors),
+        func.sum(UsageDaily.input_tokens),
+        func.sum(UsageDaily.output_tokens),
+        func.sum(UsageDaily.cache_creation_input_tokens),
+        func.sum(UsageDaily.cache_read_input_tokens),
+        func.sum(UsageDaily.cost_usd),
+        func.sum(UsageDaily.unpriced_requests),
+    ).where(UsageDaily.dimension == dimension)
+    if query.org_id is not None:
+        stmt = stmt.where(UsageDaily.org_id == query.org_id)
+    value = {"model": query.model, "user": query.user_id, "key": query.key_id}[dimension]
+    if value is not None:
+        stmt = stmt.where(UsageDaily.value == str(value))
+    if query.since is not None:
+        stmt = stmt.where(day >= query.since.astimezone(UTC).strftime("%Y-%m-%d"))
+    if query.until is not None:
+        stmt = stmt.where(day < query.until.astimezone(UTC).strftime("%Y-%m-%d"))
+    if keys:
+        stmt = stmt.group_by(*keys)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+        ids = [_stored_group(query.by, row[len(keys) - 1]) for row in rows] if group is not None else []
+        labels = await _labels(conn, query.by, set(ids))
+    return _rows(rows, period is not None, ids if group is not None else None, labels)
+
+
+def _stored_group(by: SeriesBy, value: Any) -> Any:
+    """A daily row's group as the records hold it: None for none, ids as numbers."""
+    if by is SeriesBy.ORG:
+        return None if value == NO_ORG else value
+    if value == NO_VALUE:
+        return None
+    return int(value) if by in (SeriesBy.USER, SeriesBy.KEY) else value
 
 
 def _period_text(value: object) -> str:
