@@ -29,6 +29,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// replaceChildren, taking arrays too and leaving out what is absent (null, undefined, false).
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
@@ -56,7 +61,7 @@ const when = (iso) => (iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace(
 const isOperator = () => state.me && state.me.role === "operator";
 
 function status(node, error) {
-  node.replaceChildren(error ? el("span", { class: "error", role: "alert" }, error.message) : "");
+  fill(node, error ? el("span", { class: "error", role: "alert" }, error.message) : "");
 }
 
 function numberOrNull(input) {
@@ -136,7 +141,7 @@ pages.usage = async (view) => {
     el("button", { type: "submit" }, "Show"),
   );
   const out = el("div", { id: "usage-report" });
-  view.replaceChildren(el("h1", {}, "Usage and cost"), form, out);
+  fill(view, el("h1", {}, "Usage and cost"), form, out);
   const load = async () => {
     const params = new URLSearchParams();
     for (const [name, value] of new FormData(form).entries()) if (value) params.set(name, value);
@@ -176,7 +181,7 @@ function renderUsage(out, report, params) {
       el("td", { class: "num" }, num(r.requests)), el("td", { class: "num" }, num(r.errors)),
       KINDS.map(([k]) => el("td", { class: "num" }, num(r[k]))),
       el("td", { class: "num", "data-cost": r.cost_usd }, r.cost_usd)))));
-  out.replaceChildren(
+  fill(out, 
     tiles,
     el("div", { class: "card" }, el("h2", {}, `Cost per ${report.bucket}` + (report.by === "total" ? "" : ` by ${report.by}`)),
       barChart(periods, costSeries, (v) => usd(v))),
@@ -190,11 +195,11 @@ function renderUsage(out, report, params) {
 
 pages.live = async (view) => {
   const out = el("div", { id: "live" });
-  view.replaceChildren(el("h1", {}, "Live"), el("p", { class: "hint" }, "Refreshed every 5 seconds."), out);
+  fill(view, el("h1", {}, "Live"), el("p", { class: "hint" }, "Refreshed every 5 seconds."), out);
   const load = async () => {
     try {
       const live = await admin("GET", "/live");
-      out.replaceChildren(
+      fill(out, 
         el("div", { class: "tiles" },
           el("div", { class: "tile" }, el("div", { class: "name" }, "calls in flight"), el("div", { class: "value", "data-live": "in_flight" }, num(live.in_flight))),
           el("div", { class: "tile" }, el("div", { class: "name" }, "refusals, last hour"), el("div", { class: "value" }, num(live.refusals_last_hour)))),
@@ -226,12 +231,12 @@ pages.keys = async (view) => {
       el("label", {}, "Name", el("input", { name: "name", value: "default" })),
       limitInputs({}),
       el("button", { type: "submit" }, "Create key")), made) : null;
-  view.replaceChildren(el("h1", {}, "Gateway keys"), create, el("div", { class: "card" }, el("div", { class: "row" }, filter), list));
+  fill(view, el("h1", {}, "Gateway keys"), create, el("div", { class: "card" }, el("div", { class: "row" }, filter), list));
   async function load() {
     const org = currentOrg();
     try {
       const keys = (await admin("GET", "/keys" + (org ? "?org=" + enc(org) : ""))).data;
-      list.replaceChildren(keys.length === 0 ? el("p", { class: "hint" }, "No keys.") : el("div", { class: "scroll" }, el("table", {},
+      fill(list, keys.length === 0 ? el("p", { class: "hint" }, "No keys.") : el("div", { class: "scroll" }, el("table", {},
         el("thead", {}, el("tr", {}, ["id", "name", "organisation", "user", "key", "created", "last used", "status", "limits", ""].map((h) => el("th", {}, h)))),
         el("tbody", {}, keys.map(keyRow)))));
     } catch (error) { status(list, error); }
@@ -245,7 +250,7 @@ pages.keys = async (view) => {
       event.preventDefault();
       try {
         await admin("PATCH", `/keys/${key.id}`, limitValues(limits));
-        note.replaceChildren(el("span", { class: "ok" }, "saved"));
+        fill(note, el("span", { class: "ok" }, "saved"));
       } catch (error) { status(note, error); }
     });
     return el("tr", { "data-key": key.id },
@@ -265,7 +270,7 @@ pages.keys = async (view) => {
     if (data.get("user")) body.user = data.get("user");
     try {
       const key = await admin("POST", "/keys", body);
-      made.replaceChildren(el("div", { class: "once" }, el("b", {}, `Key ${key.id} created. `),
+      fill(made, el("div", { class: "once" }, el("b", {}, `Key ${key.id} created. `),
         "Copy it now: it is shown once and cannot be shown again.", el("br"), el("code", { id: "new-key" }, key.key)));
       await refreshOrgs();
       await load();
@@ -292,15 +297,15 @@ function limitValues(form) {
 
 pages.budgets = async (view) => {
   const out = el("div", { id: "budgets" });
-  view.replaceChildren(el("h1", {}, "Budgets"), el("div", { class: "card row" }, orgPicker(() => load(), false)), out);
+  fill(view, el("h1", {}, "Budgets"), el("div", { class: "card row" }, orgPicker(() => load(), false)), out);
   async function load() {
     const org = currentOrg();
-    if (!org) { out.replaceChildren(el("p", { class: "hint" }, "No organisations yet.")); return; }
+    if (!org) { fill(out, el("p", { class: "hint" }, "No organisations yet.")); return; }
     try {
       const budget = await admin("GET", `/organizations/${enc(org)}/budget`);
       const users = (await admin("GET", `/organizations/${enc(org)}/users`)).data;
       const userBudgets = await Promise.all(users.map((u) => admin("GET", `/organizations/${enc(org)}/users/${enc(u.name)}/budget`)));
-      out.replaceChildren(budgetCard(`Organisation ${org}`, `/organizations/${enc(org)}/budget`, budget, "org"),
+      fill(out, budgetCard(`Organisation ${org}`, `/organizations/${enc(org)}/budget`, budget, "org"),
         userBudgets.map((b) => budgetCard(`User ${b.user}`, `/organizations/${enc(org)}/users/${enc(b.user)}/budget`, b, "user-" + b.user)));
     } catch (error) { status(out, error); }
   }
@@ -341,14 +346,14 @@ pages.prompts = async (view) => {
       el("label", {}, "Activate", el("input", { name: "activate", type: "checkbox" }))),
     el("label", { class: "wide" }, "System prompt", el("textarea", { name: "system", required: true, cols: 90 })),
     el("div", {}, el("button", { type: "submit" }, "Save version")), el("span", { id: "prompt-note" })) : null;
-  view.replaceChildren(el("h1", {}, "Prompts"), el("div", { class: "card row" }, orgPicker(() => load(), false)), create, out);
+  fill(view, el("h1", {}, "Prompts"), el("div", { class: "card row" }, orgPicker(() => load(), false)), create, out);
   async function load() {
     const org = currentOrg();
     if (!org) return;
     try {
       const prompts = (await admin("GET", `/organizations/${enc(org)}/prompts`)).data;
       const full = await Promise.all(prompts.map((p) => admin("GET", `/organizations/${enc(org)}/prompts/${enc(p.name)}`)));
-      out.replaceChildren(full.length === 0 ? el("p", { class: "hint" }, "No prompts.") : full.map((p) => promptCard(org, p, load)));
+      fill(out, full.length === 0 ? el("p", { class: "hint" }, "No prompts.") : full.map((p) => promptCard(org, p, load)));
     } catch (error) { status(out, error); }
   }
   if (create) create.addEventListener("submit", async (event) => {
@@ -401,10 +406,10 @@ pages.playground = async (view) => {
   const note = el("div");
   const promptData = new Map();
   const orgPick = orgPicker(async () => { await loadKeys(); }, false);
-  view.replaceChildren(el("h1", {}, "Playground"),
+  fill(view, el("h1", {}, "Playground"),
     el("div", { class: "card row" }, orgPick, isOperator() ? el("label", {}, "Chat as key", keySelect) : null,
       el("label", {}, "Model", model), el("label", {}, "Prompt", prompt), el("label", {}, "Prompt version", version),
-      el("button", { type: "button", class: "plain", onclick: () => { state.chatId = null; messages.replaceChildren(); markChat(); } }, "New chat")),
+      el("button", { type: "button", class: "plain", onclick: () => { state.chatId = null; fill(messages); markChat(); } }, "New chat")),
     el("div", { class: "play" }, el("div", { class: "card" }, el("h3", {}, "Conversations"), chats),
       el("div", { class: "card" }, messages, el("form", { id: "chat-form" }, input, el("button", { type: "submit" }, "Send")), note)));
   const chatHeaders = () => (isOperator() ? { "x-console-key-id": keySelect.value } : {});
@@ -414,28 +419,28 @@ pages.playground = async (view) => {
     const org = currentOrg();
     if (isOperator()) {
       const keys = org ? (await admin("GET", "/keys?org=" + enc(org))).data.filter((k) => !k.revoked_at) : [];
-      keySelect.replaceChildren(...keys.map((k) => el("option", { value: k.id }, `${k.id}: ${k.name}${k.user ? " (" + k.user + ")" : ""}`)));
+      fill(keySelect, ...keys.map((k) => el("option", { value: k.id }, `${k.id}: ${k.name}${k.user ? " (" + k.user + ")" : ""}`)));
     }
     const prompts = org ? (await admin("GET", `/organizations/${enc(org)}/prompts`)).data : [];
-    prompt.replaceChildren(el("option", { value: "" }, "no prompt"), ...prompts.map((p) => el("option", { value: p.name }, p.name)));
+    fill(prompt, el("option", { value: "" }, "no prompt"), ...prompts.map((p) => el("option", { value: p.name }, p.name)));
     promptData.clear();
     state.chatId = null;
-    messages.replaceChildren();
+    fill(messages);
     await loadChats();
   }
   prompt.addEventListener("change", async () => {
-    version.replaceChildren(el("option", { value: "" }, "as configured"));
+    fill(version, el("option", { value: "" }, "as configured"));
     if (!prompt.value) return;
     const full = await admin("GET", `/organizations/${enc(currentOrg())}/prompts/${enc(prompt.value)}`);
     version.append(...full.versions.map((v) => el("option", { value: v.version }, "v" + v.version + (v.version === full.active_version ? " (active)" : ""))));
   });
-  keySelect.addEventListener("change", () => { state.chatId = null; messages.replaceChildren(); loadChats(); });
+  keySelect.addEventListener("change", () => { state.chatId = null; fill(messages); loadChats(); });
 
   async function loadChats() {
-    if (isOperator() && !keySelect.value) { chats.replaceChildren(el("p", { class: "hint" }, "This organisation has no active key to chat as.")); return; }
+    if (isOperator() && !keySelect.value) { fill(chats, el("p", { class: "hint" }, "This organisation has no active key to chat as.")); return; }
     try {
       const list = (await chatApi("GET", "/chats?limit=50")).data;
-      chats.replaceChildren(...list.map((c) => el("a", { href: "#playground", "data-chat": c.id, onclick: (e) => { e.preventDefault(); openChat(c.id); } }, c.title || c.id)));
+      fill(chats, ...list.map((c) => el("a", { href: "#playground", "data-chat": c.id, onclick: (e) => { e.preventDefault(); openChat(c.id); } }, c.title || c.id)));
       markChat();
     } catch (error) { status(chats, error); }
   }
@@ -446,7 +451,7 @@ pages.playground = async (view) => {
     state.chatId = id;
     markChat();
     const chat = await chatApi("GET", `/chats/${enc(id)}`);
-    messages.replaceChildren(...chat.messages.filter((m) => m.role === "user" || m.role === "assistant").map((m) => bubble(m.role,
+    fill(messages, ...chat.messages.filter((m) => m.role === "user" || m.role === "assistant").map((m) => bubble(m.role,
       (m.content || []).filter((b) => b.type === "text").map((b) => b.text).join(""), m.role === "assistant" ? meta(m) : null)));
   }
   function meta(m) {
@@ -467,7 +472,7 @@ pages.playground = async (view) => {
     const text = input.value.trim();
     if (!text) return;
     input.value = "";
-    note.replaceChildren();
+    fill(note);
     bubble("user", text);
     const reply = bubble("assistant", "");
     reply.classList.add("streaming");
@@ -531,7 +536,7 @@ async function refreshOrgs() {
 
 function showSignIn() {
   document.getElementById("bar").hidden = true;
-  document.getElementById("view").replaceChildren();
+  fill(document.getElementById("view"));
   document.getElementById("sign-in").hidden = false;
   state.me = null;
 }
@@ -543,7 +548,7 @@ async function route() {
   if (!pages[page] || (page === "live" && !isOperator())) page = "usage";
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page);
   const view = document.getElementById("view");
-  view.replaceChildren(el("p", { class: "hint" }, "Loading…"));
+  fill(view, el("p", { class: "hint" }, "Loading…"));
   view.dataset.page = page;
   try { await pages[page](view); } catch (error) { status(view, error); }
   view.dataset.ready = page;
