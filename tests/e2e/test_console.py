@@ -271,6 +271,8 @@ def test_operator_sets_a_budget(console: Console, console_stack: ConsoleStack) -
     console.wait(lambda d: "$12.50" in d.find_element(By.CSS_SELECTOR, "tr[data-spent=org-today]").text)
     budget = _admin(console_stack, "GET", "/organizations/globex/budget").json()
     assert (budget["daily_usd"], budget["monthly_tokens"]) == (12.5, 5_000_000)
+    # Each user of the organisation has a card of their own, with what they spent.
+    assert console.find("tr[data-spent=user-alice-month]").text.startswith("this month")
 
 
 def test_a_change_without_the_csrf_token_fails(console: Console, console_stack: ConsoleStack) -> None:
@@ -356,6 +358,35 @@ def test_playground_pins_a_prompt_version(console: Console, console_stack: Conso
         f"{console_stack.url}/chats/{chat_id}", headers={"x-api-key": console_stack.globex.key}
     ).json()
     assert stored["prompt"] == {"name": "helper", "version": 1}  # not the active version 2
+
+
+def test_operator_splits_and_rolls_back_a_prompt(console: Console, console_stack: ConsoleStack) -> None:
+    url = f"{console_stack.url}/admin/organizations/acme/prompts"
+    for system in ("Answer in French.", "Answer in German."):
+        httpx2.post(
+            url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, json={"name": "lang", "system": system}
+        )
+    console.sign_in(ADMIN_TOKEN)
+    console.open("prompts")
+    Select(console.find("#org")).select_by_visible_text("acme")
+    card = console.find("[data-prompt=lang]")
+    assert "Answer in German." in card.text
+    card.find_element(By.NAME, "v1").send_keys("70")
+    card.find_element(By.NAME, "v2").send_keys("30")
+    card.find_element(By.XPATH, ".//button[text()='Set A/B split']").click()
+    console.wait(
+        lambda d: d.find_element(By.CSS_SELECTOR, "[data-prompt=lang] [name=v1]").get_attribute("value")
+    )
+    prompt = _admin(console_stack, "GET", "/organizations/acme/prompts/lang").json()
+    assert prompt["split"] == {"1": 70, "2": 30}
+    console.find("[data-prompt=lang]").find_element(By.XPATH, ".//button[text()='Activate']").click()
+    console.wait(lambda d: "Roll back" in d.find_element(By.CSS_SELECTOR, "[data-prompt=lang]").text)
+    assert _admin(console_stack, "GET", "/organizations/acme/prompts/lang").json()["active_version"] == 2
+    console.find("[data-prompt=lang]").find_element(
+        By.XPATH, ".//button[starts-with(text(), 'Roll back')]"
+    ).click()
+    console.wait(lambda d: "active: v1" in d.find_element(By.CSS_SELECTOR, "[data-prompt=lang]").text)
+    assert _admin(console_stack, "GET", "/organizations/acme/prompts/lang").json()["active_version"] == 1
 
 
 def test_the_console_answers_before_any_other_route(console_stack: ConsoleStack) -> None:

@@ -375,13 +375,13 @@ function promptCard(org, prompt, reload) {
   };
   const split = prompt.split || {};
   const weights = el("form", { class: "row" }, prompt.versions.map((v) => el("label", {}, `v${v.version} weight`,
-    el("input", { type: "number", min: 0, name: String(v.version), value: split[v.version] ?? "", placeholder: "0", disabled: !isOperator() }))),
+    el("input", { type: "number", min: 0, name: "v" + v.version, value: split[v.version] ?? "", placeholder: "0", disabled: !isOperator() }))),
     isOperator() ? el("button", { type: "submit", class: "plain" }, "Set A/B split") : null,
     isOperator() && prompt.split ? el("button", { type: "button", class: "plain", onclick: act("PUT", "/split", { weights: null }) }, "End split") : null);
   weights.addEventListener("submit", (event) => {
     event.preventDefault();
     const w = {};
-    for (const v of prompt.versions) { const n = numberOrNull(weights.elements[String(v.version)]); if (n) w[v.version] = n; }
+    for (const v of prompt.versions) { const n = numberOrNull(weights.elements.namedItem("v" + v.version)); if (n) w[v.version] = n; }
     act("PUT", "/split", { weights: w })();
   });
   return el("div", { class: "card", "data-prompt": prompt.name },
