@@ -188,7 +188,8 @@ def admin_client(store: Store) -> httpx2.AsyncClient:
 
 
 def pages(now: datetime) -> dict[str, list[str]]:
-    """Each page and the admin API calls it makes (as console.js makes them)."""
+    """Each page and the admin API calls it makes (as console.js makes them: charts ask for the 12 costliest
+    groups; the CSV export for every group)."""
     month_ago = (now - timedelta(days=30)).strftime("%Y-%m-%d")
     year_ago = (now - timedelta(days=365)).strftime("%Y-%m-%d")
     week_ago = (now - timedelta(days=7)).strftime("%Y-%m-%d")
@@ -198,13 +199,18 @@ def pages(now: datetime) -> dict[str, list[str]]:
     ]
     return {
         "usage: 30 days per day by model (the default)": [
-            f"/usage/series?since={month_ago}&bucket=day&by=model"
+            f"/usage/series?since={month_ago}&bucket=day&by=model&top=12"
         ],
-        "usage: a year per month by organisation": [f"/usage/series?since={year_ago}&bucket=month&by=org"],
+        "usage: a year per month by organisation": [
+            f"/usage/series?since={year_ago}&bucket=month&by=org&top=12"
+        ],
         "usage: a year per day by key, one organisation": [
-            f"/usage/series?since={year_ago}&bucket=day&by=key&org={org}"
+            f"/usage/series?since={year_ago}&bucket=day&by=key&org={org}&top=12"
         ],
-        "usage: a week per hour by user": [f"/usage/series?since={week_ago}&bucket=hour&by=user"],
+        "usage: a week per hour by user": [f"/usage/series?since={week_ago}&bucket=hour&by=user&top=12"],
+        "usage: a week per hour by user, every user (CSV)": [
+            f"/usage/series?since={week_ago}&bucket=hour&by=user&format=csv"
+        ],
         "usage: a year per month, one model, CSV": [
             f"/usage/series?since={year_ago}&bucket=month&by=total&model=claude-opus-4-6&format=csv"
         ],

@@ -290,3 +290,21 @@ async def test_upgrading_to_0009_adds_up_the_records_written_before(database_url
 )
 def test_which_reports_read_the_daily_totals(query: UsageQuery, dimension: str | None) -> None:
     assert rollup_dimension(query) == dimension
+
+
+@pytest.mark.parametrize("bucket", ["hour", "month"])  # the records, and the daily totals
+async def test_top_keeps_the_costliest_groups_and_adds_up_the_rest(
+    admin: httpx2.AsyncClient, records: list[UsageRecord], bucket: str
+) -> None:
+    full = (await admin.get("/admin/usage/series", params={"bucket": "none", "by": "key"})).json()["data"]
+    costliest = max(full, key=lambda row: Decimal(row["cost_usd"]))
+    report = (
+        await admin.get("/admin/usage/series", params={"bucket": bucket, "by": "key", "top": "1"})
+    ).json()
+    groups = {row["group"] for row in report["data"]}
+    assert groups == {costliest["group"], "other"}
+    other = [row for row in report["data"] if row["group"] == "other"]
+    assert {row["label"] for row in other} == {"(all others)"}
+    assert sum(row["requests"] for row in other) == len(records) - costliest["requests"]
+    assert Decimal(report["totals"]["cost_usd"]) == _cost(records)
+    assert (await admin.get("/admin/usage/series", params={"top": "0"})).status_code == 400

@@ -2,14 +2,15 @@
 API (same token, same envelope); paths are relative to ``/admin``.
 
     GET /usage/series?bucket=hour|day|month|none&by=total|org|user|key|model
-                     &org=&user=&key=&model=&since=&until=&format=json|csv
+                     &org=&user=&key=&model=&since=&until=&top=&format=json|csv
         -> {"bucket", "by", "filters", "totals", "data": [row]}, or the rows as CSV
     GET /live        -> {"upstreams": [{name, in_flight, waiting, refusals_last_hour, breaker}],
                          "in_flight", "recent_errors": [...]}
 
 ``user`` names a user of ``org`` (so it needs ``org``); ``key`` is a key id. ``since`` and ``until`` take a
-date (UTC), an ISO 8601 time or an age (``7d``, ``12h``); ``until`` is exclusive. Rows come in time order;
-costs are exact decimal strings, as in ``/usage``.
+date (UTC), an ISO 8601 time or an age (``7d``, ``12h``); ``until`` is exclusive. ``top=N`` keeps the N
+costliest groups of the range and adds up the rest in one group ``"other"`` (what a chart can show). Rows
+come in time order; costs are exact decimal strings, as in ``/usage``.
 """
 
 from __future__ import annotations
@@ -146,6 +147,14 @@ class _Reports:
         since = _time(params, "since")
         until = _time(params, "until")
         model = params.get("model") or None
+        top = None
+        if params.get("top"):
+            try:
+                top = int(params["top"])
+            except ValueError:
+                top = 0
+            if not 1 <= top <= 1000:
+                raise InvalidRequestError(f"top must be a whole number from 1 to 1000; got {params['top']!r}")
         query = UsageQuery(
             bucket=bucket,
             by=by,
@@ -155,6 +164,7 @@ class _Reports:
             model=model,
             since=since,
             until=until,
+            top=top,
         )
         filters = {
             "org": org_name,
@@ -163,6 +173,7 @@ class _Reports:
             "model": model,
             "since": iso(since),
             "until": iso(until),
+            "top": top,
         }
         return query, filters
 

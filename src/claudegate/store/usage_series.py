@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select
+from sqlalchemy import case, false, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -26,7 +26,20 @@ from sqlalchemy.types import String
 from claudegate.store.tables import ApiKey, Organization, UsageDaily, UsageRow, User
 from claudegate.store.usage_daily import NO_ORG, NO_VALUE, is_whole_day
 
-__all__ = ["Bucket", "SeriesBy", "UsageQuery", "UsageSeriesRow", "rollup_dimension", "usage_series"]
+__all__ = ["OTHER", "Bucket", "SeriesBy", "UsageQuery", "UsageSeriesRow", "rollup_dimension", "usage_series"]
+
+
+OTHER = "other"  # the group that holds every group beyond a report's ``top``
+# What the folded groups are called inside a query: no id is negative, no model name starts with \x1f.
+_OTHER_ID = -1
+_OTHER_TEXT = "\x1fother"
+
+
+class _Other:
+    """The marker of the folded groups among a query's group values."""
+
+
+_FOLDED = _Other()
 
 
 class Bucket(StrEnum):
@@ -60,12 +73,14 @@ class UsageQuery:
     model: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    top: int | None = None  # keep this many groups (the costliest over the range), the rest as one "other"
 
 
 @dataclass(frozen=True, slots=True)
 class UsageSeriesRow:
     """One period (``period`` None without buckets) of one group (``group`` None for ``total``, and for
-    records without that owner or model); ``label`` is the group's name."""
+    records without that owner or model; ``OTHER`` for the groups beyond ``top``); ``label`` is the group's
+    name."""
 
     period: str | None
     group: str | None
@@ -149,20 +164,7 @@ async def usage_series(engine: AsyncEngine, query: UsageQuery) -> list[UsageSeri
         else None
     )
     group = _group_column(query.by)
-    errors = case((or_(UsageRow.error_type.is_not(None), UsageRow.status >= 400), 1), else_=0)
-    unpriced = case((UsageRow.cost_usd.is_(None), 1), else_=0)
-    keys: list[Any] = [column for column in (period, group) if column is not None]
-    stmt = select(
-        *keys,
-        func.count(),
-        func.sum(errors),
-        func.coalesce(func.sum(UsageRow.input_tokens), 0),
-        func.coalesce(func.sum(UsageRow.output_tokens), 0),
-        func.coalesce(func.sum(UsageRow.cache_creation_input_tokens), 0),
-        func.coalesce(func.sum(UsageRow.cache_read_input_tokens), 0),
-        func.sum(UsageRow.cost_usd),
-        func.sum(unpriced),
-    )
+    where: list[Any] = []
     for column, value in (
         (UsageRow.org_id, query.org_id),
         (UsageRow.user_id, query.user_id),
@@ -170,20 +172,54 @@ async def usage_series(engine: AsyncEngine, query: UsageQuery) -> list[UsageSeri
         (UsageRow.model, query.model),
     ):
         if value is not None:
-            stmt = stmt.where(column == value)
+            where.append(column == value)
     if query.since is not None:
-        stmt = stmt.where(UsageRow.created_at >= query.since)
+        where.append(UsageRow.created_at >= query.since)
     if query.until is not None:
-        stmt = stmt.where(UsageRow.created_at < query.until)
-    if keys:
-        stmt = stmt.group_by(*keys)
+        where.append(UsageRow.created_at < query.until)
+    errors = case((or_(UsageRow.error_type.is_not(None), UsageRow.status >= 400), 1), else_=0)
+    unpriced = case((UsageRow.cost_usd.is_(None), 1), else_=0)
     async with engine.connect() as conn:
+        sentinel = _OTHER_TEXT if query.by is SeriesBy.MODEL else _OTHER_ID
+        if group is not None and query.top is not None:
+            rank = (func.sum(UsageRow.cost_usd), func.count())
+            group = await _folded(conn, group, where, rank, top=query.top, sentinel=sentinel)
+        keys: list[Any] = [column for column in (period, group) if column is not None]
+        stmt = select(
+            *keys,
+            func.count(),
+            func.sum(errors),
+            func.coalesce(func.sum(UsageRow.input_tokens), 0),
+            func.coalesce(func.sum(UsageRow.output_tokens), 0),
+            func.coalesce(func.sum(UsageRow.cache_creation_input_tokens), 0),
+            func.coalesce(func.sum(UsageRow.cache_read_input_tokens), 0),
+            func.sum(UsageRow.cost_usd),
+            func.sum(unpriced),
+        ).where(*where)
+        if keys:
+            stmt = stmt.group_by(*keys)
         rows = (await conn.execute(stmt)).all()
-        labels = await _labels(
-            conn, query.by, {row[len(keys) - 1] for row in rows} if group is not None else set()
+        groups = (
+            [_FOLDED if row[len(keys) - 1] == sentinel else row[len(keys) - 1] for row in rows]
+            if group is not None
+            else None
         )
-    groups = [row[len(keys) - 1] for row in rows] if group is not None else None
+        labels = await _labels(conn, query.by, set(groups or ()))
     return _rows(rows, period is not None, groups, labels)
+
+
+async def _folded(
+    conn: Any, group: Any, where: list[Any], rank: tuple[Any, ...], *, top: int, sentinel: object
+) -> Any:
+    """The group column with every group but the ``top`` costliest (over the whole range) replaced by
+    ``sentinel``: one extra query, and a report of ``top + 1`` groups however many there are."""
+    ranked = select(group).where(*where).group_by(group).order_by(*(term.desc() for term in rank)).limit(top)
+    kept = [row[0] for row in (await conn.execute(ranked)).all()]
+    present = [value for value in kept if value is not None]
+    match: Any = group.in_(present) if present else false()
+    if None in kept:
+        match = or_(match, group.is_(None))
+    return case((match, group), else_=literal(sentinel))
 
 
 def _rows(
@@ -194,11 +230,18 @@ def _rows(
     result = []
     for n, row in enumerate(rows):
         group_value = groups[n] if groups is not None else None
+        group: str | None
+        label: str | None
+        if group_value is _FOLDED:
+            group, label = OTHER, "(all others)"
+        else:
+            group = None if group_value is None else str(group_value)
+            label = labels.get(group_value, group)
         result.append(
             UsageSeriesRow(
                 period=_period_text(row[0]) if has_period else None,
-                group=None if group_value is None else str(group_value),
-                label=labels.get(group_value, None if group_value is None else str(group_value)),
+                group=group,
+                label=label,
                 requests=int(row[width]),
                 errors=int(row[width + 1] or 0),
                 input_tokens=int(row[width + 2]),
@@ -225,32 +268,44 @@ async def _from_daily_totals(engine: AsyncEngine, query: UsageQuery, dimension: 
         group = UsageDaily.org_id
     elif query.by is not SeriesBy.TOTAL:
         group = UsageDaily.value
-    keys: list[Any] = [column for column in (period, group) if column is not None]
-    stmt = select(
-        *keys,
-        func.sum(UsageDaily.requests),
-        func.sum(UsageDaily.errors),
-        func.sum(UsageDaily.input_tokens),
-        func.sum(UsageDaily.output_tokens),
-        func.sum(UsageDaily.cache_creation_input_tokens),
-        func.sum(UsageDaily.cache_read_input_tokens),
-        func.sum(UsageDaily.cost_usd),
-        func.sum(UsageDaily.unpriced_requests),
-    ).where(UsageDaily.dimension == dimension)
+    where: list[Any] = [UsageDaily.dimension == dimension]
     if query.org_id is not None:
-        stmt = stmt.where(UsageDaily.org_id == query.org_id)
+        where.append(UsageDaily.org_id == query.org_id)
     value = {"model": query.model, "user": query.user_id, "key": query.key_id}[dimension]
     if value is not None:
-        stmt = stmt.where(UsageDaily.value == str(value))
+        where.append(UsageDaily.value == str(value))
     if query.since is not None:
-        stmt = stmt.where(day >= query.since.astimezone(UTC).strftime("%Y-%m-%d"))
+        where.append(day >= query.since.astimezone(UTC).strftime("%Y-%m-%d"))
     if query.until is not None:
-        stmt = stmt.where(day < query.until.astimezone(UTC).strftime("%Y-%m-%d"))
-    if keys:
-        stmt = stmt.group_by(*keys)
+        where.append(day < query.until.astimezone(UTC).strftime("%Y-%m-%d"))
     async with engine.connect() as conn:
+        sentinel = _OTHER_ID if query.by is SeriesBy.ORG else _OTHER_TEXT
+        if group is not None and query.top is not None:
+            rank = (func.sum(UsageDaily.cost_usd), func.sum(UsageDaily.requests))
+            group = await _folded(conn, group, where, rank, top=query.top, sentinel=sentinel)
+        keys: list[Any] = [column for column in (period, group) if column is not None]
+        stmt = select(
+            *keys,
+            func.sum(UsageDaily.requests),
+            func.sum(UsageDaily.errors),
+            func.sum(UsageDaily.input_tokens),
+            func.sum(UsageDaily.output_tokens),
+            func.sum(UsageDaily.cache_creation_input_tokens),
+            func.sum(UsageDaily.cache_read_input_tokens),
+            func.sum(UsageDaily.cost_usd),
+            func.sum(UsageDaily.unpriced_requests),
+        ).where(*where)
+        if keys:
+            stmt = stmt.group_by(*keys)
         rows = (await conn.execute(stmt)).all()
-        ids = [_stored_group(query.by, row[len(keys) - 1]) for row in rows] if group is not None else []
+        ids = (
+            [
+                _FOLDED if row[len(keys) - 1] == sentinel else _stored_group(query.by, row[len(keys) - 1])
+                for row in rows
+            ]
+            if group is not None
+            else []
+        )
         labels = await _labels(conn, query.by, set(ids))
     return _rows(rows, period is not None, ids if group is not None else None, labels)
 
@@ -272,6 +327,7 @@ def _period_text(value: object) -> str:
 async def _labels(conn: Any, by: SeriesBy, ids: set[Any]) -> dict[Any, str]:
     """Names for the ids in the report: one small query on the primary keys."""
     ids.discard(None)
+    ids.discard(_FOLDED)
     if not ids or by in (SeriesBy.TOTAL, SeriesBy.MODEL):
         return {}
     if by is SeriesBy.ORG:
