@@ -396,3 +396,32 @@ def test_the_console_answers_before_any_other_route(console_stack: ConsoleStack)
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert httpx2.get(console_stack.url + "/console/static/console.js").status_code == 200
     assert httpx2.get(console_stack.url + "/console/api/me").status_code == 401
+
+
+def test_the_session_cookie_is_signed_http_only_and_same_site(console_stack: ConsoleStack) -> None:
+    wrong = httpx2.post(console_stack.url + "/console/sign-in", json={"token": "cg-not-a-real-key"})
+    assert wrong.status_code == 401
+    assert "set-cookie" not in wrong.headers
+    form = httpx2.post(console_stack.url + "/console/sign-in", data={"token": ADMIN_TOKEN})
+    assert form.status_code == 400  # a cross-site form cannot sign anyone in
+    signed = httpx2.post(console_stack.url + "/console/sign-in", json={"token": ADMIN_TOKEN})
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert ADMIN_TOKEN not in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    forged = value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB")
+    me = httpx2.get(console_stack.url + "/console/api/me", cookies={"claudegate_console": forged})
+    assert me.status_code == 401
+
+
+def test_revoking_a_members_key_ends_their_session(console: Console, console_stack: ConsoleStack) -> None:
+    made = httpx2.post(
+        f"{console_stack.url}/admin/keys",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={"org": "acme", "name": "short-lived"},
+    ).json()
+    console.sign_in(made["key"])
+    assert console.fetch("GET", "/console/api/admin/keys")["status"] == 200
+    _admin(console_stack, "POST", f"/keys/{made['id']}/revoke")
+    assert console.fetch("GET", "/console/api/admin/keys")["status"] == 401
