@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -55,7 +56,10 @@ class Console:
         self.base = base_url + "/console"
 
     def wait(self, condition: Any) -> Any:
-        return WebDriverWait(self.driver, WAIT_S).until(condition)
+        """Wait until ``condition`` holds. Pages re-render lists after a change, so an element found a moment
+        ago may be gone: the condition is then tried again, as when it is not there yet."""
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(self.driver, WAIT_S, ignored_exceptions=ignored).until(condition)
 
     def sign_in(self, token: str) -> None:
         self.driver.delete_all_cookies()
@@ -73,6 +77,10 @@ class Console:
         self.driver.execute_script("window.dispatchEvent(new HashChangeEvent('hashchange'))")
         self.wait(lambda d: d.find_element(By.ID, "view").get_attribute("data-ready") == page)
         return self.driver.find_element(By.ID, "view")
+
+    def click(self, css: str, xpath: str = ".") -> None:
+        """Click what ``xpath`` finds inside ``css``, finding both again if a re-render replaced them."""
+        self.wait(lambda d: not d.find_element(By.CSS_SELECTOR, css).find_element(By.XPATH, xpath).click())
 
     def find(self, css: str) -> WebElement:
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css))
