@@ -31,7 +31,7 @@ from starlette.routing import Route
 from claudegate.errors import InvalidRequestError, NotFoundError
 from claudegate.store import Store
 from claudegate.store.render import iso, parse_since
-from claudegate.store.usage_series import Bucket, SeriesBy, UsageQuery, UsageSeriesRow
+from claudegate.store.usage_series import Bucket, SeriesBy, UsageQuery, UsageSeriesRow, series_json
 
 __all__ = ["LiveUpstream", "usage_report_routes"]
 
@@ -70,22 +70,6 @@ def usage_report_routes(deps: Any, route: RouteFactory) -> list[Route]:
         route("/usage/series", deps, GET=api.series),
         route("/live", deps, GET=api.live),
     ]
-
-
-def series_json(row: UsageSeriesRow) -> dict[str, Any]:
-    return {
-        "period": row.period,
-        "group": row.group,
-        "label": row.label,
-        "requests": row.requests,
-        "errors": row.errors,
-        "input_tokens": row.input_tokens,
-        "output_tokens": row.output_tokens,
-        "cache_creation_input_tokens": row.cache_creation_input_tokens,
-        "cache_read_input_tokens": row.cache_read_input_tokens,
-        "cost_usd": _usd(row.cost_usd),
-        "unpriced_requests": row.unpriced_requests,
-    }
 
 
 def _usd(value: Decimal) -> str:

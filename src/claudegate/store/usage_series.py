@@ -26,7 +26,16 @@ from sqlalchemy.types import String
 from claudegate.store.tables import ApiKey, Organization, UsageDaily, UsageRow, User
 from claudegate.store.usage_daily import NO_ORG, NO_VALUE, is_whole_day
 
-__all__ = ["OTHER", "Bucket", "SeriesBy", "UsageQuery", "UsageSeriesRow", "rollup_dimension", "usage_series"]
+__all__ = [
+    "OTHER",
+    "Bucket",
+    "SeriesBy",
+    "UsageQuery",
+    "UsageSeriesRow",
+    "rollup_dimension",
+    "series_json",
+    "usage_series",
+]
 
 
 OTHER = "other"  # the group that holds every group beyond a report's ``top``
@@ -93,6 +102,24 @@ class UsageSeriesRow:
     cache_read_input_tokens: int
     cost_usd: Decimal
     unpriced_requests: int
+
+
+def series_json(row: UsageSeriesRow) -> dict[str, Any]:
+    """One report row as the admin API and ``claudegate usage --json`` show it; the cost as an exact decimal
+    string."""
+    return {
+        "period": row.period,
+        "group": row.group,
+        "label": row.label,
+        "requests": row.requests,
+        "errors": row.errors,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "cache_creation_input_tokens": row.cache_creation_input_tokens,
+        "cache_read_input_tokens": row.cache_read_input_tokens,
+        "cost_usd": format(row.cost_usd.normalize(), "f"),
+        "unpriced_requests": row.unpriced_requests,
+    }
 
 
 class _utc_period(FunctionElement[str]):  # noqa: N801 (SQL function names are lower case)
