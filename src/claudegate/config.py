@@ -325,6 +325,13 @@ class Settings(BaseSettings):
         default=None,
         description=("Bearer token for the /admin API. Unset: the admin API answers 403 to every call."),
     )
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Signs the web console's session cookies. Unset: derived from the admin token, so every gateway "
+            "process with the same admin token accepts the same sessions; changing either signs everyone out."
+        ),
+    )
     prices_file: Path | None = Field(
         default=None,
         description="A TOML price table whose rows replace or extend the built-in one (same format).",

@@ -305,6 +305,16 @@ def test_usage_report_as_json_and_table(cli: Cli, migrated_database_url: str) ->
     assert "claude-sonnet-4-5" in table.stdout
     assert "0.0180" in table.stdout
 
+    # Per period and split, with the query the admin API and the web console use.
+    series = cli("usage", "--org", "acme", "--per", "month", "--by", "model", "--json")
+    assert series.exit_code == 0, series.output
+    (month,) = orjson.loads(series.stdout)
+    assert (month["period"], month["group"], month["requests"]) == ("2026-11", "claude-sonnet-4-5", 4)
+    assert Decimal(month["cost_usd"]) == Decimal("0.018")
+    hours = cli("usage", "--per", "hour", "--until", "2026-11-21T12:00:00Z")
+    assert hours.exit_code == 0, hours.output
+    assert "0.0180" not in hours.stdout  # every record is at 12:00, the end is exclusive
+
 
 def test_a_fresh_database_just_works(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

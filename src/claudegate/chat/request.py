@@ -19,7 +19,9 @@ _MAX_MESSAGE_BLOCKS: Final = 100
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """``POST /chat`` and ``/chat/stream``: ``{message, chat_id?, prompt?, model?, max_tokens?}``."""
+    """``POST /chat`` and ``/chat/stream``: ``{message, chat_id?, prompt?, prompt_version?, model?,
+    max_tokens?}``. ``prompt_version`` pins a new chat to that version of its prompt (to try one before
+    activating it) instead of the active one or the split's draw."""
 
     content: list[dict[str, Any]]
     chat_id: str | None = None
@@ -27,11 +29,12 @@ class ChatRequest:
     model: str | None = None
     max_tokens: int | None = None
     max_continuations: int | None = None
+    prompt_version: int | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ChatRequest:
         """Check a request body; InvalidRequestError names the field to fix."""
-        known = {"message", "chat_id", "prompt", "model", "max_tokens", "max_continuations"}
+        known = {"message", "chat_id", "prompt", "prompt_version", "model", "max_tokens", "max_continuations"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise InvalidRequestError(
@@ -73,7 +76,21 @@ class ChatRequest:
             raise InvalidRequestError(
                 f"max_continuations: must be a whole number from 0 to {_MAX_CONTINUATIONS}"
             )
-        return cls(content=content, max_tokens=max_tokens, max_continuations=continuations, **fields)
+        version = body.get("prompt_version")
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise InvalidRequestError("prompt_version: must be a version number (1 or more)")
+            if fields["prompt"] is None:
+                raise InvalidRequestError("prompt_version: name the prompt with prompt as well")
+            if fields["chat_id"] is not None:
+                raise InvalidRequestError("prompt_version: only a new chat can pick its prompt's version")
+        return cls(
+            content=content,
+            max_tokens=max_tokens,
+            max_continuations=continuations,
+            prompt_version=version,
+            **fields,
+        )
 
 
 @dataclass(frozen=True, slots=True)

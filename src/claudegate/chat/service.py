@@ -152,7 +152,9 @@ class ChatService:
             chat_id = new_chat_id()
             if request.prompt is not None:
                 prompt_name = request.prompt
-                version = await self._version_for_new_chat(caller, request.prompt, chat_id)
+                version = await self._version_for_new_chat(
+                    caller, request.prompt, chat_id, request.prompt_version
+                )
             model = request.model or (version.model if version else None) or settings.chat_model
             new_chat = NewConversation(
                 id=chat_id,
@@ -227,10 +229,17 @@ class ChatService:
             raise NotFoundError(f"chat {chat_id} not found")
         return chat
 
-    async def _version_for_new_chat(self, caller: Caller, name: str, chat_id: str) -> PromptVersionRow:
+    async def _version_for_new_chat(
+        self, caller: Caller, name: str, chat_id: str, pinned: int | None
+    ) -> PromptVersionRow:
         prompt = await self._store.prompts.get_prompt(caller.owner.org_id, name)
         if prompt is None:
             raise InvalidRequestError(f"prompt: your organisation has no prompt named {name!r}")
+        if pinned is not None:
+            version = await self._store.prompts.get_version(prompt.id, pinned)
+            if version is None:
+                raise InvalidRequestError(f"prompt_version: prompt {name!r} has no version {pinned}")
+            return version
         number = choose_version(prompt, chat_id)
         if number is None:
             raise InvalidRequestError(f"prompt: prompt {name!r} has no active version; activate one")

@@ -122,6 +122,10 @@ class Pipeline:
             self._queues[key] = queue
         return queue
 
+    def waiting(self, upstream: str) -> int:
+        """Calls waiting for their turn at one upstream, over its rate classes (the console's live page)."""
+        return sum(queue.waiting for (name, _), queue in self._queues.items() if name == upstream)
+
     async def run(self, call: CallRequest, sink: ResponseSink) -> ReplyResult:
         """Run one call to its end. ClaudegateError means nothing was sent to the sink: the front door
         answers it; every other outcome has been written to the sink already."""

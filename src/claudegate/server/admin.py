@@ -14,6 +14,7 @@ answers 403, so a gateway never exposes an unprotected admin API. Errors use Ant
     PATCH /keys/{id}                          {key settings}            -> key
     POST  /keys/{id}/revoke                                             -> key
     GET   /usage?org=&since=&group_by=model|day|user|key                -> {"data": [row], ...}
+    GET   /usage/series?bucket=&by=&org=&…, GET /live  (reports: see ``admin_usage.py``)
 
 ``POST /keys`` creates the organisation and user when missing, as ``claudegate keys create`` does. Prompt
 versions and budgets (``/organizations/{org}/prompts…``, ``…/budget``) are described in ``admin_chat.py``.
@@ -52,6 +53,7 @@ from claudegate.errors import (
 )
 from claudegate.keys import KeyResolver
 from claudegate.server.admin_chat import chat_admin_routes
+from claudegate.server.admin_usage import LiveUpstream, usage_report_routes
 from claudegate.server.call import refuse_nul
 from claudegate.store import AlreadyExistsError, GroupBy, OrgRow, Store, StoreError
 from claudegate.store.render import iso, key_json, new_key_json, org_json, parse_since, usage_json, user_json
@@ -69,13 +71,15 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 @dataclass(frozen=True, slots=True)
 class AdminDeps:
     """What the admin API needs: the store, the gateway's key resolver (to forget revoked keys and changed
-    settings at once) and the admin token (None disables the API)."""
+    settings at once), the admin token (None disables the API) and what reads the running gateway's upstreams
+    for ``/live`` (None: no upstreams to show)."""
 
     store: Store
     resolver: KeyResolver
     admin_token: SecretStr | None
     # Reloads the gateway's configuration (POST /admin/reload): what changed, or a ClaudegateError (400).
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    live: Callable[[], list[LiveUpstream]] | None = None
 
 
 class ConflictError(InvalidRequestError):
@@ -97,6 +101,7 @@ def admin_routes(deps: AdminDeps) -> list[BaseRoute]:
         _route("/keys/{key_id}/revoke", deps, POST=api.revoke_key),
         _route("/usage", deps, GET=api.usage),
         _route("/reload", deps, POST=api.reload),
+        *usage_report_routes(deps, _route),
         *chat_admin_routes(deps, _route),
         _route("/{path:path}", deps),
     ]

@@ -1,6 +1,6 @@
 """The chat API over HTTP: a backend a web or mobile chat product can call directly.
 
-    POST   /chat         {message, chat_id?, prompt?, model?, max_tokens?}  -> the reply (JSON)
+    POST   /chat         {message, chat_id?, prompt?, prompt_version?, model?, max_tokens?} -> the reply
     POST   /chat/stream  the same                                           -> the reply as events (SSE)
     GET    /chats        ?limit=&after_id=&before_id=                       -> the caller's chats
     GET    /chats/{id}   ?limit=&after_id=&before_id=                       -> a chat with its messages

@@ -15,10 +15,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from claudegate._version import __version__
 from claudegate.config import Settings
+from claudegate.console import console_app
 from claudegate.errors import (
     SHUTTING_DOWN,
     ClaudegateError,
@@ -44,7 +45,7 @@ from claudegate.server.compression import compressing
 from claudegate.server.health import HealthCheck
 from claudegate.server.openapi import openapi_json
 from claudegate.server.proxy import forward
-from claudegate.server.services import Services, open_services
+from claudegate.server.services import Services, live_upstreams, open_services
 from claudegate.wire.paths import MODEL_ID, canonical_path, safe_query, valid_id
 from claudegate.wire.sse import error_tail
 
@@ -84,6 +85,7 @@ class Gateway:
         self._reloader: Reloader | None = None
         self._services: Services | None = None
         self._admin: Starlette | None = None
+        self._console: ASGIApp | None = None
         self._health: HealthCheck | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle = compressing(self._http, MAX_BODY_BYTES) if settings.compress_replies else self._http
@@ -114,6 +116,7 @@ class Gateway:
                     )
                     self._reloader.start()
                     self._admin = _admin_app(self._services, self._reloader)
+                    self._console = console_app(self._services, self._admin)
                 except Exception as error:
                     logger.exception("the gateway could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
@@ -159,6 +162,9 @@ class Gateway:
                 await file_routes.dispatch(self.services, call)
             elif path == "/api/hello":
                 await self._only(call, method if method in ("GET", "HEAD") else "GET", self.pass_through)
+            elif path == "/console" or path.startswith("/console/"):
+                assert self._console is not None
+                await self._console(scope, receive, send)
             elif chat_routes.is_chat_path(path):
                 await chat_routes.dispatch(self.services, call, self._authenticate)
             elif path == "/metrics":
@@ -374,6 +380,7 @@ def _admin_app(services: Services, reloader: Reloader) -> Starlette:
         resolver=services.resolver,
         admin_token=services.settings.admin_token,
         reload=reload,
+        live=lambda: live_upstreams(services),
     )
     return Starlette(routes=[Mount("/admin", routes=admin_routes(deps))])
 

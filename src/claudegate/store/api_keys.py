@@ -56,7 +56,7 @@ _KEY_ROWS = (
 )
 
 # What find_active_key reads, in one query on the hash index: the key, its owners and all their settings.
-_ACTIVE_KEY = (
+_ACTIVE_KEY_ANY = (
     select(
         ApiKey.key_hash,
         ApiKey.org_id,
@@ -91,8 +91,24 @@ _ACTIVE_KEY = (
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .outerjoin(User, User.id == ApiKey.user_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    .where(ApiKey.revoked_at.is_(None))
 )
+_ACTIVE_KEY = _ACTIVE_KEY_ANY.where(ApiKey.key_hash == bindparam("key_hash"))
+
+
+def _stored_key(row: Any) -> StoredKey:
+    """A row of _ACTIVE_KEY_ANY: the key's hash and the identity it gives its callers."""
+    identity = Identity(
+        org_id=row[1],
+        org_name=row[2],
+        user_id=row[3],
+        user_name=row[4],
+        key_id=row[5],
+        key_name=row[6],
+        settings=_tenant_settings(row),
+        can_act_for_users=bool(row[20]),
+    )
+    return StoredKey(key_hash=row[0], identity=identity)
 
 
 def _key_row(row: Any) -> KeyRow:
@@ -215,19 +231,16 @@ class KeyRepository:
                 row = (await conn.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
         except (SQLAlchemyError, OSError) as exc:
             raise KeyStoreUnavailableError(type(exc).__name__) from exc
-        if row is None:
+        return _stored_key(row) if row is not None else None
+
+    async def find_active_key_by_id(self, key_id: int) -> StoredKey | None:
+        """The active key with this id, as :meth:`find_active_key` finds one by hash (the web console's
+        operator acts with a chosen key of an organisation in its playground)."""
+        if not possible_id(key_id):
             return None
-        identity = Identity(
-            org_id=row[1],
-            org_name=row[2],
-            user_id=row[3],
-            user_name=row[4],
-            key_id=row[5],
-            key_name=row[6],
-            settings=_tenant_settings(row),
-            can_act_for_users=bool(row[20]),
-        )
-        return StoredKey(key_hash=row[0], identity=identity)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_ACTIVE_KEY_ANY.where(ApiKey.id == key_id))).first()
+        return _stored_key(row) if row is not None else None
 
     async def get_key(self, key_id: int) -> KeyRow | None:
         if not possible_id(key_id):

@@ -42,6 +42,7 @@ __all__ = [
     "Prompt",
     "PromptVersion",
     "UploadedFile",
+    "UsageDaily",
     "UsageRow",
     "User",
 ]
@@ -188,6 +189,27 @@ class CallPayload(Base):
     path: Mapped[str] = mapped_column(String(2048))
     headers: Mapped[list[Any]] = mapped_column(JSON)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageDaily(Base):
+    """Daily totals of the usage records (revision 0011), per organisation and one of model, user or key:
+    what reports over months read instead of the records. ``org_id`` 0 and ``value`` "" stand for none
+    (a primary key has no NULLs). Kept by ``store/usage_daily.py`` in the transaction that adds records."""
+
+    __tablename__ = "usage_daily"
+
+    dimension: Mapped[str] = mapped_column(String(8), primary_key=True)  # model, user or key
+    org_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    value: Mapped[str] = mapped_column(String(128), primary_key=True)  # the model, or the user's or key's id
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(20, 10))
+    unpriced_requests: Mapped[int] = mapped_column(BigInteger)
 
 
 class MessageBatch(Base):

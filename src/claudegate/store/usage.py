@@ -27,8 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from claudegate.accounting.usage import UsageRecord, UsageRejectedError
 from claudegate.store._types import utc_day
 from claudegate.store.rows import GroupBy, UsageReportRow
-from claudegate.store.tables import ApiKey, UsageRow, User
+from claudegate.store.tables import ApiKey, Organization, UsageRow, User
 from claudegate.store.text import safe_row
+from claudegate.store.usage_daily import add_to_daily_totals
+from claudegate.store.usage_series import UsageQuery, UsageSeriesRow, usage_series
 
 __all__ = ["UsageRepository"]
 
@@ -60,7 +62,8 @@ class UsageRepository:
         self._engine = engine
 
     async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
-        """Insert the records in one transaction, and move each key's ``last_used_at`` forward.
+        """Insert the records in one transaction with what they add to the daily totals
+        (``usage_daily.py``), and move each key's ``last_used_at`` forward.
 
         Keeping ``last_used_at`` here, in the batched write, means the request path never writes to the
         database just to note that a key was used.
@@ -88,6 +91,7 @@ class UsageRepository:
             async with self._engine.begin() as conn:
                 # The Core table, not the ORM entity: a bulk insert of plain rows costs a third less CPU.
                 await conn.execute(insert(_USAGE_TABLE), rows)
+                await add_to_daily_totals(conn, records)
                 if last_used:
                     await conn.execute(
                         touch,
@@ -168,6 +172,45 @@ class UsageRepository:
             )
             for row in rows
         ]
+
+    async def series(self, query: UsageQuery) -> list[UsageSeriesRow]:
+        """Totals per period and group (see :mod:`claudegate.store.usage_series`)."""
+        return await usage_series(self._engine, query)
+
+    async def recent_errors(self, *, since: datetime, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest failed calls from ``since`` on (newest first), with their organisation's name."""
+        failed = or_(UsageRow.error_type.is_not(None), UsageRow.status >= 400)
+        stmt = (
+            select(
+                UsageRow.created_at,
+                Organization.name,
+                UsageRow.model,
+                UsageRow.upstream,
+                UsageRow.status,
+                UsageRow.error_type,
+                UsageRow.request_id,
+            )
+            .select_from(
+                UsageRow.__table__.outerjoin(Organization.__table__, Organization.id == UsageRow.org_id)
+            )
+            .where(UsageRow.created_at >= since, failed)
+            .order_by(UsageRow.created_at.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        names = ("created_at", "org", "model", "upstream", "status", "error_type", "request_id")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def refusals_by_upstream(self, *, since: datetime) -> dict[str | None, int]:
+        """Calls answered 429 or 529 (refused by the gateway or an upstream) from ``since``, per upstream."""
+        stmt = (
+            select(UsageRow.upstream, func.count())
+            .where(UsageRow.created_at >= since, UsageRow.status.in_((429, 529)))
+            .group_by(UsageRow.upstream)
+        )
+        async with self._engine.connect() as conn:
+            return {row[0]: int(row[1]) for row in (await conn.execute(stmt)).all()}
 
 
 def _decimal(value: object) -> Decimal:
