@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from anthropic.types import MessageTokensCount, ModelInfo
 from anthropic.types.beta import BetaMessage, BetaMessageParam
@@ -15,12 +15,12 @@ from claudegate.client._batches import AsyncBatches, BatchPage
 from claudegate.client._beta import AsyncBetaMessages
 from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._portal import Portal
-from claudegate.client._tools import AsyncToolRunner
+from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner
 
 if TYPE_CHECKING:
-    from claudegate.client._sync import MessageStreamManager
+    from claudegate.client._sync import MessageStream, MessageStreamManager
 
-__all__ = ["Batches", "Beta", "BetaMessages", "Models", "ToolRunner"]
+__all__ = ["Batches", "Beta", "BetaMessages", "Models", "StreamingToolRunner", "ToolRunner"]
 
 
 class ToolRunner:
@@ -62,6 +62,48 @@ class ToolRunner:
         return self._portal.run(self._runner.generate_tool_call_response())
 
 
+class StreamingToolRunner:
+    """A streamed tool loop for synchronous code: ``for stream in runner``, then ``for event in stream`` (or
+    ``stream.text_stream``); see :class:`~claudegate.client.AsyncStreamingToolRunner`."""
+
+    def __init__(self, runner: AsyncStreamingToolRunner, portal: Portal) -> None:
+        self._runner = runner
+        self._portal = portal
+        self._iterator: Iterator[MessageStream] | None = None
+
+    @property
+    def loop_id(self) -> str:
+        return self._runner.loop_id
+
+    @property
+    def iteration_count(self) -> int:
+        return self._runner.iteration_count
+
+    @property
+    def messages(self) -> list[Any]:
+        return self._runner.messages
+
+    def append_messages(self, *messages: BetaMessageParam | BetaMessage) -> None:
+        self._runner.append_messages(*messages)
+
+    def __iter__(self) -> Iterator[MessageStream]:
+        from claudegate.client._sync import MessageStream as SyncStream
+
+        if self._iterator is None:
+            streams = self._portal.iterate(self._runner.__aiter__())
+            self._iterator = (SyncStream(stream, self._portal) for stream in streams)
+        return self._iterator
+
+    def __next__(self) -> MessageStream:
+        return next(iter(self))
+
+    def until_done(self) -> BetaMessage:
+        return self._portal.run(self._runner.until_done())
+
+    def generate_tool_call_response(self) -> BetaMessageParam | None:
+        return self._portal.run(self._runner.generate_tool_call_response())
+
+
 class BetaMessages:
     def __init__(self, messages: AsyncBetaMessages, portal: Portal) -> None:
         self._messages = messages
@@ -78,7 +120,15 @@ class BetaMessages:
 
         return SyncManager(self._messages.stream(**params), self._portal)
 
-    def tool_runner(self, **params: Any) -> ToolRunner:
+    @overload
+    def tool_runner(self, *, stream: Literal[False] = False, **params: Any) -> ToolRunner: ...
+
+    @overload
+    def tool_runner(self, *, stream: Literal[True], **params: Any) -> StreamingToolRunner: ...
+
+    def tool_runner(self, *, stream: bool = False, **params: Any) -> ToolRunner | StreamingToolRunner:
+        if stream:
+            return StreamingToolRunner(self._messages.tool_runner(stream=True, **params), self._portal)
         return ToolRunner(self._messages.tool_runner(**params), self._portal)
 
 
