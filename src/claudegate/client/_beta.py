@@ -1,5 +1,6 @@
 """``client.beta``: the official SDK's beta namespace for messages (``create``, ``stream``, ``count_tokens``,
-``tool_runner``), run through the same pipeline as ``client.messages``; replies are ``BetaMessage``."""
+``tool_runner``), run through the same pipeline as ``client.messages``; replies are ``BetaMessage``; and
+``files`` (``_files``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from anthropic.types import MessageTokensCount
 from anthropic.types.beta import BetaMessage, BetaMessageParam
 
+from claudegate.client._files import AsyncFiles
 from claudegate.client._messages import AsyncMessages, OnQueued, _Options
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStreamManager
 from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner, RunnableTool
@@ -156,3 +158,4 @@ class AsyncBetaMessages:
 class AsyncBeta:
     def __init__(self, client: AsyncClient, messages: AsyncMessages) -> None:
         self.messages = AsyncBetaMessages(client, messages)
+        self.files = AsyncFiles(client)

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from anthropic.types import MessageTokensCount, ModelInfo
-from anthropic.types.beta import BetaMessage, BetaMessageParam
+from anthropic.types.beta import BetaDeletedFile, BetaFileMetadata, BetaMessage, BetaMessageParam
 from anthropic.types.messages import DeletedMessageBatch, MessageBatch, MessageBatchIndividualResponse
 
 from claudegate.client._batches import AsyncBatches, BatchPage
-from claudegate.client._beta import AsyncBetaMessages
+from claudegate.client._beta import AsyncBeta, AsyncBetaMessages
+from claudegate.client._files import AsyncFiles, FileContent, FilePage
 from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._portal import Portal
 from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner
@@ -20,7 +21,7 @@ from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner
 if TYPE_CHECKING:
     from claudegate.client._sync import MessageStream, MessageStreamManager
 
-__all__ = ["Batches", "Beta", "BetaMessages", "Models", "StreamingToolRunner", "ToolRunner"]
+__all__ = ["Batches", "Beta", "BetaMessages", "Files", "Models", "StreamingToolRunner", "ToolRunner"]
 
 
 class ToolRunner:
@@ -133,8 +134,32 @@ class BetaMessages:
 
 
 class Beta:
-    def __init__(self, messages: AsyncBetaMessages, portal: Portal) -> None:
-        self.messages = BetaMessages(messages, portal)
+    def __init__(self, beta: AsyncBeta, portal: Portal) -> None:
+        self.messages = BetaMessages(beta.messages, portal)
+        self.files = Files(beta.files, portal)
+
+
+class Files:
+    """``client.beta.files`` for synchronous code; see :class:`~claudegate.client._files.AsyncFiles`."""
+
+    def __init__(self, files: AsyncFiles, portal: Portal) -> None:
+        self._files = files
+        self._portal = portal
+
+    def upload(self, **params: Any) -> BetaFileMetadata:
+        return self._portal.run(self._files.upload(**params))
+
+    def list(self, **params: Any) -> FilePage:
+        return self._portal.run(self._files.list(**params))
+
+    def retrieve_metadata(self, file_id: str, **params: Any) -> BetaFileMetadata:
+        return self._portal.run(self._files.retrieve_metadata(file_id, **params))
+
+    def download(self, file_id: str, **params: Any) -> FileContent:
+        return self._portal.run(self._files.download(file_id, **params))
+
+    def delete(self, file_id: str, **params: Any) -> BetaDeletedFile:
+        return self._portal.run(self._files.delete(file_id, **params))
 
 
 class Models:
