@@ -294,16 +294,27 @@ async def _stream_turn(
         assert whole is not None  # streaming and completed
         if turn.max_continuations and whole["stop_reason"] == "max_tokens":
             sink.close()  # each continuation watches the client in its turn
-            whole = await continue_reply(
-                service,
-                caller,
-                turn,
-                result,
-                whole,
-                headers=call.scope["headers"],
-                receive=call.receive,
-                new_sink=lambda: ChatStreamSink(call.receive, call.send, [], opened=True),
-            )
+            pieces: list[ChatStreamSink] = []
+
+            def piece_sink() -> ChatStreamSink:
+                piece = ChatStreamSink(call.receive, call.send, [], opened=True)
+                pieces.append(piece)
+                calls.add(piece)  # shutdown stops a continuation as it stops the first call
+                return piece
+
+            try:
+                whole = await continue_reply(
+                    service,
+                    caller,
+                    turn,
+                    result,
+                    whole,
+                    headers=call.scope["headers"],
+                    receive=call.receive,
+                    new_sink=piece_sink,
+                )
+            finally:
+                calls.difference_update(pieces)
         reply = await service.complete(
             turn,
             result,
