@@ -45,3 +45,15 @@ def test_blocks_that_never_read_files_and_other_sources_are_passed_over() -> Non
     }  # fmt: skip
     assert cited_file_ids(body) == []
     assert cited_file_ids({"messages": "nonsense"}) == []
+
+
+def test_a_block_type_that_is_not_a_string_is_looked_into_not_a_crash() -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": [
+                {"type": {"nested": True}, "source": file_source("file_a")},
+                {"type": ["document"], "source": file_source("file_b")},
+            ]},
+        ]
+    }  # fmt: skip
+    assert cited_file_ids(body) == ["file_a", "file_b"]

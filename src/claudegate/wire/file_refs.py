@@ -34,7 +34,10 @@ def cited_file_ids(body: dict[str, Any]) -> list[str]:
 
 def _collect(blocks: list[Any], found: dict[str, None]) -> None:
     for block in blocks:
-        if type(block) is not dict or block.get("type") in _NO_FILES:
+        if type(block) is not dict:
+            continue
+        kind = block.get("type")
+        if type(kind) is str and kind in _NO_FILES:  # any other type (even a list or dict) is looked into
             continue
         source = block.get("source")
         if type(source) is dict:
