@@ -93,6 +93,9 @@ async def test_listing_pages_through_the_organisations_files(simulator_url: str,
         second = await client.beta.files.list(limit=2, page=first.next_page)
         assert not second.has_next_page()
         assert [f.id for f in first.data + second.data] == list(reversed(ours))
+        assert [f.id for f in (await first.get_next_page()).data] == [f.id for f in second.data]
+        # As the SDK's paginator: iterating goes through every page
+        assert [f.id async for f in client.beta.files.list(limit=2)] == list(reversed(ours))
 
 
 def test_the_sync_client_uploads_a_path_and_reads_it_back(simulator_url: str, tmp_path: Path) -> None:
@@ -104,5 +107,10 @@ def test_the_sync_client_uploads_a_path_and_reads_it_back(simulator_url: str, tm
         download = client.beta.files.download(uploaded.id)
         download.write_to_file(tmp_path / "copy.txt")
         assert [f.id for f in client.beta.files.list().data] == [uploaded.id]
+        more = client.beta.files.upload(file=("more.txt", b"more", "text/plain"))
+        first = client.beta.files.list(limit=1)
+        assert [f.id for f in first.data] == [more.id]
+        assert [f.id for f in first] == [more.id, uploaded.id]  # every page, as the SDK's page iterates
+        client.beta.files.delete(more.id)
         assert client.beta.files.delete(uploaded.id).id == uploaded.id
     assert (tmp_path / "copy.txt").read_bytes() == b"meeting notes"

@@ -7,7 +7,7 @@ the upstream it was uploaded to. Replies are the SDK's ``BetaFileMetadata`` and 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -23,7 +23,7 @@ from claudegate.server import files as file_routes
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient
 
-__all__ = ["AsyncFiles", "FileContent", "FilePage"]
+__all__ = ["AsyncFiles", "FileContent", "FileListing", "FilePage"]
 
 _PREFIX = "/v1/files"
 _FILES_BETA = "files-api-2025-04-14"
@@ -35,17 +35,41 @@ FileInput = bytes | IO[bytes] | os.PathLike[str] | tuple[str | None, Any] | tupl
 
 class FilePage:
     """One page of ``files.list``: ``data`` (``BetaFileMetadata``), ``has_more``, ``first_id``, ``last_id``
-    and ``next_page`` (pass it as ``page=`` for the next, older page)."""
+    and ``next_page`` (pass it as ``page=`` for the next, older page, or ``await page.get_next_page()``)."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], fetch: Callable[[str], Awaitable[FilePage]]) -> None:
         self.data = [BetaFileMetadata.construct(**item) for item in data.get("data", [])]
         self.has_more = bool(data.get("has_more"))
         self.first_id: str | None = data.get("first_id")
         self.last_id: str | None = data.get("last_id")
         self.next_page: str | None = data.get("next_page")
+        self._fetch = fetch
 
     def has_next_page(self) -> bool:
         return self.next_page is not None
+
+    async def get_next_page(self) -> FilePage:
+        if self.next_page is None:
+            raise RuntimeError("No more pages to fetch; check has_next_page() first")
+        return await self._fetch(self.next_page)
+
+
+class FileListing:
+    """What ``files.list`` returns, as the SDK's paginator: ``await`` it for the first page, or ``async for``
+    it for every file of every page."""
+
+    def __init__(self, first: Callable[[], Awaitable[FilePage]]) -> None:
+        self._first = first
+
+    def __await__(self) -> Generator[Any, None, FilePage]:
+        return self._first().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[BetaFileMetadata]:
+        page: FilePage | None = await self._first()
+        while page is not None:
+            for item in page.data:
+                yield item
+            page = await page.get_next_page() if page.has_next_page() else None
 
 
 class FileContent:
@@ -92,7 +116,7 @@ class AsyncFiles:
         )
         return BetaFileMetadata.construct(**orjson.loads(data))
 
-    async def list(
+    def list(
         self,
         *,
         ids: Iterable[str] | None = None,
@@ -100,11 +124,18 @@ class AsyncFiles:
         page: str | None = None,
         betas: Iterable[str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> FilePage:
+    ) -> FileListing:
         """This organisation's files, newest first (``ids``: just those of them)."""
-        query: list[tuple[str, str | int]] = [("ids[]", file_id) for file_id in ids or ()]
-        query += [(name, value) for name, value in (("limit", limit), ("page", page)) if value]
-        return FilePage(await self._json("GET", _PREFIX, betas, extra_headers, query=urlencode(query)))
+        fixed: list[tuple[str, str | int]] = [("ids[]", file_id) for file_id in ids or ()]
+        if limit:
+            fixed.append(("limit", limit))
+
+        async def fetch(cursor: str | None) -> FilePage:
+            query = fixed + ([("page", cursor)] if cursor else [])
+            data = await self._json("GET", _PREFIX, betas, extra_headers, query=urlencode(query))
+            return FilePage(data, fetch)
+
+        return FileListing(lambda: fetch(page))
 
     async def retrieve_metadata(
         self,

@@ -21,7 +21,16 @@ from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner
 if TYPE_CHECKING:
     from claudegate.client._sync import MessageStream, MessageStreamManager
 
-__all__ = ["Batches", "Beta", "BetaMessages", "Files", "Models", "StreamingToolRunner", "ToolRunner"]
+__all__ = [
+    "Batches",
+    "Beta",
+    "BetaMessages",
+    "Files",
+    "Models",
+    "StreamingToolRunner",
+    "SyncFilePage",
+    "ToolRunner",
+]
 
 
 class ToolRunner:
@@ -139,6 +148,32 @@ class Beta:
         self.files = Files(beta.files, portal)
 
 
+class SyncFilePage:
+    """One page of ``files.list`` for synchronous code (``data``, ``has_more``, ``next_page``,
+    ``get_next_page()``); iterating it goes through every file of this page and the pages after it."""
+
+    def __init__(self, page: FilePage, portal: Portal) -> None:
+        self._page = page
+        self._portal = portal
+        self.data = page.data
+        self.has_more = page.has_more
+        self.first_id = page.first_id
+        self.last_id = page.last_id
+        self.next_page = page.next_page
+
+    def has_next_page(self) -> bool:
+        return self._page.has_next_page()
+
+    def get_next_page(self) -> SyncFilePage:
+        return SyncFilePage(self._portal.run(self._page.get_next_page()), self._portal)
+
+    def __iter__(self) -> Iterator[BetaFileMetadata]:
+        page: SyncFilePage | None = self
+        while page is not None:
+            yield from page.data
+            page = page.get_next_page() if page.has_next_page() else None
+
+
 class Files:
     """``client.beta.files`` for synchronous code; see :class:`~claudegate.client._files.AsyncFiles`."""
 
@@ -149,8 +184,14 @@ class Files:
     def upload(self, **params: Any) -> BetaFileMetadata:
         return self._portal.run(self._files.upload(**params))
 
-    def list(self, **params: Any) -> FilePage:
-        return self._portal.run(self._files.list(**params))
+    def list(self, **params: Any) -> SyncFilePage:
+        """The first page; iterate it for every file of every page, as the SDK's page."""
+        listing = self._files.list(**params)
+
+        async def first() -> FilePage:
+            return await listing
+
+        return SyncFilePage(self._portal.run(first()), self._portal)
 
     def retrieve_metadata(self, file_id: str, **params: Any) -> BetaFileMetadata:
         return self._portal.run(self._files.retrieve_metadata(file_id, **params))
