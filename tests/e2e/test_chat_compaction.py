@@ -103,6 +103,43 @@ async def test_a_chat_reply_cut_twice_by_max_tokens_is_continued_to_its_end(stac
     assert "max_continuations: must be a whole number from 0 to 10" in bad.text
 
 
+async def test_a_streamed_chat_reply_cut_twice_by_max_tokens_streams_on_to_its_end(stack: Stack) -> None:
+    tenant = await make_chat_tenant(stack.database_url, f"scont-{uuid.uuid4().hex[:8]}")
+    thirty = {"x-simulator-reply-tokens": "30"}  # a 30-token answer, cut at 12 tokens a call
+    async with ChatClient(stack.url, tenant.tenant.key) as chat:
+        cut = await chat.stream("Tell me about the sea.", max_tokens=12, headers=thirty)
+        whole = await chat.stream(
+            "Tell me about the sea.", max_tokens=12, max_continuations=3, headers=thirty
+        )
+        done = whole.events[-1]
+        stored = (await chat.get(done["chat_id"])).json()
+    assert cut.status == whole.status == 200
+    assert cut.events[-1]["stop_reason"] == "max_tokens"
+    assert done["done"] is True
+    assert "error" not in done
+    assert done["stop_reason"] == "end_turn"
+    streamed = "".join(event["token"] for event in whole.events)
+    cut_text = cut.events[-1]["fullText"]
+    assert len(done["fullText"]) > len(cut_text)
+    assert done["fullText"].startswith(cut_text.rstrip())
+    # one stream: every token of every piece, in order, adds up to the stored reply (up to the whitespace
+    # at a cut, which the continuation's prefill leaves out)
+    assert streamed.split() == done["fullText"].split()
+    assert stored["messages"][-1]["content"] == [{"type": "text", "text": done["fullText"]}]
+    assert [event["done"] for event in whole.events].count(True) == 1
+
+    async def every_call_summed() -> bool:
+        rows = await gateway_usage_rows(stack.database_url, [tenant.tenant.key_id])
+        continued = [row for row in rows if row["request_id"] != cut_request]
+        return len(rows) == 4 and (
+            sum(row["output_tokens"] for row in continued) == done["usage"]["output_tokens"]
+            and sum(row["input_tokens"] for row in continued) == done["usage"]["input_tokens"]
+        )
+
+    cut_request = await chat_request_id(stack.database_url, cut.events[-1]["message_id"])
+    await eventually(every_call_summed)
+
+
 async def chat_request_id(database_url: str, message_id: str) -> str:
     """The request id of the call that made a stored reply."""
     engine = create_engine(database_url)

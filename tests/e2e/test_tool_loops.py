@@ -225,3 +225,134 @@ def test_the_sync_client_runs_a_tool_loop_with_sync_tools(simulator_url: str, tm
     (result,) = tool_results(runner.messages)
     assert result["content"].startswith("Rain in ")
     assert threading.current_thread().name not in threads  # a worker thread ran it
+
+
+async def test_a_streamed_three_tool_loop_yields_each_turn_as_a_stream_to_its_end(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    barrier = asyncio.Barrier(3)  # as above: the three tools only finish if they run together
+
+    async def together() -> None:
+        async with asyncio.timeout(10):
+            await barrier.wait()
+
+    @anthropic.beta_async_tool
+    async def get_weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: The city's name.
+        """
+        await together()
+        return f"Sunny in {city}"
+
+    @anthropic.beta_async_tool
+    async def get_time(city: str) -> str:
+        """The local time in a city.
+
+        Args:
+            city: The city's name.
+        """
+        await together()
+        raise TimeoutError("the clock service timed out")
+
+    @anthropic.beta_async_tool
+    async def get_news(topic: str) -> str:
+        """Today's headline on a topic.
+
+        Args:
+            topic: What the news is about.
+        """
+        await together()
+        return "All quiet"
+
+    runner = client.beta.messages.tool_runner(
+        model=MODEL,
+        max_tokens=500,
+        tools=[get_weather, get_time, get_news],
+        messages=[{"role": "user", "content": "Use get_weather, get_time and get_news for Paris."}],
+        stream=True,
+    )
+    event_types: list[list[str]] = []
+    async for stream in runner:
+        event_types.append([event.type async for event in stream])
+    final = await runner.until_done()
+    assert final.stop_reason == "end_turn"
+    assert isinstance(final, BetaMessage)
+    assert len(event_types) == 2
+    assert event_types[0][0] == "message_start"
+    assert event_types[0][-1] == "message_stop"
+    assert "input_json" in event_types[0]  # the tool calls' inputs arrive as they stream
+    assert "text" in event_types[1]
+    results = tool_results(runner.messages)
+    assert len(results) == 3
+    failed = [result for result in results if result.get("is_error")]
+    assert [result["content"] for result in failed] == ["Error: TimeoutError: the clock service timed out"]
+    assert sorted(result["content"][:5] for result in results if not result.get("is_error")) == [
+        "All q",
+        "Sunny",
+    ]
+    rows = await usage_rows(database(tmp_path), "tools", 2)
+    assert {row["loop_id"] for row in rows} == {runner.loop_id}
+
+
+async def test_a_streamed_loop_keeps_the_cap_and_reads_what_its_caller_left_unread(
+    client: AsyncClient,
+) -> None:
+    @anthropic.beta_async_tool
+    async def lookup(query: str) -> str:
+        """Look something up.
+
+        Args:
+            query: What to look up.
+        """
+        return "nothing found"
+
+    runner = client.beta.messages.tool_runner(
+        model=MODEL,
+        max_tokens=300,
+        tools=[lookup],
+        tool_choice={"type": "any"},
+        max_iterations=2,
+        messages=[{"role": "user", "content": "Find it."}],
+        stream=True,
+    )
+    with pytest.raises(ToolLoopLimitError) as raised:
+        async for _stream in runner:
+            pass  # nothing read: the runner reads each reply to its end itself
+    assert runner.iteration_count == 2
+    assert [message["role"] for message in raised.value.messages] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+def test_the_sync_client_streams_a_tool_loop(simulator_url: str, tmp_path: Path) -> None:
+    @anthropic.beta_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: The city's name.
+        """
+        return f"Rain in {city}"
+
+    with Client(settings=client_settings(simulator_url, tmp_path), org="tools-sync") as client:
+        runner = client.beta.messages.tool_runner(
+            model=MODEL,
+            max_tokens=300,
+            tools=[get_weather],
+            messages=[{"role": "user", "content": "Use get_weather for Lima."}],
+            stream=True,
+        )
+        texts = ["".join(stream.text_stream) for stream in runner]
+        final = runner.until_done()
+    assert final.stop_reason == "end_turn"
+    assert len(texts) == 2
+    assert texts[-1]
+    assert texts[-1] == "".join(b.text for b in final.content if b.type == "text")
+    (result,) = tool_results(runner.messages)
+    assert result["content"].startswith("Rain in ")

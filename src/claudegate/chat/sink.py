@@ -41,21 +41,26 @@ class ReplyBuffer(DisconnectWatch):
 
 class ChatStreamSink(ReplyBuffer):
     """Turns a 200 Anthropic stream into chat events as it arrives (``streaming`` once started); keeps any
-    other reply whole, like ReplyBuffer. The route writes the last event and ends the response."""
+    other reply whole, like ReplyBuffer. The route writes the last event and ends the response.
 
-    def __init__(self, receive: Receive, send: Send, headers: RawHeaders) -> None:
+    ``opened``: the response is already an event stream (a continuation of a reply streamed before): tokens
+    go on in it, and a reply that is not a stream is kept, never answered."""
+
+    def __init__(self, receive: Receive, send: Send, headers: RawHeaders, *, opened: bool = False) -> None:
         super().__init__(receive)
         self._send = send
         self._extra = headers
         self._parser = SSEParser()
         self.builder = MessageBuilder()
-        self.streaming = False
+        self.streaming = opened
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         await super().start(status, headers)
         content_type = next((value for name, value in headers if name.lower() == b"content-type"), b"")
         if status == 200 and content_type.startswith(b"text/event-stream"):
             await self.open()
+        else:
+            self.streaming = False  # kept whole (for an opened sink: a continuation that failed)
 
     async def open(self) -> None:
         """Start the HTTP response as an event stream (once)."""

@@ -20,8 +20,8 @@ from claudegate.client._messages import AsyncMessages, OnQueued
 from claudegate.client._models import AsyncModels, ModelPage
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStream, AsyncMessageStreamManager
 from claudegate.client._sync import Client, EventStream, Messages, MessageStream, MessageStreamManager
-from claudegate.client._sync_beta import Beta, BetaMessages, Models, ToolRunner
-from claudegate.client._tools import AsyncToolRunner, ToolLoopLimitError
+from claudegate.client._sync_beta import Beta, BetaMessages, Models, StreamingToolRunner, ToolRunner
+from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner, ToolLoopLimitError
 
 __all__ = [
     "AsyncBeta",
@@ -33,6 +33,7 @@ __all__ = [
     "AsyncMessageStreamManager",
     "AsyncMessages",
     "AsyncModels",
+    "AsyncStreamingToolRunner",
     "AsyncToolRunner",
     "Beta",
     "BetaMessages",
@@ -47,6 +48,7 @@ __all__ = [
     "Models",
     "OnQueued",
     "SignatureEvent",
+    "StreamingToolRunner",
     "ThinkingEvent",
     "ToolLoopLimitError",
     "ToolRunner",

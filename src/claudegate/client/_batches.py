@@ -2,8 +2,7 @@
 gateway's ``/v1/messages/batches`` routes (``server.batches``), so ownership (an organisation sees only its
 own batches), the upstream each batch lives on, and the usage records of its results are the gateway's.
 
-The routes are driven in process as one ASGI exchange each (no socket): the request is handed to them as an
-HTTP request would be, and their answer is read back. ``results_url`` in a batch points at
+The routes are driven in process (``_routes.call_route``). ``results_url`` in a batch points at
 ``http://claudegate.local``, since no gateway is listening; read results with :meth:`AsyncBatches.results`.
 """
 
@@ -15,13 +14,10 @@ from urllib.parse import quote, urlencode
 
 import orjson
 from anthropic.types.messages import DeletedMessageBatch, MessageBatch, MessageBatchIndividualResponse
-from starlette.types import Message as AsgiMessage
 
-from claudegate.client._errors import error_from_claudegate, error_from_reply
-from claudegate.client._params import API_VERSION, jsonable
-from claudegate.errors import ClaudegateError
+from claudegate.client._params import jsonable
+from claudegate.client._routes import call_route
 from claudegate.server import batches as batch_routes
-from claudegate.server.call import GatewayCall
 
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient
@@ -29,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncBatches", "BatchPage"]
 
 _PREFIX = "/v1/messages/batches"
-_HOST = b"claudegate.local"
 
 
 class BatchPage:
@@ -78,49 +73,7 @@ class AsyncBatches:
     async def _call(
         self, method: str, path: str, *, body: bytes | None = None, query: str = "", parse: bool = True
     ) -> Any:
-        services = await self._client.open()
-        identity = await self._client.identity()
-        headers = [
-            (b"host", _HOST),
-            (b"anthropic-version", API_VERSION.encode()),
-            (b"content-type", b"application/json"),
-            *(
-                (name.lower().encode("latin-1"), str(value).encode("latin-1"))
-                for name, value in (self._client.defaults.headers or {}).items()
-            ),
-        ]
-        scope = {
-            "type": "http",
-            "method": method,
-            "path": path,
-            "query_string": query.encode(),
-            "headers": headers,
-            "scheme": "http",
-        }
-        replies: list[AsgiMessage] = []
-        sent = False
-
-        async def receive() -> AsgiMessage:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body or b"", "more_body": False}
-            return {"type": "http.disconnect"}  # asked again only once the answer is complete
-
-        async def send(message: AsgiMessage) -> None:
-            replies.append(message)
-
-        call = GatewayCall(scope, receive, send)
-        call.identity = identity
-        try:
-            await batch_routes.dispatch(services, call)
-        except ClaudegateError as error:
-            raise error_from_claudegate(error, call.request_id, path=path) from None
-        status = next(int(m["status"]) for m in replies if m["type"] == "http.response.start")
-        reply_headers = next(m.get("headers", []) for m in replies if m["type"] == "http.response.start")
-        data = b"".join(m.get("body", b"") for m in replies if m["type"] == "http.response.body")
-        if status >= 400:
-            raise error_from_reply(status, reply_headers, data, path=path)
+        _, data = await call_route(self._client, batch_routes.dispatch, method, path, body=body, query=query)
         return orjson.loads(data) if parse else data
 
 

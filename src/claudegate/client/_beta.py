@@ -1,17 +1,19 @@
 """``client.beta``: the official SDK's beta namespace for messages (``create``, ``stream``, ``count_tokens``,
-``tool_runner``), run through the same pipeline as ``client.messages``; replies are ``BetaMessage``."""
+``tool_runner``), run through the same pipeline as ``client.messages``; replies are ``BetaMessage``; and
+``files`` (``_files``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from anthropic.types import MessageTokensCount
 from anthropic.types.beta import BetaMessage, BetaMessageParam
 
+from claudegate.client._files import AsyncFiles
 from claudegate.client._messages import AsyncMessages, OnQueued, _Options
-from claudegate.client._streams import AsyncMessageStreamManager
-from claudegate.client._tools import AsyncToolRunner, RunnableTool
+from claudegate.client._streams import AsyncEventStream, AsyncMessageStreamManager
+from claudegate.client._tools import AsyncStreamingToolRunner, AsyncToolRunner, RunnableTool
 
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient
@@ -63,11 +65,32 @@ class AsyncBetaMessages:
         """As ``client.messages.count_tokens``."""
         return await self._messages.count_tokens(**params)
 
+    @overload
     def tool_runner(
         self,
         *,
         tools: Sequence[RunnableTool | dict[str, Any]],
         messages: Iterable[BetaMessageParam],
+        stream: Literal[False] = False,
+        **params: Any,
+    ) -> AsyncToolRunner: ...
+
+    @overload
+    def tool_runner(
+        self,
+        *,
+        tools: Sequence[RunnableTool | dict[str, Any]],
+        messages: Iterable[BetaMessageParam],
+        stream: Literal[True],
+        **params: Any,
+    ) -> AsyncStreamingToolRunner: ...
+
+    def tool_runner(
+        self,
+        *,
+        tools: Sequence[RunnableTool | dict[str, Any]],
+        messages: Iterable[BetaMessageParam],
+        stream: bool = False,
         max_iterations: int | None = None,
         deadline_s: float | None = None,
         priority: int | None = None,
@@ -76,15 +99,17 @@ class AsyncBetaMessages:
         extra_body: Mapping[str, object] | None = None,
         timeout: float | None = None,
         **params: Any,
-    ) -> AsyncToolRunner:
+    ) -> AsyncToolRunner | AsyncStreamingToolRunner:
         """A tool loop (see :class:`~claudegate.client.AsyncToolRunner`) over ``tools``: functions made with
         ``anthropic.beta_tool``/``beta_async_tool``, or plain tool definitions the loop does not run.
-        ``max_iterations``: model calls at most (default: the ``tool_loop_max_iterations`` setting)."""
+        ``max_iterations``: model calls at most (default: the ``tool_loop_max_iterations`` setting).
+        ``stream=True``: the loop yields each turn's message stream
+        (:class:`~claudegate.client.AsyncStreamingToolRunner`)."""
         declared = [tool.to_dict() if isinstance(tool, RunnableTool) else tool for tool in tools]
         client = self._client
 
-        async def send(conversation: list[Any], loop_id: str) -> BetaMessage:
-            options = _Options(
+        def options(loop_id: str) -> _Options:
+            return _Options(
                 deadline_s,
                 priority,
                 None,
@@ -96,26 +121,41 @@ class AsyncBetaMessages:
                 loop_id=loop_id,
                 reply_type=BetaMessage,
             )
-            reply: Any = await self._messages._create(
-                {**params, "messages": conversation, "tools": declared}, options
-            )
+
+        def body(conversation: list[Any]) -> dict[str, Any]:
+            return {**params, "messages": conversation, "tools": declared}
+
+        async def send(conversation: list[Any], loop_id: str) -> BetaMessage:
+            reply: Any = await self._messages._create(body(conversation), options(loop_id))
             assert isinstance(reply, BetaMessage)
             return reply
+
+        def open_stream(conversation: list[Any], loop_id: str) -> AsyncMessageStreamManager:
+            async def opened() -> AsyncEventStream:
+                streamed = {**body(conversation), "stream": True}
+                events = await self._messages._create(streamed, options(loop_id))
+                assert isinstance(events, AsyncEventStream)
+                return events
+
+            return AsyncMessageStreamManager(opened)
 
         def on_end(depth: int, outcome: str) -> None:
             services = client._services
             if services is not None:
                 services.metrics.tool_loop_depth.labels(outcome=outcome).observe(depth)
 
-        return AsyncToolRunner(
-            send,
-            messages=messages,
-            tools=tools,
-            max_iterations=max_iterations or client.settings.tool_loop_max_iterations,
-            on_end=on_end,
-        )
+        loop: dict[str, Any] = {
+            "messages": messages,
+            "tools": tools,
+            "max_iterations": max_iterations or client.settings.tool_loop_max_iterations,
+            "on_end": on_end,
+        }
+        if stream:
+            return AsyncStreamingToolRunner(open_stream, **loop)
+        return AsyncToolRunner(send, **loop)
 
 
 class AsyncBeta:
     def __init__(self, client: AsyncClient, messages: AsyncMessages) -> None:
         self.messages = AsyncBetaMessages(client, messages)
+        self.files = AsyncFiles(client)

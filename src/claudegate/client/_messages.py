@@ -37,6 +37,7 @@ from claudegate.errors import ClaudegateError, RequestTooLargeError
 from claudegate.pipeline.policies import PolicyBook
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped, forwarded_headers, open_reply, relay
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
+from claudegate.server import files as file_routes
 from claudegate.server.call import MAX_BODY_BYTES, new_request_id
 from claudegate.server.services import Services
 
@@ -336,6 +337,8 @@ class AsyncMessages:
         """Start the call in the pipeline."""
         services = await self._client.open()
         identity = await self._client.identity()
+        # As the gateway does: a message may cite only files its own organisation uploaded.
+        await file_routes.check_cited_files(services, identity.org_id, prepared.fields)
         call = build_call(
             prepared,
             identity=identity,

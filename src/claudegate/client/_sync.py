@@ -50,7 +50,7 @@ class Client:
         self._portal = Portal()
         self._async = AsyncClient(settings=settings, org=org, user=user, key=key)
         self.messages = Messages(self._async.messages, self._portal)
-        self.beta = Beta(self._async.beta.messages, self._portal)
+        self.beta = Beta(self._async.beta, self._portal)
         self.models = Models(self._async.models, self._portal)
         # A client dropped, or left open at exit, still closes: its usage records are written, not lost.
         self._finalizer: Callable[[], object] = weakref.finalize(self, _close, self._portal, self._async)
@@ -62,7 +62,7 @@ class Client:
         view = copy.copy(self)
         view._async = self._async.with_options(**options)
         view.messages = Messages(view._async.messages, self._portal)
-        view.beta = Beta(view._async.beta.messages, self._portal)
+        view.beta = Beta(view._async.beta, self._portal)
         view.models = Models(view._async.models, self._portal)
         view._finalizer = _nothing
         return view

@@ -10,6 +10,10 @@ the last. Each turn the model asks for tools, their calls:
 - run concurrently (async tools on the event loop, sync tools in worker threads);
 - that raise go back to the model as ``is_error`` results carrying the exception's message.
 
+With ``stream=True`` (:class:`AsyncStreamingToolRunner`) each turn is yielded as the message stream it
+is (``async for stream in runner: async for event in stream``), as the SDK's streaming runner does; the rest
+of the stream is read when the loop goes on, and the loop's rules are the same.
+
 The loop makes at most ``max_iterations`` model calls (default: the ``tool_loop_max_iterations`` setting,
 5): a model still asking for tools after that ends the loop with :class:`ToolLoopLimitError`, which carries
 the conversation so far. Every call of one loop carries its loop id (``runner.loop_id``) into its usage
@@ -23,19 +27,26 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import jsonschema
 import orjson
 from anthropic.lib.tools import ToolError
 from anthropic.types.beta import BetaMessage, BetaMessageParam, BetaToolResultBlockParam, BetaToolUseBlock
 
-__all__ = ["AsyncToolRunner", "RunnableTool", "ToolLoopLimitError"]
+from claudegate.client._streams import AsyncMessageStream, AsyncMessageStreamManager
+
+__all__ = ["AsyncStreamingToolRunner", "AsyncToolRunner", "RunnableTool", "ToolLoopLimitError"]
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[list[Any], str], Awaitable[BetaMessage]]
 """Makes one model call of the loop: (messages, loop id) to the reply."""
+
+OpenStream = Callable[[list[Any], str], AsyncMessageStreamManager]
+"""Opens one streamed model call of the loop: (messages, loop id) to the stream's manager."""
+
+ItemT = TypeVar("ItemT")
 
 LoopEnded = Callable[[int, str], None]
 """Hears (model calls made, outcome: ``done``, ``limit`` or ``error``) when a loop ends."""
@@ -67,12 +78,11 @@ class ToolLoopLimitError(Exception):
         self.last_message = last_message
 
 
-class AsyncToolRunner:
-    """One tool loop: ``async for message in runner`` (each reply), or ``await runner.until_done()``."""
+class _AsyncToolLoop(Generic[ItemT]):
+    """The loop itself; a subclass makes each turn's model call and says what the loop yields for it."""
 
     def __init__(
         self,
-        send: Send,
         *,
         messages: Iterable[BetaMessageParam],
         tools: Sequence[RunnableTool | dict[str, Any]],
@@ -84,12 +94,11 @@ class AsyncToolRunner:
         self.loop_id = "loop_" + uuid.uuid4().hex
         self.max_iterations = max_iterations
         self.iteration_count = 0
-        self._send = send
         self._messages: list[Any] = list(messages)
         self._runnable = {tool.name: tool for tool in tools if isinstance(tool, RunnableTool)}
         self._on_end = on_end
         self._last: BetaMessage | None = None
-        self._iterator: AsyncIterator[BetaMessage] | None = None
+        self._iterator: AsyncIterator[ItemT] | None = None
 
     @property
     def messages(self) -> list[Any]:
@@ -104,7 +113,7 @@ class AsyncToolRunner:
             else:
                 self._messages.append(message)
 
-    def __aiter__(self) -> AsyncIterator[BetaMessage]:
+    def __aiter__(self) -> AsyncIterator[ItemT]:
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
@@ -116,7 +125,11 @@ class AsyncToolRunner:
         assert self._last is not None
         return self._last
 
-    async def _run(self) -> AsyncIterator[BetaMessage]:
+    def _turn(self) -> AsyncIterator[ItemT]:
+        """One model call: yields what the caller sees of it, and sets ``_last`` to its reply."""
+        raise NotImplementedError
+
+    async def _run(self) -> AsyncIterator[ItemT]:
         outcome = "error"
         try:
             while True:
@@ -124,10 +137,10 @@ class AsyncToolRunner:
                     assert self._last is not None
                     outcome = "limit"
                     raise ToolLoopLimitError(self.max_iterations, self._messages, self._last)
-                message = await self._send(self._messages, self.loop_id)
-                self.iteration_count += 1
-                self._last = message
-                yield message
+                async for item in self._turn():
+                    yield item
+                message = self._last
+                assert message is not None
                 self._messages.append({"role": "assistant", "content": message.content})
                 wants_tools = message.stop_reason == "tool_use"
                 results = await self.generate_tool_call_response() if wants_tools else None
@@ -167,6 +180,36 @@ class AsyncToolRunner:
             logger.info("tool %s raised %r; the model is told", use.name, error)
             return _error(use, f"Error: {type(error).__name__}: {error}")
         return {"type": "tool_result", "tool_use_id": use.id, "content": _content(output)}
+
+
+class AsyncToolRunner(_AsyncToolLoop[BetaMessage]):
+    """One tool loop: ``async for message in runner`` (each reply), or ``await runner.until_done()``."""
+
+    def __init__(self, send: Send, **loop: Any) -> None:
+        super().__init__(**loop)
+        self._send = send
+
+    async def _turn(self) -> AsyncIterator[BetaMessage]:
+        message = await self._send(self._messages, self.loop_id)
+        self.iteration_count += 1
+        self._last = message
+        yield message
+
+
+class AsyncStreamingToolRunner(_AsyncToolLoop[AsyncMessageStream]):
+    """A tool loop yielding each turn's message stream: ``async for stream in runner``, then ``async for
+    event in stream`` (or ``stream.text_stream``); ``await runner.until_done()`` for the last reply."""
+
+    def __init__(self, open_stream: OpenStream, **loop: Any) -> None:
+        super().__init__(**loop)
+        self._open_stream = open_stream
+
+    async def _turn(self) -> AsyncIterator[AsyncMessageStream]:
+        async with self._open_stream(self._messages, self.loop_id) as stream:
+            self.iteration_count += 1
+            yield stream
+            final = await stream.get_final_message()  # whatever the caller left unread
+        self._last = BetaMessage.model_validate(final.model_dump())
 
 
 def _input_problem(tool: RunnableTool, tool_input: Any) -> str | None:

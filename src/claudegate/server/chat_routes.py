@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from claudegate.chat.continuation import continue_reply
+from claudegate.chat.continuation import continue_reply, streamed_message
 from claudegate.chat.errors import ClientClosedError, TurnFailedError, error_from_reply
 from claudegate.chat.render import chat_json, message_json
 from claudegate.chat.request import Caller, ChatRequest, caller_for
@@ -290,8 +290,37 @@ async def _stream_turn(
                 "the model's stream ended before its reply did",
             )
             raise await service.fail(turn, error_for_type(error_type, message), result)
+        whole = streamed_message(sink)
+        assert whole is not None  # streaming and completed
+        if turn.max_continuations and whole["stop_reason"] == "max_tokens":
+            sink.close()  # each continuation watches the client in its turn
+            pieces: list[ChatStreamSink] = []
+
+            def piece_sink() -> ChatStreamSink:
+                piece = ChatStreamSink(call.receive, call.send, [], opened=True)
+                pieces.append(piece)
+                calls.add(piece)  # shutdown stops a continuation as it stops the first call
+                return piece
+
+            try:
+                whole = await continue_reply(
+                    service,
+                    caller,
+                    turn,
+                    result,
+                    whole,
+                    headers=call.scope["headers"],
+                    receive=call.receive,
+                    new_sink=piece_sink,
+                )
+            finally:
+                calls.difference_update(pieces)
         reply = await service.complete(
-            turn, result, content=builder.content, stop_reason=builder.stop_reason, model=builder.model
+            turn,
+            result,
+            content=whole.get("content") or [],
+            stop_reason=whole.get("stop_reason"),
+            model=whole.get("model"),
         )
         await sink.finish(
             done_event(
