@@ -276,7 +276,8 @@ async def test_waiting_viewers_hear_their_place_and_the_hopeless_are_told_at_onc
         busy = r"sorry, I'm too busy to answer within 3 s right now\. Please ask again in about (\d+) s\."
         match = re.fullmatch(r"(@\S+ )*@ivan_5 " + busy, refusal.text)  # maybe told with the third
         assert match is not None, refusal.text
-        assert 2 <= int(match.group(2)) <= 5
+        # After the second and the third (queued, or refused with its turn kept ahead of the fourth's).
+        assert 2 <= int(match.group(2)) <= 6
         answer = (await second.wait_for(lambda lines: len(lines) >= 2, within=10))[1]
         assert not body(answer.text).startswith("sorry"), answer.text
         assert 0.8 < answer.at - asked["hugo_5"] < 4

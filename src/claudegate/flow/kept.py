@@ -1,0 +1,104 @@
+"""Kept turns: the places in a lane's order of refused calls whose callers are expected back.
+
+A call refused because it cannot start before its deadline keeps its turn when it can be known again (its
+key and body: ``Ticket.place``). The turn stays in the order at the place the call had: it is dispatched
+once as many calls have left the queue as were ahead of it when it was refused (its *barrier*), before any
+call that arrived since. Dispatched, it takes the call's tokens and a concurrency slot and holds them until
+its caller comes back, so that the caller starts at once. A turn whose caller is not back soon after the
+time it was told lapses, and gives back what it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+from claudegate.flow.ticket import Ticket
+
+__all__ = ["KeptTurn", "KeptTurns"]
+
+
+@dataclass(eq=False, slots=True)
+class KeptTurn:
+    """One refused call's kept turn."""
+
+    ticket: Ticket  # what the turn takes when dispatched: the refused call's estimates, or its caller's
+    place: Hashable
+    barrier: int  # dispatched once the queue's departures reach this
+    order: int  # among turns with the same barrier: refused first, first
+    due: float  # when its caller was told to come back
+    early: float  # a caller back before this did not wait as told: it queues as a new call
+    lapses: float  # when the turn, and what it took, are given up
+    taken: tuple[float, float, float] | None = None  # requests, input, output taken at its dispatch
+    caller: Ticket | None = None  # the caller, back and waiting for the turn to be dispatched
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.taken is not None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.barrier, self.order)
+
+
+class KeptTurns:
+    """The kept turns of one lane: those waiting to be dispatched in barrier order, and all by place."""
+
+    __slots__ = ("_by_place", "_made", "_pending")
+
+    def __init__(self) -> None:
+        self._by_place: dict[Hashable, KeptTurn] = {}
+        self._pending: list[KeptTurn] = []  # not dispatched yet, by (barrier, order)
+        self._made = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._by_place)
+
+    @property
+    def unclaimed(self) -> int:
+        """Turns whose callers are not back yet."""
+        return sum(1 for turn in self._by_place.values() if turn.caller is None)
+
+    @property
+    def claimed_pending(self) -> int:
+        """Callers back and waiting for their turns to be dispatched."""
+        return sum(1 for turn in self._pending if turn.caller is not None)
+
+    def keep(self, ticket: Ticket, place: Hashable, *, barrier: int) -> KeptTurn:
+        """Keep a refused call's turn; its times are set by whoever tells its caller when to come back."""
+        self._made += 1
+        turn = KeptTurn(ticket, place, barrier, self._made, due=0.0, early=0.0, lapses=0.0)
+        self._by_place[place] = turn
+        bisect.insort(self._pending, turn, key=lambda kept: kept.key)
+        return turn
+
+    def find(self, place: Hashable) -> KeptTurn | None:
+        return self._by_place.get(place)
+
+    def head(self) -> KeptTurn | None:
+        """The turn to dispatch first once its barrier is reached."""
+        return self._pending[0] if self._pending else None
+
+    def pending(self) -> Iterator[KeptTurn]:
+        """Turns not dispatched yet, in the order they will be."""
+        return iter(self._pending)
+
+    def dispatched(self, turn: KeptTurn, taken: tuple[float, float, float]) -> None:
+        """The turn took its tokens: it waits for its caller."""
+        self._pending.remove(turn)
+        turn.taken = taken
+
+    def drop(self, turn: KeptTurn) -> bool:
+        """Forget a turn (claimed by its caller, lapsed, or given up); True if it was not dispatched yet."""
+        if self._by_place.get(turn.place) is turn:
+            del self._by_place[turn.place]
+        if turn.timer is not None:
+            turn.timer.cancel()
+            turn.timer = None
+        if turn.taken is None and turn in self._pending:
+            self._pending.remove(turn)
+            return True
+        return False
