@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Hashable, Iterator
+import math
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 from claudegate.flow.ticket import Ticket
 
 __all__ = ["KeptTurn", "KeptTurns"]
+
+# A kept turn lapses this long after the time its caller was told, plus a share of the wait: long enough for
+# the network and a busy client, short enough that what is kept for an absent caller soon goes to others.
+_GRACE_S = 0.5
+_GRACE_SHARE = 0.05
+_EARLY_S = 0.25  # a caller back this much (plus a share of the wait) before its turn is early
+_EARLY_SHARE = 0.1
 
 
 @dataclass(eq=False, slots=True)
@@ -42,6 +50,18 @@ class KeptTurn:
     @property
     def key(self) -> tuple[int, int]:
         return (self.barrier, self.order)
+
+    def tell(self, ready: float, now: float, lapse: Callable[[KeptTurn], None]) -> None:
+        """Its caller is told to come back when the turn is ``ready`` (seconds from ``now``), at a whole
+        second: callers that read retry-after (whole seconds, rounded up) and those that read retry-after-ms
+        then come back together. ``lapse`` is called if the caller is not back soon after that."""
+        back = max(1.0, float(math.ceil(ready - 1e-9)))
+        self.due = now + back
+        self.early = self.due - _EARLY_S - _EARLY_SHARE * back
+        self.lapses = self.due + _GRACE_S + _GRACE_SHARE * back
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_at(self.lapses, lapse, self)
 
 
 class KeptTurns:

@@ -1,0 +1,205 @@
+"""When a waiting call will start: what goes before it, where the buckets will stand, and what a refused
+caller is told.
+
+What goes before a call is read from running totals (``FairQueue.ahead``, the kept turns due before it, and
+what other gateway processes sharing the buckets have queued), never by replaying the order. The buckets'
+levels, their refill, and what calls in flight and ahead give back or owe (``forecast``) then give the
+moment the call's needs are there: as expected, if the replies ahead run long (cautious), and when they are
+there for good (what a refused caller is told, so that its turn is ready when it comes back).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+
+from claudegate.errors import RateLimitError
+from claudegate.flow.fair import FairQueue, Load
+from claudegate.flow.forecast import LaneHistory
+from claudegate.flow.kept import KeptTurn, KeptTurns
+from claudegate.flow.limits import LaneLimits
+from claudegate.flow.projection import bucket_ready, bucket_wait
+from claudegate.flow.state import BucketSpec, FlowState
+from claudegate.flow.ticket import Prediction, Ticket
+
+__all__ = ["Predictor"]
+
+# Gateway processes sharing the lane's buckets (through Redis) tell each other what they have queued; a
+# process that stops telling (it died) stops counting after this long.
+_DEMAND_TTL_S = 10.0
+
+
+class Predictor:
+    """Predictions for one lane's queue (its fair order, kept turns and history, shared with the queue)."""
+
+    __slots__ = (
+        "_fair",
+        "_headroom_s",
+        "_history",
+        "_kept",
+        "_max_concurrency",
+        "_member",
+        "_running",
+        "_state",
+        "lane",
+        "others_queued",
+    )
+
+    def __init__(
+        self,
+        lane: LaneLimits,
+        state: FlowState,
+        *,
+        fair: FairQueue,
+        kept: KeptTurns,
+        history: LaneHistory,
+        running: set[Ticket],
+        max_concurrency: int,
+        headroom_s: float,
+    ) -> None:
+        self.lane = lane
+        self._state = state
+        self._fair = fair
+        self._kept = kept
+        self._history = history
+        self._running = running
+        self._max_concurrency = max_concurrency
+        self._headroom_s = headroom_s
+        # What each other gateway process sharing the lane's buckets has queued (calls, then what they will
+        # take: requests, input, output), as last heard.
+        self._member = secrets.token_hex(8)
+        self.others_queued: list[list[float]] = []
+
+    def ahead_of_new(self, ticket: Ticket, departures: int) -> Load:
+        """What goes before a call joining the queue now: the calls before it in fair order and the kept
+        turns that will be dispatched before it (all of them were refused before it came)."""
+        ahead = self._fair.ahead(ticket)
+        for turn in self._kept.pending():
+            if turn.barrier - departures > ahead.calls:
+                break  # the rest are dispatched after it
+            ahead.add(Load.of(turn.ticket))
+        ticket.position = ahead.calls + 1
+        return ahead
+
+    def ahead_of_kept(self, kept: KeptTurn, departures: int) -> Load:
+        """What goes before a kept turn not yet dispatched: the turns before it, and as many queued calls as
+        must leave the queue before its barrier is reached."""
+        ahead = Load()
+        for turn in self._kept.pending():
+            if turn is kept:
+                break
+            ahead.add(Load.of(turn.ticket))
+        queued = kept.barrier - departures - ahead.calls
+        ahead.add(self._fair.load.first(queued))
+        kept.ticket.position = ahead.calls + 1
+        return ahead
+
+    async def predict(
+        self, ticket: Ticket, ahead: Load, now: float, *, paused_until: float, told: bool = False
+    ) -> Prediction:
+        """When ``ticket`` is predicted to start with ``ahead`` before it: as expected, if the replies ahead
+        run long, and (``told``; else NaN) the moment its turn would be ready for good (what a refused
+        caller is told).
+
+        The calls ahead take their reservations and give back what they are not expected to use as they
+        settle (see ``forecast``); the call's own needs are counted in full (with the lane's reserve), since
+        it starts only once they are there."""
+        lane = self.lane
+        specs = (lane.requests, lane.input_tokens, lane.output_tokens)
+        calls, headroom = ahead.calls, self._headroom_s
+        needs = [
+            self.taken_by(lane.requests, float(calls), calls) + lane.requests.reserve(1.0, headroom)[0],
+            self.taken_by(lane.input_tokens, ahead.input, calls)
+            + lane.input_tokens.reserve(ticket.input_tokens, headroom)[0],
+            self.taken_by(lane.output_tokens, ahead.output, calls)
+            + lane.output_tokens.reserve(ticket.output_tokens, headroom)[0],
+        ]
+        # Calls queued by other gateway processes sharing the buckets take from them too.
+        if self.others_queued:
+            others = self._others_ahead(ticket.position)
+            needs = [need + other for need, other in zip(needs, others, strict=True)]
+        levels = await self._state.levels(specs)
+        in_flight = len(self._running)
+        buckets = self._history.projections(
+            lane, levels, self._running, in_flight, now, ahead=ahead.surplus, ahead_calls=calls
+        )
+        wait = bucket_wait(buckets, needs)
+        # A caller told to come back finds its turn ready then unless the calls before it produce much more
+        # than expected: it is told a cautious time.
+        output = buckets[2]
+        cautious = [buckets[0], buckets[1], output.cautious()] if output.spread else buckets
+        longest = bucket_wait(cautious, needs) if output.spread else wait
+        back = bucket_ready(cautious, needs) if told else math.nan
+        free_slots = self._max_concurrency - in_flight
+        slot_wait = 0.0
+        if ticket.position > free_slots:
+            rounds = math.ceil((ticket.position - free_slots) / self._max_concurrency)
+            slot_wait = rounds * self._history.call_seconds
+        least = max(slot_wait, paused_until - now)
+        return Prediction(max(wait, least), max(wait, longest, least), max(back, least))
+
+    def taken_by(self, spec: BucketSpec, amount: float, calls: int) -> float:
+        """What ``calls`` calls taking ``amount`` in all take from a bucket, with the lane's reserve (counted
+        at their average)."""
+        if calls <= 0:
+            return 0.0
+        return calls * spec.reserve(amount / calls, self._headroom_s)[1]
+
+    def refusal(self, ticket: Ticket, prediction: Prediction, *, back: float, kept: bool) -> RateLimitError:
+        """The refusal of a call predicted to start as ``prediction`` says if it waited, told to come back
+        ``back`` from now (``kept``: to its kept turn)."""
+        wait = prediction.wait
+        if not self._history.reply_starts[ticket.streamed].samples and ticket.reply_start > 0:
+            reply = (
+                " No reply from this upstream has been timed yet, so a call that must wait is promised a"
+                f" start only if its deadline leaves {ticket.reply_start:.0f} s for its reply."
+            )
+        elif ticket.reply_start > 0:
+            reply = f" Replies from this upstream currently take up to {ticket.reply_start:.1f} s to begin."
+        else:
+            reply = ""
+        turn = f" Its turn is kept for it if it comes back in {back:.1f} s." if kept else ""
+        longer = (
+            f" (up to {prediction.longest:.1f} s if the replies ahead run long)"
+            if prediction.longest > wait + 0.05
+            else ""
+        )
+        return RateLimitError(
+            f"claudegate: this call cannot start before its deadline: it would be number {ticket.position} "
+            f"in the queue for {self.lane.lane}, with a predicted wait of {wait:.1f} s{longer}.{reply}{turn} "
+            "Retry after that, or allow a later deadline (x-claudegate-deadline-ms).",
+            retry_after=max(back, 0.001),
+        )
+
+    # -- sharing with other gateway processes ---------------------------------------------------------------
+
+    async def share_queued(self, joining: Ticket | None = None) -> None:
+        """Tell the other gateway processes sharing the lane's buckets how many calls wait here (with
+        ``joining``, about to) and what they will take (requests, input, output), and hear the same of
+        theirs (see ``_others_ahead``)."""
+        load = Load.of(joining) if joining is not None else Load()
+        load.add(self._fair.load)
+        for turn in self._kept.pending():
+            load.add(Load.of(turn.ticket))
+        lane = self.lane
+        queued = [
+            float(load.calls),
+            self.taken_by(lane.requests, float(load.calls), load.calls),
+            self.taken_by(lane.input_tokens, load.input, load.calls),
+            self.taken_by(lane.output_tokens, load.output, load.calls),
+        ]
+        others = await self._state.share_demand(lane.lane, self._member, queued, _DEMAND_TTL_S)
+        self.others_queued = [record for record in others if len(record) == len(queued) and record[0] > 0]
+
+    def _others_ahead(self, position: int) -> list[float]:
+        """What calls queued by other gateway processes sharing the buckets will take (requests, input,
+        output) before the call at ``position`` here starts. Each process's dispatcher takes for the call at
+        the head of its queue when the buckets allow, so the processes with calls waiting take turns: about
+        as many of each one's calls go first as of this one's (and half a call more: who takes first in a
+        round is a race)."""
+        ahead = [0.0, 0.0, 0.0]
+        for count, *takes in self.others_queued:
+            share = min(count, position - 0.5) / count
+            for index, take in enumerate(takes):
+                ahead[index] += share * take
+        return ahead
