@@ -75,6 +75,7 @@ class AdmissionQueue(LaneDispatcher):
         if self._kept and ticket.place is not None:
             turn = self._kept.find(ticket.place())
             if turn is not None and turn.caller is None:
+                self._kept.showed(claimed=now >= turn.early)
                 if now >= turn.early:
                     await self._claim(turn, ticket, now, leave)
                     return
@@ -83,10 +84,22 @@ class AdmissionQueue(LaneDispatcher):
         if await self._start_at_once(ticket, now):
             return
         await self._share_queued(joining=ticket)  # what the others have queued, before predicting
-        ahead = self._predictor.ahead_of_new(ticket, self._departures)
+        ahead, queued, turns = self._predictor.ahead_of_new(ticket, self._departures)
         prediction = await self._predict(ticket, ahead, now)
+        margin = 0.0
+        if turns and prediction.wait > 0:
+            # It may go before kept turns whose callers are away if it leaves them what they need.
+            sooner = await self._predict(ticket, queued, now)
+            taken = self._predictor.taken_with(ticket, queued)
+            if await self._predictor.leaves_kept_turns(taken, turns, now, start=now + sooner.longest):
+                prediction, ahead = sooner, queued
+                ticket.position = queued.calls + 1
+            else:
+                margin = self._predictor.claim_margin(turns, now + prediction.longest)
         self._promise(ticket, prediction, now)
-        if now + prediction.longest + ticket.reply_start > ticket.deadline:
+        if now + prediction.longest + margin + ticket.reply_start > ticket.deadline:
+            # It is told when its turn will be ready, cautious about how many callers before it come back.
+            ahead, _, _ = self._predictor.ahead_of_new(ticket, self._departures, cautious=True)
             prediction = await self._predict(ticket, ahead, now, told=True)
             self._refuse(ticket, prediction, barrier=self._departures + ahead.calls, now=now)
         self._fair.enqueue(ticket)
@@ -161,13 +174,13 @@ class AdmissionQueue(LaneDispatcher):
             ticket.started_at = now  # what the turn took was counted when it was dispatched
             self._running.add(ticket)
             return
-        turn.ticket = turn.caller = ticket
+        self._kept.claim(turn, ticket)
         ahead = self._predictor.ahead_of_kept(turn, self._departures)
         prediction = await self._predict(ticket, ahead, now)
         self._promise(ticket, prediction, now)
         if now + prediction.longest + ticket.reply_start > ticket.deadline:
             prediction = await self._predict(ticket, ahead, now, told=True)
-            turn.caller = None
+            self._kept.unclaim(turn)
             self._keep_for(turn, prediction, now)
             raise self._predictor.refusal(ticket, prediction, back=turn.due - now, kept=True)
         self._heard(ticket, prediction)
@@ -228,7 +241,9 @@ class AdmissionQueue(LaneDispatcher):
             if not future.done() or future.cancelled():
                 left(ticket)
             elif future.exception() is None:
-                self.finished(ticket, 0.0, None)  # admitted just as the caller went away: free the slot
+                # Admitted just as the caller went away: it frees its slot and gives back its tokens.
+                self.finished(ticket, 0.0, None)
+                self._return(self._taken(ticket))
             raise
         finally:
             if watcher is not None:

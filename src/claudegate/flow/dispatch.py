@@ -19,7 +19,7 @@ from claudegate.flow.fair import FairQueue, Load
 from claudegate.flow.forecast import LaneHistory
 from claudegate.flow.kept import KeptTurn, KeptTurns
 from claudegate.flow.limits import LaneLimits
-from claudegate.flow.predict import Predictor
+from claudegate.flow.predict import READY_LEAD_S, Predictor
 from claudegate.flow.state import BucketSpec, FlowState
 from claudegate.flow.ticket import Prediction, Ticket
 from claudegate.flow.wakeup import Wakeup
@@ -96,6 +96,7 @@ class LaneDispatcher:
     def _lapse(self, turn: KeptTurn) -> None:
         """A turn's caller did not come back in time: the turn, and what it took, are given up."""
         if turn.caller is None and self._kept.find(turn.place) is turn:
+            self._kept.showed(claimed=False)
             self._forget(turn)
             if turn.ready:
                 self._running.discard(turn.ticket)
@@ -111,11 +112,15 @@ class LaneDispatcher:
         """Return to the buckets what a turn took for a caller who did not use it."""
         if turn.taken is None:
             return
+        self._return(turn.taken)
+        turn.taken = (0.0, 0.0, 0.0)
+
+    def _return(self, taken: tuple[float, float, float]) -> None:
+        """Give back tokens (requests, input, output) taken for a call that will not reach the upstream."""
         specs = (self.lane.requests, self.lane.input_tokens, self.lane.output_tokens)
-        chore = asyncio.get_running_loop().create_task(self._return_tokens(specs, turn.taken))
+        chore = asyncio.get_running_loop().create_task(self._return_tokens(specs, taken))
         self._chores.add(chore)
         chore.add_done_callback(self._chores.discard)
-        turn.taken = (0.0, 0.0, 0.0)
 
     async def _return_tokens(self, specs: tuple[BucketSpec, ...], taken: tuple[float, ...]) -> None:
         for spec, amount in zip(specs, taken, strict=True):
@@ -141,8 +146,12 @@ class LaneDispatcher:
         """Something changed (a call ended, left, or tokens came back): the dispatcher looks again."""
         self._wakeup.wake()
 
-    def _next(self) -> tuple[Ticket, KeptTurn | None] | None:
-        """The call to start next: a kept turn once its barrier is reached, else the fair queue's head."""
+    def _next(self, now: float) -> tuple[Ticket, KeptTurn | None] | None:
+        """The call to start next: a kept turn whose caller is back, once its barrier is reached or its time
+        has come; else a kept turn once its barrier is reached; else the fair queue's head."""
+        for kept in self._kept.callers_back:
+            if kept.barrier <= self._departures or kept.due <= now + READY_LEAD_S:
+                return kept.ticket, kept
         turn = self._kept.head()
         queued = self._fair.peek()
         if turn is not None and (queued is None or turn.barrier <= self._departures):
@@ -158,12 +167,27 @@ class LaneDispatcher:
             self._wakeup.clear()
             if self._queue_changed:
                 await self._share_queued()
-            chosen = self._next()
+            chosen = self._next(loop.time())
             if chosen is None:
                 return
             ticket, turn = chosen
-            waiting = ticket.future is not None and (turn is None or turn.caller is ticket)
             now = loop.time()
+            look_again = math.inf
+            if turn is not None and turn.caller is None and now < turn.due - READY_LEAD_S:
+                # Its caller is not back and not due yet: it takes its tokens only shortly before its time,
+                # and until then the next queued call may go first if it leaves the turn what it needs then
+                # (a caller who does not come back then costs others little).
+                look_again = turn.due - READY_LEAD_S
+                queued = self._fair.peek()
+                reached = self._kept.reached(self._departures)
+                if queued is None or not await self._predictor.leaves_kept_turns(
+                    self._taken(queued), reached, now
+                ):
+                    took = False
+                    await self._wakeup.sleep_until(look_again)
+                    continue
+                ticket, turn = queued, None
+            waiting = ticket.future is not None and (turn is None or turn.caller is ticket)
             if waiting and now + ticket.reply_start > ticket.deadline:
                 await self._too_late(ticket, turn, now)
                 continue
@@ -187,6 +211,7 @@ class LaneDispatcher:
                 until += _COURTESY_S
             if waiting:
                 until = min(until, ticket.deadline - ticket.reply_start)
+            until = min(until, look_again)
             took = False
             await self._wakeup.sleep_until(until)
 
@@ -228,14 +253,14 @@ class LaneDispatcher:
             self._departed()
             place = ticket.place() if ticket.place is not None else None
             if place is not None and self._kept.find(place) is None:
-                barrier = self._departures + self._predictor.ahead_of_new(ticket, self._departures).calls
+                barrier = self._departures + self._predictor.ahead_of_new(ticket, self._departures)[0].calls
                 turn = self._kept.keep(ticket, place, barrier=barrier)
         if turn is None:
             probe = Ticket(org="\uffff", user="", input_tokens=0, output_tokens=0, deadline=math.inf)
-            fresh = await self._predict(probe, self._predictor.ahead_of_new(probe, self._departures), now)
+            fresh = await self._predict(probe, self._predictor.ahead_of_new(probe, self._departures)[0], now)
             refusal = self._predictor.refusal(ticket, fresh, back=fresh.longest, kept=False)
         else:
-            turn.caller = None
+            self._kept.unclaim(turn)
             prediction = await self._predict(
                 ticket, self._predictor.ahead_of_kept(turn, self._departures), now, told=True
             )

@@ -46,6 +46,11 @@ class Load:
     input: float = 0.0
     output: float = 0.0
     surplus: float = 0.0
+    absent: float = 0.0  # of ``calls``, how many are not expected to take anything (``add_share``)
+
+    @property
+    def expected_calls(self) -> float:
+        return self.calls - self.absent
 
     def add(self, other: Load) -> None:
         self.calls += other.calls
@@ -53,6 +58,7 @@ class Load:
         self.input += other.input
         self.output += other.output
         self.surplus += other.surplus
+        self.absent += other.absent
 
     def count(self, ticket: Ticket, sign: int = 1) -> None:
         self.calls += sign
@@ -72,6 +78,15 @@ class Load:
             return Load(self.calls, self.cost, self.input, self.output, self.surplus)
         share = calls / self.calls
         return Load(calls, self.cost * share, self.input * share, self.output * share, self.surplus * share)
+
+    def add_share(self, other: Load, share: float) -> None:
+        """Add ``other``'s calls, and ``share`` of what they take."""
+        self.calls += other.calls
+        self.absent += (1.0 - share) * other.expected_calls
+        self.cost += share * other.cost
+        self.input += share * other.input
+        self.output += share * other.output
+        self.surplus += share * other.surplus
 
     @classmethod
     def of(cls, ticket: Ticket) -> Load:

@@ -88,6 +88,30 @@ class LaneHistory:
             Projection(lane.output_tokens, levels[2], settling, spread),
         ]
 
+    def owed(
+        self, lane: LaneLimits, levels: Sequence[float], running: Iterable[Ticket], now: float
+    ) -> list[Projection]:
+        """The buckets from ``levels`` with only what calls in flight will owe, counted cautiously (as
+        cautiously as the time a refused caller is told): what may be counted on for a kept turn."""
+        settling: tuple[float, ...] = ()
+        if len(self.replies) >= _SETTLING_SAMPLES:
+            flying = [
+                InFlight(
+                    now - ticket.started_at,
+                    ticket.output_tokens,
+                    math.inf if ticket.max_tokens is None else ticket.max_tokens,
+                )
+                for ticket in running
+            ]
+            mean, variance = returns_by_step(flying, self.replies)
+            lowest = (m - CAUTION_Z * math.sqrt(v) for m, v in zip(mean, variance, strict=True))
+            settling = tuple(min(0.0, settled) for settled in lowest)
+        return [
+            Projection(lane.requests, levels[0]),
+            Projection(lane.input_tokens, levels[1]),
+            Projection(lane.output_tokens, levels[2], settling),
+        ]
+
     def _ramp(self) -> tuple[float, ...]:
         """The share of what comes in evenly over about a call's duration that is in by each step."""
         steps = math.ceil(self.call_seconds / STEP_S)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
@@ -22,10 +23,12 @@ __all__ = ["KeptTurn", "KeptTurns"]
 
 # A kept turn lapses this long after the time its caller was told, plus a share of the wait: long enough for
 # the network and a busy client, short enough that what is kept for an absent caller soon goes to others.
-_GRACE_S = 0.5
-_GRACE_SHARE = 0.05
+_GRACE_S = 0.25
+_GRACE_SHARE = 0.02
 _EARLY_S = 0.25  # a caller back this much (plus a share of the wait) before its turn is early
 _EARLY_SHARE = 0.1
+# The share of turns claimed by their callers is counted over this many recent turns.
+_SHOW_WINDOW = 50
 
 
 @dataclass(eq=False, slots=True)
@@ -67,12 +70,30 @@ class KeptTurn:
 class KeptTurns:
     """The kept turns of one lane: those waiting to be dispatched in barrier order, and all by place."""
 
-    __slots__ = ("_by_place", "_made", "_pending")
+    __slots__ = ("_by_place", "_made", "_pending", "_shows", "callers_back")
 
     def __init__(self) -> None:
         self._by_place: dict[Hashable, KeptTurn] = {}
         self._pending: list[KeptTurn] = []  # not dispatched yet, by (barrier, order)
         self._made = 0
+        self._shows: deque[bool] = deque(maxlen=_SHOW_WINDOW)  # recent turns: claimed, or not
+        self.callers_back: list[KeptTurn] = []  # not dispatched yet, and their callers waiting for them
+
+    @property
+    def show_rate(self) -> float:
+        """The share of recent turns whose callers came back for them, starting from one that did and one
+        that did not (so 0.5 before any turn has ended, and never quite 0 or 1)."""
+        return (sum(self._shows) + 1) / (len(self._shows) + 2)
+
+    @property
+    def cautious_show_rate(self) -> float:
+        """The same, starting from one that did: until callers have been seen not to come back, a refused
+        caller is told a time that allows for every caller before it coming back."""
+        return (sum(self._shows) + 1) / (len(self._shows) + 1)
+
+    def showed(self, claimed: bool) -> None:
+        """A turn's caller came back for it in time (``claimed``), or did not."""
+        self._shows.append(claimed)
 
     def __bool__(self) -> bool:
         return bool(self._by_place)
@@ -85,7 +106,18 @@ class KeptTurns:
     @property
     def claimed_pending(self) -> int:
         """Callers back and waiting for their turns to be dispatched."""
-        return sum(1 for turn in self._pending if turn.caller is not None)
+        return len(self.callers_back)
+
+    def claim(self, turn: KeptTurn, caller: Ticket) -> None:
+        """The turn's caller is back and waits for it (the turn takes what the caller's call needs)."""
+        turn.ticket = turn.caller = caller
+        self.callers_back.append(turn)
+
+    def unclaim(self, turn: KeptTurn) -> None:
+        """The caller waiting for the turn was refused: the turn is kept for it again."""
+        turn.caller = None
+        if turn in self.callers_back:
+            self.callers_back.remove(turn)
 
     def keep(self, ticket: Ticket, place: Hashable, *, barrier: int) -> KeptTurn:
         """Keep a refused call's turn; its times are set by whoever tells its caller when to come back."""
@@ -106,6 +138,15 @@ class KeptTurns:
         """Turns not dispatched yet, in the order they will be."""
         return iter(self._pending)
 
+    def reached(self, departures: int) -> list[KeptTurn]:
+        """Turns not dispatched yet whose barriers ``departures`` has reached."""
+        reached: list[KeptTurn] = []
+        for turn in self._pending:
+            if turn.barrier > departures:
+                break
+            reached.append(turn)
+        return reached
+
     def dispatched(self, turn: KeptTurn, taken: tuple[float, float, float]) -> None:
         """The turn took its tokens: it waits for its caller."""
         self._pending.remove(turn)
@@ -118,6 +159,8 @@ class KeptTurns:
         if turn.timer is not None:
             turn.timer.cancel()
             turn.timer = None
+        if turn in self.callers_back:
+            self.callers_back.remove(turn)
         if turn.taken is None and turn in self._pending:
             self._pending.remove(turn)
             return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.fair import FairQueue, Load
@@ -22,8 +23,10 @@ from claudegate.flow.projection import bucket_ready, bucket_wait
 from claudegate.flow.state import BucketSpec, FlowState
 from claudegate.flow.ticket import Prediction, Ticket
 
-__all__ = ["Predictor"]
+__all__ = ["READY_LEAD_S", "Predictor"]
 
+# A kept turn whose caller is away lets queued calls go first until this long before its time.
+READY_LEAD_S = 0.1
 # Gateway processes sharing the lane's buckets (through Redis) tell each other what they have queued; a
 # process that stops telling (it died) stops counting after this long.
 _DEMAND_TTL_S = 10.0
@@ -70,16 +73,77 @@ class Predictor:
         self._member = secrets.token_hex(8)
         self.others_queued: list[list[float]] = []
 
-    def ahead_of_new(self, ticket: Ticket, departures: int) -> Load:
+    def ahead_of_new(
+        self, ticket: Ticket, departures: int, *, cautious: bool = False
+    ) -> tuple[Load, Load, list[KeptTurn]]:
         """What goes before a call joining the queue now: the calls before it in fair order and the kept
-        turns that will be dispatched before it (all of them were refused before it came)."""
-        ahead = self._fair.ahead(ticket)
+        turns that will be dispatched before it (all of them were refused before it came), counted as far as
+        their callers are likely to come back (``cautious``: for a refused caller's time, see
+        ``KeptTurns.cautious_show_rate``); the fair part alone; and those turns."""
+        queued = self._fair.ahead(ticket)
+        ahead = Load()
+        ahead.add(queued)
+        # A kept turn takes what its call needs as far as callers come back for their turns: one whose
+        # caller does not gives it all back soon after its time.
+        show_rate = self._kept.cautious_show_rate if cautious else self._kept.show_rate
+        turns: list[KeptTurn] = []
         for turn in self._kept.pending():
-            if turn.barrier - departures > ahead.calls:
-                break  # the rest are dispatched after it
-            ahead.add(Load.of(turn.ticket))
+            if turn.barrier - departures > (ahead.calls if cautious else ahead.expected_calls):
+                break  # the rest are dispatched after it (or, expected, after its turn)
+            ahead.add_share(Load.of(turn.ticket), 1.0 if turn.caller is not None else show_rate)
+            turns.append(turn)
         ticket.position = ahead.calls + 1
-        return ahead
+        return ahead, queued, turns
+
+    def claim_margin(self, turns: Sequence[KeptTurn], start: float) -> float:
+        """Seconds a call starting at ``start`` may lose if one more of the kept ``turns`` due before then is
+        claimed than their callers' rate of coming back expects (each is claimed whole or not at all): a call
+        queued without this margin, its wait just inside its deadline, would be refused after waiting rather
+        than at once."""
+        lane = self.lane
+        unexpected = 1.0 - self._kept.show_rate
+        margin = 0.0
+        for turn in turns:
+            if turn.caller is None and turn.due <= start:
+                demands = lane.demands(turn.ticket.input_tokens, turn.ticket.output_tokens)
+                margin = max(margin, *(unexpected * amount / spec.rate for spec, amount in demands))
+        return margin
+
+    def taken_with(self, ticket: Ticket, ahead: Load) -> list[float]:
+        """What ``ahead`` and then ``ticket`` take from the buckets (requests, input, output)."""
+        lane, calls = self.lane, ahead.calls
+        return [
+            self.taken_by(lane.requests, ahead.expected_calls + 1, calls + 1),
+            self.taken_by(lane.input_tokens, ahead.input, calls)
+            + lane.input_tokens.reserve(ticket.input_tokens, self._headroom_s)[1],
+            self.taken_by(lane.output_tokens, ahead.output, calls)
+            + lane.output_tokens.reserve(ticket.output_tokens, self._headroom_s)[1],
+        ]
+
+    async def leaves_kept_turns(
+        self, taken: Sequence[float], turns: Sequence[KeptTurn], now: float, *, start: float | None = None
+    ) -> bool:
+        """Whether taking ``taken`` (requests, input, output) from the buckets by ``start`` (now, if None)
+        still leaves each of the kept ``turns`` (by their times) what it needs at its time, counting refill
+        and, cautiously, what calls in flight will owe; never when its caller is back and waiting."""
+        lane = self.lane
+        levels = await self._state.levels((lane.requests, lane.input_tokens, lane.output_tokens))
+        buckets = self._history.owed(lane, levels, self._running, now)
+        # Each turn needs all it needs at its time; the turns before it count as far as their callers are
+        # likely to come back (a turn whose caller is away gives back what it took soon after its time).
+        show_rate = self._kept.show_rate
+        used = list(taken)
+        for turn in sorted(turns, key=lambda kept: kept.due):
+            if turn.caller is not None or (start is not None and start > turn.due - READY_LEAD_S):
+                return False
+            demands = lane.demands(turn.ticket.input_tokens, turn.ticket.output_tokens)
+            for index, (spec, amount) in enumerate(demands):
+                needed = spec.reserve(amount, self._headroom_s)[0]
+                level = buckets[index].supplied(max(0.0, turn.due - now)) - used[index]
+                if min(spec.capacity, level) < needed:
+                    return False
+                used[index] += show_rate * needed
+        return True
 
     def ahead_of_kept(self, kept: KeptTurn, departures: int) -> Load:
         """What goes before a kept turn not yet dispatched: the turns before it, and as many queued calls as
@@ -88,7 +152,8 @@ class Predictor:
         for turn in self._kept.pending():
             if turn is kept:
                 break
-            ahead.add(Load.of(turn.ticket))
+            if turn.caller is not None:  # turns whose callers are away do not hold up one whose caller is
+                ahead.add(Load.of(turn.ticket))  # back
         queued = kept.barrier - departures - ahead.calls
         ahead.add(self._fair.load.first(queued))
         kept.ticket.position = ahead.calls + 1
@@ -107,8 +172,9 @@ class Predictor:
         lane = self.lane
         specs = (lane.requests, lane.input_tokens, lane.output_tokens)
         calls, headroom = ahead.calls, self._headroom_s
+        expected = ahead.expected_calls  # kept turns count as far as their callers are likely to come back
         needs = [
-            self.taken_by(lane.requests, float(calls), calls) + lane.requests.reserve(1.0, headroom)[0],
+            self.taken_by(lane.requests, expected, calls) + lane.requests.reserve(1.0, headroom)[0],
             self.taken_by(lane.input_tokens, ahead.input, calls)
             + lane.input_tokens.reserve(ticket.input_tokens, headroom)[0],
             self.taken_by(lane.output_tokens, ahead.output, calls)
@@ -121,7 +187,7 @@ class Predictor:
         levels = await self._state.levels(specs)
         in_flight = len(self._running)
         buckets = self._history.projections(
-            lane, levels, self._running, in_flight, now, ahead=ahead.surplus, ahead_calls=calls
+            lane, levels, self._running, in_flight, now, ahead=ahead.surplus, ahead_calls=round(expected)
         )
         wait = bucket_wait(buckets, needs)
         # A caller told to come back finds its turn ready then unless the calls before it produce much more
@@ -132,8 +198,8 @@ class Predictor:
         back = bucket_ready(cautious, needs) if told else math.nan
         free_slots = self._max_concurrency - in_flight
         slot_wait = 0.0
-        if ticket.position > free_slots:
-            rounds = math.ceil((ticket.position - free_slots) / self._max_concurrency)
+        if expected + 1 > free_slots:
+            rounds = math.ceil((expected + 1 - free_slots) / self._max_concurrency)
             slot_wait = rounds * self._history.call_seconds
         least = max(slot_wait, paused_until - now)
         return Prediction(max(wait, least), max(wait, longest, least), max(back, least))
