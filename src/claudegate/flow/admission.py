@@ -16,9 +16,10 @@ at a time) makes each call wait that long instead.
 
 A refused call keeps its turn (``kept``): its ``retry-after`` is the cautious predicted start of its turn,
 rounded up to a whole second, and the turn stays in the order where the call was, ahead of every call that
-arrives later. When the turn comes it takes the call's tokens and a slot and holds them for the caller, who
-starts at once when it comes back; a turn whose caller is not back shortly after its time lapses and gives
-them back. Later calls count the kept turns ahead of them in full.
+arrives later. Shortly before its time the turn takes the call's tokens and a slot and holds them for the
+caller, who starts at once when it comes back; until then queued calls may go first if they leave it what it
+needs, and a turn whose caller is not back shortly after its time lapses and gives back what it took. Later
+calls count the kept turns ahead of them at the rate at which callers have come back for their turns.
 
 Gateway processes that share the buckets (through Redis) tell each other how many calls they have queued and
 what those will take (``FlowState.share_demand``): each process's dispatcher takes for its head call when

@@ -1,11 +1,12 @@
 """Kept turns: the places in a lane's order of refused calls whose callers are expected back.
 
 A call refused because it cannot start before its deadline keeps its turn when it can be known again (its
-key and body: ``Ticket.place``). The turn stays in the order at the place the call had: it is dispatched
+key and body: ``Ticket.place``). The turn stays in the order at the place the call had: its place comes
 once as many calls have left the queue as were ahead of it when it was refused (its *barrier*), before any
-call that arrived since. Dispatched, it takes the call's tokens and a concurrency slot and holds them until
-its caller comes back, so that the caller starts at once. A turn whose caller is not back soon after the
-time it was told lapses, and gives back what it took.
+call that arrived since. Shortly before the time its caller was told, it takes the call's tokens and a
+concurrency slot and holds them until its caller comes back, so that the caller starts at once; a caller
+back at its time goes first. A turn whose caller is not back soon after that time lapses, and gives back
+what it took. How often callers come back (``show_rate``) tells how much the turns ahead of a call count.
 """
 
 from __future__ import annotations
