@@ -70,6 +70,12 @@ def virtual_time(test: Callable[_P, Coroutine[Any, Any, None]]) -> Callable[_P, 
         try:
             loop.run_until_complete(test(*args, **kwargs))
         finally:
+            # As asyncio.run does: what the test left running (a queue's dispatcher) is cancelled first.
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.close()
 
     return run
