@@ -4,6 +4,7 @@ the same clock: fast limits, small numbers, exact times, no sleeping."""
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 
 import pytest
@@ -763,3 +764,74 @@ async def test_refused_callers_of_a_burst_that_come_back_at_their_retry_after_ar
     assert came_back > 40
     assert len(refused_again) <= 0.05 * came_back
     assert statistics.median(late) < 0.05
+
+
+def stated_wait(refusal: RateLimitError) -> float:
+    """The wait in the queue that a refusal states."""
+    match = re.search(r"predicted wait of ([0-9.]+) s", refusal.message)
+    assert match is not None, refusal.message
+    return float(match.group(1))
+
+
+@virtual_time
+async def test_a_refusal_states_the_wait_a_queued_call_has_though_absent_callers_turns_are_kept() -> None:
+    state = memory()
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 100, 100)  # 100 output tokens a second, at most 100 at once
+    queue = timed_queue(LaneLimits("t", big, big, output), state, max_concurrency=100)
+
+    def call(tokens: float, deadline_in: float, place: str | None = None) -> Ticket:
+        known = (lambda: place) if place is not None else None
+        return Ticket("a", "u", 0, tokens, deadline=now() + deadline_in, place=known)
+
+    await queue.admit(call(100, 30))  # the bucket is empty now
+    # Six refused callers, each kept a turn a second after the one before; none of them comes back.
+    for number in range(6):
+        with pytest.raises(RateLimitError) as kept:
+            await queue.admit(call(100, 0.2, place=f"away-{number}"))
+        assert kept.value.retry_after == number + 1
+    started = now()
+    with pytest.raises(RateLimitError) as refused:
+        await queue.admit(call(10, 0.05))
+    # The same call with a deadline that lets it wait: it waits for the first turn (which cannot spare its
+    # 10 tokens) to pass unclaimed, and not for the five after it, whose tokens refill in time for them.
+    await queue.admit(call(10, 30))
+    waited = now() - started
+    assert waited == pytest.approx(1.27, abs=0.01)  # the first turn's time, and its 0.27 s of grace
+    assert stated_wait(refused.value) == pytest.approx(waited, abs=0.1)
+
+
+@virtual_time
+async def test_a_kept_turn_takes_its_tokens_at_its_time_though_a_turn_kept_before_it_is_due_later() -> None:
+    state = memory()
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 300, 100)  # 100 output tokens a second, at most 300 at once
+    queue = timed_queue(LaneLimits("t", big, big, output), state, max_concurrency=100)
+
+    def call(tokens: float, deadline_in: float, place: str) -> Ticket:
+        return Ticket("a", "u", 0, tokens, deadline=now() + deadline_in, place=lambda: place)
+
+    # Eight refused callers do not come back for their turns: later refusals count a turn ahead of them as
+    # little as callers have been seen to come back for theirs.
+    for number in range(8):
+        await state.charge(output, (await state.levels([output]))[0])  # empty
+        with pytest.raises(RateLimitError) as kept:
+            await queue.admit(call(100, 0.2, place=f"away-{number}"))
+        await asyncio.sleep(kept.value.retry_after + 0.5)  # past its time and its grace: it lapsed
+    assert queue.holds == 0
+    await state.charge(output, (await state.levels([output]))[0])  # empty
+    with pytest.raises(RateLimitError) as big_refused:
+        await queue.admit(call(250, 0.2, place="big"))
+    assert big_refused.value.retry_after == 3.0  # 250 tokens refill in 2.5 s
+    refused_at = now()
+    with pytest.raises(RateLimitError) as small_refused:
+        await queue.admit(call(60, 0.2, place="small"))
+    # Kept after the big call's turn, but told to come back first: the big caller is unlikely to be back.
+    assert small_refused.value.retry_after == 1.0
+    await asyncio.sleep(refused_at + 0.95 - now())
+    assert queue.in_flight == 1  # shortly before its time, its turn took its tokens and a slot for it
+    assert (await state.levels([output]))[0] < 60
+    await asyncio.sleep(refused_at + 1.0 - now())
+    back = now()
+    await queue.admit(call(60, 0.2, place="small"))
+    assert now() == back  # it starts at once on what its turn took

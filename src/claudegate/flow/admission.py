@@ -99,10 +99,12 @@ class AdmissionQueue(LaneDispatcher):
                 margin = self._predictor.claim_margin(turns, now + prediction.longest)
         self._promise(ticket, prediction, now)
         if now + prediction.longest + margin + ticket.reply_start > ticket.deadline:
-            # It is told when its turn will be ready, cautious about how many callers before it come back.
+            # It is told when its turn will be ready, cautious about how many callers before it come back,
+            # and how long it would have waited in the queue.
+            stated = await self._predictor.queue_wait(ticket, queued, now, paused_until=self._paused_until)
             ahead, _, _ = self._predictor.ahead_of_new(ticket, self._departures, cautious=True)
             prediction = await self._predict(ticket, ahead, now, told=True)
-            self._refuse(ticket, prediction, barrier=self._departures + ahead.calls, now=now)
+            self._refuse(ticket, prediction, barrier=self._departures + ahead.calls, now=now, stated=stated)
         self._fair.enqueue(ticket)
         self._queue_changed = False  # the other processes were told of it just now
         self._heard(ticket, prediction)
@@ -176,7 +178,7 @@ class AdmissionQueue(LaneDispatcher):
             self._running.add(ticket)
             return
         self._kept.claim(turn, ticket)
-        ahead = self._predictor.ahead_of_kept(turn, self._departures)
+        ahead = self._predictor.ahead_of_kept(turn, self._departures, now)
         prediction = await self._predict(ticket, ahead, now)
         self._promise(ticket, prediction, now)
         if now + prediction.longest + ticket.reply_start > ticket.deadline:

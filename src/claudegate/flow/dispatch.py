@@ -75,17 +75,22 @@ class LaneDispatcher:
 
     # -- kept turns ---------------------------------------------------------------------------------------
 
-    def _refuse(self, ticket: Ticket, prediction: Prediction, *, barrier: int, now: float) -> NoReturn:
+    def _refuse(
+        self, ticket: Ticket, prediction: Prediction, *, barrier: int, now: float, stated: Prediction
+    ) -> NoReturn:
         """Refuse a call that cannot start in time, keeping its turn for it if it can be known again: it is
-        told to come back when its turn will be ready (``prediction.back``, rounded up to a whole second)."""
+        told to come back when its turn will be ready (``prediction.back``, rounded up to a whole second),
+        and how long it would have waited in the queue (``stated``)."""
         place = ticket.place() if ticket.place is not None else None
         if place is None or self._kept.find(place) is not None:  # an identical call's kept turn is enough
-            raise self._predictor.refusal(ticket, prediction, back=prediction.longest, kept=False)
+            raise self._predictor.refusal(
+                ticket, prediction, back=prediction.longest, kept=False, stated=stated
+            )
         turn = self._kept.keep(ticket, place, barrier=barrier)
         self._keep_for(turn, prediction, now)
         self._ensure_dispatcher()
         self._wake()
-        raise self._predictor.refusal(ticket, prediction, back=turn.due - now, kept=True)
+        raise self._predictor.refusal(ticket, prediction, back=turn.due - now, kept=True, stated=stated)
 
     def _keep_for(self, turn: KeptTurn, prediction: Prediction, now: float) -> None:
         """Tell the turn's caller to come back when it is ready (``prediction.back``), and give the turn up
@@ -148,10 +153,16 @@ class LaneDispatcher:
 
     def _next(self, now: float) -> tuple[Ticket, KeptTurn | None] | None:
         """The call to start next: a kept turn whose caller is back, once its barrier is reached or its time
-        has come; else a kept turn once its barrier is reached; else the fair queue's head."""
+        has come; else a kept turn whose time has come; else a kept turn once its barrier is reached; else
+        the fair queue's head."""
         for kept in self._kept.callers_back:
             if kept.barrier <= self._departures or kept.due <= now + READY_LEAD_S:
                 return kept.ticket, kept
+        due = self._kept.due_by(now + READY_LEAD_S)
+        if due is not None:
+            # Its caller was told it would be ready now: it takes its tokens before the calls still ahead
+            # of its place (refused callers who stayed away rarely leave those many calls in the queue).
+            return due.ticket, due
         turn = self._kept.head()
         queued = self._fair.peek()
         if turn is not None and (queued is None or turn.barrier <= self._departures):
@@ -177,7 +188,7 @@ class LaneDispatcher:
                 # Its caller is not back and not due yet: it takes its tokens only shortly before its time,
                 # and until then the next queued call may go first if it leaves the turn what it needs then
                 # (a caller who does not come back then costs others little).
-                look_again = turn.due - READY_LEAD_S
+                look_again = self._kept.next_due() - READY_LEAD_S  # its own time, or an earlier turn's
                 queued = self._fair.peek()
                 reached = self._kept.reached(self._departures)
                 if queued is None or not await self._predictor.leaves_kept_turns(
@@ -212,6 +223,9 @@ class LaneDispatcher:
             if waiting:
                 until = min(until, ticket.deadline - ticket.reply_start)
             until = min(until, look_again)
+            turn_time = self._kept.next_due() - READY_LEAD_S
+            if turn_time > now:  # a kept turn whose time comes meanwhile takes its tokens then (``_next``)
+                until = min(until, turn_time)
             took = False
             await self._wakeup.sleep_until(until)
 
@@ -262,7 +276,7 @@ class LaneDispatcher:
         else:
             self._kept.unclaim(turn)
             prediction = await self._predict(
-                ticket, self._predictor.ahead_of_kept(turn, self._departures), now, told=True
+                ticket, self._predictor.ahead_of_kept(turn, self._departures, now), now, told=True
             )
             self._keep_for(turn, prediction, now)
             refusal = self._predictor.refusal(ticket, prediction, back=turn.due - now, kept=True)

@@ -139,6 +139,16 @@ class KeptTurns:
         """Turns not dispatched yet, in the order they will be."""
         return iter(self._pending)
 
+    def due_by(self, when: float) -> KeptTurn | None:
+        """The turn not dispatched yet whose caller was told the earliest time, if that is by ``when``: its
+        caller was promised a turn ready then, whatever still waits before its place in the order."""
+        due = min(self._pending, key=lambda turn: turn.due, default=None)
+        return due if due is not None and due.due <= when else None
+
+    def next_due(self) -> float:
+        """The earliest time a turn not dispatched yet was told (inf if none)."""
+        return min((turn.due for turn in self._pending), default=math.inf)
+
     def reached(self, departures: int) -> list[KeptTurn]:
         """Turns not dispatched yet whose barriers ``departures`` has reached."""
         reached: list[KeptTurn] = []

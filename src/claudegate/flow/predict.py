@@ -30,6 +30,8 @@ READY_LEAD_S = 0.1
 # Gateway processes sharing the lane's buckets (through Redis) tell each other what they have queued; a
 # process that stops telling (it died) stops counting after this long.
 _DEMAND_TTL_S = 10.0
+# The kept turns (the first by their times) that a refusal's stated wait looks at (``queue_wait``).
+_QUEUE_WAIT_TURNS = 16
 
 
 class Predictor:
@@ -145,17 +147,19 @@ class Predictor:
                 used[index] += show_rate * needed
         return True
 
-    def ahead_of_kept(self, kept: KeptTurn, departures: int) -> Load:
-        """What goes before a kept turn not yet dispatched: the turns before it, and as many queued calls as
-        must leave the queue before its barrier is reached."""
+    def ahead_of_kept(self, kept: KeptTurn, departures: int, now: float) -> Load:
+        """What goes before a kept turn not yet dispatched: the turns before it whose callers are back, and
+        as many queued calls as must leave the queue before its barrier is reached, unless its time has come
+        (then it goes first: see ``LaneDispatcher._next``)."""
         ahead = Load()
         for turn in self._kept.pending():
             if turn is kept:
                 break
             if turn.caller is not None:  # turns whose callers are away do not hold up one whose caller is
                 ahead.add(Load.of(turn.ticket))  # back
-        queued = kept.barrier - departures - ahead.calls
-        ahead.add(self._fair.load.first(queued))
+        if kept.due > now + READY_LEAD_S:
+            queued = kept.barrier - departures - ahead.calls
+            ahead.add(self._fair.load.first(queued))
         kept.ticket.position = ahead.calls + 1
         return ahead
 
@@ -204,6 +208,34 @@ class Predictor:
         least = max(slot_wait, paused_until - now)
         return Prediction(max(wait, least), max(wait, longest, least), max(back, least))
 
+    async def queue_wait(
+        self, ticket: Ticket, queued: Load, now: float, *, paused_until: float
+    ) -> Prediction:
+        """When ``ticket`` would start had it joined the queue now behind ``queued`` (the calls before it in
+        fair order): what a refusal states. The kept turns are taken by their times: the call goes before a
+        turn if it can start before the turn's time and leave it what it needs then; otherwise it waits for
+        the turn, which holds its tokens until its time has passed (``KeptTurn.lapses``) and keeps them only
+        if its caller comes back (counted at the rate callers do)."""
+        show_rate = self._kept.show_rate
+        ahead = Load()
+        ahead.add(queued)
+        floor = now
+        prediction = await self.predict(ticket, ahead, now, paused_until=paused_until)
+        turns = sorted(self._kept.pending(), key=lambda turn: turn.due)
+        for turn in turns[:_QUEUE_WAIT_TURNS]:
+            start = max(now + prediction.longest, floor)
+            if start <= turn.due - READY_LEAD_S and await self.leaves_kept_turns(
+                self.taken_with(ticket, ahead), [turn], now, start=start
+            ):
+                break
+            ahead.add_share(Load.of(turn.ticket), 1.0 if turn.caller is not None else show_rate)
+            floor = max(floor, turn.lapses if turn.caller is None else turn.due)
+            prediction = await self.predict(ticket, ahead, now, paused_until=paused_until)
+        least = floor - now
+        return Prediction(
+            max(prediction.wait, least), max(prediction.longest, least), max(prediction.back, least)
+        )
+
     def taken_by(self, spec: BucketSpec, amount: float, calls: int) -> float:
         """What ``calls`` calls taking ``amount`` in all take from a bucket, with the lane's reserve (counted
         at their average)."""
@@ -211,9 +243,20 @@ class Predictor:
             return 0.0
         return calls * spec.reserve(amount / calls, self._headroom_s)[1]
 
-    def refusal(self, ticket: Ticket, prediction: Prediction, *, back: float, kept: bool) -> RateLimitError:
+    def refusal(
+        self,
+        ticket: Ticket,
+        prediction: Prediction,
+        *,
+        back: float,
+        kept: bool,
+        stated: Prediction | None = None,
+    ) -> RateLimitError:
         """The refusal of a call predicted to start as ``prediction`` says if it waited, told to come back
-        ``back`` from now (``kept``: to its kept turn)."""
+        ``back`` from now (``kept``: to its kept turn); the wait it states is ``stated``'s (``queue_wait``) if
+        given, else ``prediction``'s."""
+        if stated is not None:
+            prediction = stated
         wait = prediction.wait
         if not self._history.reply_starts[ticket.streamed].samples and ticket.reply_start > 0:
             reply = (
