@@ -802,7 +802,7 @@ async def test_a_refusal_states_the_wait_a_queued_call_has_though_absent_callers
 
 
 @virtual_time
-async def test_a_kept_turn_takes_its_tokens_at_its_time_though_a_turn_kept_before_it_is_due_later() -> None:
+async def test_a_kept_turn_takes_its_tokens_at_its_time_though_the_turn_before_it_is_due_later() -> None:
     state = memory()
     big = BucketSpec("req", 1e9, 1e9)
     output = BucketSpec("out", 300, 100)  # 100 output tokens a second, at most 300 at once
@@ -828,10 +828,14 @@ async def test_a_kept_turn_takes_its_tokens_at_its_time_though_a_turn_kept_befor
         await queue.admit(call(60, 0.2, place="small"))
     # Kept after the big call's turn, but told to come back first: the big caller is unlikely to be back.
     assert small_refused.value.retry_after == 1.0
+    # A newer call that can wait queues meanwhile, and would take the tokens as they refill.
+    newer = asyncio.create_task(queue.admit(call(95, 30, place="newer")))
     await asyncio.sleep(refused_at + 0.95 - now())
-    assert queue.in_flight == 1  # shortly before its time, its turn took its tokens and a slot for it
+    assert not newer.done()
+    assert queue.in_flight == 1  # shortly before its time, the small turn took its tokens and a slot
     assert (await state.levels([output]))[0] < 60
     await asyncio.sleep(refused_at + 1.0 - now())
     back = now()
     await queue.admit(call(60, 0.2, place="small"))
     assert now() == back  # it starts at once on what its turn took
+    await newer

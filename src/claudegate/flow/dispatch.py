@@ -158,13 +158,14 @@ class LaneDispatcher:
         for kept in self._kept.callers_back:
             if kept.barrier <= self._departures or kept.due <= now + READY_LEAD_S:
                 return kept.ticket, kept
-        due = self._kept.due_by(now + READY_LEAD_S)
-        if due is not None:
-            # Its caller was told it would be ready now: it takes its tokens before the calls still ahead
-            # of its place (refused callers who stayed away rarely leave those many calls in the queue).
-            return due.ticket, due
         turn = self._kept.head()
         queued = self._fair.peek()
+        due = self._kept.due_by(now + READY_LEAD_S) if queued is not None else None
+        if due is not None:
+            # Its caller was told it would be ready now: it takes its tokens before the queued calls still
+            # ahead of its place (refused callers who stayed away rarely leave those many in the queue).
+            # With none queued, nothing would take them first: its caller takes them when back.
+            return due.ticket, due
         if turn is not None and (queued is None or turn.barrier <= self._departures):
             return turn.ticket, turn
         if queued is None:
@@ -188,7 +189,9 @@ class LaneDispatcher:
                 # Its caller is not back and not due yet: it takes its tokens only shortly before its time,
                 # and until then the next queued call may go first if it leaves the turn what it needs then
                 # (a caller who does not come back then costs others little).
-                look_again = self._kept.next_due() - READY_LEAD_S  # its own time, or an earlier turn's
+                look_again = turn.due - READY_LEAD_S
+                if now < self._kept.next_due() - READY_LEAD_S < look_again:
+                    look_again = self._kept.next_due() - READY_LEAD_S  # an earlier turn's time
                 queued = self._fair.peek()
                 reached = self._kept.reached(self._departures)
                 if queued is None or not await self._predictor.leaves_kept_turns(
