@@ -24,7 +24,8 @@ What is measured, per arm:
   what the gateway's deadline bounds) is its end: a call is in time when its 200 arrived within the
   deadline. "Admitted" calls are those the gateway did not refuse (gateway arm) or that eventually
   succeeded (sdk arm). Target for the gateway: 100%.
-- **The predicted wait of refused calls** (gateway arm): every ``--probe-every``-th refusal becomes a
+- **The predicted wait of refused calls** (gateway arm): every ``--probe-every``-th refusal whose
+  ``retry-after`` leaves time to come back and be answered before the run ends becomes a
   *retry-after probe*: it is sent again right after its ``retry-after`` (fresh deadline), and again after each
   new ``retry-after`` until admitted (at most ``--probe-attempts`` tries). Its wait until admission is the
   time from the refusal to the moment the admitted attempt reached the simulator (the ledger's
@@ -415,8 +416,15 @@ class Arm:
             return
         probe: Probe | None = None
         kinds = [p.kind for p in self.probes]
+        # A retry-after probe must be able to come back and be answered before the run ends, or it measures
+        # nothing (a burst refusal late in the fair order can be told to come back minutes later).
+        measurable = (
+            refused_at + record.retry_after + args.deadline_s
+            <= args.burst_phase_s + args.overload_s + args.drain_s
+        )
         if (
             self.refusals % args.probe_every == 0
+            and measurable
             and kinds.count("retry-after") < args.retry_probes
             and (record.phase == "overload" or kinds.count("retry-after") < args.retry_probes // 2)
         ):

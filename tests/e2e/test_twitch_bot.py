@@ -289,7 +289,8 @@ async def test_waiting_viewers_hear_their_own_wait_and_the_hopeless_are_told_at_
         busy = r"sorry, I'm too busy to answer within 3 s right now\. Please ask again in about (\d+) s\."
         match = re.fullmatch(r"(@\S+ )*@ivan_5 " + busy, refusal.text)  # maybe told with the third
         assert match is not None, refusal.text
-        assert 2 <= int(match.group(2)) <= 5
+        # After the second and the third (queued, or refused with its turn kept ahead of the fourth's).
+        assert 2 <= int(match.group(2)) <= 6
         (heard, *_rest) = await second.wait_for(one, within=3)
         told = re.fullmatch(r"answers coming in about: (?:.*, )?@hugo_5 (\d+) s(?:, .*)?", heard.text)
         if told is not None:
