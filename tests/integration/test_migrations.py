@@ -166,7 +166,7 @@ async def test_upgrading_from_0001_keeps_the_data_and_adds_default_settings(data
     active, revoked = await _seed_at_0001(database_url)
 
     await upgrade_database(database_url)
-    assert await current_revision(database_url) == head_revision() == "0010"
+    assert await current_revision(database_url) == head_revision() == "0011"
     assert all(
         columns >= SETTINGS_COLUMNS[table] for table, columns in (await _columns(database_url)).items()
     )
@@ -275,6 +275,7 @@ def test_the_wheel_ships_the_migrations_and_they_run_from_it(tmp_path: Path) -> 
             "claudegate/store/migrations/versions/0008_usage_api.py",
             "claudegate/store/migrations/versions/0009_policy_loop.py",
             "claudegate/store/migrations/versions/0010_cached_usage.py",
+            "claudegate/store/migrations/versions/0011_key_cache.py",
             "claudegate/data/prices.toml",
         } <= names
         archive.extractall(tmp_path / "installed")
