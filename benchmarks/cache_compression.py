@@ -40,7 +40,7 @@ from _processes import Proc, claudegate, free_port, wait_until_up
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FLUSH_WAIT_S = 0.8  # the gateway writes usage every 0.5 s: wait that out around each phase
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"  # a model the simulator still serves (4-5 is retired)
 TARGET_CACHE_CPU_RATIO = 1.0  # a hit must cost less gateway CPU than a pass-through call
 TARGET_COMPRESSED_TTFB_MS = 0.2  # what compression may add to a stream's time to first byte
 CODINGS = ("gzip", "br", "zstd")
