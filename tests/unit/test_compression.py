@@ -89,3 +89,16 @@ def test_a_corrupt_or_cut_body_is_reported(coding: str) -> None:
 
 def test_an_unknown_coding_is_not_read() -> None:
     assert inflater("compress") is None
+
+
+def test_without_the_compression_extra_only_gzip_is_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    missing = {"brotli", "zstandard"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name in missing else real(name))
+    assert available_codings() == ("gzip",)
+    assert choose_coding(b"zstd, br, gzip", available_codings()) == "gzip"
+    assert inflater("br") is None
+    assert inflater("zstd") is None
+    assert inflater("gzip") is not None
