@@ -39,7 +39,7 @@ import orjson
 from _processes import Proc
 from gateway_overhead import CLK_TCK, FLUSH_WAIT_S, percentile, processes, wait_until_up
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 PROMPT = "Say something about keeping overhead low."
 TARGET_RATIO = 1.5
 # What ends a complete stream of each API.

@@ -466,7 +466,9 @@ class Settings(BaseSettings):
     # -- compression and response cache -------------------------------------------------------------------
     compress_replies: bool = Field(
         default=True,
-        description="gzip JSON and event-stream replies for clients whose accept-encoding asks for it.",
+        description=(
+            "Compress JSON and event-stream replies (zstd, br, gzip) for clients whose accept-encoding asks."
+        ),
     )
     cache_orgs: list[str] = Field(
         default_factory=list,

@@ -164,7 +164,8 @@ UNLIMITED_TENANT: Final = TenantSettings()
 class Identity:
     """Who is calling: the organisation, the user (if the key belongs to one) and the key, and the
     flow-control settings that apply to them. ``can_act_for_users``: the key may name an end user of its
-    organisation (the chat API's ``x-user-id``) and act as that user."""
+    organisation (the chat API's ``x-user-id``) and act as that user. ``cache_replies``: the key's own
+    response-cache choice (None: its organisation's)."""
 
     org_id: int
     org_name: str
@@ -174,6 +175,7 @@ class Identity:
     key_name: str
     settings: TenantSettings = UNLIMITED_TENANT
     can_act_for_users: bool = False
+    cache_replies: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx2
+import orjson
 import pytest
+from typer.testing import CliRunner, Result
 
+from claudegate.cli import app
 from claudegate.simulator.settings import SimulatorSettings
 from tests.e2e.conftest import SLOW_LATENCY, make_tenant
 from tests.e2e.flow_support import (
@@ -25,6 +29,7 @@ from tests.e2e.flow_support import (
 )
 
 CACHED_ORG = "cache-on"
+OPTING_OUT_ORG = "cache-on-but-one-key"
 CACHE = "x-claudegate-cache"
 
 
@@ -43,7 +48,7 @@ def gateway_url(
         flow_database_url,
         tmp_path_factory.mktemp("cache"),
         upstream_tier="unlimited",
-        cache_orgs=[CACHED_ORG],
+        cache_orgs=[CACHED_ORG, OPTING_OUT_ORG],
     )
     with gateway(settings) as server:
         yield server.url
@@ -142,6 +147,60 @@ async def test_opting_in_and_out_per_request(gateway_url: str, upstream: str, fl
     assert await ask("refresh") is None  # goes upstream and replaces the entry
     assert await ask("on") == "hit"
     assert _upstream_calls(upstream) == before + 5
+
+
+def _keys_cli(database_url: str, *args: str) -> Result:
+    """``claudegate keys ARGS`` against the gateway's database, in a thread (the command runs a loop)."""
+    env = {"CLAUDEGATE_DATABASE_URL": database_url}
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(CliRunner().invoke, app, ["keys", *args], env=env).result()
+
+
+async def test_opting_in_and_out_per_key(gateway_url: str, upstream: str, flow_database_url: str) -> None:
+    plain = await make_tenant(flow_database_url, "cache-per-key")  # its organisation has not opted in
+    on = _keys_cli(flow_database_url, "limits", str(plain.key_id), "--cache", "on", "--json")
+    assert on.exit_code == 0, on.output
+    assert orjson.loads(on.stdout)["cache_replies"] is True
+    shown = _keys_cli(flow_database_url, "limits", str(plain.user_key_id))
+    assert "response cache       as its organisation" in shown.output
+    refused = _keys_cli(flow_database_url, "limits", str(plain.key_id), "--cache", "maybe")
+    assert refused.exit_code == 1
+    assert "--cache: expected on, off or default" in refused.output
+
+    async def ask(key: str, text: str, mode: str | None = None) -> str | None:
+        raw = await _sdk(gateway_url, key).messages.with_raw_response.create(
+            model=MODEL,
+            max_tokens=10,
+            messages=[{"role": "user", "content": text}],
+            extra_headers={CACHE: mode} if mode else {},
+        )
+        return raw.headers.get(CACHE)
+
+    before = _upstream_calls(upstream)
+    # The key that opted in is answered from the cache; its organisation's other key is not.
+    assert [await ask(plain.key, "per key") for _ in range(2)] == [None, "hit"]
+    assert [await ask(plain.user_key, "per key, other key") for _ in range(2)] == [None, None]
+    assert await ask(plain.key, "per key", "off") is None  # the request's header still decides first
+    assert _upstream_calls(upstream) == before + 4
+
+
+async def test_a_key_may_opt_out_of_its_organisation_s_cache(
+    gateway_url: str, upstream: str, flow_database_url: str
+) -> None:
+    tenant = await make_tenant(flow_database_url, OPTING_OUT_ORG)  # listed in cache_orgs
+    assert _keys_cli(flow_database_url, "limits", str(tenant.key_id), "--cache", "off").exit_code == 0
+    before = _upstream_calls(upstream)
+    prompt = [{"role": "user", "content": "opt out"}]
+    for key, expected in ((tenant.key, [None, None]), (tenant.user_key, [None, "hit"])):
+        sdk = _sdk(gateway_url, key)
+        seen = []
+        for _ in range(2):
+            raw = await sdk.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=prompt)  # type: ignore[arg-type]
+            seen.append(raw.headers.get(CACHE))
+        assert seen == expected
+    assert _upstream_calls(upstream) == before + 3
+    back = _keys_cli(flow_database_url, "limits", str(tenant.key_id), "--cache", "default", "--json")
+    assert orjson.loads(back.stdout)["cache_replies"] is None
 
 
 async def test_organisations_never_share_an_entry(

@@ -240,9 +240,15 @@ async def test_a_patch_applies_at_once_to_the_gateways_key_cache(
     key = created.json()
     assert (await resolver.resolve(key["key"])).settings == UNLIMITED_TENANT  # cached for 60 s from now
 
-    await admin.patch(f"/admin/keys/{key['id']}", json={"deadline_ms": 2000, "priority": 4}, headers=AUTH)
-    settings = (await resolver.resolve(key["key"])).settings
-    assert (settings.deadline_ms, settings.priority) == (2000, 4)
+    await admin.patch(
+        f"/admin/keys/{key['id']}",
+        json={"deadline_ms": 2000, "priority": 4, "cache_replies": True},
+        headers=AUTH,
+    )
+    identity = await resolver.resolve(key["key"])
+    assert (identity.settings.deadline_ms, identity.settings.priority) == (2000, 4)
+    assert identity.cache_replies is True
+    settings = identity.settings
 
     await admin.patch(
         "/admin/organizations/acme", json={"requests_per_minute": 90, "weight": 3}, headers=AUTH
@@ -280,6 +286,7 @@ async def test_a_patch_applies_at_once_to_the_gateways_key_cache(
         ("/admin/organizations/acme/users/alice", {"deadline_ms": 5}, "deadline_ms: not a setting here"),
         ("/admin/keys/1", {"deadline_ms": 0}, "deadline_ms: must be a whole number from 1"),
         ("/admin/keys/1", {"priority": 1.5}, "priority: must be a whole number"),
+        ("/admin/keys/1", {"cache_replies": "on"}, "cache_replies: must be true or false"),
         ("/admin/keys/1", {"weight": 2}, "weight: not a setting here; use requests_per_minute"),
         ("/admin/keys/one", {"priority": 1}, "key id must be an integer"),
     ],

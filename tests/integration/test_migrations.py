@@ -166,7 +166,7 @@ async def test_upgrading_from_0001_keeps_the_data_and_adds_default_settings(data
     active, revoked = await _seed_at_0001(database_url)
 
     await upgrade_database(database_url)
-    assert await current_revision(database_url) == head_revision() == "0011"
+    assert await current_revision(database_url) == head_revision() == "0012"
     assert all(
         columns >= SETTINGS_COLUMNS[table] for table, columns in (await _columns(database_url)).items()
     )
@@ -279,6 +279,7 @@ def test_the_wheel_ships_the_migrations_and_they_run_from_it(tmp_path: Path) -> 
             "claudegate/console/static/index.html",
             "claudegate/console/static/console.js",
             "claudegate/console/static/console.css",
+            "claudegate/store/migrations/versions/0012_key_cache.py",
             "claudegate/data/prices.toml",
         } <= names
         archive.extractall(tmp_path / "installed")

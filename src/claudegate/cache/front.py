@@ -1,7 +1,9 @@
 """Answering Messages calls from the response cache, and sharing one upstream call between identical ones.
 
-A call is cached when its organisation is listed in ``cache_orgs`` or its request says
-``x-claudegate-cache: on``; ``off`` opts out, ``refresh`` skips the lookup and stores the fresh reply.
+A call is cached when its request says ``x-claudegate-cache: on`` (``off`` opts out, ``refresh`` skips the
+lookup and stores the fresh reply); without that header, when its key's ``cache_replies`` setting says so
+(``claudegate keys limits ID --cache on|off``); and when the key leaves it to its organisation, when the
+organisation is listed in ``cache_orgs``.
 
 The key is exact: the organisation, the path and query, the ``anthropic-version`` and ``anthropic-beta``
 headers, and the body as the same JSON value (whitespace and escapes normalised, member order kept: the
@@ -158,6 +160,8 @@ class CachedCalls:
                     return CacheMode(value.decode("latin-1").strip().lower())
                 except ValueError:
                     break
+        if identity.cache_replies is not None:
+            return CacheMode.ON if identity.cache_replies else CacheMode.OFF
         return CacheMode.ON if self._all_orgs or identity.org_name in self._orgs else CacheMode.OFF
 
     async def run(self, call: CallRequest, body: dict[str, Any], sink: ResponseSink) -> None:

@@ -44,6 +44,26 @@ ActForUsersOption = Annotated[
 ]
 
 
+CacheOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        metavar="on|off|default",
+        help="Whether the response cache answers the key's calls; default: as its organisation (cache_orgs).",
+    ),
+]
+_CACHE_CHOICES = {"on": True, "off": False, "default": None}
+
+
+def _cache(text: str | None) -> dict[str, bool | None]:
+    if text is None:
+        return {}
+    value = text.strip().lower()
+    if value not in _CACHE_CHOICES:
+        fail(f"--cache: expected on, off or default, got {text!r}")
+    return {"cache_replies": _CACHE_CHOICES[value]}
+
+
 def _act_for_users(text: str | None) -> dict[str, bool]:
     if text is None:
         return {}
@@ -60,6 +80,7 @@ def _key_settings(
     deadline_ms: str | None,
     priority: str | None,
     act_for_users: str | None,
+    cache: str | None = None,
 ) -> dict[str, Any]:
     """A key's settings as given to ``keys create`` or ``keys limits``, parsed and checked."""
     settings = parse_settings(
@@ -72,6 +93,7 @@ def _key_settings(
         }
     )
     settings.update(_act_for_users(act_for_users))
+    settings.update(_cache(cache))
     return settings
 
 
@@ -93,13 +115,14 @@ def create(
     deadline_ms: DeadlineOption = None,
     priority: PriorityOption = None,
     act_for_users: ActForUsersOption = None,
+    cache: CacheOption = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key and print it. This is the only time the key is shown: only its hash is stored.
 
     Without limits the key is limited only by its user's and organisation's (see `keys limits`)."""
-    settings = _key_settings(rpm, tpm, concurrency, deadline_ms, priority, act_for_users)
+    settings = _key_settings(rpm, tpm, concurrency, deadline_ms, priority, act_for_users, cache)
 
     async def action(store: Store, _settings: Settings) -> NewKey:
         org_row = await store.orgs.get_or_create_org(org)
@@ -221,16 +244,17 @@ def limits(
     deadline_ms: DeadlineOption = None,
     priority: PriorityOption = None,
     act_for_users: ActForUsersOption = None,
+    cache: CacheOption = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Change a key's limits, deadline, priority or end-user permission, then show them all.
+    """Change a key's limits, deadline, priority, end-user permission or caching, then show them all.
 
     Only the options given change; without any, the settings are only shown.
 
     Running gateways apply a change within key_cache_ttl_s.
     """
-    changes = _key_settings(rpm, tpm, concurrency, deadline_ms, priority, act_for_users)
+    changes = _key_settings(rpm, tpm, concurrency, deadline_ms, priority, act_for_users, cache)
 
     async def action(store: Store, _settings: Settings) -> KeyRow:
         row = await store.keys.update_key_settings(key_id, **changes)
@@ -253,6 +277,7 @@ def limits(
             ("default deadline", "none" if row.deadline_ms is None else f"{row.deadline_ms:,} ms"),
             ("priority", str(row.priority or 0)),
             ("acts for end users", "yes" if row.act_for_users else "no"),
+            ("response cache", {True: "on", False: "off", None: "as its organisation"}[row.cache_replies]),
         ],
     )
 

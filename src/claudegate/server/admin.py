@@ -22,8 +22,9 @@ versions and budgets (``/organizations/{org}/prompts…``, ``…/budget``) are d
 Settings (each optional in a PATCH, which changes only those given; null clears one back to its default):
 organisations and users take ``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency`` (null: no
 limit) and ``weight`` (null: 1); keys take the three limits, ``deadline_ms`` (null: no default deadline),
-``priority`` (null: 0) and ``act_for_users`` (may act for end users with the chat API's x-user-id; null:
-false). Organisations, users and keys show them as stored. A change applies at once in this process and within
+``priority`` (null: 0), ``act_for_users`` (may act for end users with the chat API's x-user-id; null:
+false) and ``cache_replies`` (the response cache answers the key's calls, or not; null: as ``cache_orgs``).
+Organisations, users and keys show them as stored. A change applies at once in this process and within
 ``key_cache_ttl_s`` in other gateway processes.
 """
 

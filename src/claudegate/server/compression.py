@@ -1,21 +1,21 @@
-"""HTTP compression at the gateway's front door: gzip replies for clients that ask, gzip request bodies.
+"""HTTP compression at the front door: compressed replies for clients that ask, compressed request bodies.
 
-Replies (JSON and server-sent events) are compressed only when the client's ``accept-encoding`` names gzip;
-otherwise every byte passes as the upstream sent it. A stream is flushed (``Z_SYNC_FLUSH``) after every chunk
-the gateway relays, so each event reaches the client as soon as it would uncompressed: compression never holds
-back a token. Small one-piece replies (errors, tiny JSON) go out plain: gzip would make them bigger.
+Replies (JSON and server-sent events) are compressed only when the client's ``accept-encoding`` accepts a
+coding the gateway offers (zstd, br, gzip; the client's q-values first, then that order); otherwise every
+byte passes as the upstream sent it. A stream is flushed after every chunk the gateway relays, so each event
+reaches the client as soon as it would uncompressed: compression never holds back a token. Small one-piece
+replies (errors, tiny JSON) go out plain: compression would make them bigger.
 
-A request body sent with ``content-encoding: gzip`` (or ``deflate``) is inflated before the gateway reads it,
-with the gateway's body limit applied to the inflated size, so a small compressed bomb is refused (413)
-after inflating at most one byte more than the limit.
+A request body sent with ``content-encoding`` gzip, deflate, br or zstd is inflated before the gateway reads
+it, with the gateway's body limit applied to the inflated size, so a small compressed bomb is refused (413)
+after inflating little more than the limit; a corrupt body gets 400.
 
 Hand-written over Starlette's GZipMiddleware: that one buffers nothing per event but compresses only replies,
-inflates no request bodies, and does not know the gateway's error envelope.
+inflates no request bodies, and does not know the gateway's error envelope. The codings are in ``codecs``.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,40 +24,28 @@ from starlette.types import Message, Receive, Scope, Send
 from claudegate.errors import ClaudegateError, InvalidRequestError, RequestTooLargeError
 from claudegate.server.asgi import send_error
 from claudegate.server.call import new_request_id
+from claudegate.server.codecs import (
+    Encoder,
+    InflateError,
+    available_codings,
+    choose_coding,
+    encoder,
+    inflater,
+)
 
-__all__ = ["MIN_COMPRESSED_BYTES", "compressing", "wants_gzip"]
+__all__ = ["MIN_COMPRESSED_BYTES", "compressing"]
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MIN_COMPRESSED_BYTES = 512  # a one-piece reply smaller than this goes out plain
 _COMPRESSIBLE = (b"application/json", b"text/event-stream")
-_GZIP_WBITS = 31  # zlib's window bits for a gzip wrapper
-_INFLATE_WBITS = 47
-_STREAM_LEVEL = 1
 _SPLIT_FIRST_BYTES = 2048
-_JSON_LEVEL = 6  # inflate a gzip or zlib wrapper, whichever the body has
-
-
-def wants_gzip(accept_encoding: bytes | None) -> bool:
-    """Whether an ``accept-encoding`` value accepts gzip (``gzip;q=0`` refuses it)."""
-    if not accept_encoding:
-        return False
-    for part in accept_encoding.lower().split(b","):
-        coding, _, params = part.partition(b";")
-        if coding.strip() not in (b"gzip", b"*"):
-            continue
-        quality = params.strip()
-        if quality.startswith(b"q="):
-            try:
-                return float(quality[2:]) > 0
-            except ValueError:
-                return False
-        return True
-    return False
 
 
 def compressing(handler: Handler, body_limit: int) -> Handler:
-    """``handler`` with gzip for replies that may be compressed and inflation of compressed request bodies."""
+    """``handler`` with compression of the replies that may be compressed and inflation of compressed request
+    bodies."""
+    offered = available_codings()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         accept: bytes | None = None
@@ -75,19 +63,20 @@ def compressing(handler: Handler, body_limit: int) -> Handler:
                 return
             except ConnectionResetError:
                 return  # the client left while sending its body: there is no one to answer
-        if wants_gzip(accept):
-            send = _GzipSend(send).send
+        coding = choose_coding(accept, offered)
+        if coding is not None:
+            send = _CompressingSend(send, coding).send
         await handler(scope, receive, send)
 
     return app
 
 
 async def _inflating(scope: Scope, receive: Receive, encoding: bytes, limit: int) -> tuple[Scope, Receive]:
-    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
-        raise InvalidRequestError(
-            f"content-encoding: {encoding.decode('latin-1')} is not accepted; send gzip, deflate or identity"
-        )
-    inflater = zlib.decompressobj(_INFLATE_WBITS)
+    name = encoding.decode("latin-1")
+    decoder = inflater(name)
+    if decoder is None:
+        codings = ", ".join(("gzip", "deflate", *(c for c in available_codings() if c != "gzip")))
+        raise InvalidRequestError(f"content-encoding: {name} is not accepted; send {codings} or identity")
     body = bytearray()
     more = True
     while more:
@@ -96,14 +85,13 @@ async def _inflating(scope: Scope, receive: Receive, encoding: bytes, limit: int
             raise ConnectionResetError("client disconnected while sending its request")
         more = bool(message.get("more_body", False))
         try:
-            body += inflater.decompress(message.get("body", b""), limit + 1 - len(body))
-        except zlib.error as error:
-            reason = f"content-encoding: the body is not valid {encoding.decode()}: {error}"
-            raise InvalidRequestError(reason) from None
+            body += decoder.inflate(message.get("body", b""), limit + 1 - len(body))
+        except InflateError as error:
+            raise InvalidRequestError(f"content-encoding: the body is not valid {name}: {error}") from None
         if len(body) > limit:
             raise RequestTooLargeError("Request exceeds the maximum allowed number of bytes (once inflated).")
-    if not inflater.eof:
-        raise InvalidRequestError(f"content-encoding: the {encoding.decode()} body is cut short")
+    if not decoder.finished:
+        raise InvalidRequestError(f"content-encoding: the {name} body is cut short")
     headers = [
         (name, value)
         for name, value in scope["headers"]
@@ -123,16 +111,17 @@ async def _inflating(scope: Scope, receive: Receive, encoding: bytes, limit: int
     return inflated, replay
 
 
-class _GzipSend:
-    """Wraps ``send``: decides at the first body chunk whether the reply is compressed, then deflates each
+class _CompressingSend:
+    """Wraps ``send``: decides at the first body chunk whether the reply is compressed, then compresses each
     chunk and flushes it at once."""
 
-    __slots__ = ("_compressor", "_send", "_start")
+    __slots__ = ("_coding", "_compressor", "_send", "_start")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, coding: str) -> None:
         self._send = send
+        self._coding = coding
         self._start: dict[str, Any] | None = None
-        self._compressor: Any = None
+        self._compressor: Encoder | None = None
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -150,11 +139,10 @@ class _GzipSend:
             kind_of = _compressible(start["headers"])
             if kind_of is not None and (more or len(chunk) >= MIN_COMPRESSED_BYTES):
                 # A stream is compressed at the fastest level: its time to first token must not grow.
-                level = _STREAM_LEVEL if kind_of == b"text/event-stream" else _JSON_LEVEL
-                self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+                self._compressor = encoder(self._coding, stream=kind_of == b"text/event-stream")
                 start["headers"] = [
                     *((name, value) for name, value in start["headers"] if name != b"content-length"),
-                    (b"content-encoding", b"gzip"),
+                    (b"content-encoding", self._coding.encode()),
                     (b"vary", b"accept-encoding"),
                 ]
             await self._send(start)
@@ -167,10 +155,10 @@ class _GzipSend:
             # compressed, so the time to first byte does not grow with the reply.
             end = chunk.find(b"\n\n") + 2
             if 1 < end < len(chunk):
-                first = compressor.compress(chunk[:end]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                first = compressor.chunk(chunk[:end], last=False)
                 await self._send({"type": "http.response.body", "body": first, "more_body": True})
                 chunk = chunk[end:]
-        data = compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+        data = compressor.chunk(chunk, last=not more)
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
 

@@ -265,6 +265,7 @@ def _admin_paths() -> dict[str, Any]:
             "deadline_ms": {"type": ["integer", "null"]},
             "priority": {"type": ["integer", "null"]},
             "act_for_users": {"type": "boolean"},
+            "cache_replies": {"type": ["boolean", "null"]},
             **_LIMITS,
         },
     }

@@ -50,6 +50,7 @@ _KEY_ROWS = (
         ApiKey.deadline_ms,
         ApiKey.priority,
         ApiKey.act_for_users,
+        ApiKey.cache_replies,
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .outerjoin(User, User.id == ApiKey.user_id)
@@ -88,6 +89,7 @@ _ACTIVE_KEY_ANY = (
         Organization.budget_monthly_tokens,
         Organization.budget_daily_usd,
         Organization.budget_monthly_usd,
+        ApiKey.cache_replies,  # revision 0012: column 29
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .outerjoin(User, User.id == ApiKey.user_id)
@@ -107,6 +109,7 @@ def _stored_key(row: Any) -> StoredKey:
         key_name=row[6],
         settings=_tenant_settings(row),
         can_act_for_users=bool(row[20]),
+        cache_replies=row[29],
     )
     return StoredKey(key_hash=row[0], identity=identity)
 
@@ -128,6 +131,7 @@ def _key_row(row: Any) -> KeyRow:
         deadline_ms=row[13],
         priority=row[14],
         act_for_users=bool(row[15]),
+        cache_replies=row[16],
     )
 
 
@@ -191,6 +195,7 @@ class KeyRepository:
         deadline_ms: int | None = None,
         priority: int | None = None,
         act_for_users: bool | None = None,
+        cache_replies: bool | None = None,
     ) -> NewKey:
         """A new key for an organisation (and optionally one of its users). The plaintext is in the result
         and nowhere else: only its hash and display prefix are stored.
@@ -206,6 +211,7 @@ class KeyRepository:
                 "deadline_ms": deadline_ms,
                 "priority": priority,
                 "act_for_users": act_for_users,
+                "cache_replies": cache_replies,
             }
         )
         key = generate_key()
@@ -284,10 +290,12 @@ class KeyRepository:
         deadline_ms: int | Unset | None = UNSET,
         priority: int | Unset | None = UNSET,
         act_for_users: bool | Unset | None = UNSET,
+        cache_replies: bool | Unset | None = UNSET,
     ) -> KeyRow | None:
         """Change a key's settings: only those given, None clearing one (no limit, no default deadline,
-        priority 0, may not act for end users). Limits and the deadline are positive whole numbers; the
-        priority any whole number (higher first); ``act_for_users`` true or false.
+        priority 0, may not act for end users, caching as the organisation's). Limits and the deadline are
+        positive whole numbers; the priority any whole number (higher first); ``act_for_users`` and
+        ``cache_replies`` true or false.
 
         Returns the key as it now is, or None if there is no such key. Raises InvalidSettingError, before
         changing anything, for a value a setting cannot take. Running gateways apply the change within
@@ -301,6 +309,7 @@ class KeyRepository:
                 "deadline_ms": deadline_ms,
                 "priority": priority,
                 "act_for_users": act_for_users,
+                "cache_replies": cache_replies,
             }
         )
         if not possible_id(key_id):

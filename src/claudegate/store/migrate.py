@@ -23,7 +23,7 @@ __all__ = ["HEAD_REVISION", "alembic_config", "current_revision", "head_revision
 # The newest migration (a test holds it to Alembic's own answer). Every start upgrades the database, which
 # is nearly always current already: knowing the head without Alembic lets that check skip importing Alembic,
 # about a tenth of an idle gateway's memory. Alembic is imported only when there is something to migrate.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 
 # An arbitrary constant naming claudegate's migration lock among PostgreSQL advisory locks.
 _PG_LOCK_ID = 0x6367_6D69  # "cgmi"

@@ -101,6 +101,7 @@ def key_json(key: KeyRow) -> dict[str, Any]:
         "deadline_ms": key.deadline_ms,
         "priority": key.priority,
         "act_for_users": key.act_for_users,
+        "cache_replies": key.cache_replies,
     }
 
 

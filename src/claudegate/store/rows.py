@@ -121,6 +121,7 @@ class KeyRow:
     deadline_ms: int | None  # the default deadline of calls made with the key; None: none
     priority: int | None  # higher first; None counts as 0
     act_for_users: bool = False  # may act for end users of its organisation (chat API, x-user-id)
+    cache_replies: bool | None = None  # the response cache answers its calls; None: as its organisation's
 
     @property
     def active(self) -> bool:

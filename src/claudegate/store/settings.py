@@ -1,9 +1,9 @@
 """Tenant settings as stored: which exist on each level, and the checks a value must pass to be stored.
 
 Organisations and users have limits and a weight; keys have limits, a default deadline, a priority and
-whether they may act for end users (``act_for_users``). Every
-setting is a nullable column, and null means the default: no limit, weight 1.0, no deadline, priority 0,
-false.
+whether they may act for end users (``act_for_users``) and whether the response cache answers their calls
+(``cache_replies``). Every setting is a nullable column, and null means the default: no limit, weight 1.0,
+no deadline, priority 0, false (for ``cache_replies``: as the organisation's ``cache_orgs`` entry says).
 Changes are given per setting, with :data:`UNSET` for "leave as it is" and None for "back to the default".
 The checks accept values straight from JSON (so a bool, a string or 5.5 for a count is refused with a message
 naming the setting) and from the command line alike.
@@ -53,7 +53,7 @@ MAX_WEIGHT: Final = 1_000_000.0
 LIMIT_SETTINGS: Final = ("requests_per_minute", "tokens_per_minute", "max_concurrency")
 ORG_SETTINGS: Final = (*LIMIT_SETTINGS, "weight")
 USER_SETTINGS: Final = ORG_SETTINGS
-KEY_SETTINGS: Final = (*LIMIT_SETTINGS, "deadline_ms", "priority", "act_for_users")
+KEY_SETTINGS: Final = (*LIMIT_SETTINGS, "deadline_ms", "priority", "act_for_users", "cache_replies")
 
 
 def _shown(value: object) -> str:
@@ -104,6 +104,7 @@ _CHECKS: Final = {
     "priority": _priority,
     "weight": _weight,
     "act_for_users": _flag,
+    "cache_replies": _flag,
 }
 
 

@@ -123,6 +123,8 @@ class ApiKey(Base):
     priority: Mapped[int | None] = mapped_column(Integer)  # higher first; null counts as 0
     # Revision 0003: whether the key may act for its organisation's end users (x-user-id); null is false.
     act_for_users: Mapped[bool | None] = mapped_column(Boolean)
+    # Revision 0011: whether the response cache answers the key's calls; null follows the organisation's.
+    cache_replies: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class UsageRow(Base):
