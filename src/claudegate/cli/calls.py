@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from claudegate.cli._store import CliError, ConfigOption, JsonOption, print_table, run_with_store
-from claudegate.config import Settings
 
 if TYPE_CHECKING:
+    from claudegate.config import Settings
     from claudegate.store import Store
 
 __all__ = ["register"]

@@ -19,8 +19,7 @@ from claudegate.cli._store import (
     print_table,
     run_with_store,
 )
-from claudegate.store.rows import GroupBy
-from claudegate.store.usage_series import Bucket, SeriesBy
+from claudegate.store.rows import Bucket, GroupBy, SeriesBy
 
 if TYPE_CHECKING:
     from datetime import datetime

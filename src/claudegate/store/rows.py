@@ -15,12 +15,14 @@ __all__ = [
     "AlreadyExistsError",
     "BatchOwner",
     "BatchPage",
+    "Bucket",
     "GroupBy",
     "InvalidNameError",
     "InvalidSettingError",
     "KeyRow",
     "NewKey",
     "OrgRow",
+    "SeriesBy",
     "StoreError",
     "UsageReportRow",
     "UserRow",
@@ -68,6 +70,24 @@ def possible_id(row_id: int) -> bool:
     """Whether a row could have this id. PostgreSQL refuses to compare a 32-bit id column with a larger
     number (an error, not "no such row"), so callers answer None for these without asking."""
     return 1 <= row_id <= _MAX_ID
+
+
+class Bucket(StrEnum):
+    """The length of a period in a series (UTC)."""
+
+    HOUR = "hour"
+    DAY = "day"
+    MONTH = "month"
+
+
+class SeriesBy(StrEnum):
+    """What a series is split by; ``total`` does not split it."""
+
+    TOTAL = "total"
+    ORG = "org"
+    USER = "user"
+    KEY = "key"
+    MODEL = "model"
 
 
 class GroupBy(StrEnum):

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import case, false, func, literal, or_, select
@@ -23,6 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
+from claudegate.store.rows import Bucket, SeriesBy
 from claudegate.store.tables import ApiKey, Organization, UsageDaily, UsageRow, User
 from claudegate.store.usage_daily import NO_ORG, NO_VALUE, is_whole_day
 
@@ -49,24 +49,6 @@ class _Other:
 
 
 _FOLDED = _Other()
-
-
-class Bucket(StrEnum):
-    """The length of a period in a series (UTC)."""
-
-    HOUR = "hour"
-    DAY = "day"
-    MONTH = "month"
-
-
-class SeriesBy(StrEnum):
-    """What a series is split by; ``total`` does not split it."""
-
-    TOTAL = "total"
-    ORG = "org"
-    USER = "user"
-    KEY = "key"
-    MODEL = "model"
 
 
 @dataclass(frozen=True, slots=True)
