@@ -192,6 +192,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 _CHATTY_LIBRARIES = (
     "aiosqlite",
+    "alembic.runtime.plugins",  # a line per plugin at every start; the migrations it runs are still said
     "asyncio",
     "sqlalchemy",
     "httpcore",
