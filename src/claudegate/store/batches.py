@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from claudegate.store.owned_pages import owned_page
 from claudegate.store.rows import AlreadyExistsError, BatchOwner, BatchPage
 from claudegate.store.tables import MessageBatch
 
@@ -87,36 +88,6 @@ class BatchRepository:
         """A page of an organisation's batch ids, newest first, paginated like Anthropic's list endpoints:
         ``after_id`` gives the (older) page after that id, ``before_id`` the (newer) page before it.
         A cursor that is not one of the organisation's batches gives an empty page."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        position = tuple_(MessageBatch.created_at, MessageBatch.id)
-        stmt = select(MessageBatch.id, MessageBatch.upstream).where(MessageBatch.org_id == org_id)
-        async with self._engine.connect() as conn:
-            cursor_id = before_id if before_id is not None else after_id
-            if cursor_id is not None:
-                cursor = (
-                    await conn.execute(
-                        select(MessageBatch.created_at, MessageBatch.id).where(
-                            MessageBatch.id == cursor_id, MessageBatch.org_id == org_id
-                        )
-                    )
-                ).first()
-                if cursor is None:
-                    return BatchPage(ids=[], has_more=False, upstreams=[])
-                cursor_position = tuple(cursor)
-                if before_id is not None:
-                    stmt = stmt.where(position > cursor_position).order_by(
-                        MessageBatch.created_at, MessageBatch.id
-                    )
-                else:
-                    stmt = stmt.where(position < cursor_position)
-            if before_id is None:
-                stmt = stmt.order_by(MessageBatch.created_at.desc(), MessageBatch.id.desc())
-            rows = [(row[0], row[1]) for row in await conn.execute(stmt.limit(limit + 1))]
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        if before_id is not None:
-            rows.reverse()
-        return BatchPage(
-            ids=[batch_id for batch_id, _ in rows], has_more=has_more, upstreams=[up for _, up in rows]
+        return await owned_page(
+            self._engine, MessageBatch, org_id, limit=limit, after_id=after_id, before_id=before_id
         )

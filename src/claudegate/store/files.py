@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from claudegate.store.owned_pages import owned_page
 from claudegate.store.rows import AlreadyExistsError, BatchPage
 from claudegate.store.tables import UploadedFile
 
@@ -91,36 +92,6 @@ class FileRepository:
         """A page of an organisation's file ids, newest first, paginated like Anthropic's list endpoints
         (``after_id``: the older page after that id; ``before_id``: the newer page before it). A cursor that
         is not one of the organisation's files gives an empty page."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        position = tuple_(UploadedFile.created_at, UploadedFile.id)
-        stmt = select(UploadedFile.id, UploadedFile.upstream).where(UploadedFile.org_id == org_id)
-        async with self._engine.connect() as conn:
-            cursor_id = before_id if before_id is not None else after_id
-            if cursor_id is not None:
-                cursor = (
-                    await conn.execute(
-                        select(UploadedFile.created_at, UploadedFile.id).where(
-                            UploadedFile.id == cursor_id, UploadedFile.org_id == org_id
-                        )
-                    )
-                ).first()
-                if cursor is None:
-                    return BatchPage(ids=[], has_more=False, upstreams=[])
-                cursor_position = tuple(cursor)
-                if before_id is not None:
-                    stmt = stmt.where(position > cursor_position).order_by(
-                        UploadedFile.created_at, UploadedFile.id
-                    )
-                else:
-                    stmt = stmt.where(position < cursor_position)
-            if before_id is None:
-                stmt = stmt.order_by(UploadedFile.created_at.desc(), UploadedFile.id.desc())
-            rows = [(row[0], row[1]) for row in await conn.execute(stmt.limit(limit + 1))]
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        if before_id is not None:
-            rows.reverse()
-        return BatchPage(
-            ids=[file_id for file_id, _ in rows], has_more=has_more, upstreams=[u for _, u in rows]
+        return await owned_page(
+            self._engine, UploadedFile, org_id, limit=limit, after_id=after_id, before_id=before_id
         )
