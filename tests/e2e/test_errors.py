@@ -218,6 +218,25 @@ def test_wrong_method_is_a_405_like_the_simulators_never_a_500(stack: Stack) -> 
         assert direct.status_code == 405
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/console/static/missing.js", 404),
+        ("POST", "/console/static/console.js", 405),
+        ("GET", "/admin", 404),
+        ("POST", "/health", 405),
+        ("DELETE", "/openapi.json", 405),
+    ],
+)
+def test_paths_beside_the_api_answer_in_its_envelope_never_a_500(
+    stack: Stack, method: str, path: str, status: int
+) -> None:
+    response = httpx2.request(method, stack.url + path, headers={"authorization": "Bearer not-a-token"})
+    assert response.status_code == status, response.text
+    error_type = "not_found_error" if status == 404 else "invalid_request_error"
+    assert response.json()["error"]["type"] == error_type
+
+
 def test_batch_of_another_shape_is_not_found(stack: Stack) -> None:
     client = anthropic.Anthropic(base_url=stack.url, api_key=stack.org_a.key, max_retries=0)
     with pytest.raises(anthropic.NotFoundError) as caught:

@@ -23,6 +23,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, Router
@@ -35,6 +36,7 @@ from claudegate.errors import (
     AuthenticationError,
     ClaudegateError,
     InvalidRequestError,
+    MethodNotAllowedError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -74,7 +76,7 @@ def console_app(services: Services, admin: ASGIApp) -> Router:
             Route("/console/api/me", console.me),
             Route("/console/api/admin/{path:path}", console.admin),
             Route("/console/api/{path:path}", console.chat),
-            Mount("/console/static", StaticFiles(directory=str(_STATIC))),
+            Mount("/console/static", _StaticFiles(directory=str(_STATIC))),
             Route("/console/{path:path}", console.not_found),
         ]
     )
@@ -253,6 +255,19 @@ class _Console:
         if stored is None:
             raise InvalidRequestError(f"{KEY_HEADER}: no active key with id {key_id}")
         return stored.identity
+
+
+class _StaticFiles(StaticFiles):
+    """The console's files. StaticFiles raises its 404 and 405 for an exception middleware, which the
+    console's router has not got (they would be 500s): here they are answers, in the API's envelope."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except HTTPException as exc:
+            if exc.status_code == 405:
+                return _error(MethodNotAllowedError(scope["method"], scope["path"], ("GET", "HEAD")))
+            return _error(NotFoundError(f"no console file {scope['path']}"))
 
 
 class _Forward:

@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 Route = Callable[[GatewayCall], Awaitable[object]]
 
+_OPERATIONS = frozenset({"/metrics", "/health", "/health/ready", "/openapi.json"})
+
 _UPSTREAM_CUT = "claudegate: the upstream closed the connection before its reply was complete; retry the call"
 
 
@@ -167,17 +169,9 @@ class Gateway:
                 await self._console(scope, receive, send)
             elif chat_routes.is_chat_path(path):
                 await chat_routes.dispatch(self.services, call, self._authenticate)
-            elif path == "/metrics":
-                await self._metrics(call)
-            elif path == "/health":
-                await send_json(send, 200, b'{"status":"ok"}')
-            elif path == "/openapi.json":
-                await send_json(send, 200, openapi_json(__version__))
-            elif path == "/health/ready":
-                assert self._health is not None
-                status, body = await self._health.ready()
-                await send_json(send, status, body)
-            elif path == "/admin" or path.startswith("/admin/"):
+            elif path in _OPERATIONS:
+                await self._operations(call, path)
+            elif path.startswith("/admin/"):  # "/admin" itself is no route: the else below answers it
                 assert self._admin is not None
                 await self._admin(scope, receive, send)
             elif path.startswith("/v1/") and self.settings.pass_unknown_routes:
@@ -186,6 +180,21 @@ class Gateway:
                 raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
         except ClaudegateError as error:
             await send_error(send, error, call.request_id)
+
+    async def _operations(self, call: GatewayCall, path: str) -> None:
+        """Health, metrics and this API's description: reads, which other methods cannot change (405)."""
+        if call.scope["method"] not in ("GET", "HEAD"):
+            raise MethodNotAllowedError(call.scope["method"], path, ("GET", "HEAD"))
+        if path == "/metrics":
+            await self._metrics(call)
+        elif path == "/health":
+            await send_json(call.send, 200, b'{"status":"ok"}')
+        elif path == "/openapi.json":
+            await send_json(call.send, 200, openapi_json(__version__))
+        else:
+            assert self._health is not None
+            status, body = await self._health.ready()
+            await send_json(call.send, status, body)
 
     def _checked_path(self, call: GatewayCall) -> str:
         """The path, once every segment of it is known to be a plain name (``wire.paths``); else 404."""

@@ -38,8 +38,11 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     relative = _RELATIVE.fullmatch(text)
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
-        span = timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
-        return (now or datetime.now(UTC)) - span
+        try:
+            span = timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+            return (now or datetime.now(UTC)) - span
+        except OverflowError:  # further back than datetime reaches (the year 1)
+            raise ValueError(f"{text!r} reaches back further than any record; use a shorter span") from None
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
