@@ -3,8 +3,10 @@
 Written as data rather than generated: the gateway's routes are hand-dispatched string comparisons (see
 ``gateway.py``), with no framework that could describe them, and Anthropic's own request and reply shapes
 belong to Anthropic (the SDKs' types are the reference; this describes them only as far as a client or a
-fuzzer needs to call them). Every route is here; the test suite fuzzes all of them against a running gateway
-(``tests/e2e/test_openapi_fuzz.py``).
+fuzzer needs to call them). Every route is here, Anthropic's and the chat API's in this module, the others in
+one module per API (``openapi_files``, ``openapi_openai``, ``openapi_admin``, ``openapi_console``). The test
+suite fuzzes all of them against a running gateway and fails on a route the gateway serves that is not
+described (``tests/e2e/test_openapi_fuzz.py``).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ _MODELS_SHAPE: Final = (
     "(Anthropic's SDKs, Claude Code); the gateway's own catalogue in OpenAI's shape (and OpenAI's error "
     "envelope) to one that sends neither (OpenAI's SDKs send only Authorization: Bearer)."
 )
+_EITHER_ERROR: Final[dict[str, Any]] = {"oneOf": [ANTHROPIC_ERROR, OPENAI_ERROR]}
 _KEY: Final = ["gatewayKey", "gatewayBearer"]  # a gateway key, in x-api-key or as a bearer token
 
 
@@ -129,6 +132,7 @@ def _anthropic_paths() -> dict[str, Any]:
                 params=[*PAGE, _VERSION],
                 reply={_JSON: {"schema": {"oneOf": [{"type": "object"}, OPENAI_MODEL_LIST]}}},
                 description=_MODELS_SHAPE,
+                error=_EITHER_ERROR,
             )
         },
         "/v1/models/{model_id}": {
@@ -142,6 +146,7 @@ def _anthropic_paths() -> dict[str, Any]:
                 ],
                 reply={_JSON: {"schema": {"oneOf": [{"type": "object"}, OPENAI_MODEL]}}},
                 description=_MODELS_SHAPE,
+                error=_EITHER_ERROR,
             )
         },
         "/v1/messages/batches": {

@@ -87,6 +87,14 @@ _REQUEST: Final[dict[str, Any]] = {
         "prompt_cache_retention": {"type": "string", "description": "Accepted and ignored"},
         "service_tier": {"type": "string", "description": "Accepted and ignored"},
         "store": {"const": False},
+        # Accepted only at the value that changes nothing (Claude cannot honour any other: a 400 names it).
+        "logprobs": {"const": False},
+        "top_logprobs": {"const": 0},
+        "presence_penalty": {"const": 0},
+        "frequency_penalty": {"const": 0},
+        "logit_bias": {"type": "object", "maxProperties": 0},
+        "modalities": {"const": ["text"]},
+        "audio": {"type": "null"},
     },
 }
 _COMPLETION: Final[dict[str, Any]] = {
