@@ -40,12 +40,14 @@ class TenantHold:
 
 
 class TenantGate:
-    def __init__(self, state: FlowState, *, shared_recheck_s: float = SHARED_SLOT_RECHECK_S) -> None:
+    def __init__(self, state: FlowState, *, shared: bool | None = None) -> None:
+        """``shared``: other processes use the same slots (None: unless ``state`` is this process's own)."""
         self._state = state
         # Slots in this process's memory are freed only here, so a freed slot always wakes its waiter;
         # shared ones may be freed by another process, which is what the re-check is for.
-        recheck = None if isinstance(state, MemoryState) else shared_recheck_s
-        self._slots = SlotWaiters(state, recheck_s=recheck)
+        if shared is None:
+            shared = not isinstance(state, MemoryState)
+        self._slots = SlotWaiters(state, recheck_s=SHARED_SLOT_RECHECK_S if shared else None)
 
     def waiting(self, slot: str) -> int:
         """Calls of this process waiting for one of ``slot``'s concurrency slots (``key:3``, ...)."""
