@@ -55,9 +55,11 @@ class Sink(Departure):
         super().__init__()
         self.status = 0
         self.chunks: list[bytes] = []
+        self.began = asyncio.Event()
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         self.status = status
+        self.began.set()
 
     async def send(self, chunk: bytes, *, more: bool) -> None:
         self.chunks.append(chunk)

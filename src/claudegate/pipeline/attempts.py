@@ -81,6 +81,7 @@ class Dispatcher:
         call's model failed, no other upstream is left to try and the call has a fallback model to try."""
         failed_on: set[str] = set()
         call = lease.call
+        loop = asyncio.get_running_loop()  # deadlines are on the loop's clock (time.monotonic() in service)
         while True:
             place = lease.place
             assert place is not None  # the lease holds a place between admissions
@@ -110,14 +111,13 @@ class Dispatcher:
             delay = self.retry.delay(result.attempts - 1, headers, self._rng.random())
             if self._untried_upstream_open(call, failed_on):
                 delay = 0.0  # the next attempt fails over to an upstream this call has not tried yet
-            elif call.fallbacks and time.monotonic() < call.deadline:
+            elif call.fallbacks and loop.time() < call.deadline:
                 # Another model serves now rather than this one after a backoff.
                 if failure.response is not None:
                     failure.response.release()
                 return False
-            now = time.monotonic()
             if not self.retry.may_retry(
-                result.attempts, delay, now, call.deadline - place.queue.reply_start(call.stream)
+                result.attempts, delay, loop.time(), call.deadline - place.queue.reply_start(call.stream)
             ):
                 break
             if failure.response is not None:
