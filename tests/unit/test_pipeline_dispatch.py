@@ -21,6 +21,7 @@ from claudegate.pipeline.relay import ClientGone, ReplyResult
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import RawHeaders
 from claudegate.upstream.http import HttpClient
+from claudegate.wire.tiers import Limits
 from tests.unit.lease_support import MODEL, OTHER_MODEL, Gates, Sink, identity
 from tests.unit.virtual_time import virtual_time
 
@@ -63,9 +64,10 @@ class Reply:
 
 
 def message(input_tokens: int, output_tokens: int, model: str = MODEL) -> Reply:
-    body = {"id": "msg_1", "type": "message", "model": model, "content": [], "usage": {}}
-    body["usage"] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-    return Reply(200, orjson.dumps(body))
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    return Reply(
+        200, orjson.dumps({"id": "msg_1", "type": "message", "model": model, "content": [], "usage": usage})
+    )
 
 
 def overloaded() -> Reply:
@@ -75,8 +77,9 @@ def overloaded() -> Reply:
 
 
 def stream_begun(input_tokens: int, output_tokens: int) -> Reply:
-    start = {"type": "message_start", "message": {"id": "msg_1", "model": MODEL, "usage": {}}}
-    start["message"]["usage"] = {"input_tokens": input_tokens, "output_tokens": output_tokens}  # type: ignore[index]
+    """A stream that has sent its ``message_start`` and then produces nothing more until closed."""
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    start = {"type": "message_start", "message": {"id": "msg_1", "model": MODEL, "usage": usage}}
     return Reply(200, events=[b"event: message_start\ndata: " + orjson.dumps(start) + b"\n\n"], hang=True)
 
 
@@ -221,4 +224,40 @@ async def test_a_client_that_leaves_during_the_retry_backoff_holds_nothing() -> 
     with pytest.raises(ClientGone):
         await task
     assert await gates.budget_spent() == 0
+    await holds_nothing(gates)
+
+
+@virtual_time
+async def test_a_stream_stopped_by_shutdown_pays_for_what_was_produced_and_holds_nothing() -> None:
+    gates = frozen()
+    sink = Sink()
+    task = asyncio.create_task(
+        run(gates, Upstreams({"a": [stream_begun(30, 4)]}), gates.call(BUDGETED), sink)
+    )
+    await sink.began.wait()
+    sink.stop_for_shutdown()
+    with pytest.raises(ClientGone):
+        await task
+    assert sink.shut_down  # the front door ends the reply with an error event
+    assert await gates.budget_spent() == 34
+    await holds_nothing(gates)
+
+
+@virtual_time
+async def test_a_call_stopped_by_shutdown_while_queued_holds_nothing() -> None:
+    gates = Gates(lane=Limits(1, 1_000_000, 1_000_000))
+    first, second = Sink(), Sink()
+    upstreams = Upstreams({"a": [stream_begun(30, 4)]})
+    running = asyncio.create_task(run(gates, upstreams, gates.call(BUDGETED), first))
+    await first.began.wait()
+    queued = asyncio.create_task(run(gates, upstreams, gates.call(BUDGETED, deadline_in=300), second))
+    await asyncio.sleep(5)
+    assert gates.queues.waiting("a") == 1
+    second.stop_for_shutdown()
+    first.stop_for_shutdown()
+    for task in (queued, running):
+        with pytest.raises(ClientGone):
+            await task
+    assert gates.queues.waiting("a") == 0
+    assert await gates.budget_spent() == 34  # the stream's tokens; the queued call's estimate came back
     await holds_nothing(gates)
