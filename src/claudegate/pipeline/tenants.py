@@ -95,6 +95,8 @@ class TenantGate:
         if hold.settled:
             return
         hold.settled = True
+        if not hold.taken and not hold.slots:
+            return  # a tenant without limits: nothing was taken
         try:
             if not served:
                 for spec, amount in hold.taken:
