@@ -111,12 +111,16 @@ async def test_settling_twice_changes_nothing() -> None:
 
 
 @virtual_time
-async def test_a_lease_is_entered_once() -> None:
+async def test_a_lease_is_entered_once_and_takes_nothing_once_settled() -> None:
     gates = Gates()
     lease = gates.admission.admit(gates.call(identity()), Sink(), ReplyResult())
     async with lease:
         with pytest.raises(RuntimeError):
             await lease.__aenter__()
+        await lease.settle()
+        with pytest.raises(RuntimeError):  # a place taken now would never be settled
+            await lease.retry(frozenset())
+    assert gates.in_flight() == 0
 
 
 # -- each stage refusing gives back what the stages before it took -------------------------------------------

@@ -202,6 +202,8 @@ class Lease:
             await place.settle(result)
 
     async def _take_place(self, failed_on: frozenset[str]) -> None:
+        if self._settled or not self._entered:
+            raise RuntimeError("a lease takes places only between entering it and settling it")
         gates, trace, call = self._admission, self._trace, self.call
         debug = logger.isEnabledFor(logging.DEBUG)
         waiting_since = time.time_ns() if trace is not None or debug else 0
