@@ -102,7 +102,7 @@ def test_debug_with_payload_logging_shows_the_prompt_in_text_lines(tmp_path: Pat
     assert " status=200 " in line
     assert "What is the capital of France?" in line
     assert re.search(
-        r"DEBUG claudegate\.pipeline\.core: request req_cg_\w+: attempt 1 admitted on simulator", log
+        r"DEBUG claudegate\.pipeline\.lease: request req_cg_\w+: attempt 1 admitted on simulator", log
     )
     assert key not in log
 

@@ -64,6 +64,12 @@ class CircuitBreaker:
             return True
         return False
 
+    def release_probe(self) -> None:
+        """A probe ``allow`` let through ended without telling whether the upstream works (it was cancelled
+        or throttled before a reply): another call may probe in its place."""
+        if self._state is BreakerState.HALF_OPEN and self._probes > 0:
+            self._probes -= 1
+
     @property
     def on_trial(self) -> bool:
         """Closed by a health probe, and no real call has succeeded since."""

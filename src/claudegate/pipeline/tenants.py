@@ -1,110 +1,147 @@
 """Per-key, per-user and per-organisation limits: requests and tokens per minute, and concurrent calls.
 
 They are checked before a call joins an upstream's queue, so a tenant over its own limit waits (or is
-refused, when its deadline is too close) without holding up anyone else's calls.
+refused, when its deadline is too close) without holding up anyone else's calls. What a call takes is a
+``TenantHold``: settled once, with the tokens the upstream really charged, when the call ends. A call
+refused or abandoned before any upstream served it keeps nothing: its requests, tokens and slots go back.
+
+Every wait takes its time from the event loop: a bucket's refill is a timer, and a call waiting for a
+concurrency slot waits on a future that the end of another call of the same tenant in this process resolves
+at once (``slots.SlotWaiters``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from claudegate.errors import RateLimitError
-from claudegate.flow.state import BucketSpec, FlowState
+from claudegate.flow.state import BucketSpec, FlowState, MemoryState
 from claudegate.keys import Identity, LimitSet
+from claudegate.pipeline.slots import SlotWaiters
 
-__all__ = ["TenantGate", "TenantPass"]
+__all__ = ["TenantGate", "TenantHold"]
 
-_SLOT_POLL_S = 0.05
+# How often the first call waiting for a tenant's slot looks again when the slots are shared with other
+# gateway processes (Redis): a slot they free wakes nobody here, so a bounded re-check finds it.
+SHARED_SLOT_RECHECK_S = 0.1
 
 
-@dataclass(slots=True)
-class TenantPass:
-    """What a call took from its tenants' limits, settled with the real token count when it ends."""
+@dataclass(eq=False, slots=True)
+class TenantHold:
+    """What a call took from its tenants' limits."""
 
+    taken: list[tuple[BucketSpec, float]] = field(default_factory=list)  # every bucket and its amount
     token_buckets: list[BucketSpec] = field(default_factory=list)
     estimated_tokens: float = 0.0
+    slots: list[str] = field(default_factory=list)
+    settled: bool = False
 
 
 class TenantGate:
-    def __init__(self, state: FlowState, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, state: FlowState, *, shared: bool | None = None) -> None:
+        """``shared``: other processes use the same slots (None: unless ``state`` is this process's own)."""
         self._state = state
-        self._clock = clock
+        # Slots in this process's memory are freed only here, so a freed slot always wakes its waiter;
+        # shared ones may be freed by another process, which is what the re-check is for.
+        if shared is None:
+            shared = not isinstance(state, MemoryState)
+        self._slots = SlotWaiters(state, recheck_s=SHARED_SLOT_RECHECK_S if shared else None)
 
-    @contextlib.asynccontextmanager
-    async def hold(
-        self, identity: Identity, estimated_tokens: float, deadline: float
-    ) -> AsyncIterator[TenantPass]:
-        """Wait for the tenants' buckets and concurrency slots (or refuse at once if the deadline is too
-        near); release the slots when the call ends."""
+    def waiting(self, slot: str) -> int:
+        """Calls of this process waiting for one of ``slot``'s concurrency slots (``key:3``, ...)."""
+        return self._slots.waiting(slot)
+
+    async def take(self, identity: Identity, estimated_tokens: float, deadline: float) -> TenantHold:
+        """Take the tenants' requests, tokens and a concurrency slot of each, waiting for them until
+        ``deadline`` (on the event loop's clock); raise RateLimitError, holding nothing, when they cannot be
+        had in time. Cancelled while waiting, it holds nothing either."""
+        hold = TenantHold(estimated_tokens=estimated_tokens)
         settings = identity.settings
-        scopes: list[tuple[str, str, LimitSet]] = [("key", str(identity.key_id), settings.key)]
-        if identity.user_id is not None:
-            scopes.append(("user", str(identity.user_id), settings.user))
-        scopes.append(("organisation", str(identity.org_id), settings.org))
-
-        taken = TenantPass(estimated_tokens=estimated_tokens)
-        demands: list[tuple[BucketSpec, float]] = []
+        if settings.key.is_unlimited and settings.user.is_unlimited and settings.org.is_unlimited:
+            return hold  # most keys: nothing to take
+        scopes = _scopes(identity)
         for scope, ident, limits in scopes:
             if limits.requests_per_minute:
-                demands.append(
-                    (BucketSpec.per_minute(f"{scope}:{ident}:requests", limits.requests_per_minute), 1)
-                )
+                spec = BucketSpec.per_minute(f"{scope}:{ident}:requests", limits.requests_per_minute)
+                hold.taken.append((spec, 1))
             if limits.tokens_per_minute:
                 spec = BucketSpec.per_minute(f"{scope}:{ident}:tokens", limits.tokens_per_minute)
-                demands.append((spec, min(estimated_tokens, spec.capacity)))
-                taken.token_buckets.append(spec)
-        if demands:
-            await self._take(demands, deadline, scopes)
-
-        held: list[str] = []
+                hold.taken.append((spec, min(estimated_tokens, spec.capacity)))
+                hold.token_buckets.append(spec)
+        if hold.taken:
+            await self._take_buckets(hold.taken, deadline, scopes)
         try:
+            # Always in the same order (key, user, organisation), so two calls never each hold a slot the
+            # other waits for.
             for scope, ident, limits in scopes:
                 if limits.max_concurrency:
                     slot = f"{scope}:{ident}"
-                    await self._acquire(slot, limits.max_concurrency, deadline, scope)
-                    held.append(slot)
-            yield taken
+                    acquired = await self._slots.acquire(slot, limits.max_concurrency, deadline)
+                    if not acquired:
+                        raise RateLimitError(
+                            f"claudegate: the {scope} already has {limits.max_concurrency} calls in flight, "
+                            "its limit; retry when one ends",
+                            retry_after=1,
+                        )
+                    hold.slots.append(slot)
+        except BaseException:
+            await self.settle(hold, 0.0, served=False)
+            raise
+        return hold
+
+    async def settle(self, hold: TenantHold, actual_tokens: float, *, served: bool) -> None:
+        """End the hold (once; later calls do nothing): the token buckets are charged what the upstream
+        charged instead of the estimate, and the slots are freed. A call no upstream ``served`` also gets
+        its requests back."""
+        if hold.settled:
+            return
+        hold.settled = True
+        if not hold.taken and not hold.slots:
+            return  # a tenant without limits: nothing was taken
+        try:
+            if not served:
+                for spec, amount in hold.taken:
+                    if amount:
+                        await self._state.charge(spec, -amount)
+                actual_tokens = 0.0
+            difference = actual_tokens - hold.estimated_tokens if served else 0.0
+            if difference:
+                for spec in hold.token_buckets:
+                    await self._state.charge(spec, difference)
         finally:
-            for slot in held:
-                await self._state.release(slot)
+            slots, hold.slots = hold.slots, []
+            await self._slots.release(slots)
 
-    async def settle(self, taken: TenantPass, actual_tokens: float) -> None:
-        difference = actual_tokens - taken.estimated_tokens
-        if difference:
-            for spec in taken.token_buckets:
-                await self._state.charge(spec, difference)
-
-    async def _take(
+    async def _take_buckets(
         self,
         demands: list[tuple[BucketSpec, float]],
         deadline: float,
         scopes: list[tuple[str, str, LimitSet]],
     ) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             wait = await self._state.try_take(demands)
             if wait == 0:
                 return
-            now = self._clock()
-            if math.isinf(wait) or now + wait > deadline:
+            if math.isinf(wait) or loop.time() + wait > deadline:
                 names = ", ".join(scope for scope, _, limits in scopes if not limits.is_unlimited)
+                retry_in = wait if math.isfinite(wait) else 60.0
                 raise RateLimitError(
                     f"claudegate: this call would exceed the per-minute limits of its {names} before its "
-                    f"deadline; retry in {wait if math.isfinite(wait) else 60:.1f} s",
-                    retry_after=max(1.0, math.ceil(wait if math.isfinite(wait) else 60)),
+                    f"deadline; retry in {retry_in:.1f} s",
+                    retry_after=max(1.0, math.ceil(retry_in)),
                 )
+            # The buckets refill at known rates: wake when they will hold enough (another process may take
+            # first, through shared state: then this takes again and waits for the next refill).
             await asyncio.sleep(wait)
 
-    async def _acquire(self, slot: str, limit: int, deadline: float, scope: str) -> None:
-        while not await self._state.acquire(slot, limit):
-            if self._clock() + _SLOT_POLL_S > deadline:
-                raise RateLimitError(
-                    f"claudegate: the {scope} already has {limit} calls in flight, its limit; retry when one "
-                    "ends",
-                    retry_after=1,
-                )
-            await asyncio.sleep(_SLOT_POLL_S)
+
+def _scopes(identity: Identity) -> list[tuple[str, str, LimitSet]]:
+    settings = identity.settings
+    scopes: list[tuple[str, str, LimitSet]] = [("key", str(identity.key_id), settings.key)]
+    if identity.user_id is not None:
+        scopes.append(("user", str(identity.user_id), settings.user))
+    scopes.append(("organisation", str(identity.org_id), settings.org))
+    return scopes
