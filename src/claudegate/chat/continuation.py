@@ -23,8 +23,8 @@ from starlette.types import Receive
 from claudegate.chat.sink import ChatStreamSink, ReplyBuffer
 from claudegate.errors import ClaudegateError
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped
+from claudegate.pipeline.request import new_request_id
 from claudegate.pipeline.sink import RawHeaders
-from claudegate.server.call import new_request_id
 
 if TYPE_CHECKING:
     from claudegate.chat.request import Caller

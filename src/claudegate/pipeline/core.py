@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from claudegate.alerts import Alerts
@@ -233,7 +233,7 @@ class Pipeline:
             estimated_out=estimated_out,
             trace=trace,
         ):
-            model, call.fallbacks = call.fallbacks[0], call.fallbacks[1:]
+            model = call.fallbacks[0]
             logger.info(
                 "model %s is unavailable; policy %s falls back to %s (request %s)",
                 call.model,
@@ -241,8 +241,7 @@ class Pipeline:
                 model,
                 call.request_id,
             )
-            call.model = model
-            call.body = with_model(call.body, model)
+            call = replace(call, model=model, fallbacks=call.fallbacks[1:], body=with_model(call.body, model))
             info = self._catalog.resolve(model)
             rate_class = info.rate_class if info is not None else _UNKNOWN_CLASS
 
