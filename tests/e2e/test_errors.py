@@ -48,7 +48,9 @@ def fault(kind: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("params", "status", "exception"),
     [
-        pytest.param({"temperature": 5.0}, 400, anthropic.BadRequestError, id="400-validation"),
+        pytest.param(
+            {"extra_body": {"temperature": 5.0}}, 400, anthropic.BadRequestError, id="400-validation"
+        ),
         pytest.param({"messages": []}, 400, anthropic.BadRequestError, id="400-no-messages"),
         pytest.param({"model": "claude-nonexistent-9"}, 404, anthropic.NotFoundError, id="404-model"),
         pytest.param(

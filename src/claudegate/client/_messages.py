@@ -38,8 +38,8 @@ from claudegate.pipeline.policies import PolicyBook
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped, forwarded_headers, open_reply, relay
 from claudegate.pipeline.request import CallRequest, new_request_id
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
-from claudegate.server import files as file_routes
-from claudegate.server.services import Services
+from claudegate.runtime import files as file_routes
+from claudegate.runtime.services import Services
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

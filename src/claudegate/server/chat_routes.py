@@ -48,15 +48,15 @@ from claudegate.keys import Identity
 from claudegate.pipeline.describe import MAX_BODY_BYTES, requested_deadline
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.sink import Departure
-from claudegate.server.asgi import header, send_error, send_json
-from claudegate.server.call import GatewayCall, read_json_body
+from claudegate.runtime.asgi import header, send_error, send_json
+from claudegate.runtime.call import GatewayCall, read_json_body
 from claudegate.store.render import iso
 from claudegate.store.rows import StoreError
 from claudegate.wire.pagination import page_params
 from claudegate.wire.paths import CHAT_ID, valid_id
 
 if TYPE_CHECKING:
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["CHAT_ID_HEADER", "dispatch", "is_chat_path"]
 

@@ -1,7 +1,7 @@
 """The gateway's ASGI application: Anthropic's API in front of an upstream, with keys, metering and metrics.
 
 Routing is a handful of string comparisons rather than a router: it runs on every call of a path
-budgeted at half a millisecond of CPU (see ``asgi.py``).
+budgeted at half a millisecond of CPU (see ``claudegate.runtime.asgi``).
 """
 
 from __future__ import annotations
@@ -35,17 +35,18 @@ from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.reload import Reloader, ReloadRefusedError
-from claudegate.server import batches as batch_routes
+from claudegate.runtime import batches as batch_routes
+from claudegate.runtime import files as file_routes
+from claudegate.runtime.asgi import header, send_error, send_json
+from claudegate.runtime.call import GatewayCall, read_json_body, read_raw_body
+from claudegate.runtime.proxy import forward
+from claudegate.runtime.services import Services, open_services
 from claudegate.server import chat_routes, openai_routes
-from claudegate.server import files as file_routes
 from claudegate.server.admin import AdminDeps, admin_routes
-from claudegate.server.asgi import header, send_error, send_json
-from claudegate.server.call import GatewayCall, read_json_body, read_raw_body
+from claudegate.server.admin_usage import live_upstreams
 from claudegate.server.compression import compressing
 from claudegate.server.health import HealthCheck
 from claudegate.server.openapi import openapi_json
-from claudegate.server.proxy import forward
-from claudegate.server.services import Services, live_upstreams, open_services
 from claudegate.wire.paths import MODEL_ID, canonical_path, safe_query, valid_id
 from claudegate.wire.sse import error_tail
 

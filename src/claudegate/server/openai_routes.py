@@ -34,10 +34,10 @@ from claudegate.openai import (
 from claudegate.pipeline.budgets import BudgetExceededError
 from claudegate.pipeline.describe import MAX_BODY_BYTES, bare_call, describe_call
 from claudegate.pipeline.request import CallRequest
-from claudegate.server.asgi import GATEWAY_ORIGIN, RawHeaders, header, send_json
-from claudegate.server.call import GatewayCall, read_json_body
+from claudegate.runtime.asgi import GATEWAY_ORIGIN, RawHeaders, header, send_json
+from claudegate.runtime.call import GatewayCall, read_json_body
+from claudegate.runtime.services import Services
 from claudegate.server.openai_sink import OpenAISink
-from claudegate.server.services import Services
 from claudegate.wire.models import default_catalog
 
 __all__ = ["ANTHROPIC_VERSION", "chat_completions", "models", "send_openai_error", "wants_openai_models"]

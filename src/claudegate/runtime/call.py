@@ -12,7 +12,7 @@ from claudegate.errors import InvalidRequestError, RequestTooLargeError
 from claudegate.keys import Identity
 from claudegate.pipeline.describe import MAX_BODY_BYTES, refuse_nul
 from claudegate.pipeline.request import new_request_id
-from claudegate.server.asgi import header, read_body
+from claudegate.runtime.asgi import header, read_body
 from claudegate.wire.paths import safe_query
 
 __all__ = [
