@@ -34,8 +34,6 @@ __all__ = ["continue_reply", "streamed_message"]
 
 logger = logging.getLogger(__name__)
 
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-
 
 async def continue_reply(
     service: ChatService,
@@ -74,8 +72,7 @@ async def continue_reply(
             break
         finally:
             sink.close()
-        for name in _USAGE_FIELDS:  # a piece cut short was still paid for
-            setattr(result.usage, name, getattr(result.usage, name) + getattr(more.usage, name))
+        result.usage.add(more.usage)  # a piece cut short was still paid for
         piece = _piece(sink)
         if more.client_gone or piece is None:
             break

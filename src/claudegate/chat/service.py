@@ -354,14 +354,7 @@ class ChatService:
         usage = result.usage
         used_model = result.model or model
         cost: Decimal | None = self._prices.cost(used_model, usage, batch=False)
-        return ReplyUsage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens,
-            cost_usd=cost,
-            model=used_model,
-        )
+        return ReplyUsage(tokens=usage, cost_usd=cost, model=used_model)
 
 
 def _title(content: Sequence[Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -80,13 +81,10 @@ class Accountant:
                 key_id=identity.key_id,
                 upstream=upstream,
                 error_type=result.error_type,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+                # A copy: the record is written later, and the reply's usage may still grow (a chat's
+                # continuations add theirs to the turn's).
+                usage=replace(usage),
                 cost_usd=cost,
-                usage_details=usage.details(),
                 latency_ms=latency_ms,
                 ttft_ms=ttft_ms,
                 streamed=result.streamed,

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from claudegate.accounting.prices import UsageTokens
 from claudegate.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
 from claudegate.runtime.asgi import send_json
@@ -102,13 +101,7 @@ def _results_accountant(services: Services, owner: BatchOwner, org_name: str) ->
                 services.metrics.observe_spend(
                     model=record.model or "unknown",
                     org=org_name,
-                    tokens=UsageTokens(
-                        input_tokens=record.input_tokens,
-                        output_tokens=record.output_tokens,
-                        cache_creation_input_tokens=record.cache_creation_input_tokens,
-                        cache_read_input_tokens=record.cache_read_input_tokens,
-                        cache_creation_1h_input_tokens=record.cache_creation_1h_input_tokens,
-                    ),
+                    tokens=record.usage,
                     cost=record.cost_usd,
                 )
         return body
