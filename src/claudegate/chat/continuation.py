@@ -72,7 +72,7 @@ async def continue_reply(
             break
         finally:
             sink.close()
-        result.usage.add(more.usage)  # a piece cut short was still paid for
+        result.usage = result.usage.plus(more.usage)  # a piece cut short was still paid for
         piece = _piece(sink)
         if more.client_gone or piece is None:
             break

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -81,9 +80,7 @@ class Accountant:
                 key_id=identity.key_id,
                 upstream=upstream,
                 error_type=result.error_type,
-                # A copy: the record is written later, and the reply's usage may still grow (a chat's
-                # continuations add theirs to the turn's).
-                usage=replace(usage),
+                usage=usage,  # final once the call has ended: sums made later are new (Usage.plus)
                 cost_usd=cost,
                 latency_ms=latency_ms,
                 ttft_ms=ttft_ms,

@@ -94,7 +94,7 @@ def describe_call(
     if upstreams <= 1:
         sticky = None  # one upstream: nothing to stick to
     elif sticky is None:
-        sticky = sticky_key(settings.sticky, asked, dict(fields))
+        sticky = sticky_key(settings.sticky, asked, fields)
     return CallRequest(
         identity=identity,
         request_id=request_id if request_id is not None else new_request_id(),

@@ -93,10 +93,14 @@ class Usage:
             found["cache_creation"] = {"ephemeral_1h_input_tokens": self.cache_creation_1h_input_tokens}
         return {**found, **(self.details() or {})}
 
-    def add(self, other: Usage) -> None:
-        """Add another call's token counts to these (the pieces of one continued answer)."""
+    def plus(self, other: Usage) -> Usage:
+        """A new usage: these token counts and another call's added (the pieces of one continued answer).
+        New rather than changed in place: a call's usage record holds its usage as it was."""
+        summed = Usage(speed=self.speed, inference_geo=self.inference_geo, extra=dict(self.extra))
+        summed.server_tool_requests = dict(self.server_tool_requests)
         for name in (*_TOKEN_FIELDS, "cache_creation_1h_input_tokens"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            setattr(summed, name, getattr(self, name) + getattr(other, name))
+        return summed
 
     def details(self) -> dict[str, Any] | None:
         """What usage said beyond the token counts, for the usage record (None when nothing)."""
