@@ -24,7 +24,7 @@ from pathlib import Path
 from claudegate.accounting.prices import PriceTable, PriceTableError
 from claudegate.config import ConfigError, Settings
 from claudegate.flow.retry import RetryPolicy
-from claudegate.server.services import Services, pool_members
+from claudegate.runtime.services import Services, pool_members
 from claudegate.upstream.pool import PoolMember
 
 __all__ = ["RELOADABLE", "ReloadOutcome", "ReloadRefusedError", "Reloader"]

@@ -23,6 +23,7 @@ from claudegate.accounting.usage import UsageRecord
 from claudegate.store._engine import create_engine
 from claudegate.store.migrate import upgrade_database
 from claudegate.store.usage import UsageRepository
+from claudegate.wire.usage_tap import Usage
 from tests.e2e.conftest import GatewayServer, Tenant, gateway_settings, make_tenant
 from tests.e2e.console_support import Console, chromium
 from tests.servers import running_in_thread
@@ -58,10 +59,12 @@ def _march_records(acme: Tenant, globex: Tenant) -> list[UsageRecord]:
                     user_id=tenant.user_id if n == 1 else None,
                     key_id=tenant.user_key_id if n == 1 else tenant.key_id,
                     upstream="simulator",
-                    input_tokens=1000 * day + n,
-                    output_tokens=300 * day,
-                    cache_creation_input_tokens=50 * n,
-                    cache_read_input_tokens=700 * (day % 3),
+                    usage=Usage(
+                        input_tokens=1000 * day + n,
+                        output_tokens=300 * day,
+                        cache_creation_input_tokens=50 * n,
+                        cache_read_input_tokens=700 * (day % 3),
+                    ),
                     cost_usd=Decimal("0.0123457") * day + Decimal(n) / 1000,
                 )
             )

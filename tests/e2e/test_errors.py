@@ -48,7 +48,9 @@ def fault(kind: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("params", "status", "exception"),
     [
-        pytest.param({"max_tokens": -1}, 400, anthropic.BadRequestError, id="400-validation"),
+        pytest.param(
+            {"extra_body": {"temperature": 5.0}}, 400, anthropic.BadRequestError, id="400-validation"
+        ),
         pytest.param({"messages": []}, 400, anthropic.BadRequestError, id="400-no-messages"),
         pytest.param({"model": "claude-nonexistent-9"}, 404, anthropic.NotFoundError, id="404-model"),
         pytest.param(
@@ -83,6 +85,21 @@ def test_upstream_errors_raise_the_same_exception(
     if status == 429:
         assert through.response.headers["retry-after"] == straight.response.headers["retry-after"] == "3"
         assert "anthropic-ratelimit-requests-limit" in through.response.headers
+
+
+@pytest.mark.parametrize(
+    "change", [{"max_tokens": -1}, {"max_tokens": "20"}, {"model": 4}, {"stream": "yes"}], ids=str
+)
+def test_a_wrong_field_is_refused_before_admission_in_the_upstreams_words(
+    stack: Stack, change: dict[str, Any]
+) -> None:
+    """The fields the gateway reads to admit a call are checked before it is admitted (nothing is counted
+    against the key's limits), and refused with the error the upstream would have given."""
+    gateway, direct = clients(stack)
+    through, straight = raised(gateway, extra_body=change), raised(direct, extra_body=change)
+    assert type(through) is type(straight) is anthropic.BadRequestError
+    assert through.body["error"] == straight.body["error"]  # type: ignore[index]
+    assert through.response.headers[ORIGIN] == "gateway"
 
 
 def test_oversize_body_is_413(stack: Stack) -> None:

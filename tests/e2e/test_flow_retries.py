@@ -81,7 +81,7 @@ async def test_overloaded_twice_then_answered_takes_three_attempts(
 @pytest.mark.parametrize(
     ("change", "fault", "status", "error_type"),
     [
-        pytest.param({"max_tokens": "20"}, None, 400, "invalid_request_error", id="400-wrong-type"),
+        pytest.param({"temperature": "0.5"}, None, 400, "invalid_request_error", id="400-wrong-type"),
         pytest.param({"max_tokens": 10**9}, None, 400, "invalid_request_error", id="400-too-many-tokens"),
         pytest.param({}, "billing", 402, "billing_error", id="402"),
         pytest.param({}, "permission", 403, "permission_error", id="403"),

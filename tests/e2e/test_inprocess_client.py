@@ -244,7 +244,7 @@ def fault(kind: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("ours", "theirs", "exception"),
     [
-        pytest.param({"max_tokens": -1}, None, anthropic.BadRequestError, id="400-validation"),
+        pytest.param({"extra_body": {"top_k": -1}}, None, anthropic.BadRequestError, id="400-validation"),
         pytest.param({"messages": []}, None, anthropic.BadRequestError, id="400-no-messages"),
         pytest.param(
             {"temperature": 5}, {"extra_body": {"temperature": 5}}, anthropic.BadRequestError, id="400-extra"

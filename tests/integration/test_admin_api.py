@@ -16,6 +16,7 @@ from claudegate.errors import AuthenticationError
 from claudegate.keys import UNLIMITED_TENANT, KeyResolver, LimitSet
 from claudegate.server.admin import AdminDeps, admin_routes
 from claudegate.store import Store
+from claudegate.wire.usage_tap import Usage
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -122,7 +123,7 @@ async def test_usage_report(admin: httpx2.AsyncClient, store: Store) -> None:
                 status=200 if n else 429,
                 error_type=None if n else "rate_limit_error",
                 org_id=acme.id,
-                input_tokens=100,
+                usage=Usage(input_tokens=100),
                 cost_usd=Decimal("0.0005"),
             )
             for n in range(3)

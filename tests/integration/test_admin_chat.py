@@ -12,6 +12,7 @@ import pytest
 from claudegate.accounting.usage import UsageRecord
 from claudegate.keys import BudgetCaps, KeyResolver, hash_key
 from claudegate.store import Store
+from claudegate.wire.usage_tap import Usage
 from tests.integration.test_admin_api import AUTH, assert_error, client_for
 
 
@@ -161,9 +162,7 @@ async def test_budgets_of_organisations_and_users(
                 status=200,
                 org_id=org.id,
                 user_id=user.id,
-                input_tokens=100,
-                output_tokens=20,
-                cache_read_input_tokens=1000,
+                usage=Usage(input_tokens=100, output_tokens=20, cache_read_input_tokens=1000),
                 cost_usd=Decimal("0.0123"),
             )
         ]

@@ -7,7 +7,6 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -26,6 +25,7 @@ from claudegate.store import Store, upgrade_database
 from claudegate.store._engine import create_engine
 from claudegate.store.tables import UsageRow
 from claudegate.store.usage_series import Bucket, SeriesBy, UsageQuery, rollup_dimension
+from claudegate.wire.usage_tap import Usage
 
 TOKEN = "admin-token-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -68,10 +68,12 @@ async def records(store: Store) -> list[UsageRecord]:
                 user_id=alice.id if org is acme and n % 2 else None,
                 key_id=key.row.id if org is acme and n % 2 else None,
                 upstream="primary",
-                input_tokens=100 + n,
-                output_tokens=10 * n,
-                cache_creation_input_tokens=n % 5,
-                cache_read_input_tokens=n % 7,
+                usage=Usage(
+                    input_tokens=100 + n,
+                    output_tokens=10 * n,
+                    cache_creation_input_tokens=n % 5,
+                    cache_read_input_tokens=n % 7,
+                ),
                 cost_usd=None if n == 59 else Decimal("0.0012345") * (n + 1),
             )
         )
@@ -94,8 +96,8 @@ async def test_totals_per_month_equal_the_records(
         month = [r for r in records if r.created_at.strftime("%Y-%m") == row["period"]]
         assert row["requests"] == len(month)
         assert row["errors"] == sum(1 for r in month if r.status >= 400)
-        assert row["input_tokens"] == sum(r.input_tokens for r in month)
-        assert row["cache_read_input_tokens"] == sum(r.cache_read_input_tokens for r in month)
+        assert row["input_tokens"] == sum(r.usage.input_tokens for r in month)
+        assert row["cache_read_input_tokens"] == sum(r.usage.cache_read_input_tokens for r in month)
         assert Decimal(row["cost_usd"]) == _cost(month)
     assert report["totals"]["unpriced_requests"] == 1
     assert Decimal(report["totals"]["cost_usd"]) == _cost(records)
@@ -133,7 +135,7 @@ async def test_every_split_and_filter_adds_up_the_records(
         owner = {"org": r.org_id, "user": r.user_id, "key": r.key_id, "model": r.model}.get(by)
         sums = expected[(period, None if owner is None else str(owner))]
         sums[0] += 1
-        sums[1] += r.input_tokens + r.cache_read_input_tokens
+        sums[1] += r.usage.input_tokens + r.usage.cache_read_input_tokens
         sums[2] += r.cost_usd or 0
     shown = {
         (row["period"], row["group"]): [
@@ -155,7 +157,7 @@ async def test_hours_split_by_user_for_one_organisation(
     for r in records:
         if r.org_id == records[1].org_id and r.created_at < datetime(2026, 5, 1, tzinfo=UTC):
             expected[(r.created_at.strftime("%Y-%m-%dT%H"), "acme/alice" if r.user_id else None)] += (
-                r.output_tokens
+                r.usage.output_tokens
             )
     shown = {(row["period"], row["label"]): row["output_tokens"] for row in report["data"]}
     assert shown == expected
@@ -248,16 +250,14 @@ async def test_upgrading_to_daily_totals_adds_up_the_records_written_before(data
             created_at=datetime(2026, 6, 1 + n % 3, n, tzinfo=UTC),
             org_id=None if n == 0 else 1 + n % 2,
             key_id=n % 4 or None,
-            output_tokens=n,
+            usage=Usage(output_tokens=n),
             cost_usd=None if n == 5 else Decimal("0.0000001") * n,
         )
         for n in range(20)
     ]
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                insert(UsageRow.__table__), [{f.name: getattr(r, f.name) for f in fields(r)} for r in made]
-            )
+            await conn.execute(insert(UsageRow.__table__), [r.row() for r in made])
     finally:
         await engine.dispose()
     await upgrade_database(database_url)
@@ -268,7 +268,7 @@ async def test_upgrading_to_daily_totals_adds_up_the_records_written_before(data
             assert rollup_dimension(query) is not None
             rows = await store.usage.series(query)
             assert sum(row.requests for row in rows) == len(made)
-            assert sum(row.output_tokens for row in rows) == sum(r.output_tokens for r in made)
+            assert sum(row.output_tokens for row in rows) == sum(r.usage.output_tokens for r in made)
             assert sum(row.cost_usd for row in rows) == sum(r.cost_usd or 0 for r in made)
             assert sum(row.unpriced_requests for row in rows) == 1
     finally:

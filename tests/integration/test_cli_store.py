@@ -19,6 +19,7 @@ from claudegate.accounting.usage import UsageRecord
 from claudegate.cli import app
 from claudegate.keys import LimitSet, TenantSettings, hash_key
 from claudegate.store import Store, head_revision
+from claudegate.wire.usage_tap import Usage
 
 Cli = Callable[..., Result]
 
@@ -278,8 +279,7 @@ def test_usage_report_as_json_and_table(cli: Cli, migrated_database_url: str) ->
                         status=200,
                         created_at=when,
                         org_id=acme.id,
-                        input_tokens=1000,
-                        output_tokens=100,
+                        usage=Usage(input_tokens=1000, output_tokens=100),
                         cost_usd=Decimal("0.0045"),
                     )
                     for n in range(4)

@@ -117,7 +117,7 @@ async def test_flags_lower_themselves_and_can_be_lowered(state: FlowState) -> No
 
 async def test_gateways_share_redis_state_only_under_the_same_prefix(redis_url: str) -> None:
     from claudegate.config import Settings
-    from claudegate.server.services import flow_state
+    from claudegate.runtime.services import flow_state
 
     account = f"test-{secrets.token_hex(6)}:"
     first = flow_state(Settings(redis_url=redis_url, redis_prefix=account))

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from claudegate.accounting.usage import UsageRecord
 from claudegate.keys import hash_key, looks_like_key
 from claudegate.store import AlreadyExistsError, GroupBy, InvalidNameError, Store
+from claudegate.wire.usage_tap import Usage
 
 DAY1 = datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC)
 DAY2 = datetime(2026, 11, 21, 0, 0, 1, tzinfo=UTC)
@@ -109,10 +110,12 @@ async def _usage_fixture(store: Store) -> tuple[int, int, int, int]:
             org_id=acme.id,
             user_id=alice.id,
             key_id=key_a.row.id,
-            input_tokens=100,
-            output_tokens=50,
-            cache_creation_input_tokens=10,
-            cache_read_input_tokens=1000,
+            usage=Usage(
+                input_tokens=100,
+                output_tokens=50,
+                cache_creation_input_tokens=10,
+                cache_read_input_tokens=1000,
+            ),
             cost_usd=Decimal("0.00123"),
         ),
         UsageRecord(
@@ -123,8 +126,7 @@ async def _usage_fixture(store: Store) -> tuple[int, int, int, int]:
             org_id=acme.id,
             user_id=alice.id,
             key_id=key_a.row.id,
-            input_tokens=200,
-            output_tokens=20,
+            usage=Usage(input_tokens=200, output_tokens=20),
             cost_usd=Decimal("0.0009"),
         ),
         UsageRecord(
@@ -144,8 +146,7 @@ async def _usage_fixture(store: Store) -> tuple[int, int, int, int]:
             created_at=DAY2,
             org_id=acme.id,
             key_id=key_b.row.id,
-            input_tokens=7,
-            output_tokens=3,
+            usage=Usage(input_tokens=7, output_tokens=3),
         ),
         UsageRecord(  # a stream that failed after its 200
             request_id="r5",
@@ -162,7 +163,7 @@ async def _usage_fixture(store: Store) -> tuple[int, int, int, int]:
             status=200,
             created_at=DAY2,
             org_id=beta.id,
-            input_tokens=1,
+            usage=Usage(input_tokens=1),
             cost_usd=Decimal(5),
         ),
     ]

@@ -11,6 +11,7 @@ from claudegate.accounting.usage import UsageRecord, UsageWriter
 from claudegate.store import GroupBy, Store
 from claudegate.store._engine import create_engine
 from claudegate.store.tables import UsageRow
+from claudegate.wire.usage_tap import Usage
 
 
 class RecordingSink:
@@ -25,7 +26,11 @@ class RecordingSink:
 
 def record(n: int, org_id: int | None = None) -> UsageRecord:
     return UsageRecord(
-        request_id=f"req_{n}", model="claude-haiku-4-5", status=200, org_id=org_id, output_tokens=1
+        request_id=f"req_{n}",
+        model="claude-haiku-4-5",
+        status=200,
+        org_id=org_id,
+        usage=Usage(output_tokens=1),
     )
 
 
@@ -95,7 +100,12 @@ async def test_client_text_is_stored_safely_and_a_refused_record_does_not_wedge_
         UsageRecord(request_id="req_long", model="m" * 300, status=404),
         UsageRecord(request_id="req_id\x00" + "x" * 100, model=None, status=400, error_type="e\x00" * 50),
         # A value no column can hold (past 32 bits on PostgreSQL, 63 on SQLite): refused.
-        UsageRecord(request_id="req_huge", model="claude-haiku-4-5", status=200, input_tokens=2**63),
+        UsageRecord(
+            request_id="req_huge",
+            model="claude-haiku-4-5",
+            status=200,
+            usage=Usage(input_tokens=2**63),
+        ),
     ]
     for n in range(5):
         writer.submit(record(n))

@@ -1,4 +1,5 @@
-"""Reading Anthropic's stream back into the reply, and the chat API's own events."""
+"""Reading Anthropic's stream back into the reply (wire.message_fold, as the chat API's stream sink feeds
+it), and the chat API's own events."""
 
 # ruff: noqa: E501 - the stream below is recorded verbatim (Anthropic's documentation)
 
@@ -6,7 +7,8 @@ from __future__ import annotations
 
 import orjson
 
-from claudegate.chat.sse import MessageBuilder, done_event, error_event, token_event
+from claudegate.chat.sse import done_event, error_event, token_event
+from claudegate.wire.message_fold import MessageFold
 from claudegate.wire.sse import SSEParser
 
 TEXT_STREAM = b"""event: message_start
@@ -51,11 +53,11 @@ data: {"type": "message_stop"}
 """
 
 
-def fold(stream: bytes, chunk: int = 7) -> tuple[MessageBuilder, list[str]]:
-    parser, builder, texts = SSEParser(), MessageBuilder(), []
+def fold(stream: bytes, chunk: int = 7) -> tuple[MessageFold, list[str]]:
+    parser, builder, texts = SSEParser(), MessageFold(), []
     for start in range(0, len(stream), chunk):
-        for name, data in parser.feed_fields(stream[start : start + chunk]):
-            text = builder.feed(name, data)
+        for _name, data in parser.feed_fields(stream[start : start + chunk]):
+            text = builder.feed(orjson.loads(data))
             if text:
                 texts.append(text)
     return builder, texts

@@ -11,7 +11,7 @@ import orjson
 from claudegate.errors import AuthenticationError, ClaudegateError, RateLimitError
 from claudegate.openai import UnsupportedParameterError
 from claudegate.pipeline.budgets import BudgetExceededError
-from claudegate.server.call import GatewayCall
+from claudegate.runtime.call import GatewayCall
 from claudegate.server.openai_routes import send_openai_error
 
 

@@ -34,8 +34,7 @@ def test_the_operator_replaces_and_adds_policies() -> None:
 
 
 def test_a_call_naming_a_policy_is_sent_with_its_first_model(identity: Identity) -> None:
-    call = call_for("deep", identity)
-    apply_policy(call, PolicyBook(DEFAULT_POLICIES))
+    call = apply_policy(call_for("deep", identity), PolicyBook(DEFAULT_POLICIES))
     assert (call.policy, call.model, call.fallbacks) == ("deep", "claude-opus-4-6", ("claude-sonnet-4-6",))
     assert orjson.loads(call.body)["model"] == "claude-opus-4-6"
     assert orjson.loads(call.body)["messages"] == [{"role": "user", "content": "Hi"}]
@@ -44,7 +43,7 @@ def test_a_call_naming_a_policy_is_sent_with_its_first_model(identity: Identity)
 def test_a_call_naming_a_model_is_left_as_it_is(identity: Identity) -> None:
     call = call_for("claude-sonnet-4-6", identity)
     body = call.body
-    apply_policy(call, PolicyBook(DEFAULT_POLICIES))
+    call = apply_policy(call, PolicyBook(DEFAULT_POLICIES))
     assert (call.policy, call.model, call.fallbacks, call.body) == (None, "claude-sonnet-4-6", (), body)
 
 

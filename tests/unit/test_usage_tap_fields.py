@@ -58,3 +58,27 @@ def test_plain_token_usage_has_no_details() -> None:
     usage = Usage()
     usage.update({"input_tokens": 1, "output_tokens": 2, "cache_creation": {"ephemeral_1h_input_tokens": 0}})
     assert usage.details() is None
+
+
+def test_usage_reads_back_what_it_reports() -> None:
+    reported = {
+        "input_tokens": 5,
+        "output_tokens": 6,
+        "cache_creation_input_tokens": 7,
+        "cache_read_input_tokens": 8,
+        "cache_creation": {"ephemeral_1h_input_tokens": 3},
+        "speed": "fast",
+        "service_tier": "standard",
+        "server_tool_use": {"web_search_requests": 2},
+    }
+    usage = Usage.of(reported)
+    assert Usage.of(usage.api_json()) == usage
+    assert usage.api_json() == reported
+
+
+def test_the_sum_of_two_calls_is_a_new_usage() -> None:
+    first = Usage(input_tokens=10, output_tokens=100, cache_read_input_tokens=4, speed="fast")
+    summed = first.plus(Usage(input_tokens=12, output_tokens=30, cache_creation_1h_input_tokens=2))
+    assert (summed.input_tokens, summed.output_tokens, summed.cache_read_input_tokens) == (22, 130, 4)
+    assert (summed.cache_creation_1h_input_tokens, summed.speed) == (2, "fast")
+    assert (first.input_tokens, first.output_tokens) == (10, 100)  # a record holding it keeps what it said

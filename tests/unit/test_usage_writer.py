@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from claudegate.accounting.usage import UsageRecord, UsageRejectedError, UsageWriter
+from claudegate.wire.usage_tap import Usage
 
 
 class FlakySink:
@@ -41,7 +42,12 @@ class FlakySink:
 
 
 def record(n: int) -> UsageRecord:
-    return UsageRecord(request_id=f"req_{n:04d}", model="claude-sonnet-4-5", status=200, input_tokens=n)
+    return UsageRecord(
+        request_id=f"req_{n:04d}",
+        model="claude-sonnet-4-5",
+        status=200,
+        usage=Usage(input_tokens=n),
+    )
 
 
 async def eventually(condition: Callable[[], bool], within_s: float = 3.0) -> None:
@@ -162,11 +168,13 @@ def test_spill_lines_round_trip_every_field() -> None:
         key_id=3,
         upstream="anthropic",
         error_type="overloaded_error",
-        input_tokens=10,
-        output_tokens=20,
-        cache_creation_input_tokens=30,
-        cache_read_input_tokens=40,
-        cache_creation_1h_input_tokens=5,
+        usage=Usage(
+            input_tokens=10,
+            output_tokens=20,
+            cache_creation_input_tokens=30,
+            cache_read_input_tokens=40,
+            cache_creation_1h_input_tokens=5,
+        ),
         cost_usd=Decimal("0.0000000150"),
         latency_ms=12.5,
         ttft_ms=3.25,
@@ -175,6 +183,44 @@ def test_spill_lines_round_trip_every_field() -> None:
         batch=True,
     )
     assert UsageRecord.from_json(original.to_json()) == original
+
+
+def test_a_spill_line_keeps_what_usage_said_beyond_the_token_counts() -> None:
+    usage = Usage.of(
+        {"input_tokens": 3, "service_tier": "standard", "server_tool_use": {"web_search_requests": 2}}
+    )
+    original = UsageRecord(request_id="req_2", model="claude-opus-4-7", status=200, usage=usage)
+    read = UsageRecord.from_json(original.to_json())
+    assert read == original
+    assert read.row()["usage_details"] == {
+        "service_tier": "standard",
+        "server_tool_use": {"web_search_requests": 2},
+    }
+
+
+def test_a_spill_line_of_the_earlier_layout_is_read_back() -> None:
+    """A spill file left by the version that stored usage in fields of their own is still imported whole."""
+    line = orjson.dumps(
+        {
+            "request_id": "req_old",
+            "model": "claude-opus-4-7",
+            "status": 200,
+            "created_at": "2026-11-20T08:30:01+00:00",
+            "input_tokens": 10,
+            "output_tokens": 20,
+            "cache_creation_input_tokens": 30,
+            "cache_read_input_tokens": 40,
+            "cache_creation_1h_input_tokens": 5,
+            "usage_details": {"speed": "fast"},
+            "cost_usd": "0.5",
+        }
+    )
+    read = UsageRecord.from_json(line)
+    row = read.row()
+    assert (row["input_tokens"], row["output_tokens"], row["cache_creation_input_tokens"]) == (10, 20, 30)
+    assert (row["cache_read_input_tokens"], row["cache_creation_1h_input_tokens"]) == (40, 5)
+    assert row["usage_details"] == {"speed": "fast"}
+    assert read.cost_usd == Decimal("0.5")
 
 
 async def test_an_outage_spills_the_overflow_and_recovers_it(sink: FlakySink, spill: Path) -> None:

@@ -36,6 +36,8 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+from claudegate.wire.usage_tap import Usage
+
 __all__ = ["UsageRecord", "UsageRejectedError", "UsageSink", "UsageWriter"]
 
 logger = logging.getLogger(__name__)
@@ -57,15 +59,10 @@ class UsageRecord:
     key_id: int | None = None
     upstream: str | None = None
     error_type: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_1h_input_tokens: int = 0
+    # What the reply's usage reported: the token counts, and what else it said (speed, inference_geo,
+    # server_tool_use, service_tier and any field added later), kept as it came.
+    usage: Usage = dataclasses.field(default_factory=Usage)
     cost_usd: Decimal | None = None
-    # What usage reported beyond the token counts (speed, inference_geo, server_tool_use, service_tier and any
-    # field added later), kept as it came.
-    usage_details: dict[str, Any] | None = None
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     streamed: bool = False
@@ -84,10 +81,9 @@ class UsageRecord:
 
     def to_json(self) -> bytes:
         """One line of the spill file."""
-        return orjson.dumps(
-            {field.name: getattr(self, field.name) for field in dataclasses.fields(self)},
-            default=_json_default,
-        )
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        fields["usage"] = self.usage.api_json()
+        return orjson.dumps(fields, default=_json_default)
 
     @classmethod
     def from_json(cls, line: bytes | str) -> UsageRecord:
@@ -95,7 +91,40 @@ class UsageRecord:
         data["created_at"] = datetime.fromisoformat(data["created_at"])
         if data.get("cost_usd") is not None:
             data["cost_usd"] = Decimal(data["cost_usd"])
+        if "usage" in data:
+            data["usage"] = Usage.of(data["usage"])
+        else:  # a line spilled by an earlier version, its usage in fields of their own
+            reported: dict[str, Any] = data.pop("usage_details", None) or {}
+            for name in _SPILLED_TOKEN_FIELDS:
+                reported[name] = data.pop(name, 0)
+            one_hour = data.pop("cache_creation_1h_input_tokens", 0)
+            data["usage"] = Usage.of({**reported, "cache_creation": {"ephemeral_1h_input_tokens": one_hour}})
         return cls(**data)
+
+    def row(self) -> dict[str, Any]:
+        """The record as a row of ``usage_records``: its usage in the table's columns."""
+        row = {name: getattr(self, name) for name in _RECORD_COLUMNS}
+        usage = self.usage
+        row.update(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+            cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+            usage_details=usage.details(),
+        )
+        return row
+
+
+_SPILLED_TOKEN_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+_RECORD_COLUMNS: Final = tuple(
+    field.name for field in dataclasses.fields(UsageRecord) if field.name != "usage"
+)
 
 
 def _json_default(value: object) -> object:

@@ -25,11 +25,9 @@ from claudegate.config import Settings
 from claudegate.errors import ClaudegateError
 from claudegate.keys import Identity
 from claudegate.pipeline.core import Pipeline
-from claudegate.pipeline.policies import PolicyBook, apply_policy
-from claudegate.pipeline.request import CallRequest
-from claudegate.pipeline.routing import deadline_for
+from claudegate.pipeline.describe import describe_call
+from claudegate.pipeline.policies import PolicyBook
 from claudegate.pipeline.sink import Departure, RawHeaders
-from claudegate.server.call import new_request_id
 from claudegate.store import Store
 from claudegate.wire.models import default_catalog
 
@@ -133,17 +131,15 @@ class Compactor:
             "system": _SUMMARY_PROMPT,
             "messages": [{"role": "user", "content": transcript}],
         }
-        call = CallRequest(
+        call = describe_call(
+            body,
+            orjson.dumps(body),
             identity=identity,
-            request_id=new_request_id(),
-            body=orjson.dumps(body),
-            model=model,
-            max_tokens=_SUMMARY_MAX_TOKENS,
-            deadline=deadline_for(identity, None, self._settings.default_deadline_s),
+            settings=self._settings,
+            policies=self._policies,
+            upstreams=1,  # a summary is asked once: no cache to keep warm on one upstream
             headers=list(_HEADERS),
-            priority=identity.settings.priority,
         )
-        apply_policy(call, self._policies)
         sink = _Collected()
         await self._pipeline.run(call, sink)
         reply = orjson.loads(b"".join(sink.chunks) or b"{}")

@@ -23,8 +23,8 @@ from starlette.types import Receive
 from claudegate.chat.sink import ChatStreamSink, ReplyBuffer
 from claudegate.errors import ClaudegateError
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped
+from claudegate.pipeline.request import new_request_id
 from claudegate.pipeline.sink import RawHeaders
-from claudegate.server.call import new_request_id
 
 if TYPE_CHECKING:
     from claudegate.chat.request import Caller
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["continue_reply", "streamed_message"]
 
 logger = logging.getLogger(__name__)
-
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
 async def continue_reply(
@@ -74,8 +72,7 @@ async def continue_reply(
             break
         finally:
             sink.close()
-        for name in _USAGE_FIELDS:  # a piece cut short was still paid for
-            setattr(result.usage, name, getattr(result.usage, name) + getattr(more.usage, name))
+        result.usage = result.usage.plus(more.usage)  # a piece cut short was still paid for
         piece = _piece(sink)
         if more.client_gone or piece is None:
             break

@@ -12,13 +12,14 @@ __all__ = ["normalise_blocks", "reply_text", "usage_json"]
 
 def usage_json(usage: ReplyUsage) -> dict[str, Any]:
     """A call's usage for the chat API: ``input_tokens`` counts every input token, cached or not."""
-    total_in = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    tokens = usage.tokens
+    total_in = tokens.total_input_tokens
     return {
         "input_tokens": total_in,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": total_in + usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "output_tokens": tokens.output_tokens,
+        "total_tokens": total_in + tokens.output_tokens,
+        "cache_creation_input_tokens": tokens.cache_creation_input_tokens,
+        "cache_read_input_tokens": tokens.cache_read_input_tokens,
     }
 
 

@@ -33,10 +33,10 @@ from claudegate.config import Settings
 from claudegate.errors import ApiError, ClaudegateError, InvalidRequestError, NotFoundError
 from claudegate.images import ImageError, prepare_blocks
 from claudegate.pipeline.core import Pipeline
-from claudegate.pipeline.policies import PolicyBook, apply_policy
+from claudegate.pipeline.describe import describe_call
+from claudegate.pipeline.policies import PolicyBook
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
-from claudegate.pipeline.routing import deadline_for
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
 from claudegate.store import Store
 from claudegate.store.chat_rows import (
@@ -263,20 +263,19 @@ class ChatService:
             for name, value in headers
             if name == b"anthropic-beta" or name.startswith(b"x-simulator-")
         )
-        call = CallRequest(
+        # A chat whose model is a policy name keeps it, for every turn.
+        return describe_call(
+            turn.body,
+            orjson.dumps(turn.body),
             identity=identity,
-            request_id=request_id,
-            body=orjson.dumps(turn.body),
-            model=turn.model,
-            max_tokens=turn.max_tokens,
-            stream=turn.body.get("stream") is True,
-            deadline=deadline_for(identity, None, self._settings.default_deadline_s),
+            settings=self._settings,
+            policies=self._policies,
+            upstreams=2 if self._many_upstreams else 1,
             headers=forwarded,
-            priority=identity.settings.priority,
-            sticky_key=f"chat:{turn.chat_id}" if self._many_upstreams else None,
+            asked=headers,
+            request_id=request_id,
+            sticky=f"chat:{turn.chat_id}",
         )
-        apply_policy(call, self._policies)  # a chat whose model is a policy name keeps it, for every turn
-        return call
 
     async def begin(self, turn: Turn, request_id: str) -> None:
         """Store the user's message (and the new conversation) before the call."""
@@ -355,14 +354,7 @@ class ChatService:
         usage = result.usage
         used_model = result.model or model
         cost: Decimal | None = self._prices.cost(used_model, usage, batch=False)
-        return ReplyUsage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            cache_read_input_tokens=usage.cache_read_input_tokens,
-            cost_usd=cost,
-            model=used_model,
-        )
+        return ReplyUsage(tokens=usage, cost_usd=cost, model=used_model)
 
 
 def _title(content: Sequence[Any]) -> str:

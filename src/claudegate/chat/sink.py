@@ -8,10 +8,12 @@ HTTP client: when it hangs up, the pipeline hears it through ``gone`` and abando
 
 from __future__ import annotations
 
+import orjson
 from starlette.types import Receive, Send
 
-from claudegate.chat.sse import PING, MessageBuilder, token_event
+from claudegate.chat.sse import PING, token_event
 from claudegate.pipeline.sink import DisconnectWatch, RawHeaders
+from claudegate.wire.message_fold import MessageFold
 from claudegate.wire.sse import SSEParser
 
 __all__ = ["ChatStreamSink", "ReplyBuffer"]
@@ -51,7 +53,7 @@ class ChatStreamSink(ReplyBuffer):
         self._send = send
         self._extra = headers
         self._parser = SSEParser()
-        self.builder = MessageBuilder()
+        self.builder = MessageFold()
         self.streaming = opened
 
     async def start(self, status: int, headers: RawHeaders) -> None:
@@ -89,7 +91,9 @@ class ChatStreamSink(ReplyBuffer):
             if name == "ping":
                 out.append(PING)
                 continue
-            text = self.builder.feed(name, data)
+            if name is None or not data:
+                continue
+            text = self.builder.feed(orjson.loads(data))
             if text:
                 out.append(token_event(text))
         if out and not self.gone.is_set():

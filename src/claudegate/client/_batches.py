@@ -1,5 +1,5 @@
 """``client.messages.batches``: the official SDK's Message Batches surface, served by the very code behind the
-gateway's ``/v1/messages/batches`` routes (``server.batches``), so ownership (an organisation sees only its
+gateway's ``/v1/messages/batches`` routes (``runtime.batches``), so ownership (an organisation sees only its
 own batches), the upstream each batch lives on, and the usage records of its results are the gateway's.
 
 The routes are driven in process (``_routes.call_route``). ``results_url`` in a batch points at
@@ -17,7 +17,7 @@ from anthropic.types.messages import DeletedMessageBatch, MessageBatch, MessageB
 
 from claudegate.client._params import jsonable
 from claudegate.client._routes import call_route
-from claudegate.server import batches as batch_routes
+from claudegate.runtime import batches as batch_routes
 
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient

@@ -27,7 +27,7 @@ from claudegate.client._params import Defaults
 from claudegate.config import Settings
 from claudegate.keys import Identity
 from claudegate.pipeline.sink import ResponseSink
-from claudegate.server.services import Services, open_services
+from claudegate.runtime.services import Services, open_services
 
 __all__ = ["AsyncClient"]
 

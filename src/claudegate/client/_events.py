@@ -10,12 +10,15 @@ citation events live in a private module, so equivalents with the same fields ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, TypeAlias
 
 from anthropic import BaseModel
+from anthropic._models import construct_type
 from anthropic.lib.streaming import ContentBlockStopEvent, InputJsonEvent, MessageStopEvent, TextEvent
 from anthropic.types import (
     CitationsDelta,
+    ContentBlock,
     InputJSONDelta,
     Message,
     RawContentBlockDeltaEvent,
@@ -25,15 +28,13 @@ from anthropic.types import (
     RawMessageStartEvent,
     RawMessageStopEvent,
     RawMessageStreamEvent,
-    ServerToolUseBlock,
     SignatureDelta,
-    TextBlock,
     TextCitation,
     TextDelta,
-    ThinkingBlock,
     ThinkingDelta,
-    ToolUseBlock,
 )
+
+from claudegate.wire.message_fold import MessageFold
 
 __all__ = ["CitationEvent", "MessageStreamEvent", "SignatureEvent", "ThinkingEvent", "build_events"]
 
@@ -70,34 +71,39 @@ MessageStreamEvent: TypeAlias = (
 )
 
 
-def build_events(event: RawMessageStreamEvent, snapshot: Message) -> list[MessageStreamEvent]:
-    """The events to yield for ``event``, already folded into ``snapshot``."""
+def build_events(
+    event: RawMessageStreamEvent, fold: MessageFold, snapshot: Callable[[], Message]
+) -> list[MessageStreamEvent]:
+    """The events to yield for ``event``, already folded into ``fold``; ``snapshot()`` types the message so
+    far as the SDK's Message (made only for the events that carry it)."""
     if isinstance(event, RawMessageStopEvent):
-        return [MessageStopEvent.construct(type="message_stop", message=snapshot)]
+        return [MessageStopEvent.construct(type="message_stop", message=snapshot())]
     if isinstance(event, RawContentBlockStopEvent):
-        block = snapshot.content[event.index]
+        block = construct_type(type_=ContentBlock, value=fold.content[event.index])
         return [
             ContentBlockStopEvent.construct(type="content_block_stop", index=event.index, content_block=block)
         ]
     if not isinstance(event, RawContentBlockDeltaEvent):
         return [event]
     events: list[MessageStreamEvent] = [event]
-    block = snapshot.content[event.index]
+    folded = fold.content[event.index]
+    kind = folded.get("type")
     delta = event.delta
-    if isinstance(delta, TextDelta) and isinstance(block, TextBlock):
-        events.append(TextEvent.construct(type="text", text=delta.text, snapshot=block.text))
-    elif isinstance(delta, InputJSONDelta) and isinstance(block, ToolUseBlock | ServerToolUseBlock):
+    if isinstance(delta, TextDelta) and kind == "text":
+        events.append(TextEvent.construct(type="text", text=delta.text, snapshot=folded["text"]))
+    elif isinstance(delta, InputJSONDelta) and kind in ("tool_use", "server_tool_use"):
         events.append(
-            InputJsonEvent.construct(type="input_json", partial_json=delta.partial_json, snapshot=block.input)
+            InputJsonEvent.construct(
+                type="input_json", partial_json=delta.partial_json, snapshot=folded["input"]
+            )
         )
-    elif isinstance(delta, CitationsDelta) and isinstance(block, TextBlock):
+    elif isinstance(delta, CitationsDelta) and kind == "text":
+        citations = [construct_type(type_=TextCitation, value=c) for c in folded.get("citations") or []]
+        events.append(CitationEvent.construct(type="citation", citation=delta.citation, snapshot=citations))
+    elif isinstance(delta, ThinkingDelta) and kind == "thinking":
         events.append(
-            CitationEvent.construct(type="citation", citation=delta.citation, snapshot=block.citations or [])
+            ThinkingEvent.construct(type="thinking", thinking=delta.thinking, snapshot=folded["thinking"])
         )
-    elif isinstance(delta, ThinkingDelta) and isinstance(block, ThinkingBlock):
-        events.append(
-            ThinkingEvent.construct(type="thinking", thinking=delta.thinking, snapshot=block.thinking)
-        )
-    elif isinstance(delta, SignatureDelta) and isinstance(block, ThinkingBlock):
-        events.append(SignatureEvent.construct(type="signature", signature=block.signature))
+    elif isinstance(delta, SignatureDelta) and kind == "thinking":
+        events.append(SignatureEvent.construct(type="signature", signature=folded["signature"]))
     return events

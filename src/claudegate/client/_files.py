@@ -1,5 +1,5 @@
 """``client.beta.files``: the official SDK's Files API surface, served by the very code behind the gateway's
-``/v1/files`` routes (``server.files``), so a file is visible only to the organisation that uploaded it (an
+``/v1/files`` routes (``runtime.files``), so a file is visible only to the organisation that uploaded it (an
 other organisation's file id is a ``NotFoundError`` exactly like a missing one), and each file is read from
 the upstream it was uploaded to. Replies are the SDK's ``BetaFileMetadata`` and ``BetaDeletedFile``.
 """
@@ -18,7 +18,7 @@ from anthropic.types.beta import BetaDeletedFile, BetaFileMetadata
 
 from claudegate.client._routes import call_route
 from claudegate.pipeline.sink import RawHeaders
-from claudegate.server import files as file_routes
+from claudegate.runtime import files as file_routes
 
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient

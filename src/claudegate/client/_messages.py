@@ -27,19 +27,19 @@ from anthropic.types.message_create_params import (
 )
 
 from claudegate.client._batches import AsyncBatches
-from claudegate.client._call import build_call
 from claudegate.client._conversation import create_continued
 from claudegate.client._errors import error_from_reply, translate
 from claudegate.client._exchange import Exchange, ReplyLost
 from claudegate.client._params import Prepared, prepare
 from claudegate.client._streams import AsyncEventStream, AsyncMessageStreamManager
-from claudegate.errors import ClaudegateError, RequestTooLargeError
+from claudegate.errors import ClaudegateError
+from claudegate.pipeline.describe import bare_call, describe_call
 from claudegate.pipeline.policies import PolicyBook
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped, forwarded_headers, open_reply, relay
+from claudegate.pipeline.request import CallRequest, new_request_id
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
-from claudegate.server import files as file_routes
-from claudegate.server.call import MAX_BODY_BYTES, new_request_id
-from claudegate.server.services import Services
+from claudegate.runtime import files as file_routes
+from claudegate.runtime.services import Services
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -334,28 +334,33 @@ class AsyncMessages:
         return cast(Message, _parse(options.reply_type, body, headers))
 
     async def _run(self, prepared: Prepared, request_id: str, options: _Options) -> Exchange:
-        """Start the call in the pipeline."""
+        """Start the call in the pipeline, described as every front door describes its calls."""
         services = await self._client.open()
         identity = await self._client.identity()
-        # As the gateway does: a message may cite only files its own organisation uploaded.
-        await file_routes.check_cited_files(services, identity.org_id, prepared.fields)
-        call = build_call(
-            prepared,
-            identity=identity,
-            request_id=request_id,
-            settings=services.settings,
-            upstreams=len(services.pool.members),
-            deadline_s=options.deadline_s,
-            priority=options.priority,
-            on_queued=options.on_queued,
-            policies=services.policies,
-            loop_id=options.loop_id,
-        )
         pipeline = services.pipeline
-        if len(call.body) > MAX_BODY_BYTES:  # the gateway's limit, and Anthropic's
-            error = RequestTooLargeError("Request exceeds the maximum allowed number of bytes.")
-            pipeline.record_refusal(call, error)
-            raise error
+        call: CallRequest | None = None  # the usage record of a refusal says what is known of the call
+        try:
+            call = describe_call(
+                prepared.fields,
+                prepared.body,
+                identity=identity,
+                settings=services.settings,
+                policies=services.policies,
+                upstreams=len(services.pool.members),
+                headers=prepared.headers,
+                request_id=request_id,
+                deadline_s=options.deadline_s,
+                priority=options.priority,
+                path_and_query=prepared.path_and_query,
+                on_queued=options.on_queued,
+                loop_id=options.loop_id,
+            )
+            # As the gateway does: a message may cite only files its own organisation uploaded.
+            await file_routes.check_cited_files(services, identity.org_id, prepared.fields)
+        except ClaudegateError as error:
+            refused = call or bare_call(identity, request_id, headers=prepared.headers)
+            pipeline.record_refusal(refused, error)  # one usage record for every call, as the gateway
+            raise
         return self._client.start(partial(pipeline.run, call))
 
 

@@ -18,9 +18,9 @@ from claudegate.client._exchange import ReplyLost
 from claudegate.client._params import API_VERSION, is_given
 from claudegate.errors import ClaudegateError
 from claudegate.pipeline.relay import ReplyResult, UpstreamDropped, forwarded_headers, open_reply, relay
+from claudegate.pipeline.request import new_request_id
 from claudegate.pipeline.sink import RawHeaders, ResponseSink
-from claudegate.server.call import new_request_id
-from claudegate.server.services import Services
+from claudegate.runtime.services import Services
 
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient

@@ -14,11 +14,11 @@ from claudegate.client._errors import error_from_claudegate, error_from_reply
 from claudegate.client._params import API_VERSION
 from claudegate.errors import ClaudegateError
 from claudegate.pipeline.sink import RawHeaders
-from claudegate.server.call import GatewayCall
+from claudegate.runtime.call import GatewayCall
 
 if TYPE_CHECKING:
     from claudegate.client._client import AsyncClient
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["Dispatch", "call_route"]
 

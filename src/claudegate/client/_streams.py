@@ -4,7 +4,8 @@
 the raw events, parsed from the relayed SSE bytes (``ping`` and unknown events skipped, an ``error`` event
 raised as the SDK raises it). :class:`AsyncMessageStream` is what ``messages.stream()`` opens, like the SDK's
 helper of the same name: the raw events and the convenience events, ``text_stream``, and the message
-accumulated so far (:func:`claudegate.wire.accumulate.accumulate_event`).
+accumulated so far (folded by :class:`claudegate.wire.message_fold.MessageFold`, the chat API's fold too,
+and typed as the SDK's ``Message`` when asked for).
 
 Closing a stream before its end (``close()``, leaving its ``async with`` block, or dropping it) tells the
 pipeline that the caller left: the upstream call is cancelled and the usage record says so.
@@ -34,7 +35,7 @@ from anthropic.types import (
 from claudegate.client._errors import error_from_event, http_response, text_headers
 from claudegate.client._events import MessageStreamEvent, build_events
 from claudegate.client._exchange import Exchange
-from claudegate.wire.accumulate import JsonBuffers, accumulate_event
+from claudegate.wire.message_fold import MessageFold
 from claudegate.wire.sse import ServerSentEvent, SSEParser
 
 __all__ = ["AsyncEventStream", "AsyncMessageStream", "AsyncMessageStreamManager"]
@@ -82,6 +83,10 @@ class AsyncEventStream:
         return self
 
     async def __anext__(self) -> RawMessageStreamEvent:
+        return (await self.next_event())[1]
+
+    async def next_event(self) -> tuple[dict[str, Any], RawMessageStreamEvent]:
+        """The next event as its JSON data and as the SDK's type; StopAsyncIteration at the end."""
         while not self._done:
             while self._pending:
                 event = self._event(self._pending.popleft())
@@ -106,15 +111,16 @@ class AsyncEventStream:
                 raise
             raise translated from None
 
-    def _event(self, sse: ServerSentEvent) -> RawMessageStreamEvent | None:
+    def _event(self, sse: ServerSentEvent) -> tuple[dict[str, Any], RawMessageStreamEvent] | None:
         if sse.event == "error":
             self._done = True
             raise error_from_event(sse.data, self._exchange.sink.headers, path=self._path)
         cls = _EVENT_TYPES.get(sse.event or "")
         if cls is None or not sse.data:
             return None  # ping, or an event type newer than this client: ignored, as the API asks
-        event: RawMessageStreamEvent = cls.construct(**sse.json())  # type: ignore[assignment]
-        return event
+        data: dict[str, Any] = sse.json()
+        event: RawMessageStreamEvent = cls.construct(**data)  # type: ignore[assignment]
+        return data, event
 
     async def close(self) -> None:
         """Stop reading. If the reply was not over, the pipeline hears that the caller left, and this
@@ -146,8 +152,8 @@ class AsyncMessageStream:
 
     def __init__(self, raw: AsyncEventStream) -> None:
         self._raw = raw
-        self._snapshot: Message | None = None
-        self._json: JsonBuffers = {}
+        self._fold = MessageFold()
+        self._snapshot: Message | None = None  # the fold's message typed, made when asked for
         self._iterator = self._events()
         self.text_stream: AsyncIterator[str] = self._text()
 
@@ -162,7 +168,9 @@ class AsyncMessageStream:
     @property
     def current_message_snapshot(self) -> Message:
         if self._snapshot is None:
-            raise RuntimeError("no message_start event has been received yet")
+            if self._fold.message is None:
+                raise RuntimeError("no message_start event has been received yet")
+            self._snapshot = Message.construct(**self._fold.message)
         return self._snapshot
 
     def __aiter__(self) -> AsyncIterator[MessageStreamEvent]:
@@ -193,9 +201,14 @@ class AsyncMessageStream:
         await self._raw.close()
 
     async def _events(self) -> AsyncIterator[MessageStreamEvent]:
-        async for event in self._raw:
-            self._snapshot = accumulate_event(event, self._snapshot, self._json)
-            for derived in build_events(event, self._snapshot):
+        while True:
+            try:
+                data, event = await self._raw.next_event()
+            except StopAsyncIteration:
+                return
+            self._fold.feed(data)
+            self._snapshot = None  # typed again when next asked for
+            for derived in build_events(event, self._fold, lambda: self.current_message_snapshot):
                 yield derived
 
     async def _text(self) -> AsyncIterator[str]:

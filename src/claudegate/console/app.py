@@ -41,13 +41,13 @@ from claudegate.errors import (
     PermissionDeniedError,
 )
 from claudegate.keys import Identity, StoredKey, hash_key
+from claudegate.runtime.asgi import send_error
+from claudegate.runtime.call import GatewayCall
 from claudegate.server import chat_routes
-from claudegate.server.asgi import send_error
-from claudegate.server.call import GatewayCall
 from claudegate.wire.models import default_catalog
 
 if TYPE_CHECKING:
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["console_app"]
 

@@ -22,7 +22,7 @@ from claudegate.flow.retry import RetryPolicy
 from claudegate.pipeline.accounting import Accountant
 from claudegate.pipeline.attempts import Dispatcher
 from claudegate.pipeline.budgets import BudgetGate
-from claudegate.pipeline.lease import Admission
+from claudegate.pipeline.lease import Admission, Lease
 from claudegate.pipeline.places import LaneQueues
 from claudegate.pipeline.relay import ClientGone, ReplyResult, UpstreamDropped
 from claudegate.pipeline.request import CallRequest
@@ -99,8 +99,10 @@ class Pipeline:
         trace = self._tracing.start(call) if self._tracing is not None else None
         if trace is not None:
             sink = TracedSink(sink, trace.reply_headers)
+        lease: Lease | None = None
         try:
-            async with self.admission.admit(call, sink, result, trace) as lease:
+            lease = self.admission.admit(call, sink, result, trace)
+            async with lease:
                 await self._dispatcher.dispatch(lease, sink, result, trace)
         except ClaudegateError as error:
             result.status, result.error_type = error.status, error.error_type
@@ -131,7 +133,9 @@ class Pipeline:
             raise
         finally:
             attempts = max(1, result.attempts)
-            cost = self._accountant.record(call, result, upstream=result.upstream, attempts=attempts)
+            # The lease's call: after a fallback, the model that was tried last.
+            last_call = lease.call if lease is not None else call
+            cost = self._accountant.record(last_call, result, upstream=result.upstream, attempts=attempts)
             if trace is not None:
                 trace.end(result, cost_usd=float(cost) if cost is not None else None, attempts=attempts)
         return result

@@ -13,7 +13,7 @@ chat API, the in-process client and the bots accept the same names.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -68,12 +68,12 @@ def with_model(body: bytes, model: str) -> bytes:
     return orjson.dumps(fields)
 
 
-def apply_policy(call: CallRequest, book: PolicyBook) -> None:
-    """If the call's model names a policy: send its first model, keep the others as fallbacks."""
+def apply_policy(call: CallRequest, book: PolicyBook) -> CallRequest:
+    """The call, or if its model names a policy, the call sent with the policy's first model, the others
+    kept as fallbacks."""
     chain = book.chain(call.model)
     if chain is None:
-        return
-    call.policy = call.model
-    call.model = chain[0]
-    call.fallbacks = chain[1:]
-    call.body = with_model(call.body, chain[0])
+        return call
+    return replace(
+        call, policy=call.model, model=chain[0], fallbacks=chain[1:], body=with_model(call.body, chain[0])
+    )

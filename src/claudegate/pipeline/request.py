@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,11 +10,20 @@ from dataclasses import dataclass, field
 from claudegate.keys import Identity
 from claudegate.pipeline.sink import RawHeaders
 
-__all__ = ["CallRequest"]
+__all__ = ["CallRequest", "new_request_id"]
 
 
-@dataclass(slots=True)
+def new_request_id() -> str:
+    # Unique, not secret: 96 bits from the random module's generator (seeded from the OS, and reseeded in a
+    # forked worker) rather than secrets, which asks the kernel for them (a syscall) on every call.
+    return f"req_cg_{random.getrandbits(96):024x}"
+
+
+@dataclass(frozen=True, slots=True)
 class CallRequest:
+    """What a call is, as every front door describes it (``pipeline.describe.describe_call``). Frozen: a step
+    that changes what is sent (a policy's fallback model) makes a new one with ``dataclasses.replace``."""
+
     identity: Identity
     request_id: str
     body: bytes  # the request body exactly as the client sent it: it is forwarded unchanged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ def deadline_for(identity: Identity, requested_s: float | None, default_s: float
     return time.monotonic() + requested_s
 
 
-def sticky_key(mode: str, headers: RawHeaders, body: dict[str, Any]) -> str | None:
+def sticky_key(mode: str, headers: RawHeaders, body: Mapping[str, Any]) -> str | None:
     """The key that keeps related calls on one upstream, so its prompt cache keeps hitting.
 
     ``conversation``: the x-claudegate-conversation header, else ``metadata.user_id``. ``prefix``: a digest of

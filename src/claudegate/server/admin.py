@@ -53,9 +53,9 @@ from claudegate.errors import (
     PermissionDeniedError,
 )
 from claudegate.keys import KeyResolver
+from claudegate.pipeline.describe import refuse_nul
 from claudegate.server.admin_chat import chat_admin_routes
 from claudegate.server.admin_usage import LiveUpstream, usage_report_routes
-from claudegate.server.call import refuse_nul
 from claudegate.store import AlreadyExistsError, GroupBy, OrgRow, Store, StoreError
 from claudegate.store.render import iso, key_json, new_key_json, org_json, parse_since, usage_json, user_json
 from claudegate.store.settings import KEY_SETTINGS, ORG_SETTINGS, USER_SETTINGS, checked_changes

@@ -35,7 +35,7 @@ from claudegate.chat.render import prompt_json, usd, version_json, version_usage
 from claudegate.errors import InvalidRequestError, NotFoundError
 from claudegate.keys import BudgetCaps
 from claudegate.pipeline.budgets import period_end
-from claudegate.server.call import refuse_nul
+from claudegate.pipeline.describe import refuse_nul
 from claudegate.store import OrgRow, Store
 from claudegate.store.budgets import BUDGET_SETTINGS
 from claudegate.store.chat_rows import PromptRow

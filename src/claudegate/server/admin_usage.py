@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -33,7 +34,10 @@ from claudegate.store import Store
 from claudegate.store.render import iso, parse_since
 from claudegate.store.usage_series import Bucket, SeriesBy, UsageQuery, UsageSeriesRow, series_json
 
-__all__ = ["LiveUpstream", "usage_report_routes"]
+if TYPE_CHECKING:
+    from claudegate.runtime.services import Services
+
+__all__ = ["LiveUpstream", "live_upstreams", "usage_report_routes"]
 
 RouteFactory = Callable[..., Route]
 _E = TypeVar("_E", Bucket, SeriesBy)
@@ -232,3 +236,17 @@ def _csv(rows: list[UsageSeriesRow]) -> Response:
 
 def _json(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def live_upstreams(services: Services) -> list[LiveUpstream]:
+    """Each upstream as it is now: calls in flight and waiting, and its breaker (the admin API's /live)."""
+    now = time.monotonic()
+    return [
+        LiveUpstream(
+            name=member.name,
+            in_flight=member.in_flight,
+            waiting=services.pipeline.waiting(member.name),
+            breaker=member.breaker.state(now).value,
+        )
+        for member in services.pool.members
+    ]

@@ -45,17 +45,18 @@ from claudegate.errors import (
     error_for_type,
 )
 from claudegate.keys import Identity
+from claudegate.pipeline.describe import MAX_BODY_BYTES, requested_deadline
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.sink import Departure
-from claudegate.server.asgi import header, send_error, send_json
-from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.runtime.asgi import header, send_error, send_json
+from claudegate.runtime.call import GatewayCall, read_json_body
 from claudegate.store.render import iso
 from claudegate.store.rows import StoreError
 from claudegate.wire.pagination import page_params
 from claudegate.wire.paths import CHAT_ID, valid_id
 
 if TYPE_CHECKING:
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["CHAT_ID_HEADER", "dispatch", "is_chat_path"]
 
@@ -184,6 +185,7 @@ async def _get(services: Services, call: GatewayCall, caller: Caller, chat_id: s
 async def _chat(services: Services, call: GatewayCall, authenticate: Authenticate, *, stream: bool) -> None:
     caller = await _caller(services, call, authenticate)
     request = ChatRequest.parse(await read_json_body(call, MAX_BODY_BYTES, stored=True))
+    requested_deadline(None, call.scope["headers"])  # a bad deadline header is refused before the turn
     service = _service(services)
     turn = await service.prepare(caller, request, stream=stream)
     await service.begin(turn, call.request_id)

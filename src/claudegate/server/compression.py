@@ -22,8 +22,8 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from claudegate.errors import ClaudegateError, InvalidRequestError, RequestTooLargeError
-from claudegate.server.asgi import send_error
-from claudegate.server.call import new_request_id
+from claudegate.runtime.asgi import send_error
+from claudegate.runtime.call import new_request_id
 from claudegate.server.codecs import (
     Encoder,
     InflateError,

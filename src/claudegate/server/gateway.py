@@ -1,7 +1,7 @@
 """The gateway's ASGI application: Anthropic's API in front of an upstream, with keys, metering and metrics.
 
 Routing is a handful of string comparisons rather than a router: it runs on every call of a path
-budgeted at half a millisecond of CPU (see ``asgi.py``).
+budgeted at half a millisecond of CPU (see ``claudegate.runtime.asgi``).
 """
 
 from __future__ import annotations
@@ -29,30 +29,28 @@ from claudegate.errors import (
     OverloadedError,
 )
 from claudegate.keys import Identity, presented_key
-from claudegate.pipeline.policies import apply_policy, with_model
+from claudegate.pipeline.describe import MAX_BODY_BYTES, bare_call, describe_call
+from claudegate.pipeline.policies import with_model
 from claudegate.pipeline.relay import UpstreamDropped
 from claudegate.pipeline.request import CallRequest
-from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
 from claudegate.pipeline.sink import AsgiSink
 from claudegate.reload import Reloader, ReloadRefusedError
-from claudegate.server import batches as batch_routes
+from claudegate.runtime import batches as batch_routes
+from claudegate.runtime import files as file_routes
+from claudegate.runtime.asgi import header, send_error, send_json
+from claudegate.runtime.call import GatewayCall, read_json_body, read_raw_body
+from claudegate.runtime.proxy import forward
+from claudegate.runtime.services import Services, open_services
 from claudegate.server import chat_routes, openai_routes
-from claudegate.server import files as file_routes
 from claudegate.server.admin import AdminDeps, admin_routes
-from claudegate.server.asgi import header, send_error, send_json
-from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body, read_raw_body
+from claudegate.server.admin_usage import live_upstreams
 from claudegate.server.compression import compressing
 from claudegate.server.health import HealthCheck
 from claudegate.server.openapi import openapi_json
-from claudegate.server.proxy import forward
-from claudegate.server.services import Services, live_upstreams, open_services
 from claudegate.wire.paths import MODEL_ID, canonical_path, safe_query, valid_id
 from claudegate.wire.sse import error_tail
 
 __all__ = ["Gateway"]
-
-# A deadline further off than a day is no deadline: clamped, so that no wait computed from it overflows.
-_LONGEST_DEADLINE_MS = 86_400_000
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +146,7 @@ class Gateway:
             if path == "/v1/messages":
                 await self._only(call, "POST", self._messages)
             elif path == "/v1/chat/completions":
-                await openai_routes.chat_completions(call, self.services, self._authenticate, self._describe)
+                await openai_routes.chat_completions(call, self.services, self._authenticate)
             elif path == "/v1/messages/count_tokens":
                 await self._only(call, "POST", self._count_tokens)
             elif path.startswith("/v1/messages/batches"):
@@ -261,27 +259,30 @@ class Gateway:
 
     async def _messages(self, call: GatewayCall) -> None:
         identity = await self._authenticate(call)
-        pipeline = self.services.pipeline
-        request = CallRequest(
-            identity=identity,
-            request_id=call.request_id,
-            body=b"",
-            model=None,
-            max_tokens=0,
-            deadline=0.0,
-            headers=call.scope["headers"],
-            path_and_query=call.path_and_query,
-            started=call.started,
-        )
+        services = self.services
+        request: CallRequest | None = None  # the usage record of a refusal says what is known of the call
         try:
             body = await read_json_body(call, MAX_BODY_BYTES)
-            self._describe(request, call, body)
-            await file_routes.check_cited_files(self.services, identity.org_id, body)
+            assert call.body is not None
+            request = describe_call(
+                body,
+                call.body,
+                identity=identity,
+                settings=services.settings,
+                policies=services.policies,
+                upstreams=len(services.pool.members),
+                headers=call.scope["headers"],
+                request_id=call.request_id,
+                path_and_query=call.path_and_query,
+                started=call.started,
+            )
+            await file_routes.check_cited_files(services, identity.org_id, body)
         except ClaudegateError as error:
-            pipeline.record_refusal(request, error)  # one usage record for every authenticated call
+            # One usage record for every authenticated call.
+            services.pipeline.record_refusal(request or self._bare(call, identity), error)
             raise
         except ConnectionResetError:
-            pipeline.record_refusal(request, None)
+            services.pipeline.record_refusal(request or self._bare(call, identity), None)
             return
         self.services.payloads.submit(request)
         sink = AsgiSink(call.receive, call.send, [call.id_header])
@@ -322,34 +323,15 @@ class Gateway:
         for sink in list(calls):
             sink.stop_for_shutdown()
 
-    def _describe(self, request: CallRequest, call: GatewayCall, body: dict[str, Any]) -> None:
-        """What the pipeline needs from the body and headers: model, deadline, priority, stickiness."""
-        assert call.body is not None
-        settings = self.services.settings
-        identity = request.identity
-        request.body = call.body
-        model = body.get("model")
-        request.model = model if isinstance(model, str) else None
-        max_tokens = body.get("max_tokens")
-        request.max_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 1
-        request.stream = body.get("stream") is True
-        apply_policy(request, self.services.policies)
-        requested_s: float | None = None
-        deadline_header = header(call.scope, DEADLINE_HEADER)
-        if deadline_header is not None:
-            try:
-                deadline_ms = int(deadline_header)
-            except ValueError:
-                deadline_ms = 0
-            if deadline_ms <= 0:
-                raise InvalidRequestError(
-                    f"{DEADLINE_HEADER.decode()}: expected a positive whole number of milliseconds"
-                )
-            requested_s = min(deadline_ms, _LONGEST_DEADLINE_MS) / 1000
-        request.deadline = deadline_for(identity, requested_s, settings.default_deadline_s)
-        request.priority = identity.settings.priority
-        if len(self.services.pool.members) > 1:
-            request.sticky_key = sticky_key(settings.sticky, call.scope["headers"], body)
+    @staticmethod
+    def _bare(call: GatewayCall, identity: Identity) -> CallRequest:
+        return bare_call(
+            identity,
+            call.request_id,
+            headers=call.scope["headers"],
+            path_and_query=call.path_and_query,
+            started=call.started,
+        )
 
     async def _metrics(self, call: GatewayCall) -> None:
         services = self.services

@@ -11,7 +11,7 @@ import orjson
 from claudegate.upstream.probe import probe_upstream
 
 if TYPE_CHECKING:
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["HealthCheck"]
 

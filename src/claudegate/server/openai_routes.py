@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
@@ -32,11 +32,12 @@ from claudegate.openai import (
     translate_request,
 )
 from claudegate.pipeline.budgets import BudgetExceededError
+from claudegate.pipeline.describe import MAX_BODY_BYTES, bare_call, describe_call
 from claudegate.pipeline.request import CallRequest
-from claudegate.server.asgi import GATEWAY_ORIGIN, RawHeaders, header, send_json
-from claudegate.server.call import MAX_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.runtime.asgi import GATEWAY_ORIGIN, RawHeaders, header, send_json
+from claudegate.runtime.call import GatewayCall, read_json_body
+from claudegate.runtime.services import Services
 from claudegate.server.openai_sink import OpenAISink
-from claudegate.server.services import Services
 from claudegate.wire.models import default_catalog
 
 __all__ = ["ANTHROPIC_VERSION", "chat_completions", "models", "send_openai_error", "wants_openai_models"]
@@ -46,7 +47,6 @@ ANTHROPIC_VERSION: Final = b"2023-06-01"
 _CLIENT_ONLY: Final = (b"openai-", b"x-stainless-", b"anthropic-version")
 
 Authenticate = Callable[[GatewayCall], Awaitable[Identity]]
-Describe = Callable[[CallRequest, GatewayCall, dict[str, Any]], None]
 
 
 def wants_openai_models(call: GatewayCall) -> bool:
@@ -94,9 +94,7 @@ async def models(call: GatewayCall, authenticate: Authenticate) -> None:
     await send_json(call.send, 200, body, [(b"x-request-id", call.request_id.encode()), call.id_header])
 
 
-async def chat_completions(
-    call: GatewayCall, services: Services, authenticate: Authenticate, describe: Describe
-) -> None:
+async def chat_completions(call: GatewayCall, services: Services, authenticate: Authenticate) -> None:
     """``POST /v1/chat/completions``: one call through the pipeline, in OpenAI's terms."""
     try:
         if call.scope["method"] != "POST":
@@ -106,27 +104,30 @@ async def chat_completions(
         await send_openai_error(call, error)
         return
     pipeline = services.pipeline
-    request = CallRequest(
-        identity=identity,
-        request_id=call.request_id,
-        body=b"",
-        model=None,
-        max_tokens=0,
-        deadline=0.0,
-        headers=_upstream_headers(call.scope["headers"]),
-        started=call.started,
-        api="openai",
-    )
+    headers = _upstream_headers(call.scope["headers"])
     try:
         translated = translate_request(await read_json_body(call, MAX_BODY_BYTES), default_catalog())
-        call.body = orjson.dumps(translated.body)
-        describe(request, call, translated.body)
+        body = orjson.dumps(translated.body)
+        request = describe_call(
+            translated.body,
+            body,
+            identity=identity,
+            settings=services.settings,
+            policies=services.policies,
+            upstreams=len(services.pool.members),
+            headers=headers,
+            asked=call.scope["headers"],
+            request_id=call.request_id,
+            started=call.started,
+            api="openai",
+        )
     except ClaudegateError as error:
-        pipeline.record_refusal(request, error)  # one usage record for every authenticated call
+        # One usage record for every authenticated call.
+        pipeline.record_refusal(_bare(call, identity, headers), error)
         await send_openai_error(call, error)
         return
     except ConnectionResetError:
-        pipeline.record_refusal(request, None)
+        pipeline.record_refusal(_bare(call, identity, headers), None)
         return
     rid = call.request_id.encode()
     sink = OpenAISink(
@@ -142,6 +143,10 @@ async def chat_completions(
         await send_openai_error(call, error)
     finally:
         sink.close()
+
+
+def _bare(call: GatewayCall, identity: Identity, headers: RawHeaders) -> CallRequest:
+    return bare_call(identity, call.request_id, headers=headers, started=call.started, api="openai")
 
 
 def _upstream_headers(raw: RawHeaders) -> RawHeaders:

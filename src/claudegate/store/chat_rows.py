@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from claudegate.keys import BudgetCaps, LimitSet
+from claudegate.wire.usage_tap import Usage
 
 __all__ = [
     "ChatOwner",
@@ -114,10 +115,7 @@ class NewMessage:
 class ReplyUsage:
     """What a call reported and cost, stored with its reply or, when it failed, with the user's message."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
+    tokens: Usage = field(default_factory=Usage)  # what the reply's usage reported
     cost_usd: Decimal | None = None
     model: str | None = None
     request_id: str | None = None

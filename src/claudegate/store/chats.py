@@ -108,11 +108,12 @@ def _visible(owner: ChatOwner) -> list[ColumnElement[bool]]:
 
 
 def _usage_values(usage: ReplyUsage) -> dict[str, Any]:
+    tokens = usage.tokens
     return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "input_tokens": tokens.input_tokens,
+        "output_tokens": tokens.output_tokens,
+        "cache_creation_input_tokens": tokens.cache_creation_input_tokens,
+        "cache_read_input_tokens": tokens.cache_read_input_tokens,
         "cost_usd": usage.cost_usd,
         "request_id": usage.request_id,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -34,7 +33,6 @@ from claudegate.store.usage_series import UsageQuery, UsageSeriesRow, usage_seri
 
 __all__ = ["UsageRepository"]
 
-_FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord))
 _USAGE_TABLE = cast("Table", UsageRow.__table__)
 # SQLSTATE classes of errors caused by the values sent, not by the database's state: data exceptions (22)
 # and integrity constraint violations (23).
@@ -70,9 +68,7 @@ class UsageRepository:
         """
         if not records:
             return
-        rows = [
-            safe_row(_USAGE_TABLE, {name: getattr(record, name) for name in _FIELDS}) for record in records
-        ]
+        rows = [safe_row(_USAGE_TABLE, record.row()) for record in records]
         last_used: dict[int, datetime] = {}
         for record in records:
             if record.key_id is not None:

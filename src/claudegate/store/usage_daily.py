@@ -65,10 +65,11 @@ def daily_deltas(records: Sequence[UsageRecord]) -> list[dict[str, Any]]:
             sums = totals.setdefault((dimension, org, day, value), [0, 0, 0, 0, 0, 0, Decimal(0), 0])
             sums[0] += 1
             sums[1] += failed
-            sums[2] += record.input_tokens
-            sums[3] += record.output_tokens
-            sums[4] += record.cache_creation_input_tokens
-            sums[5] += record.cache_read_input_tokens
+            usage = record.usage
+            sums[2] += usage.input_tokens
+            sums[3] += usage.output_tokens
+            sums[4] += usage.cache_creation_input_tokens
+            sums[5] += usage.cache_read_input_tokens
             if record.cost_usd is None:
                 sums[7] += 1
             else:

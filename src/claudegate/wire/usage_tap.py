@@ -79,6 +79,29 @@ class Usage:
             if name not in _READ_FIELDS and value is not None:
                 self.extra[name] = value
 
+    @classmethod
+    def of(cls, usage: dict[str, Any]) -> Usage:
+        """The usage a reply's ``usage`` object reports."""
+        read = cls()
+        read.update(usage)
+        return read
+
+    def api_json(self) -> dict[str, Any]:
+        """The usage object as the API reports it (``Usage.of`` reads it back whole)."""
+        found: dict[str, Any] = {name: getattr(self, name) for name in _TOKEN_FIELDS}
+        if self.cache_creation_1h_input_tokens:
+            found["cache_creation"] = {"ephemeral_1h_input_tokens": self.cache_creation_1h_input_tokens}
+        return {**found, **(self.details() or {})}
+
+    def plus(self, other: Usage) -> Usage:
+        """A new usage: these token counts and another call's added (the pieces of one continued answer).
+        New rather than changed in place: a call's usage record holds its usage as it was."""
+        summed = Usage(speed=self.speed, inference_geo=self.inference_geo, extra=dict(self.extra))
+        summed.server_tool_requests = dict(self.server_tool_requests)
+        for name in (*_TOKEN_FIELDS, "cache_creation_1h_input_tokens"):
+            setattr(summed, name, getattr(self, name) + getattr(other, name))
+        return summed
+
     def details(self) -> dict[str, Any] | None:
         """What usage said beyond the token counts, for the usage record (None when nothing)."""
         found: dict[str, Any] = dict(self.extra)

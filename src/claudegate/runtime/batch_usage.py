@@ -30,8 +30,7 @@ def batch_usage_records(owner: BatchOwner, results: bytes, prices: PriceTable) -
         request_id = f"{owner.batch_id}:{entry.get('custom_id')}"
         if result.get("type") == "succeeded" and isinstance(result.get("message"), dict):
             message = result["message"]
-            usage = Usage()
-            usage.update(message.get("usage") or {})
+            usage = Usage.of(message.get("usage") or {})
             model = message.get("model") if isinstance(message.get("model"), str) else None
             yield UsageRecord(
                 request_id=request_id,
@@ -41,13 +40,8 @@ def batch_usage_records(owner: BatchOwner, results: bytes, prices: PriceTable) -
                 org_id=owner.org_id,
                 user_id=owner.user_id,
                 key_id=owner.key_id,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
+                usage=usage,
                 cost_usd=prices.cost(model, usage, batch=True) if model else None,
-                usage_details=usage.details(),
                 batch=True,
             )
         elif result.get("type") == "errored":

@@ -1,5 +1,6 @@
-"""Folding a stream's events into the message they describe (claudegate.wire.accumulate), on Anthropic's
-own recorded streams and on the edge cases of its rules."""
+"""Folding a stream's events into the message they describe (claudegate.wire.message_fold), on Anthropic's
+own recorded streams and on the edge cases of its rules; the message folded is read as the SDK's Message, as
+the in-process client's stream helper reads it."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from anthropic.types import Message, RawMessageStreamEvent, TextBlock, ThinkingBlock, ToolUseBlock
-from pydantic import TypeAdapter
+from anthropic.types import Message, TextBlock, ThinkingBlock, ToolUseBlock
 
-from claudegate.wire.accumulate import JsonBuffers, accumulate_event
+from claudegate.wire.message_fold import MessageFold
 from claudegate.wire.sse import SSEParser
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "anthropic_text_stream.sse"
-EVENTS: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
 START = {
     "type": "message_start",
     "message": {
@@ -31,17 +30,20 @@ START = {
 }
 
 
-def event(data: dict[str, Any]) -> RawMessageStreamEvent:
-    return EVENTS.validate_python(data)
+def typed(fold: MessageFold) -> Message:
+    assert fold.message is not None
+    return Message.construct(**fold.message)
+
+
+def folded(datas: list[dict[str, Any]]) -> MessageFold:
+    fold = MessageFold()
+    for data in datas:
+        fold.feed(data)
+    return fold
 
 
 def fold(datas: list[dict[str, Any]]) -> Message:
-    snapshot: Message | None = None
-    buffers: JsonBuffers = {}
-    for data in datas:
-        snapshot = accumulate_event(event(data), snapshot, buffers)
-    assert snapshot is not None
-    return snapshot
+    return typed(folded(datas))
 
 
 def block_start(index: int, block: dict[str, Any]) -> dict[str, Any]:
@@ -86,14 +88,11 @@ def test_tool_input_is_parsed_as_it_grows_and_whole_at_the_end() -> None:
         stop(0),
         block_start(1, {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}}),
     ]
-    snapshot = fold(datas)
-    buffers: JsonBuffers = {}
+    stream = folded(datas)
     seen = []
     for piece in pieces:
-        snapshot = accumulate_event(
-            event(delta(1, {"type": "input_json_delta", "partial_json": piece})), snapshot, buffers
-        )
-        block = snapshot.content[1]
+        stream.feed(delta(1, {"type": "input_json_delta", "partial_json": piece}))
+        block = typed(stream).content[1]
         assert isinstance(block, ToolUseBlock)
         seen.append(block.input)
     # Partial JSON is parsed as the SDK does: a key whose value has not begun, or whose string is not
@@ -102,10 +101,12 @@ def test_tool_input_is_parsed_as_it_grows_and_whole_at_the_end() -> None:
     assert seen[5] == {"location": "San Francisco, CA"}
     assert seen[-1] == {"location": "San Francisco, CA", "unit": "fahrenheit"}
     for data in (stop(1), message_delta("tool_use", {"output_tokens": 89}), {"type": "message_stop"}):
-        snapshot = accumulate_event(event(data), snapshot, buffers)
+        stream.feed(data)
+    snapshot = typed(stream)
     assert snapshot.content[0] == TextBlock(type="text", text="Okay, let me check:", citations=None)
     assert snapshot.stop_reason == "tool_use"
     assert snapshot.usage.output_tokens == 89
+    assert stream.completed
 
 
 def test_thinking_and_its_signature_accumulate() -> None:
@@ -178,30 +179,35 @@ def test_message_delta_sets_a_null_stop_sequence_and_a_new_one() -> None:
 
 
 def test_message_start_makes_a_new_snapshot_without_touching_the_event() -> None:
-    start = event(START)
-    buffers: JsonBuffers = {3: b"stale"}
-    snapshot = accumulate_event(start, None, buffers)
-    snapshot = accumulate_event(event(block_start(0, {"type": "text", "text": "a"})), snapshot, buffers)
-    assert buffers == {}
-    assert start.message.content == []  # type: ignore[union-attr]
-    assert len(snapshot.content) == 1
+    start = orjson.loads(orjson.dumps(START))
+    stream = MessageFold()
+    stream.feed({"type": "message_start", "message": {**START["message"], "id": "msg_0"}})
+    stream.feed(block_start(0, {"type": "tool_use", "id": "t", "name": "n", "input": {}}))
+    stream.feed(delta(0, {"type": "input_json_delta", "partial_json": '{"a": 1'}))
+    stream.feed(start)
+    stream.feed(block_start(0, {"type": "text", "text": "a"}))
+    stream.feed(message_delta("end_turn", {"output_tokens": 9}))
+    assert start["message"]["content"] == []
+    assert start["message"]["usage"]["output_tokens"] == 2
+    assert typed(stream).id == "msg_1"
+    assert len(typed(stream).content) == 1
 
 
 def test_an_event_before_message_start_is_refused() -> None:
     with pytest.raises(RuntimeError, match="before message_start"):
-        accumulate_event(event(block_start(0, {"type": "text", "text": ""})), None, {})
+        MessageFold().feed(block_start(0, {"type": "text", "text": ""}))
 
 
 def test_tool_input_that_is_not_json_is_refused() -> None:
-    snapshot = fold([START, block_start(0, {"type": "tool_use", "id": "t", "name": "n", "input": {}})])
+    stream = folded([START, block_start(0, {"type": "tool_use", "id": "t", "name": "n", "input": {}})])
     with pytest.raises(ValueError, match="not valid JSON"):
-        accumulate_event(
-            event(delta(0, {"type": "input_json_delta", "partial_json": '{"a": ]'})), snapshot, {}
-        )
+        stream.feed(delta(0, {"type": "input_json_delta", "partial_json": '{"a": ]'}))
 
 
-def test_stop_events_change_nothing() -> None:
-    before = fold([START, block_start(0, {"type": "text", "text": "hi"})])
-    dumped = orjson.dumps(before.model_dump(mode="json"))
-    after = fold([START, block_start(0, {"type": "text", "text": "hi"}), stop(0), {"type": "message_stop"}])
-    assert orjson.dumps(after.model_dump(mode="json")) == dumped
+def test_pings_and_unknown_events_change_nothing_and_an_error_means_not_completed() -> None:
+    stream = folded([START, {"type": "ping"}, {"type": "a_newer_event", "index": 0}])
+    assert stream.content == []
+    stream.feed({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    stream.feed({"type": "message_stop"})
+    assert not stream.completed
+    assert stream.error == ("overloaded_error", "Overloaded")

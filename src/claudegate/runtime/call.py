@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
@@ -11,8 +10,9 @@ from starlette.types import Receive, Scope, Send
 
 from claudegate.errors import InvalidRequestError, RequestTooLargeError
 from claudegate.keys import Identity
-from claudegate.server.asgi import header, read_body
-from claudegate.store.text import contains_nul
+from claudegate.pipeline.describe import MAX_BODY_BYTES, refuse_nul
+from claudegate.pipeline.request import new_request_id
+from claudegate.runtime.asgi import header, read_body
 from claudegate.wire.paths import safe_query
 
 __all__ = [
@@ -26,15 +26,8 @@ __all__ = [
     "refuse_nul",
 ]
 
-MAX_BODY_BYTES = 32 * 1024 * 1024  # Anthropic's limit for Messages and count_tokens
 MAX_BATCH_BODY_BYTES = 256 * 1024 * 1024  # and for a Message Batch
 MAX_FILE_BODY_BYTES = 500 * 1024 * 1024 + 64 * 1024  # a 500 MB file (the Files API's limit) and its form
-
-
-def new_request_id() -> str:
-    # Unique, not secret: 96 bits from the random module's generator (seeded from the OS, and reseeded in a
-    # forked worker) rather than secrets, which asks the kernel for them (a syscall) on every call.
-    return f"req_cg_{random.getrandbits(96):024x}"
 
 
 class GatewayCall:
@@ -85,15 +78,6 @@ async def read_json_body(call: GatewayCall, limit: int, *, stored: bool = False)
         refuse_nul(parsed)
     call.body = body
     return parsed
-
-
-def refuse_nul(body: object) -> None:
-    """Refuse a JSON body whose text holds a NUL character: it would be stored, and PostgreSQL stores no
-    NUL (changing what the client sent instead would store something it did not say)."""
-    if contains_nul(body):
-        raise InvalidRequestError(
-            "The request body contains a NUL character (\\u0000), which cannot be stored; remove it"
-        )
 
 
 async def read_raw_body(call: GatewayCall, limit: int) -> bytes | None:

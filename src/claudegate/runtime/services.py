@@ -1,11 +1,11 @@
-"""Everything the gateway runs on, opened once at start-up and closed at shutdown, passed down explicitly."""
+"""Everything the gateway and the in-process client run on, opened once at start-up and closed at shutdown,
+passed down explicitly."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 
 from claudegate.accounting.metrics import GatewayMetrics
@@ -29,7 +29,6 @@ from claudegate.pipeline.policies import DEFAULT_POLICIES, PolicyBook
 from claudegate.pipeline.sink import Departure
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.pipeline.tracing import CallTracing
-from claudegate.server.admin_usage import LiveUpstream
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
@@ -41,7 +40,7 @@ from claudegate.upstream.target import Upstream, new_http_client
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
-__all__ = ["Services", "alert_settings", "flow_state", "live_upstreams", "open_services", "pool_members"]
+__all__ = ["Services", "alert_settings", "flow_state", "open_services", "pool_members"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,20 +94,6 @@ class Services:
         if self.simulator is not None:
             await self.simulator.stop()
         await self.store.close()
-
-
-def live_upstreams(services: Services) -> list[LiveUpstream]:
-    """Each upstream as it is now: calls in flight and waiting, and its breaker (the admin API's /live)."""
-    now = time.monotonic()
-    return [
-        LiveUpstream(
-            name=member.name,
-            in_flight=member.in_flight,
-            waiting=services.pipeline.waiting(member.name),
-            breaker=member.breaker.state(now).value,
-        )
-        for member in services.pool.members
-    ]
 
 
 async def open_services(settings: Settings) -> Services:

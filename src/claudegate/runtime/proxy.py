@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from claudegate.pipeline.relay import ClientGone, ReplyResult, forwarded_headers, open_reply, relay
 from claudegate.pipeline.sink import AsgiSink
-from claudegate.server.call import GatewayCall
-from claudegate.server.services import Services
+from claudegate.runtime.call import GatewayCall
+from claudegate.runtime.services import Services
 from claudegate.upstream.target import Upstream
 
 __all__ = ["forward"]

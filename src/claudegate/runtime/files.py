@@ -21,16 +21,16 @@ import orjson
 
 from claudegate.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
-from claudegate.server.asgi import send_json
-from claudegate.server.call import MAX_FILE_BODY_BYTES, GatewayCall, read_raw_body
-from claudegate.server.proxy import forward
+from claudegate.runtime.asgi import send_json
+from claudegate.runtime.call import MAX_FILE_BODY_BYTES, GatewayCall, read_raw_body
+from claudegate.runtime.proxy import forward
 from claudegate.store.files import FileOwner
 from claudegate.wire.file_refs import cited_file_ids
 from claudegate.wire.pagination import page_params
 from claudegate.wire.paths import FILE_ID, valid_id
 
 if TYPE_CHECKING:
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["check_cited_files", "dispatch", "file_not_found"]
 

@@ -14,21 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from claudegate.accounting.prices import UsageTokens
 from claudegate.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
-from claudegate.server.asgi import send_json
-from claudegate.server.batch_usage import batch_usage_records
-from claudegate.server.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
-from claudegate.server.files import check_cited_files
-from claudegate.server.proxy import forward
+from claudegate.runtime.asgi import send_json
+from claudegate.runtime.batch_usage import batch_usage_records
+from claudegate.runtime.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
+from claudegate.runtime.files import check_cited_files
+from claudegate.runtime.proxy import forward
 from claudegate.store.rows import BatchOwner
 from claudegate.upstream.target import Upstream
 from claudegate.wire.pagination import page_params
 from claudegate.wire.paths import BATCH_ID, valid_id
 
 if TYPE_CHECKING:
-    from claudegate.server.services import Services
+    from claudegate.runtime.services import Services
 
 __all__ = ["dispatch"]
 
@@ -102,13 +101,7 @@ def _results_accountant(services: Services, owner: BatchOwner, org_name: str) ->
                 services.metrics.observe_spend(
                     model=record.model or "unknown",
                     org=org_name,
-                    tokens=UsageTokens(
-                        input_tokens=record.input_tokens,
-                        output_tokens=record.output_tokens,
-                        cache_creation_input_tokens=record.cache_creation_input_tokens,
-                        cache_read_input_tokens=record.cache_read_input_tokens,
-                        cache_creation_1h_input_tokens=record.cache_creation_1h_input_tokens,
-                    ),
+                    tokens=record.usage,
                     cost=record.cost_usd,
                 )
         return body
