@@ -236,14 +236,14 @@ class LaneDispatcher:
         """The call took its tokens: its caller starts, or its kept turn holds them for its caller."""
         self._departures += 1
         self._queue_changed = True
-        self._fair.charge(ticket)
         if turn is None:
-            self._fair.remove(ticket)
-        elif turn.caller is None:
-            self._kept.dispatched(turn, self._taken(ticket))
-            self._started(ticket, now)
-            return
+            self._fair.pop(ticket)
         else:
+            self._fair.charge(ticket)
+            if turn.caller is None:
+                self._kept.dispatched(turn, self._taken(ticket))
+                self._started(ticket, now)
+                return
             self._kept.drop(turn)
         assert ticket.future is not None
         if ticket.future.done():  # the caller went away at this very moment
