@@ -219,7 +219,7 @@ class FairQueue:
 
     def remove(self, ticket: Ticket) -> None:
         """Take a call out of the queue without charging it (it was refused or its caller left)."""
-        if self._drop(ticket, dispatched=False) and len(self._levels) > 1:
+        if self._drop(ticket, dispatched=False) and self._levels:  # its level may have gone with it
             self._shift_below(ticket, -ticket.cost)
 
     # -- predictions --------------------------------------------------------------------------------------
