@@ -83,7 +83,7 @@ class AdmissionQueue(LaneDispatcher):
                     return
                 # Back well before its turn: it takes no one's turn, and queues behind those before it.
                 self._forget(turn)
-        if await self._start_at_once(ticket, now):
+        if self._nobody_waits() and await self._start_at_once(ticket, now):
             return
         await self._join(ticket, now)
         future = self._waiting(ticket, leave)
@@ -149,14 +149,15 @@ class AdmissionQueue(LaneDispatcher):
 
     # -- admission ----------------------------------------------------------------------------------------
 
+    def _nobody_waits(self) -> bool:
+        return not self._fair.load.calls and self._kept.head() is None
+
     async def _start_at_once(self, ticket: Ticket, now: float) -> bool:
-        """The common case, without queueing: nobody waits, a slot is free and the buckets have room.
+        """The common case, without queueing (``_nobody_waits``): a slot is free and the buckets have room.
 
         The full path (predicting the order, a future, the dispatcher) is for calls that must wait; most
         calls of an account that is not saturated should cost one bucket check.
         """
-        if self._fair.load.calls or self._kept.head() is not None:
-            return False
         if self.in_flight >= self._max_concurrency or self._paused_until > now:
             return False
         if now + self.reply_start(ticket.streamed) > ticket.deadline:

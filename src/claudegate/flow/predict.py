@@ -83,6 +83,9 @@ class Predictor:
         their callers are likely to come back (``cautious``: for a refused caller's time, see
         ``KeptTurns.cautious_show_rate``); the fair part alone; and those turns."""
         queued = self._fair.ahead(ticket)
+        if self._kept.head() is None:  # the common case, on every admit
+            ticket.position = queued.calls + 1
+            return queued, queued, []
         ahead = Load()
         ahead.add(queued)
         # A kept turn takes what its call needs as far as callers come back for their turns: one whose
