@@ -63,14 +63,18 @@ class Load:
         self.absent += other.absent
 
     def count(self, ticket: Ticket, sign: int = 1) -> None:
+        self.count_values(sign, *_values(ticket))
+
+    def count_values(self, sign: int, cost: float, input: float, output: float, surplus: float) -> None:
+        """Count a call (``sign`` -1: uncount it) by what it takes (``_values``)."""
         self.calls += sign
         if not self.calls:  # no drift left behind by adding and subtracting floats
             self.cost = self.input = self.output = self.surplus = 0.0
             return
-        self.cost += sign * ticket.cost
-        self.input += sign * ticket.input_tokens
-        self.output += sign * ticket.output_tokens
-        self.surplus += sign * ticket.surplus
+        self.cost += sign * cost
+        self.input += sign * input
+        self.output += sign * output
+        self.surplus += sign * surplus
 
     def first(self, calls: int) -> Load:
         """The share of this load that ``calls`` of its calls take, counted at their average."""
@@ -179,11 +183,12 @@ class FairQueue:
             heapq.heappush(org.heap, (served, user_name))
         user.weight = ticket.user_weight
         user.calls.append(ticket)
-        cost = ticket.cost
+        values = _values(ticket)
+        cost = values[0]
         level.starts.append(org.run, cost / org.weight)
         org.starts.append(user.run, cost / user.weight)
         for load in (user.load, org.load, level.load, self.load):
-            load.count(ticket)
+            load.count_values(1, *values)
         if len(self._levels) > 1:  # its organisation's (and user's) calls at lower priorities start later
             self._shift_below(ticket, cost)
 
@@ -294,8 +299,9 @@ class FairQueue:
         else:
             level.starts.take_last(org.run)
             org.starts.take_last(user.run)
+        values = _values(ticket)
         for load in (user.load, org.load, level.load, self.load):
-            load.count(ticket, -1)
+            load.count_values(-1, *values)
         if not calls:
             del org.users[ticket.user]
             if not org.users:
@@ -376,3 +382,8 @@ class FairQueue:
                 heapq.heapreplace(heap, (current, name))
                 continue
             return name, member
+
+
+def _values(ticket: Ticket) -> tuple[float, float, float, float]:
+    """What a call takes, as a ``Load`` counts it: its cost, input, output and surplus."""
+    return ticket.cost, ticket.input_tokens, ticket.output_tokens, ticket.surplus
