@@ -253,7 +253,7 @@ class FairQueue:
             key = (ticket.org, ticket.user)
             user_start = max(self._user_served.get(key, 0.0), self._user_floor(ticket.org, org))
             user_start += self._served_above(priority, ticket.org, ticket.user)
-            own = within
+            own = Load()
         else:
             user_start = user.run.tail
             own = user.load
