@@ -18,7 +18,9 @@ there (users): ``starts``. ``ahead`` counts, for a call about to join, the calls
 start before it among its users, which gives its own start among the organisations, and then the calls of
 the organisations that start before that: two bisections, O(log n) whatever the number of organisations,
 users or calls, and exact when the calls are alike in cost. What the counted calls take is their queues'
-average (for the calls of other users, or of other organisations, together).
+average (for the calls of other users, or of other organisations, together). Keeping the starts costs
+O(log n) per call joining or leaving, and per call charged from outside the queue; an organisation (or user)
+whose counter jumps as it starts waiting at a second priority has its starts at the other moved one by one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from claudegate.flow.ticket import Ticket
 
 __all__ = ["FairQueue", "Load"]
 
-_EPSILON = 1e-9
 _Member = TypeVar("_Member")
 
 
