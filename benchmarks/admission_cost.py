@@ -1,8 +1,9 @@
 """CPU per admit of the admission queue with 10, 100, 1,000 and 10,000 calls already waiting.
 
 A lane whose request bucket is empty and refills once in a million seconds, so every call waits and none is
-dispatched while measuring; the waiting calls belong to 10 organisations of 10 users each, so each decision
-and prediction covers a realistic mix. For each size the queue is filled first, then ``--admits`` more calls
+dispatched while measuring; the waiting calls belong to 10 organisations of 10 users each (``--orgs``,
+``--users``: a prediction's cost should not grow with them either), so each decision and prediction covers a
+realistic mix. For each size the queue is filled first, then ``--admits`` more calls
 are admitted one by one, each given the loop long enough to be predicted, queued, and looked at by the
 dispatcher (which every admit wakes). The figure is the process's CPU time over those admits, per admit.
 
@@ -18,6 +19,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/admission_cost.py
     .venv/bin/python benchmarks/admission_cost.py --baseline main --json admission_cost.json
+    .venv/bin/python benchmarks/admission_cost.py --baseline main --orgs 1000 --users 10
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ from claudegate.flow.state import BucketSpec, MemoryState
 
 SIZES = (10, 100, 1_000, 10_000)
 TARGET_MS_AT_10K = 0.05
-ORGS = 10
-USERS = 10
+MIX = {"orgs": 10, "users": 10}  # organisations, and users in each, of the waiting calls (--orgs, --users)
 
 
 def extract_baseline(ref: str) -> Path:
@@ -55,6 +56,7 @@ def measure_baseline(source: Path, admits: int) -> dict[int, float]:
     """One round of every size on the package under ``source``, in a child process."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, __file__, "--rounds", "1", "--admits", str(admits), "--quiet"]
+        command += ["--orgs", str(MIX["orgs"]), "--users", str(MIX["users"])]
         subprocess.run(
             [*command, "--json", out.name],
             env={**os.environ, "PYTHONPATH": str(source)},
@@ -72,8 +74,8 @@ def lane() -> LaneLimits:
 
 
 def ticket(number: int) -> admission.Ticket:
-    org = number % ORGS
-    user = (number // ORGS) % USERS
+    org = number % MIX["orgs"]
+    user = (number // MIX["orgs"]) % MIX["users"]
     return admission.Ticket(
         f"org-{org}",
         f"user-{user}",
@@ -122,8 +124,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds per size")
     parser.add_argument("--baseline", default=None, help="git revision of the queue to compare with")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--orgs", type=int, default=MIX["orgs"], help="organisations of the waiting calls")
+    parser.add_argument("--users", type=int, default=MIX["users"], help="users in each organisation")
     parser.add_argument("--quiet", action="store_true", help="print nothing (a baseline's child process)")
     args = parser.parse_args()
+    MIX.update(orgs=args.orgs, users=args.users)
     source = extract_baseline(args.baseline) if args.baseline else None
     rounds: dict[str, list[dict[int, float]]] = {"current": []}
     if source is not None:
