@@ -1,63 +1,69 @@
 """CPU per admit of the admission queue with 10, 100, 1,000 and 10,000 calls already waiting.
 
 A lane whose request bucket is empty and refills once in a million seconds, so every call waits and none is
-dispatched while measuring; the waiting calls belong to 10 organisations of 10 users each, so each decision
-and prediction covers a realistic mix. For each size the queue is filled first, then ``--admits`` more calls
+dispatched while measuring; the waiting calls belong to 10 organisations of 10 users each (``--orgs``,
+``--users``: a prediction's cost should not grow with them either), so each decision and prediction covers a
+realistic mix. For each size the queue is filled first, then ``--admits`` more calls
 are admitted one by one, each given the loop long enough to be predicted, queued, and looked at by the
 dispatcher (which every admit wakes). The figure is the process's CPU time over those admits, per admit.
 
 Targets: at 10,000 waiting, under 0.05 ms per admit; from 10 to 10,000 waiting, the cost grows no faster
 than log n (ratio to the 10-waiting figure at most log(n) / log(10)).
 
-With ``--baseline REF`` (a git revision, default ``main``), the same measurement runs in the same process on
-that revision's ``flow/admission.py``, loaded as a module of its own, for the ratio. Its queue is filled
-through its internal ``_enqueue`` (filling it by admits costs the square of the queue: minutes at 10,000),
-and fewer admits are measured where each costs milliseconds.
+With ``--baseline REF`` (a git revision, e.g. ``main``), the same measurement runs on that revision's
+``claudegate`` package (``git archive`` into a temporary directory, measured by this script in a child
+process with that package first on its path), round by round alternately with the working tree's, so both
+see the same load on a shared machine; each figure is the best of its rounds.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/admission_cost.py
     .venv/bin/python benchmarks/admission_cost.py --baseline main --json admission_cost.json
+    .venv/bin/python benchmarks/admission_cost.py --baseline main --orgs 1000 --users 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-from claudegate.flow import admission as current
+from claudegate.flow import admission
 from claudegate.flow.limits import LaneLimits
 from claudegate.flow.state import BucketSpec, MemoryState
 
 SIZES = (10, 100, 1_000, 10_000)
 TARGET_MS_AT_10K = 0.05
-ORGS = 10
-USERS = 10
+MIX = {"orgs": 10, "users": 10}  # organisations, and users in each, of the waiting calls (--orgs, --users)
 
 
-def load_baseline(ref: str) -> ModuleType:
-    source = subprocess.run(
-        ["git", "show", f"{ref}:src/claudegate/flow/admission.py"], capture_output=True, check=True, text=True
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "baseline_admission.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_admission", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_admission"] = module
-    spec.loader.exec_module(module)
-    return module
+def extract_baseline(ref: str) -> Path:
+    """The ``src`` directory of revision ``ref``, in a temporary directory."""
+    root = Path(tempfile.mkdtemp(prefix="admission_cost_"))
+    archive = subprocess.run(["git", "archive", ref, "src"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    return root / "src"
+
+
+def measure_baseline(source: Path, admits: int) -> dict[int, float]:
+    """One round of every size on the package under ``source``, in a child process."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, __file__, "--rounds", "1", "--admits", str(admits), "--quiet"]
+        command += ["--orgs", str(MIX["orgs"]), "--users", str(MIX["users"])]
+        subprocess.run(
+            [*command, "--json", out.name],
+            env={**os.environ, "PYTHONPATH": str(source)},
+            check=True,
+        )
+        figures = json.loads(Path(out.name).read_text())["current"]
+    return {int(size): value for size, value in figures.items()}
 
 
 def lane() -> LaneLimits:
@@ -67,10 +73,10 @@ def lane() -> LaneLimits:
     )
 
 
-def ticket(module: ModuleType, number: int) -> Any:
-    org = number % ORGS
-    user = (number // ORGS) % USERS
-    return module.Ticket(
+def ticket(number: int) -> admission.Ticket:
+    org = number % MIX["orgs"]
+    user = (number // MIX["orgs"]) % MIX["users"]
+    return admission.Ticket(
         f"org-{org}",
         f"user-{user}",
         400 + number % 7 * 50,
@@ -81,31 +87,20 @@ def ticket(module: ModuleType, number: int) -> Any:
     )
 
 
-async def measure(module: ModuleType, waiting: int, admits: int, *, baseline: bool) -> float:
+async def measure(waiting: int, admits: int) -> float:
     """CPU seconds per admit with ``waiting`` calls queued."""
     loop = asyncio.get_running_loop()
     state = MemoryState(loop.time)
-    kwargs: dict[str, Any] = {"clock": loop.time} if baseline else {}
-    queue = module.AdmissionQueue(lane(), state, max_concurrency=10**9, **kwargs)
+    queue = admission.AdmissionQueue(lane(), state, max_concurrency=10**9)
     for streamed in (False, True):  # the lane has timed a reply: waits may be promised
-        queue.finished(module.Ticket("t", "t", 0, 0, deadline=0.0, streamed=streamed), 0.0, 0.0)
-    first = ticket(module, -1)
-    await queue.admit(first)  # takes the only request: from now on every call waits
-    tasks: list[asyncio.Task[None]] = []
-    if baseline:
-        for number in range(waiting):
-            queued = ticket(module, number)
-            queued.future = loop.create_future()
-            queue._enqueue(queued)  # see the module: filling by admits is quadratic
-            queued.queued_at = loop.time()
-    else:
-        for number in range(waiting):
-            tasks.append(loop.create_task(queue.admit(ticket(module, number))))
-        await asyncio.sleep(0)
+        queue.finished(admission.Ticket("t", "t", 0, 0, deadline=0.0, streamed=streamed), 0.0, 0.0)
+    await queue.admit(ticket(-1))  # takes the only request: from now on every call waits
+    tasks = [loop.create_task(queue.admit(ticket(number))) for number in range(waiting)]
+    await asyncio.sleep(0)
     await asyncio.sleep(0)
     began = time.process_time()
     for number in range(admits):
-        tasks.append(loop.create_task(queue.admit(ticket(module, waiting + number))))
+        tasks.append(loop.create_task(queue.admit(ticket(waiting + number))))
         await asyncio.sleep(0)  # the admit runs: predicted, queued
         await asyncio.sleep(0)  # the dispatcher it woke looks at the head
     spent = time.process_time() - began
@@ -116,6 +111,11 @@ async def measure(module: ModuleType, waiting: int, admits: int, *, baseline: bo
     return spent / admits
 
 
+def measure_here(admits: int) -> dict[int, float]:
+    """One round of every size on the package this process imported."""
+    return {waiting: asyncio.run(measure(waiting, admits)) for waiting in SIZES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -124,21 +124,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds per size")
     parser.add_argument("--baseline", default=None, help="git revision of the queue to compare with")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--orgs", type=int, default=MIX["orgs"], help="organisations of the waiting calls")
+    parser.add_argument("--users", type=int, default=MIX["users"], help="users in each organisation")
+    parser.add_argument("--quiet", action="store_true", help="print nothing (a baseline's child process)")
     args = parser.parse_args()
-    arms: dict[str, tuple[ModuleType, bool]] = {"current": (current, False)}
-    if args.baseline:
-        arms[f"baseline ({args.baseline})"] = (load_baseline(args.baseline), True)
-    results: dict[str, dict[int, float]] = {}
-    for name, (module, baseline) in arms.items():
-        results[name] = {}
-        for waiting in SIZES:
-            # The baseline costs milliseconds per admit at thousands waiting: measure fewer there.
-            admits = max(10, min(args.admits, 200_000 // waiting)) if baseline else args.admits
-            best = min(
-                asyncio.run(measure(module, waiting, admits, baseline=baseline)) for _ in range(args.rounds)
-            )
-            results[name][waiting] = best
-            print(f"{name:>20}  {waiting:>6} waiting: {best * 1e3:8.4f} ms CPU per admit", flush=True)
+    MIX.update(orgs=args.orgs, users=args.users)
+    source = extract_baseline(args.baseline) if args.baseline else None
+    rounds: dict[str, list[dict[int, float]]] = {"current": []}
+    if source is not None:
+        rounds[f"baseline ({args.baseline})"] = []
+    for _ in range(args.rounds):
+        rounds["current"].append(measure_here(args.admits))
+        if source is not None:
+            rounds[f"baseline ({args.baseline})"].append(measure_baseline(source, args.admits))
+    results = {name: {size: min(r[size] for r in runs) for size in SIZES} for name, runs in rounds.items()}
+    if args.json is not None:
+        figures_by_arm = {name: {str(size): v for size, v in f.items()} for name, f in results.items()}
+        args.json.write_text(json.dumps(figures_by_arm))
+    if args.quiet:
+        return
+    for name, runs in rounds.items():
+        for size in SIZES:
+            spread = ", ".join(f"{r[size] * 1e3:.4f}" for r in runs)
+            print(f"{name:>20}  {size:>6} waiting: best {results[name][size] * 1e3:.4f} ms ({spread})")
     print()
     print("| queue | " + " | ".join(f"{size:,} waiting" for size in SIZES) + " |")
     print("|---|" + "---|" * len(SIZES))
@@ -161,10 +169,8 @@ def main() -> None:
     print(f"growth no faster than log n: {'PASS' if growth_ok else 'FAIL'}")
     for name, other in results.items():
         if name != "current":
-            print(f"{name} / current at 10,000 waiting: {other[SIZES[-1]] / figures[SIZES[-1]]:.0f}×")
-    if args.json is not None:
-        figures_by_arm = {name: {str(size): v for size, v in f.items()} for name, f in results.items()}
-        args.json.write_text(json.dumps(figures_by_arm))
+            ratios = ", ".join(f"{size:,}: {figures[size] / other[size]:.2f}" for size in SIZES)
+            print(f"current / {name}, by calls waiting: {ratios}")
 
 
 if __name__ == "__main__":

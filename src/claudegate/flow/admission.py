@@ -36,6 +36,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 
 from claudegate.errors import RateLimitError
 from claudegate.flow.dispatch import LaneDispatcher
@@ -82,8 +83,20 @@ class AdmissionQueue(LaneDispatcher):
                     return
                 # Back well before its turn: it takes no one's turn, and queues behind those before it.
                 self._forget(turn)
-        if await self._start_at_once(ticket, now):
+        if self._nobody_waits() and await self._start_at_once(ticket, now):
             return
+        await self._join(ticket, now)
+        future = self._waiting(ticket, leave)
+        try:
+            await future
+        except asyncio.CancelledError:
+            self._cancelled(ticket, future, self._leave_queue)
+            raise
+
+    async def _join(self, ticket: Ticket, now: float) -> None:
+        """Predict the call's start and queue it, or refuse it at once if that is past its deadline. (Its
+        own coroutine, so that what the prediction made is freed before the call waits: a queue of
+        thousands of calls keeps the garbage collector busy in proportion to what each one holds.)"""
         await self._share_queued(joining=ticket)  # what the others have queued, before predicting
         ahead, queued, turns = self._predictor.ahead_of_new(ticket, self._departures)
         prediction = await self._predict(ticket, ahead, now)
@@ -108,7 +121,6 @@ class AdmissionQueue(LaneDispatcher):
         self._fair.enqueue(ticket)
         self._queue_changed = False  # the other processes were told of it just now
         self._heard(ticket, prediction)
-        await self._wait(ticket, leave, self._leave_queue)
 
     def finished(
         self,
@@ -137,14 +149,15 @@ class AdmissionQueue(LaneDispatcher):
 
     # -- admission ----------------------------------------------------------------------------------------
 
+    def _nobody_waits(self) -> bool:
+        return not self._fair.load.calls and self._kept.head() is None
+
     async def _start_at_once(self, ticket: Ticket, now: float) -> bool:
-        """The common case, without queueing: nobody waits, a slot is free and the buckets have room.
+        """The common case, without queueing (``_nobody_waits``): a slot is free and the buckets have room.
 
         The full path (predicting the order, a future, the dispatcher) is for calls that must wait; most
         calls of an account that is not saturated should cost one bucket check.
         """
-        if self._fair.load.calls or self._kept.head() is not None:
-            return False
         if self.in_flight >= self._max_concurrency or self._paused_until > now:
             return False
         if now + self.reply_start(ticket.streamed) > ticket.deadline:
@@ -187,12 +200,16 @@ class AdmissionQueue(LaneDispatcher):
             self._keep_for(turn, prediction, now)
             raise self._predictor.refusal(ticket, prediction, back=turn.due - now, kept=True)
         self._heard(ticket, prediction)
+        future = self._waiting(ticket, leave, turn)
+        try:
+            await future
+        except asyncio.CancelledError:
+            self._cancelled(ticket, future, partial(self._leave_turn, turn))
+            raise
 
-        def leave_turn(left: Ticket) -> None:
-            if turn.caller is left:
-                self._forget(turn)
-
-        await self._wait(ticket, leave, leave_turn, turn)
+    def _leave_turn(self, turn: KeptTurn, left: Ticket) -> None:
+        if turn.caller is left:
+            self._forget(turn)
 
     def _promise(self, ticket: Ticket, prediction: Prediction, now: float) -> None:
         """Fix the reply-start estimate the call is admitted on: later replies may move the lane's estimate,
@@ -214,16 +231,13 @@ class AdmissionQueue(LaneDispatcher):
             # queued for nobody. Log it; the call keeps its place.
             logger.exception("an on_queued callback raised; the call keeps its place")
 
-    async def _wait(
-        self,
-        ticket: Ticket,
-        leave: asyncio.Event | None,
-        left: Callable[[Ticket], None],
-        turn: KeptTurn | None = None,
-    ) -> None:
-        """Wait for the dispatcher to start the ticket (queued, or waiting for its kept ``turn``); ``left``
-        takes it out if its caller goes. A call still waiting when it could no longer start in time is
-        refused then, wherever it is in the queue."""
+    def _waiting(
+        self, ticket: Ticket, leave: asyncio.Event | None, turn: KeptTurn | None = None
+    ) -> asyncio.Future[None]:
+        """The future the dispatcher resolves when it starts the ticket (queued, or waiting for its kept
+        ``turn``), or fails when it refuses it; cancelled when ``leave`` is set. A call still waiting when it
+        could no longer start in time is refused then, wherever it is in the queue. No closures: a waiting
+        call holds as few objects as it can (see ``_join``)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         ticket.future = future
@@ -232,26 +246,33 @@ class AdmissionQueue(LaneDispatcher):
             self._wake()  # the dispatcher waits for the head's tokens: a call behind it changes nothing
         expiry = ticket.deadline - ticket.reply_start
         if math.isfinite(expiry):
-            timer = loop.call_at(expiry, self._expired, ticket, turn)
-            future.add_done_callback(lambda _: timer.cancel())
-        watcher: asyncio.Task[bool] | None = None
+            future.add_done_callback(partial(_cancel, loop.call_at(expiry, self._expired, ticket, turn)))
         if leave is not None:
             watcher = loop.create_task(leave.wait())
-            watcher.add_done_callback(lambda _: future.cancel() if leave.is_set() else None)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if not future.done() or future.cancelled():
-                left(ticket)
-            elif future.exception() is None:
-                # Admitted just as the caller went away: it frees its slot and gives back its tokens.
-                self.finished(ticket, 0.0, None)
-                self._return(self._taken(ticket))
-            raise
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.add_done_callback(partial(_leave, future, leave))
+            future.add_done_callback(partial(_cancel, watcher))
+        return future
+
+    def _cancelled(
+        self, ticket: Ticket, future: asyncio.Future[None], left: Callable[[Ticket], None]
+    ) -> None:
+        """The caller waiting on ``future`` went away: ``left`` takes the ticket out if it still waits."""
+        if not future.done() or future.cancelled():
+            left(ticket)
+        elif future.exception() is None:
+            # Admitted just as the caller went away: it frees its slot and gives back its tokens.
+            self.finished(ticket, 0.0, None)
+            self._return(self._taken(ticket))
 
     def _leave_queue(self, ticket: Ticket) -> None:
         self._fair.remove(ticket)
         self._departed()
+
+
+def _cancel(handle: asyncio.TimerHandle | asyncio.Task[bool], _: asyncio.Future[None]) -> None:
+    handle.cancel()
+
+
+def _leave(future: asyncio.Future[None], leave: asyncio.Event, _: asyncio.Task[bool]) -> None:
+    if leave.is_set():
+        future.cancel()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Coroutine
 from typing import NoReturn
 
 from claudegate.errors import RateLimitError
@@ -133,13 +134,18 @@ class LaneDispatcher:
                 await self._state.charge(spec, -amount)
         self._wake()
 
-    async def _predict(self, ticket: Ticket, ahead: Load, now: float, *, told: bool = False) -> Prediction:
-        return await self._predictor.predict(ticket, ahead, now, paused_until=self._paused_until, told=told)
+    # These two hand back the predictor's coroutine rather than awaiting it in one of their own: they run on
+    # every admit, and a coroutine less is a little less CPU.
 
-    async def _share_queued(self, joining: Ticket | None = None) -> None:
+    def _predict(
+        self, ticket: Ticket, ahead: Load, now: float, *, told: bool = False
+    ) -> Coroutine[None, None, Prediction]:
+        return self._predictor.predict(ticket, ahead, now, paused_until=self._paused_until, told=told)
+
+    def _share_queued(self, joining: Ticket | None = None) -> Coroutine[None, None, None]:
         """Tell the other gateway processes what waits here (see ``Predictor.share_queued``)."""
         self._queue_changed = joining is not None  # told with a call that may not join after all
-        await self._predictor.share_queued(joining)
+        return self._predictor.share_queued(joining)
 
     # -- dispatch -----------------------------------------------------------------------------------------
 
@@ -236,14 +242,14 @@ class LaneDispatcher:
         """The call took its tokens: its caller starts, or its kept turn holds them for its caller."""
         self._departures += 1
         self._queue_changed = True
-        self._fair.charge(ticket)
         if turn is None:
-            self._fair.remove(ticket)
-        elif turn.caller is None:
-            self._kept.dispatched(turn, self._taken(ticket))
-            self._started(ticket, now)
-            return
+            self._fair.pop(ticket)
         else:
+            self._fair.charge(ticket)
+            if turn.caller is None:
+                self._kept.dispatched(turn, self._taken(ticket))
+                self._started(ticket, now)
+                return
             self._kept.drop(turn)
         assert ticket.future is not None
         if ticket.future.done():  # the caller went away at this very moment

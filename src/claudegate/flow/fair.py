@@ -12,27 +12,30 @@ heap per level. Entries are invalidated lazily: a counter only grows, so an entr
 comes to the top early and is pushed again with its new value.
 
 Predictions do not replay the order. Each queue keeps running totals of what its calls will take
-(``Load``), and ``ahead`` counts, for a call about to join, how many of each other queue's calls start
-before it: those whose virtual start (the queue's counter plus the cost of its calls before them) is below
-the call's own. Within a queue the calls are counted at their average cost, which is exact when its calls
-are alike. The cost is one step per organisation waiting at the call's priority and per user waiting in the
-call's organisation, whatever the number of calls.
+(``Load``), and the virtual start of each of its calls (the queue's counter plus the cost of its calls
+before them, over its weight) is kept in one sorted list per priority (organisations) and per organisation
+there (users): ``starts``. ``ahead`` counts, for a call about to join, the calls of its organisation that
+start before it among its users, which gives its own start among the organisations, and then the calls of
+the organisations that start before that: two bisections, O(log n) whatever the number of organisations,
+users or calls, and exact when the calls are alike in cost. What the counted calls take is their queues'
+average (for the calls of other users, or of other organisations, together). Keeping the starts costs
+O(log n) per call joining or leaving, and per call charged from outside the queue; an organisation (or user)
+whose counter jumps as it starts waiting at a second priority has its starts at the other moved one by one.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from claudegate.flow.starts import Run, Starts
 from claudegate.flow.ticket import Ticket
 
 __all__ = ["FairQueue", "Load"]
 
-_EPSILON = 1e-9
 _Member = TypeVar("_Member")
 
 
@@ -61,14 +64,18 @@ class Load:
         self.absent += other.absent
 
     def count(self, ticket: Ticket, sign: int = 1) -> None:
+        self.count_values(sign, *_values(ticket))
+
+    def count_values(self, sign: int, cost: float, input: float, output: float, surplus: float) -> None:
+        """Count a call (``sign`` -1: uncount it) by what it takes (``_values``)."""
         self.calls += sign
         if not self.calls:  # no drift left behind by adding and subtracting floats
             self.cost = self.input = self.output = self.surplus = 0.0
             return
-        self.cost += sign * ticket.cost
-        self.input += sign * ticket.input_tokens
-        self.output += sign * ticket.output_tokens
-        self.surplus += sign * ticket.surplus
+        self.cost += sign * cost
+        self.input += sign * input
+        self.output += sign * output
+        self.surplus += sign * surplus
 
     def first(self, calls: int) -> Load:
         """The share of this load that ``calls`` of its calls take, counted at their average."""
@@ -92,9 +99,22 @@ class Load:
     def of(cls, ticket: Ticket) -> Load:
         return cls(1, ticket.cost, ticket.input_tokens, ticket.output_tokens, ticket.surplus)
 
+    def add_part(self, whole: Load, less: Load, calls: int) -> None:
+        """Add ``calls`` of the calls in ``whole`` but not in ``less`` (a part of it), at their average."""
+        among = whole.calls - less.calls
+        if calls <= 0 or among <= 0:
+            return
+        share = min(calls, among) / among
+        self.calls += min(calls, among)
+        self.cost += share * (whole.cost - less.cost)
+        self.input += share * (whole.input - less.input)
+        self.output += share * (whole.output - less.output)
+        self.surplus += share * (whole.surplus - less.surplus)
+
 
 @dataclass(eq=False, slots=True)
 class _User:
+    run: Run  # its calls' starts among the users of its organisation at this priority
     calls: deque[Ticket] = field(default_factory=deque)
     load: Load = field(default_factory=Load)
     weight: float = 1.0
@@ -102,8 +122,10 @@ class _User:
 
 @dataclass(eq=False, slots=True)
 class _Org:
+    run: Run  # its calls' starts among the organisations at this priority
     users: dict[str, _User] = field(default_factory=dict)
     heap: list[tuple[float, str]] = field(default_factory=list)  # (served, user)
+    starts: Starts = field(default_factory=Starts)  # of its users' calls
     load: Load = field(default_factory=Load)
     weight: float = 1.0
 
@@ -112,6 +134,7 @@ class _Org:
 class _Level:
     orgs: dict[str, _Org] = field(default_factory=dict)
     heap: list[tuple[float, str]] = field(default_factory=list)  # (served, org)
+    starts: Starts = field(default_factory=Starts)  # of its organisations' calls
     load: Load = field(default_factory=Load)
 
 
@@ -133,27 +156,42 @@ class FairQueue:
     # -- order --------------------------------------------------------------------------------------------
 
     def enqueue(self, ticket: Ticket) -> None:
-        level = self._levels.get(ticket.priority)
+        priority, org_name, user_name = ticket.priority, ticket.org, ticket.user
+        level = self._levels.get(priority)
         if level is None:
-            level = self._levels[ticket.priority] = _Level()
-        org = level.orgs.get(ticket.org)
+            level = self._levels[priority] = _Level()
+        org = level.orgs.get(org_name)
         if org is None:
-            served = max(self._org_served.get(ticket.org, 0.0), self._org_floor(level))
-            self._org_served[ticket.org] = served
-            org = level.orgs[ticket.org] = _Org()
-            heapq.heappush(level.heap, (served, ticket.org))
+            saved = self._org_served.get(org_name, 0.0)
+            served = max(saved, self._org_floor(level))
+            self._org_served[org_name] = served
+            if served > saved and len(self._levels) > 1:
+                self._moved(org_name, None, served - saved)
+            first = served + self._served_above(priority, org_name)
+            org = level.orgs[org_name] = _Org(Run(org_name, first))
+            heapq.heappush(level.heap, (served, org_name))
         org.weight = ticket.org_weight
-        user = org.users.get(ticket.user)
+        user = org.users.get(user_name)
         if user is None:
-            key = (ticket.org, ticket.user)
-            served = max(self._user_served.get(key, 0.0), self._user_floor(ticket.org, org))
+            key = (org_name, user_name)
+            saved = self._user_served.get(key, 0.0)
+            served = max(saved, self._user_floor(org_name, org))
             self._user_served[key] = served
-            user = org.users[ticket.user] = _User()
-            heapq.heappush(org.heap, (served, ticket.user))
+            if served > saved and len(self._levels) > 1:
+                self._moved(org_name, user_name, served - saved)
+            first = served + self._served_above(priority, org_name, user_name)
+            user = org.users[user_name] = _User(Run(user_name, first))
+            heapq.heappush(org.heap, (served, user_name))
         user.weight = ticket.user_weight
         user.calls.append(ticket)
+        values = _values(ticket)
+        cost = values[0]
+        level.starts.append(org.run, cost / org.weight)
+        org.starts.append(user.run, cost / user.weight)
         for load in (user.load, org.load, level.load, self.load):
-            load.count(ticket)
+            load.count_values(1, *values)
+        if len(self._levels) > 1:  # its organisation's (and user's) calls at lower priorities start later
+            self._shift_below(ticket, cost)
 
     def peek(self) -> Ticket | None:
         """The call to dispatch next."""
@@ -165,27 +203,88 @@ class FairQueue:
         return user.calls[0]
 
     def charge(self, ticket: Ticket) -> None:
-        """A call of this lane took its tokens (queued or not): count it against its shares."""
+        """A call of this lane took its tokens outside the queue (it did not wait, or it was a kept turn):
+        count it against its shares; its organisation's and user's waiting calls start later."""
+        self._count_served(ticket)
+        if not self._levels:
+            return
+        cost = ticket.cost
+        for level in self._levels.values():
+            org = level.orgs.get(ticket.org)
+            if org is not None:
+                level.starts.shift(org.run, cost / ticket.org_weight)
+                if (user := org.users.get(ticket.user)) is not None:
+                    org.starts.shift(user.run, cost / ticket.user_weight)
+
+    def pop(self, ticket: Ticket) -> None:
+        """Dispatch ``ticket``, the call ``peek`` returned: it leaves the queue and is charged."""
+        if self._drop(ticket, dispatched=True):
+            self._count_served(ticket)
+        # Counters only grow: the entries pushed at the old values are found stale at the top and pushed
+        # again (``_top``).
+
+    def remove(self, ticket: Ticket) -> None:
+        """Take a call out of the queue without charging it (it was refused or its caller left)."""
+        if self._drop(ticket, dispatched=False) and self._levels:  # its level may have gone with it
+            self._shift_below(ticket, -ticket.cost)
+
+    # -- predictions --------------------------------------------------------------------------------------
+
+    def ahead(self, ticket: Ticket) -> Load:
+        """What the calls that would be dispatched before ``ticket`` take, were it queued now (see the
+        module); ``ticket`` is not in the queue."""
+        total = Load()
+        priority = ticket.priority
+        for other, above in self._levels.items():
+            if other > priority:
+                total.add(above.load)
+        level = self._levels.get(priority)
+        if level is None:
+            return total
+        org = level.orgs.get(ticket.org)
+        if org is None:
+            start = max(self._org_served.get(ticket.org, 0.0), self._org_floor(level))
+            start += self._served_above(priority, ticket.org)
+            before = level.starts.before(start, ticket.org)
+            total.add_part(level.load, Load(), before)
+            return total
+        user = org.users.get(ticket.user)
+        within = Load()
+        if user is None:
+            key = (ticket.org, ticket.user)
+            user_start = max(self._user_served.get(key, 0.0), self._user_floor(ticket.org, org))
+            user_start += self._served_above(priority, ticket.org, ticket.user)
+            own = Load()
+        else:
+            user_start = user.run.tail
+            own = user.load
+            within.add(own)
+        # The starts before it among its organisation's users include all of its own user's calls.
+        within.add_part(org.load, own, org.starts.before(user_start, ticket.user) - own.calls)
+        start = org.run.head + within.cost / org.weight
+        # The starts before it among the organisations include those of its own organisation's calls.
+        others = level.starts.before(start, ticket.org) - within.calls
+        total.add(within)
+        total.add_part(level.load, org.load, others)
+        return total
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _count_served(self, ticket: Ticket) -> None:
         served = self._org_served.get(ticket.org, 0.0) + ticket.cost / ticket.org_weight
         self._org_served[ticket.org] = served
         self._most_served = max(self._most_served, served)
         key = (ticket.org, ticket.user)
         self._user_served[key] = self._user_served.get(key, 0.0) + ticket.cost / ticket.user_weight
 
-    def pop(self, ticket: Ticket) -> None:
-        """Dispatch ``ticket``, the call ``peek`` returned: it leaves the queue and is charged."""
-        self.remove(ticket)
-        self.charge(ticket)
-        # Counters only grow: the entries pushed at the old values are found stale at the top and pushed
-        # again (``_top``).
-
-    def remove(self, ticket: Ticket) -> None:
-        """Take a call out of the queue without charging it (it was refused or its caller left)."""
+    def _drop(self, ticket: Ticket, *, dispatched: bool) -> bool:
+        """Take a call out of its queues (and its start: the first, if ``dispatched``, else the last); False
+        if it was not queued."""
         level = self._levels.get(ticket.priority)
         org = level.orgs.get(ticket.org) if level is not None else None
         user = org.users.get(ticket.user) if org is not None else None
         if level is None or org is None or user is None:
-            return
+            return False
         calls = user.calls
         if calls and calls[0] is ticket:
             calls.popleft()
@@ -194,67 +293,63 @@ class FairQueue:
         elif ticket in calls:
             calls.remove(ticket)
         else:
-            return
+            return False
+        if dispatched:
+            level.starts.take_first(org.run)
+            org.starts.take_first(user.run)
+        else:
+            level.starts.take_last(org.run)
+            org.starts.take_last(user.run)
+        values = _values(ticket)
         for load in (user.load, org.load, level.load, self.load):
-            load.count(ticket, -1)
+            load.count_values(-1, *values)
         if not calls:
             del org.users[ticket.user]
             if not org.users:
                 del level.orgs[ticket.org]
                 if not level.orgs:
                     del self._levels[ticket.priority]
+        return True
 
-    # -- predictions --------------------------------------------------------------------------------------
+    def _shift_below(self, ticket: Ticket, cost: float) -> None:
+        """A call of ``cost`` (negative: leaving) joined a priority: the calls its organisation and user have
+        waiting at lower priorities start that much later (their counters will have grown by then)."""
+        for priority, level in self._levels.items():
+            if priority >= ticket.priority:
+                continue
+            org = level.orgs.get(ticket.org)
+            if org is not None:
+                level.starts.shift(org.run, cost / ticket.org_weight)
+                if (user := org.users.get(ticket.user)) is not None:
+                    org.starts.shift(user.run, cost / ticket.user_weight)
 
-    def ahead(self, ticket: Ticket) -> Load:
-        """What the calls that would be dispatched before ``ticket`` take, were it queued now (see the
-        module); ``ticket`` is not in the queue."""
-        total = Load()
-        higher = [level for priority, level in self._levels.items() if priority > ticket.priority]
-        for above in higher:
-            total.add(above.load)
-        level = self._levels.get(ticket.priority)
-        if level is None:
-            return total
-        org = level.orgs.get(ticket.org)
-        within = Load()
-        if org is None:
-            org_start = max(self._org_served.get(ticket.org, 0.0), self._org_floor(level))
-            org_start += _served_above(higher, ticket.org)
-        else:
-            org_start = self._org_served[ticket.org] + _served_above(higher, ticket.org)
-            user = org.users.get(ticket.user)
-            key = (ticket.org, ticket.user)
+    def _moved(self, org_name: str, user_name: str | None, step: float) -> None:
+        """An organisation's counter (or, with ``user_name``, a user's) moved on by ``step`` as it joined
+        a priority: its calls waiting at the others start that much later."""
+        for level in self._levels.values():
+            org = level.orgs.get(org_name)
+            if org is None:
+                continue
+            if user_name is None:
+                level.starts.move(org.run, step)
+            elif (user := org.users.get(user_name)) is not None:
+                org.starts.move(user.run, step)
+
+    def _served_above(self, priority: int, org: str, user: str | None = None) -> float:
+        """How much an organisation's (or a user's) counter will grow while the calls it has waiting at
+        higher priorities than ``priority`` are dispatched first."""
+        grown = 0.0
+        for other, level in self._levels.items():
+            if other <= priority:
+                continue
+            waiting = level.orgs.get(org)
+            if waiting is None:
+                continue
             if user is None:
-                user_start = max(self._user_served.get(key, 0.0), self._user_floor(ticket.org, org))
-                user_start += _served_above(higher, ticket.org, ticket.user)
-            else:
-                user_start = self._user_served[key] + _served_above(higher, ticket.org, ticket.user)
-                user_start += user.load.cost / user.weight
-                within.add(user.load)
-            user_served = self._user_served
-            for name, other in org.users.items():
-                if other is not user:
-                    served = user_served[(ticket.org, name)]
-                    if higher:
-                        served += _served_above(higher, ticket.org, name)
-                    _add_before(
-                        within, served, other.load, other.weight, user_start, first_on_tie=name < ticket.user
-                    )
-        total.add(within)
-        start = org_start + within.cost / ticket.org_weight
-        org_served = self._org_served
-        for name, other_org in level.orgs.items():
-            if other_org is not org:
-                served = org_served[name]
-                if higher:
-                    served += _served_above(higher, name)
-                _add_before(
-                    total, served, other_org.load, other_org.weight, start, first_on_tie=name < ticket.org
-                )
-        return total
-
-    # -- helpers ------------------------------------------------------------------------------------------
+                grown += waiting.load.cost / waiting.weight
+            elif (member := waiting.users.get(user)) is not None:
+                grown += member.load.cost / member.weight
+        return grown
 
     def _served_org(self, org: str) -> float:
         return self._org_served[org]
@@ -290,47 +385,6 @@ class FairQueue:
             return name, member
 
 
-def _served_above(higher: list[_Level], org: str, user: str | None = None) -> float:
-    """How much an organisation's (or a user's) counter will grow while the calls it has waiting at higher
-    priorities are dispatched first."""
-    grown = 0.0
-    for level in higher:
-        waiting = level.orgs.get(org)
-        if waiting is None:
-            continue
-        if user is None:
-            grown += waiting.load.cost / waiting.weight
-        elif (member := waiting.users.get(user)) is not None:
-            grown += member.load.cost / member.weight
-    return grown
-
-
-def _add_before(
-    total: Load, served: float, load: Load, weight: float, start: float, *, first_on_tie: bool
-) -> None:
-    """Add to ``total`` the calls of a queue (``load``, counted at their average cost) that start before a
-    call whose virtual start is ``start``: the queue's calls start at ``served`` plus the cost of those before
-    them over the queue's ``weight``; ``first_on_tie``: the queue goes first when a start is the same."""
-    queued = load.calls
-    if not queued or start < served - _EPSILON:
-        return
-    position = (start - served) * weight * queued / load.cost if load.cost > 0 else math.inf
-    if position >= queued:
-        total.add(load)
-        return
-    nearest = round(position)
-    if first_on_tie and abs(position - nearest) < _EPSILON:
-        calls = nearest + 1
-    else:
-        calls = math.ceil(position - _EPSILON)
-    if calls <= 0:
-        return
-    if calls >= queued:
-        total.add(load)
-        return
-    share = calls / queued
-    total.calls += calls
-    total.cost += load.cost * share
-    total.input += load.input * share
-    total.output += load.output * share
-    total.surplus += load.surplus * share
+def _values(ticket: Ticket) -> tuple[float, float, float, float]:
+    """What a call takes, as a ``Load`` counts it: its cost, input, output and surplus."""
+    return ticket.cost, ticket.input_tokens, ticket.output_tokens, ticket.surplus

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
+from claudegate.flow.fair import Load
 from claudegate.flow.ticket import Ticket
 
 __all__ = ["KeptTurn", "KeptTurns"]
@@ -71,7 +72,7 @@ class KeptTurn:
 class KeptTurns:
     """The kept turns of one lane: those waiting to be dispatched in barrier order, and all by place."""
 
-    __slots__ = ("_by_place", "_made", "_pending", "_shows", "callers_back")
+    __slots__ = ("_by_place", "_made", "_pending", "_shows", "callers_back", "load")
 
     def __init__(self) -> None:
         self._by_place: dict[Hashable, KeptTurn] = {}
@@ -79,6 +80,7 @@ class KeptTurns:
         self._made = 0
         self._shows: deque[bool] = deque(maxlen=_SHOW_WINDOW)  # recent turns: claimed, or not
         self.callers_back: list[KeptTurn] = []  # not dispatched yet, and their callers waiting for them
+        self.load = Load()  # what the turns not dispatched yet will take
 
     @property
     def show_rate(self) -> float:
@@ -111,6 +113,9 @@ class KeptTurns:
 
     def claim(self, turn: KeptTurn, caller: Ticket) -> None:
         """The turn's caller is back and waits for it (the turn takes what the caller's call needs)."""
+        if not turn.ready:
+            self.load.count(turn.ticket, -1)
+            self.load.count(caller)
         turn.ticket = turn.caller = caller
         self.callers_back.append(turn)
 
@@ -126,6 +131,7 @@ class KeptTurns:
         turn = KeptTurn(ticket, place, barrier, self._made, due=0.0, early=0.0, lapses=0.0)
         self._by_place[place] = turn
         bisect.insort(self._pending, turn, key=lambda kept: kept.key)
+        self.load.count(ticket)
         return turn
 
     def find(self, place: Hashable) -> KeptTurn | None:
@@ -161,6 +167,7 @@ class KeptTurns:
     def dispatched(self, turn: KeptTurn, taken: tuple[float, float, float]) -> None:
         """The turn took its tokens: it waits for its caller."""
         self._pending.remove(turn)
+        self.load.count(turn.ticket, -1)
         turn.taken = taken
 
     def drop(self, turn: KeptTurn) -> bool:
@@ -174,5 +181,6 @@ class KeptTurns:
             self.callers_back.remove(turn)
         if turn.taken is None and turn in self._pending:
             self._pending.remove(turn)
+            self.load.count(turn.ticket, -1)
             return True
         return False

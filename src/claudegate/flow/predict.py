@@ -83,6 +83,9 @@ class Predictor:
         their callers are likely to come back (``cautious``: for a refused caller's time, see
         ``KeptTurns.cautious_show_rate``); the fair part alone; and those turns."""
         queued = self._fair.ahead(ticket)
+        if self._kept.head() is None:  # the common case, on every admit
+            ticket.position = queued.calls + 1
+            return queued, queued, []
         ahead = Load()
         ahead.add(queued)
         # A kept turn takes what its call needs as far as callers come back for their turns: one whose
@@ -286,16 +289,20 @@ class Predictor:
         """Tell the other gateway processes sharing the lane's buckets how many calls wait here (with
         ``joining``, about to) and what they will take (requests, input, output), and hear the same of
         theirs (see ``_others_ahead``)."""
-        load = Load.of(joining) if joining is not None else Load()
-        load.add(self._fair.load)
-        for turn in self._kept.pending():
-            load.add(Load.of(turn.ticket))
+        fair, kept = self._fair.load, self._kept.load
+        calls = fair.calls + kept.calls
+        input_tokens = fair.input + kept.input
+        output_tokens = fair.output + kept.output
+        if joining is not None:
+            calls += 1
+            input_tokens += joining.input_tokens
+            output_tokens += joining.output_tokens
         lane = self.lane
         queued = [
-            float(load.calls),
-            self.taken_by(lane.requests, float(load.calls), load.calls),
-            self.taken_by(lane.input_tokens, load.input, load.calls),
-            self.taken_by(lane.output_tokens, load.output, load.calls),
+            float(calls),
+            self.taken_by(lane.requests, float(calls), calls),
+            self.taken_by(lane.input_tokens, input_tokens, calls),
+            self.taken_by(lane.output_tokens, output_tokens, calls),
         ]
         others = await self._state.share_demand(lane.lane, self._member, queued, _DEMAND_TTL_S)
         self.others_queued = [record for record in others if len(record) == len(queued) and record[0] > 0]

@@ -22,6 +22,7 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from claudegate.flow.state import BucketSpec
 
@@ -59,8 +60,8 @@ class InFlight:
     max_tokens: float = math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class Projection:
+# A tuple: one is made per bucket for every prediction, and a tuple is the cheapest to make.
+class Projection(NamedTuple):
     """A bucket's level ahead of now: it refills at its rate, and ``settling[i]`` is what calls will have
     given back (negative: taken) by ``i`` steps of ``STEP_S`` from now (the last value holds after that),
     give or take ``spread[i]`` (``CAUTION_Z`` deviations)."""
@@ -123,7 +124,10 @@ class Projection:
 
 def bucket_wait(buckets: Iterable[Projection], needs: Iterable[float]) -> float:
     """Seconds until every bucket has supplied its share of ``needs``."""
-    return max((bucket.until(needed) for bucket, needed in zip(buckets, needs, strict=True)), default=0.0)
+    wait = 0.0
+    for bucket, needed in zip(buckets, needs, strict=True):
+        wait = max(wait, bucket.until(needed))
+    return wait
 
 
 def bucket_ready(buckets: Iterable[Projection], needs: Iterable[float]) -> float:
