@@ -112,7 +112,8 @@ class Allotments:
 
     def want(self, spec: BucketSpec) -> float:
         """How much to ask for beyond a call's needs: a slice of refill, never more than a tenth of the
-        bucket (the shared bucket gives it only when comfortably full, and only if it is worth a call)."""
+        bucket (the shared bucket gives it only when it holds as much again beyond the take, and only if
+        it is worth a call)."""
         return min(spec.rate * self.slice_s, spec.capacity * 0.1)
 
     def held(self, key: str, now: float) -> float:

@@ -83,8 +83,9 @@ for i = 1, n do
   local extra = 0
   if taking and wait == 0 then
     local take = tonumber(ARGV[b + 8])
-    local spare = level - take - tonumber(ARGV[b + 9]) - capacity / 2
-    extra = math.min(tonumber(ARGV[b + 10]), spare)
+    -- Comfortably full: the allotment leaves at least as much again behind, beyond the take's reserve.
+    local want = tonumber(ARGV[b + 10])
+    extra = math.min(want, level - take - tonumber(ARGV[b + 9]) - want)
     if extra < tonumber(ARGV[b + 11]) then extra = 0 end
     level = level - take - extra
   end

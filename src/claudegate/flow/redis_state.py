@@ -3,9 +3,10 @@
 Token buckets cost no trip to Redis on most calls: a process takes *allotments* of a comfortably full bucket
 (a slice of its refill, in the same atomic script as a take it must make anyway) and spends them locally;
 settlements (charges, upstream-observed levels, allotment spent or given back) go in batches, flushed from
-the event loop every ``flush_s`` and at ``close``. The shared bucket counts what it lent, so the processes
-together can never take more than it allows (``allotment`` says why). A bucket short of tokens is asked
-every time, as before: under overload each take is one atomic script, and the processes share the refill.
+the event loop every ``flush_s`` (50 ms) and at ``close``. The shared bucket counts what it lent, so the
+processes together can never take more than it allows (``allotment`` says why). A bucket short of tokens
+is asked every time, as before: under overload each take is one atomic script, and the processes share the
+refill.
 
 Every operation is one Lua script (``redis_scripts``), so a check-and-take across several buckets is atomic.
 Time comes from the Redis server (``TIME``), not from each process, so processes with drifting clocks agree
@@ -53,7 +54,7 @@ class RedisState:
         slot_ttl_s: int = 900,
         lease_s: float = 1.0,
         slice_s: float = 0.25,
-        flush_s: float = 0.02,
+        flush_s: float = 0.05,
     ) -> None:
         self._redis = client
         self._prefix = prefix

@@ -1,10 +1,11 @@
-"""Several gateway processes on one port: a parent binds the listening socket once and starts ``workers``
-processes that accept on it, each a whole gateway with its own event loop and the shutdown of ``run``.
+"""Several gateway processes on one port: a parent binds the port and starts ``workers`` processes that accept
+on it, each a whole gateway with its own event loop and the shutdown of ``run``.
 
-Why one socket rather than one ``SO_REUSEPORT`` socket per process: the parent owns the port for the
-deployment's whole life, so a worker that is restarted never leaves a moment in which connections hashed
-to its socket are refused, and no other program can join the port. The kernel hands each new connection to
-a worker that is waiting in ``accept``, so a busy worker takes fewer.
+The parent binds one listening socket per worker on the same port (``SO_REUSEPORT``), before any worker
+starts, and keeps them open for its whole life: the kernel spreads new connections evenly over the sockets
+by a hash of their addresses (one socket shared by all workers would not: the first worker to wake takes
+every connection waiting, so a burst of new connections lands on one worker); a worker that is restarted
+takes over its socket with the connections waiting in it, so the port never refuses a connection.
 
 The parent does nothing but watch:
 
@@ -47,7 +48,7 @@ _KILL_MARGIN_S: Final = 15.0  # beyond a worker's own shutdown limit, before the
 
 def run_workers(settings: Settings, *, config_file: Path | None = None) -> int:
     """Serve with ``settings.workers`` processes until a signal stops them; the exit status (blocking)."""
-    listener = _bind(settings.host, settings.port)
+    listeners = [_bind(settings.host, settings.port) for _ in range(settings.workers)]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of the parent's state
     stopping = False
 
@@ -61,7 +62,7 @@ def run_workers(settings: Settings, *, config_file: Path | None = None) -> int:
     def start(index: int) -> None:
         process = context.Process(
             target=_worker_main,
-            args=(settings, config_file, listener, index, os.getpid()),
+            args=(settings, config_file, listeners[index - 1], index, os.getpid()),
             name=f"claudegate-worker-{index}",
             daemon=False,
         )
@@ -89,8 +90,9 @@ def run_workers(settings: Settings, *, config_file: Path | None = None) -> int:
                     break
                 start(index)
     finally:
+        for listener in listeners:  # the workers' copies stay open until each stops accepting
+            listener.close()
         status = max(status, _stop_all(workers, settings))
-        listener.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
@@ -118,6 +120,7 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((host, port))
     listener.listen(2048)
     listener.set_inheritable(True)
