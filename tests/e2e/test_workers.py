@@ -1,0 +1,139 @@
+"""``claudegate serve --workers 2`` on one port with Redis: calls from the Anthropic SDK are answered by both
+worker processes (each reply names its worker), SIGTERM to the parent shuts both down gracefully (exit 0),
+and every call has its usage record. Without Redis, more than one worker is refused at once (exit 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import anthropic
+import httpx2
+import orjson
+import pytest
+
+from claudegate.simulator.settings import SimulatorSettings
+from claudegate.store.migrate import upgrade_database
+from tests.e2e.conftest import make_tenant, usage_rows
+from tests.e2e.flow_support import simulator
+
+pytestmark = pytest.mark.redis
+
+CLAUDEGATE = str(Path(sys.executable).with_name("claudegate"))
+STARTUP_S = 30.0
+CLIENTS = 24  # each its own connection: the kernel spreads connections over the workers
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def environment(database_url: str, tmp: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDEGATE_")}
+    env.pop("ANTHROPIC_API_KEY", None)
+    env.update(
+        {
+            "CLAUDEGATE_DATABASE_URL": database_url,
+            "CLAUDEGATE_USAGE_SPILL_FILE": str(tmp / "spill.jsonl"),
+            "CLAUDEGATE_LOG_LEVEL": "warning",
+            **settings,
+        }
+    )
+    return env
+
+
+def start_workers(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``claudegate serve --workers 2``, once it answers /health."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [CLAUDEGATE, "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    give_up = time.monotonic() + STARTUP_S
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < give_up, log.read_text()
+        time.sleep(0.1)
+    return process
+
+
+async def one_call(url: str, key: str, number: int) -> str:
+    """One call on a connection of its own; the worker that answered."""
+    async with anthropic.AsyncAnthropic(base_url=url, api_key=key, max_retries=0) as sdk:
+        raw = await sdk.messages.with_raw_response.create(
+            model="claude-sonnet-4-6",
+            max_tokens=50,
+            messages=[{"role": "user", "content": f"Call number {number}."}],
+        )
+        message = await raw.parse()
+        assert message.content
+        return raw.headers["x-claudegate-worker"]
+
+
+async def test_two_workers_share_the_port_and_shut_down_cleanly(redis_url: str, tmp_path: Path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    await upgrade_database(database_url)
+    tenant = await make_tenant(database_url, f"workers-{uuid.uuid4().hex[:8]}")
+    log = tmp_path / "gateway.log"
+    with simulator(SimulatorSettings()) as upstream:
+        env = environment(
+            database_url,
+            tmp_path,
+            CLAUDEGATE_REDIS_URL=redis_url,
+            CLAUDEGATE_REDIS_PREFIX=f"test-workers-{uuid.uuid4().hex[:8]}:",
+            CLAUDEGATE_UPSTREAMS=orjson.dumps(
+                [{"name": "sim", "url": upstream.url, "api_key": "sk-upstream", "tier": "unlimited"}]
+            ).decode(),
+        )
+        port = free_port()
+        process = start_workers(env, port, log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            workers = await asyncio.gather(*(one_call(url, tenant.key, n) for n in range(CLIENTS)))
+            process.send_signal(signal.SIGTERM)
+            status = await asyncio.to_thread(process.wait, 60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    assert set(workers) == {"1", "2"}  # both workers answered
+    assert status == 0, log.read_text()
+    banner = log.read_text()
+    assert "(2 workers)" in banner
+    assert "exited" not in banner  # no worker died on its way
+    records = await usage_rows(database_url, [tenant.key_id])
+    assert len(records) == CLIENTS
+    assert all(record["status"] == 200 for record in records)
+
+
+def test_more_than_one_worker_without_redis_is_refused_at_once(tmp_path: Path) -> None:
+    env = environment(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}", tmp_path)
+    result = subprocess.run(
+        [CLAUDEGATE, "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert "2 workers need redis_url" in message
+    assert "claudegate gateway on" not in message  # refused before anything started
