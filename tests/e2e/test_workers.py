@@ -137,3 +137,47 @@ def test_more_than_one_worker_without_redis_is_refused_at_once(tmp_path: Path) -
     message = result.stderr.decode()
     assert "2 workers need redis_url" in message
     assert "claudegate gateway on" not in message  # refused before anything started
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The gateway workers of ``parent`` (its children that are not multiprocessing's resource tracker)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{parent}/task"):
+        children += [int(pid) for pid in Path(f"/proc/{parent}/task/{task}/children").read_text().split()]
+    return [pid for pid in children if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def age_s(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    started_ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_worker_that_dies_right_after_starting_stops_the_gateway(redis_url: str, tmp_path: Path) -> None:
+    """A worker that dies within seconds of its start would die again if restarted: rather than restart it
+    in a loop, the parent shuts the other workers down and exits 1, saying why."""
+    env = environment(
+        f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        tmp_path,
+        CLAUDEGATE_REDIS_URL=redis_url,
+        CLAUDEGATE_REDIS_PREFIX=f"test-workers-{uuid.uuid4().hex[:8]}:",
+    )
+    log = tmp_path / "gateway.log"
+    process = start_workers(env, free_port(), log)
+    try:
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2
+        if age_s(workers[0]) > 8:  # a worker up for 10 s counts as having run: it would be restarted
+            pytest.skip("the machine took too long to start the workers for this test")
+        os.kill(workers[0], signal.SIGKILL)
+        assert process.wait(timeout=60) == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert "exited: -9" in output
+    assert "stopping" in output
+    for pid in workers[1:]:  # the other worker was shut down too, not left behind
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
