@@ -24,7 +24,7 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from claudegate.flow import redis_scripts as scripts
@@ -120,21 +120,37 @@ class RedisState:
                     max(amount, 1e-9),
                 )
             )
-        try:
-            result = await self._sync(keys=[self._key(key) for key in keys], args=args)
-        except BaseException:
-            allotments.restore(takes, missing)
-            allotments.unsent(list(reports.values()))
-            raise
-        wait = float(result[0])
-        if wait > 0:
-            allotments.restore(takes, missing)
-            return wait
-        allotments.spent(takes, missing)
-        for index, (spec, _) in enumerate(demands):
-            allotments.granted(spec, float(result[1 + index]), now)
-        self._schedule_flush()
-        return 0.0
+
+        def settle(result: list[str] | None) -> None:
+            if result is None:  # not sent: nothing changed in Redis
+                allotments.restore(takes, missing)
+                allotments.unsent(list(reports.values()))
+            elif float(result[0]) > 0:
+                allotments.restore(takes, missing)
+            else:
+                allotments.spent(takes, missing)
+                for index, (spec, _) in enumerate(demands):
+                    allotments.granted(spec, float(result[1 + index]), now)
+                self._schedule_flush()
+
+        result = await self._run_sync([self._key(key) for key in keys], args, settle)
+        return float(result[0])
+
+    async def _run_sync(
+        self, keys: list[str], args: list[str | float | int], settle: Callable[[list[str] | None], None]
+    ) -> list[str]:
+        """Run the sync script, then ``settle`` this process's books with its result (None: it failed)
+        even if the caller is cancelled meanwhile: the script may have run, and what it took and what it
+        was told must be counted once, never twice or not at all."""
+        call = asyncio.ensure_future(self._sync(keys=keys, args=args))
+
+        def done(finished: asyncio.Future[list[str]]) -> None:
+            failed = finished.cancelled() or finished.exception() is not None
+            settle(None if failed else finished.result())
+
+        call.add_done_callback(done)
+        result: list[str] = await asyncio.shield(call)
+        return result
 
     async def charge(self, spec: BucketSpec, amount: float) -> None:
         self._allotments.charge(spec, amount, _now())
@@ -159,11 +175,12 @@ class RedisState:
             for spec in specs:
                 args.extend(_report_args(reports.get(spec.key) or BucketReport(spec)))
                 args.extend((0.0, 0.0, 0.0, 0.0, 0.0))
-            try:
-                result = await self._sync(keys=keys, args=args)
-            except BaseException:
-                self._allotments.unsent(list(reports.values()))
-                raise
+
+            def settle(result: list[str] | None) -> None:
+                if result is None:
+                    self._allotments.unsent(list(reports.values()))
+
+            result = await self._run_sync(keys, args, settle)
             shared = [float(level) for level in result[1 + len(specs) :]]
         else:
             args = [len(specs)]
