@@ -1,6 +1,8 @@
 """``claudegate serve --workers 2`` on one port with Redis: calls from the Anthropic SDK are answered by both
-worker processes (each reply names its worker), SIGTERM to the parent shuts both down gracefully (exit 0),
-and every call has its usage record. Without Redis, more than one worker is refused at once (exit 2)."""
+worker processes (each reply names its worker), SIGTERM to the parent shuts both down gracefully (exit 0;
+streams in flight on either worker run through the grace period and end with an error event) and every
+call has its usage record. A worker that dies right after starting stops the gateway (exit 1). Without
+Redis, more than one worker is refused at once (exit 2)."""
 
 from __future__ import annotations
 
@@ -19,16 +21,17 @@ import httpx2
 import orjson
 import pytest
 
-from claudegate.simulator.settings import SimulatorSettings
+from claudegate.simulator.settings import LatencyModel, SimulatorSettings
 from claudegate.store.migrate import upgrade_database
 from tests.e2e.conftest import make_tenant, usage_rows
-from tests.e2e.flow_support import simulator
+from tests.e2e.flow_support import REPLY_TOKENS_HEADER, simulator
 
 pytestmark = pytest.mark.redis
 
 CLAUDEGATE = str(Path(sys.executable).with_name("claudegate"))
 STARTUP_S = 30.0
 CLIENTS = 24  # each its own connection: the kernel spreads connections over the workers
+STREAMS = 16  # long streams in flight at shutdown, each on its own connection
 
 
 def free_port() -> int:
@@ -181,3 +184,77 @@ def test_a_worker_that_dies_right_after_starting_stops_the_gateway(redis_url: st
     assert "stopping" in output
     for pid in workers[1:]:  # the other worker was shut down too, not left behind
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+async def long_stream(url: str, key: str, streaming: asyncio.Event, number: int) -> tuple[str, list[str]]:
+    """A long streamed call on a connection of its own: the worker that answered, and its SSE event names."""
+    events: list[str] = []
+    async with (
+        httpx2.AsyncClient(base_url=url, headers={"x-api-key": key}, timeout=60) as http,
+        http.stream(
+            "POST",
+            "/v1/messages",
+            json={
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 4000,
+                "stream": True,
+                "messages": [{"role": "user", "content": f"Tell long story number {number}."}],
+            },
+            headers={"anthropic-version": "2023-06-01", REPLY_TOKENS_HEADER: "2000"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                events.append(line[6:].strip())
+                if events[-1] == "content_block_delta":
+                    streaming.set()
+        return response.headers["x-claudegate-worker"], events
+
+
+async def test_sigterm_gives_every_worker_its_graceful_shutdown(redis_url: str, tmp_path: Path) -> None:
+    """Streams in flight on both workers when the parent gets SIGTERM: each runs through the grace period,
+    then ends with Anthropic's error event, and each keeps a usage record with what was produced."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    await upgrade_database(database_url)
+    tenant = await make_tenant(database_url, f"workers-{uuid.uuid4().hex[:8]}")
+    log = tmp_path / "gateway.log"
+    with simulator(SimulatorSettings(latency=LatencyModel(ttft_s=0.05, tokens_per_second=100))) as upstream:
+        env = environment(
+            database_url,
+            tmp_path,
+            CLAUDEGATE_REDIS_URL=redis_url,
+            CLAUDEGATE_REDIS_PREFIX=f"test-workers-{uuid.uuid4().hex[:8]}:",
+            CLAUDEGATE_SHUTDOWN_GRACE_S="1",
+            CLAUDEGATE_UPSTREAMS=orjson.dumps(
+                [{"name": "slow", "url": upstream.url, "api_key": "sk-upstream", "tier": "unlimited"}]
+            ).decode(),
+        )
+        port = free_port()
+        process = start_workers(env, port, log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            started = [asyncio.Event() for _ in range(STREAMS)]
+            streams = [
+                asyncio.create_task(long_stream(url, tenant.key, started[n], n)) for n in range(STREAMS)
+            ]
+            for event in started:
+                await event.wait()
+            process.send_signal(signal.SIGTERM)
+            ended = await asyncio.gather(*streams)
+            status = await asyncio.to_thread(process.wait, 60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    assert status == 0, log.read_text()
+    assert {worker for worker, _ in ended} == {"1", "2"}  # streams were in flight on both workers
+    for _, events in ended:
+        assert "content_block_delta" in events
+        assert events[-1] == "error"  # ended by the gateway's shutdown, with Anthropic's error event
+    records = await usage_rows(database_url, [tenant.key_id])
+    assert len(records) == STREAMS
+    for record in records:
+        assert record["error_type"] == "gateway_shutdown"
+        assert record["output_tokens"] > 0
