@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 from pathlib import Path
 from types import FrameType
@@ -35,7 +36,7 @@ class _GatewayServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         # A worker whose parent is gone (killed outright) shuts down rather than serve unsupervised.
         if self._parent is not None and counter % 10 == 0 and os.getppid() != self._parent:
-            self.handle_exit(15, None)
+            self.handle_exit(signal.SIGTERM, None)
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
