@@ -282,6 +282,15 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port the gateway listens on.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Gateway processes serving the port together (more than one needs redis_url, where they share "
+            "their limits)."
+        ),
+    )
     shutdown_grace_s: float = Field(
         default=30.0,
         gt=0,

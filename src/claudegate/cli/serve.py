@@ -15,6 +15,13 @@ __all__ = ["register"]
 def serve(
     host: str | None = typer.Option(None, help="Address to listen on (default: settings, 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port to listen on (default: settings, 8080)."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        max=64,
+        help="Gateway processes serving the port together (default: settings, 1); more than one needs "
+        "redis_url, where they share their limits.",
+    ),
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -42,6 +49,15 @@ def serve(
         settings = settings.model_copy(update={"host": host})
     if port is not None:
         settings = settings.model_copy(update={"port": port})
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
+    if settings.workers > 1 and not settings.redis_url:
+        console.print(
+            f"[red]error:[/red] {settings.workers} workers need redis_url (CLAUDEGATE_REDIS_URL): without it "
+            "each process would enforce the account's limits on its own, and together they would exceed "
+            "them. Set redis_url, or run one worker."
+        )
+        raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
 
     upstream = settings.resolved_upstream_url
@@ -56,14 +72,17 @@ def serve(
                 border_style="yellow",
             )
         )
-    console.print(f"[bold]claudegate gateway[/bold] on http://{settings.host}:{settings.port}")
+    processes = f" ({settings.workers} workers)" if settings.workers > 1 else " (1 worker)"
+    console.print(f"[bold]claudegate gateway[/bold] on http://{settings.host}:{settings.port}{processes}")
     for line in startup_lines(settings, config):
         console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     if settings.admin_token is None:
         console.print("admin API disabled (set CLAUDEGATE_ADMIN_TOKEN to enable /admin)")
     console.print("create a key:  claudegate keys create --org ORG")
 
-    run_gateway(settings, config_file=config)
+    status = run_gateway(settings, config_file=config)
+    if status:
+        raise typer.Exit(status)
 
 
 def register(app: typer.Typer) -> None:

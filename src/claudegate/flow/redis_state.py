@@ -1,17 +1,34 @@
 """``FlowState`` on Redis, for several gateway processes that serve one Anthropic account.
 
-Every operation is one Lua script, so a check-and-take across several buckets is atomic. Time comes from
-the Redis server (``TIME``), not from each process, so processes with drifting clocks agree on refills.
-Keys expire once a bucket would be full again (or a slot holder is long gone), so Redis holds only what is
-in use.
+Token buckets cost no trip to Redis on most calls: a process takes *allotments* of a comfortably full bucket
+(a slice of its refill, in the same atomic script as a take it must make anyway) and spends them locally;
+settlements (charges, upstream-observed levels, allotment spent or given back) go in batches, flushed from
+the event loop every ``flush_s`` (50 ms) and at ``close``. The shared bucket counts what it lent, so the
+processes together can never take more than it allows (``allotment`` says why). A bucket short of tokens
+is asked every time, as before: under overload each take is one atomic script, and the processes share the
+refill.
+
+Every operation is one Lua script (``redis_scripts``), so a check-and-take across several buckets is atomic.
+Time comes from the Redis server (``TIME``), not from each process, so processes with drifting clocks agree
+on refills. Keys expire once a bucket would be full again (or a slot holder is long gone), so Redis holds
+only what is in use. Concurrency slots, flags, counters and shared queue lengths are one script per
+operation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
-from collections.abc import Sequence
+import os
+import secrets
+import socket
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from claudegate.flow import redis_scripts as scripts
+from claudegate.flow.allotment import Allotments, BucketReport
 from claudegate.flow.state import BucketSpec, CounterSpec
 
 if TYPE_CHECKING:
@@ -19,188 +36,43 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisState"]
 
-# Shared prologue: refill bucket i (KEYS[i], capacity and rate in ARGV) to the server's current time.
-_REFILL = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function refill(key, capacity, rate)
-  local state = redis.call('HMGET', key, 'level', 'updated')
-  local level = tonumber(state[1])
-  local updated = tonumber(state[2])
-  if level == nil then
-    level = capacity
-  elseif now > updated then
-    level = math.min(capacity, level + (now - updated) * rate)
-  end
-  return level
-end
-local function store(key, level, capacity, rate)
-  redis.call('HSET', key, 'level', tostring(level), 'updated', tostring(now))
-  local ttl = math.ceil((capacity - level) / rate) + 60
-  redis.call('EXPIRE', key, ttl)
-end
-"""
+logger = logging.getLogger(__name__)
 
-# ARGV: n, headroom in seconds, then (capacity, rate, amount) per bucket. Returns "0" or the wait in seconds
-# as a string.
-_TRY_TAKE = (
-    _REFILL
-    + """
-local n = tonumber(ARGV[1])
-local headroom = tonumber(ARGV[2])
-local levels = {}
-local takes = {}
-local wait = 0
-for i = 1, n do
-  local capacity = tonumber(ARGV[3 + (i - 1) * 3])
-  local rate = tonumber(ARGV[4 + (i - 1) * 3])
-  local amount = tonumber(ARGV[5 + (i - 1) * 3])
-  local level = refill(KEYS[i], capacity, rate)
-  levels[i] = level
-  if amount > capacity then
-    return 'inf'
-  end
-  local kept = math.max(0, math.min(rate * headroom, capacity - amount))
-  takes[i] = amount + rate * headroom - kept
-  if level < amount + kept then
-    wait = math.max(wait, (amount + kept - level) / rate)
-  end
-end
-if wait > 0 then
-  return tostring(wait)
-end
-for i = 1, n do
-  local capacity = tonumber(ARGV[3 + (i - 1) * 3])
-  local rate = tonumber(ARGV[4 + (i - 1) * 3])
-  store(KEYS[i], levels[i] - takes[i], capacity, rate)
-end
-return '0'
-"""
-)
-
-# ARGV: capacity, rate, amount, mode ('charge' or 'observe'). Returns the new level.
-_ADJUST = (
-    _REFILL
-    + """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local amount = tonumber(ARGV[3])
-local level = refill(KEYS[1], capacity, rate)
-if ARGV[4] == 'charge' then
-  level = math.min(capacity, level - amount)
-elseif amount < level then
-  level = amount
-end
-store(KEYS[1], level, capacity, rate)
-return tostring(level)
-"""
-)
-
-_LEVEL = (
-    _REFILL
-    + """
-return tostring(refill(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])))
-"""
-)
-
-# Concurrency slots: a counter with a safety expiry, so a crashed process cannot hold slots forever.
-_ACQUIRE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"""
-
-_RELEASE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used <= 1 then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('DECR', KEYS[1])
-end
-return 1
-"""
-
-
-# Period counters (budgets). ARGV: n, then (amount, cap, expires_at as whole Unix seconds) per counter.
-# Returns -1 when every amount was added, else the 0-based index of the first counter that would pass its cap.
-_TRY_COUNT = """
-local n = tonumber(ARGV[1])
-for i = 1, n do
-  local amount = tonumber(ARGV[2 + (i - 1) * 3])
-  local cap = tonumber(ARGV[3 + (i - 1) * 3])
-  local total = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if total + amount > cap then
-    return i - 1
-  end
-end
-for i = 1, n do
-  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2 + (i - 1) * 3])
-  redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[4 + (i - 1) * 3]))
-end
-return -1
-"""
-
-# ARGV: amount, expires_at. Returns the new total as a string.
-_COUNT = """
-local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[2]))
-return total
-"""
-
-
-# KEYS[1]: the hash of what each member has queued ("until,amount,amount..."). ARGV: member, ttl in seconds,
-# then the member's amounts. Records them (or removes the member when all are 0), drops expired members, and
-# returns the other members' records (without their times).
-_SHARE_DEMAND = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local member = ARGV[1]
-local ttl = tonumber(ARGV[2])
-local queued = false
-for i = 3, #ARGV do
-  if tonumber(ARGV[i]) ~= 0 then queued = true end
-end
-if queued then
-  local fields = {tostring(now + ttl)}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], member, table.concat(fields, ','))
-  redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 1)
-else
-  redis.call('HDEL', KEYS[1], member)
-end
-local others = {}
-local all = redis.call('HGETALL', KEYS[1])
-for j = 1, #all, 2 do
-  local until_, amounts = string.match(all[j + 1], '^([^,]+),?(.*)$')
-  if tonumber(until_) <= now then
-    redis.call('HDEL', KEYS[1], all[j])
-  elseif all[j] ~= member then
-    others[#others + 1] = amounts
-  end
-end
-return others
-"""
+# A lease lives this much longer in Redis than its holder spends from it, so a holder's slow reply from
+# Redis never leaves it spending tokens the bucket no longer counts as lent.
+_LEASE_MARGIN_S = 1.0
 
 
 class RedisState:
     """``FlowState`` on Redis. Create with ``RedisState.from_url(url)``; keys are prefixed with ``prefix``."""
 
-    def __init__(self, client: Redis, *, prefix: str = "claudegate:", slot_ttl_s: int = 900) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "claudegate:",
+        slot_ttl_s: int = 900,
+        lease_s: float = 1.0,
+        slice_s: float = 0.25,
+        flush_s: float = 0.05,
+    ) -> None:
         self._redis = client
         self._prefix = prefix
         self._slot_ttl = slot_ttl_s
-        self._try_take = client.register_script(_TRY_TAKE)
-        self._adjust = client.register_script(_ADJUST)
-        self._level = client.register_script(_LEVEL)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._try_count = client.register_script(_TRY_COUNT)
-        self._count = client.register_script(_COUNT)
-        self._share_demand = client.register_script(_SHARE_DEMAND)
+        self._sync = client.register_script(scripts.SYNC)
+        self._levels = client.register_script(scripts.LEVELS)
+        self._acquire = client.register_script(scripts.ACQUIRE)
+        self._release = client.register_script(scripts.RELEASE)
+        self._try_count = client.register_script(scripts.TRY_COUNT)
+        self._count = client.register_script(scripts.COUNT)
+        self._share_demand = client.register_script(scripts.SHARE_DEMAND)
+        # This process's name in the buckets' leases: unique even for two states in one process.
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._allotments = Allotments(lease_s=lease_s, slice_s=slice_s)
+        self._lease_ttl = lease_s + _LEASE_MARGIN_S
+        self._flush_s = flush_s
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 64, **kwargs: Any) -> RedisState:
@@ -219,24 +91,143 @@ class RedisState:
     async def try_take(self, demands: Sequence[tuple[BucketSpec, float]], headroom_s: float = 0.0) -> float:
         if not demands:
             return 0.0
-        keys = [self._key(spec.key) for spec, _ in demands]
-        args: list[float | int] = [len(demands), headroom_s]
+        takes: list[tuple[BucketSpec, float]] = []
         for spec, amount in demands:
-            args.extend((spec.capacity, spec.rate, amount))
-        result = await self._try_take(keys=keys, args=args)
-        return math.inf if result == "inf" else float(result)
+            if amount > spec.capacity:
+                return math.inf
+            takes.append((spec, spec.reserve(amount, headroom_s)[1]))
+        now = _now()
+        allotments = self._allotments
+        if allotments.take(takes, now):
+            self._schedule_flush()  # what was spent is reported with the next batch
+            return 0.0
+        missing = allotments.spend_what_is_held(takes, now)
+        keys = [spec.key for spec, _ in demands]
+        reports = {report.spec.key: report for report in allotments.reports(now, keys=keys)}
+        args: list[str | float | int] = [self.member, self._lease_ttl, len(demands), "take"]
+        for (spec, amount), (_, taken), short in zip(demands, takes, missing, strict=True):
+            report = reports.get(spec.key) or BucketReport(spec)
+            needed, _ = spec.reserve(amount, headroom_s)
+            kept = needed - amount  # what stays behind in the bucket
+            along = taken - amount  # the part of the reserve a small bucket takes along
+            args.extend(_report_args(report))
+            args.extend(
+                (
+                    max(0.0, short - along) + kept if short > 0 else 0.0,
+                    short,
+                    kept,
+                    allotments.want(spec) if amount > 0 else 0.0,
+                    max(amount, 1e-9),
+                )
+            )
+
+        def settle(result: list[str] | None) -> None:
+            if result is None:  # not sent: nothing changed in Redis
+                allotments.restore(takes, missing)
+                allotments.unsent(list(reports.values()))
+            elif float(result[0]) > 0:
+                allotments.restore(takes, missing)
+            else:
+                allotments.spent(takes, missing)
+                for index, (spec, _) in enumerate(demands):
+                    allotments.granted(spec, float(result[1 + index]), now)
+                self._schedule_flush()
+
+        result = await self._run_sync([self._key(key) for key in keys], args, settle)
+        return float(result[0])
+
+    async def _run_sync(
+        self, keys: list[str], args: list[str | float | int], settle: Callable[[list[str] | None], None]
+    ) -> list[str]:
+        """Run the sync script, then ``settle`` this process's books with its result (None: it failed)
+        even if the caller is cancelled meanwhile: the script may have run, and what it took and what it
+        was told must be counted once, never twice or not at all."""
+        call = asyncio.ensure_future(self._sync(keys=keys, args=args))
+
+        def done(finished: asyncio.Future[list[str]]) -> None:
+            failed = finished.cancelled() or finished.exception() is not None
+            settle(None if failed else finished.result())
+
+        call.add_done_callback(done)
+        result: list[str] = await asyncio.shield(call)
+        return result
 
     async def charge(self, spec: BucketSpec, amount: float) -> None:
-        await self._adjust(keys=[self._key(spec.key)], args=[spec.capacity, spec.rate, amount, "charge"])
+        self._allotments.charge(spec, amount, _now())
+        self._schedule_flush()
 
     async def observe(self, spec: BucketSpec, remaining: float) -> None:
-        await self._adjust(keys=[self._key(spec.key)], args=[spec.capacity, spec.rate, remaining, "observe"])
+        self._allotments.observe(spec, remaining)
+        self._schedule_flush()
 
     async def levels(self, specs: Sequence[BucketSpec]) -> list[float]:
+        """The shared levels plus what this process holds of them (its allotments), after its pending
+        settlements of these buckets."""
+        if not specs:
+            return []
+        now = _now()
+        keys = [self._key(spec.key) for spec in specs]
+        reports = {
+            report.spec.key: report for report in self._allotments.reports(now, keys=[s.key for s in specs])
+        }
+        if reports:
+            args: list[str | float | int] = [self.member, self._lease_ttl, len(specs), "sync"]
+            for spec in specs:
+                args.extend(_report_args(reports.get(spec.key) or BucketReport(spec)))
+                args.extend((0.0, 0.0, 0.0, 0.0, 0.0))
+
+            def settle(result: list[str] | None) -> None:
+                if result is None:
+                    self._allotments.unsent(list(reports.values()))
+
+            result = await self._run_sync(keys, args, settle)
+            shared = [float(level) for level in result[1 + len(specs) :]]
+        else:
+            args = [len(specs)]
+            for spec in specs:
+                args.extend((spec.capacity, spec.rate))
+            shared = [float(level) for level in await self._levels(keys=keys, args=args)]
         return [
-            float(await self._level(keys=[self._key(spec.key)], args=[spec.capacity, spec.rate]))
-            for spec in specs
+            level + self._allotments.held(spec.key, now) for level, spec in zip(shared, specs, strict=True)
         ]
+
+    # -- batches ---------------------------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_timer is None and (self._flushing is None or self._flushing.done()):
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self._flush_s, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_timer = None
+        self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self, *, everything: bool = False) -> None:
+        """Send every pending settlement, and give back expired allotments (all, with ``everything``), in
+        one script; then look again when the next allotment expires."""
+        now = _now()
+        reports = self._allotments.reports(now, everything=everything)
+        if reports:
+            args: list[str | float | int] = [self.member, self._lease_ttl, len(reports), "sync"]
+            for report in reports:
+                args.extend(_report_args(report))
+                args.extend((0.0, 0.0, 0.0, 0.0, 0.0))
+            try:
+                await self._sync(keys=[self._key(report.spec.key) for report in reports], args=args)
+            except Exception:
+                self._allotments.unsent(reports)
+                if everything:
+                    raise
+                logger.warning("could not report settlements to Redis; trying again", exc_info=True)
+        if everything:
+            return
+        self._flushing = None
+        expiry = self._allotments.next_expiry()
+        if self._allotments.busy and self._flush_timer is None:
+            delay = self._flush_s
+            if not self._allotments.has_reports and expiry is not None:
+                delay = max(self._flush_s, expiry - _now())
+            self._flush_timer = asyncio.get_running_loop().call_later(delay, self._start_flush)
 
     async def acquire(self, key: str, limit: int) -> bool:
         return bool(await self._acquire(keys=[self._key("slots:" + key)], args=[limit, self._slot_ttl]))
@@ -286,4 +277,25 @@ class RedisState:
         return [[float(amount) for amount in record.split(",")] for record in others]
 
     async def close(self) -> None:
+        """Give back every allotment and send what is pending, then disconnect."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        try:
+            await self._flush(everything=True)
+        except Exception:
+            logger.warning("could not give allotments back to Redis at shutdown", exc_info=True)
         await self._redis.aclose(close_connection_pool=True)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _report_args(report: BucketReport) -> tuple[float, float, float, float, float, str]:
+    spec = report.spec
+    observed = "" if report.observed is None else repr(float(report.observed))
+    return (spec.capacity, spec.rate, report.used, report.give, report.charge, observed)
