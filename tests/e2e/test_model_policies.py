@@ -17,6 +17,7 @@ from tests.e2e.conftest import usage_rows as gateway_usage_rows
 from tests.e2e.test_inprocess_client import client_settings, usage_rows
 
 OPUS_OVERLOADED = {"x-simulator-fault": "overloaded;model=claude-opus-4-6"}
+EVERY_MODEL_OVERLOADED = {"x-simulator-fault": "overloaded"}
 HELLO = [{"role": "user", "content": "Hello"}]
 
 
@@ -65,6 +66,23 @@ async def test_a_policy_out_of_fallbacks_answers_the_last_models_error(
     assert (row["policy"], row["model"], row["status"]) == ("cheap-only", "claude-opus-4-6", 529)
 
 
+async def test_a_policy_whose_every_model_fails_records_the_last_model_tried(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        await client.messages.create(
+            model="deep",
+            max_tokens=50,
+            messages=HELLO,  # type: ignore[arg-type]
+            extra_headers=EVERY_MODEL_OVERLOADED,
+        )
+    assert raised.value.status_code == 529
+    (row,) = await usage_rows(f"sqlite+aiosqlite:///{tmp_path / 'claudegate.db'}", "routing", 1)
+    # The answer is the fallback's error, and so is the record: the model named is the one tried last.
+    assert (row["policy"], row["model"], row["status"]) == ("deep", "claude-sonnet-4-6", 529)
+    assert row["attempts"] == 2
+
+
 async def test_a_model_that_is_no_policy_is_sent_as_named(client: AsyncClient) -> None:
     message = await client.messages.create(
         model="claude-sonnet-4-6",
@@ -96,6 +114,55 @@ async def test_the_gateway_takes_a_policy_as_the_model(stack: Stack) -> None:
         return any(entry[1:] == ("deep", "claude-sonnet-4-6") for entry in served)
 
     await eventually(fallback_recorded)
+
+
+async def test_the_gateway_records_the_model_a_policy_tried_last(stack: Stack) -> None:
+    sdk = anthropic.AsyncAnthropic(base_url=stack.url, api_key=stack.org_a.key, max_retries=0)
+    served = await sdk.messages.with_raw_response.create(
+        model="deep",
+        max_tokens=50,
+        messages=HELLO,
+        extra_headers=OPUS_OVERLOADED,  # type: ignore[arg-type]
+    )
+    assert (await served.parse()).model == "claude-sonnet-4-6"
+    failed: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        await sdk.messages.create(
+            model="deep",
+            max_tokens=50,
+            messages=HELLO,
+            extra_headers=EVERY_MODEL_OVERLOADED,  # type: ignore[arg-type]
+        )
+    assert raised.value.status_code == 529
+    failed.append(raised.value.response.headers["x-claudegate-request-id"])
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        async with sdk.messages.stream(
+            model="deep",
+            max_tokens=50,
+            messages=HELLO,
+            extra_headers=EVERY_MODEL_OVERLOADED,  # type: ignore[arg-type]
+        ) as stream:
+            await stream.get_final_message()
+    assert raised.value.status_code == 529
+    failed.append(raised.value.response.headers["x-claudegate-request-id"])
+    wanted = [served.headers["x-claudegate-request-id"], *failed]
+    records: dict[str, dict[str, object]] = {}
+
+    async def all_recorded() -> bool:
+        rows = await gateway_usage_rows(stack.database_url, [stack.org_a.key_id])
+        records.update((row["request_id"], row) for row in rows if row["request_id"] in wanted)
+        return len(records) == len(wanted)
+
+    await eventually(all_recorded)
+    served_row, *failed_rows = (records[request_id] for request_id in wanted)
+    assert (served_row["policy"], served_row["model"], served_row["status"]) == (
+        "deep",
+        "claude-sonnet-4-6",
+        200,
+    )
+    for row in failed_rows:
+        assert (row["policy"], row["model"], row["status"]) == ("deep", "claude-sonnet-4-6", 529)
+        assert row["attempts"] == 2
 
 
 async def test_the_chat_api_takes_a_policy_as_the_model(stack: Stack) -> None:

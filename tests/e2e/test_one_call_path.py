@@ -10,9 +10,12 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from claudegate import AsyncClient
-from tests.e2e.chat_support import ChatClient, ChatTenant, make_chat_tenant
+from claudegate.store._engine import create_engine
+from claudegate.store.tables import UsageRow
+from tests.e2e.chat_support import ChatClient, ChatTenant, eventually, make_chat_tenant
 from tests.e2e.conftest import Stack, gateway_settings
 
 MODEL = "claude-sonnet-4-6"
@@ -91,3 +94,65 @@ async def test_a_bad_field_gets_the_same_error_from_the_gateway_and_the_client(
     body = {"model": MODEL, "max_tokens": 20, "messages": HELLO, **change}
     assert await gateway_message(stack, tenant.tenant.key, body, {}) == expected
     assert await client_message(client, extra_body=change) == expected
+
+
+async def recorded(database_url: str, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The usage records of these calls by request id, once all are written (the writer flushes often)."""
+    records: dict[str, dict[str, Any]] = {}
+
+    async def all_written() -> bool:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(UsageRow.__table__).where(UsageRow.request_id.in_(request_ids))
+                )
+                records.update((row.request_id, dict(row._mapping)) for row in rows)
+        finally:
+            await engine.dispose()
+        return len(records) == len(request_ids)
+
+    await eventually(all_written)
+    return records
+
+
+async def test_a_call_refused_for_bad_input_is_recorded_under_the_model_it_named(
+    stack: Stack, tenant: ChatTenant, client: AsyncClient
+) -> None:
+    key = tenant.tenant.key
+    bad_deadline = {"x-claudegate-deadline-ms": "soon"}
+    body = {"model": MODEL, "max_tokens": 20, "messages": HELLO}
+    async with httpx2.AsyncClient(base_url=stack.url, timeout=30) as http:
+        answers = {
+            "deadline": await http.post(
+                "/v1/messages", json=body, headers={"x-api-key": key, **VERSION, **bad_deadline}
+            ),
+            "field": await http.post(
+                "/v1/messages",
+                json={**body, "model": "deep", "max_tokens": "20"},
+                headers={"x-api-key": key, **VERSION},
+            ),
+            "no model id": await http.post(
+                "/v1/messages",
+                json={**body, "model": "not a model\n", "max_tokens": "20"},
+                headers={"x-api-key": key, **VERSION},
+            ),
+            "openai": await http.post(
+                "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}", **bad_deadline}
+            ),
+        }
+    assert {answer.status_code for answer in answers.values()} == {400}
+    ids = {door: answer.headers["x-claudegate-request-id"] for door, answer in answers.items()}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(model=MODEL, max_tokens=20, messages=HELLO, extra_headers=bad_deadline)
+    ids["client"] = caught.value.response.headers["x-claudegate-request-id"]
+    records = await recorded(stack.database_url, list(ids.values()))
+    rows = {door: records[request_id] for door, request_id in ids.items()}
+    named = {door: (row["policy"], row["model"], row["status"]) for door, row in rows.items()}
+    assert named == {
+        "deadline": (None, MODEL, 400),
+        "field": ("deep", "claude-opus-4-6", 400),  # a policy: recorded as its first model would be sent
+        "no model id": (None, None, 400),  # not a model id: nothing to name
+        "openai": (None, MODEL, 400),
+        "client": (None, MODEL, 400),
+    }

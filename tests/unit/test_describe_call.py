@@ -187,3 +187,20 @@ def test_a_described_call_is_frozen() -> None:
 def test_a_bare_call_is_what_a_refusal_records() -> None:
     call = bare_call(identity(), "req_2", api="openai")
     assert (call.request_id, call.body, call.model, call.api) == ("req_2", b"", None, "openai")
+
+
+def test_a_bare_call_names_the_model_its_body_named() -> None:
+    fields = {"model": "claude-sonnet-4-6", "max_tokens": "20"}
+    call = bare_call(identity(), "req_3", fields=fields, policies=PolicyBook(DEFAULT_POLICIES))
+    assert (call.model, call.policy) == ("claude-sonnet-4-6", None)
+
+
+def test_a_bare_call_of_a_policy_names_the_policy_and_its_first_model() -> None:
+    call = bare_call(identity(), "req_4", fields={"model": "fast"}, policies=PolicyBook(DEFAULT_POLICIES))
+    assert (call.model, call.policy) == (DEFAULT_POLICIES["fast"][0], "fast")
+
+
+@pytest.mark.parametrize("model", [None, 42, "", "has space", "nul\x00", "x" * 129, ["claude-sonnet-4-6"]])
+def test_a_bare_call_names_no_model_when_the_body_named_none_fit_to_record(model: Any) -> None:
+    call = bare_call(identity(), "req_5", fields={"model": model}, policies=PolicyBook(DEFAULT_POLICIES))
+    assert (call.model, call.policy) == (None, None)

@@ -358,7 +358,13 @@ class AsyncMessages:
             # As the gateway does: a message may cite only files its own organisation uploaded.
             await file_routes.check_cited_files(services, identity.org_id, prepared.fields)
         except ClaudegateError as error:
-            refused = call or bare_call(identity, request_id, headers=prepared.headers)
+            refused = call or bare_call(
+                identity,
+                request_id,
+                fields=prepared.fields,
+                policies=services.policies,
+                headers=prepared.headers,
+            )
             pipeline.record_refusal(refused, error)  # one usage record for every call, as the gateway
             raise
         return self._client.start(partial(pipeline.run, call))

@@ -32,6 +32,7 @@ from claudegate.alerts import Alerts
 from claudegate.errors import BillingError
 from claudegate.flow.state import CounterSpec, FlowState
 from claudegate.keys import BudgetCaps, Identity
+from claudegate.pipeline.cancel_safe import may_be_cut_short, take_or_give_back
 from claudegate.pipeline.relay import ReplyResult
 from claudegate.pipeline.request import CallRequest
 
@@ -80,7 +81,7 @@ def period_end(now: datetime, period: str) -> datetime:
 class BudgetGate:
     """Checks and settles budgets for the pipeline. ``clock`` is the wall clock: periods are calendar ones."""
 
-    __slots__ = ("_alerts", "_clock", "_prices", "_state")
+    __slots__ = ("_alerts", "_clock", "_guarded", "_prices", "_state")
 
     def __init__(
         self,
@@ -91,19 +92,28 @@ class BudgetGate:
     ) -> None:
         self._alerts = alerts
         self._state = state
+        self._guarded = may_be_cut_short(state)
         self._prices = prices
         self._clock = clock
 
     async def reserve(self, call: CallRequest, estimated_in: int, estimated_out: int) -> BudgetHold | None:
         """Reserve the call's estimated spend under every cap that applies, or raise BudgetExceededError
-        (nothing reserved). None when no cap applies."""
+        (nothing reserved). None when no cap applies. Cancelled, it reserves nothing, even halfway through
+        the round trip to shared counters."""
         caps = self._caps(call.identity)
         if not caps:
             return None
         tokens = float(estimated_in + estimated_out)
         usd = self._estimated_usd(call.model, estimated_in, estimated_out)
         demands = [(cap.spec, tokens if cap.unit == "tokens" else usd, cap.limit) for cap in caps]
-        refused = await self._state.try_count(demands)
+        if self._guarded:
+            # A call cancelled while Redis reserves gives the reservation back rather than leaving it counted
+            # until the period ends.
+            refused = await take_or_give_back(
+                self._state.try_count(demands), lambda refused: self._unreserve(demands, refused)
+            )
+        else:
+            refused = await self._state.try_count(demands)
         if refused >= 0:
             cap = caps[refused]
             spent = (await self._state.counts([cap.spec]))[0]
@@ -111,6 +121,13 @@ class BudgetGate:
                 self._alerts.budget_spent(cap.what, cap.spec.key, max(spent, cap.limit), cap.limit, cap.unit)
             raise BudgetExceededError(self._refusal(cap, spent, demands[refused][1]), resets_at=cap.resets_at)
         return BudgetHold(caps=caps, tokens=tokens, usd=usd, model=call.model)
+
+    async def _unreserve(self, demands: list[tuple[CounterSpec, float, float]], refused: int) -> None:
+        """Give back what a cancelled ``try_count`` reserved (every amount when it refused none)."""
+        if refused < 0:
+            for spec, amount, _ in demands:
+                if amount:
+                    await self._state.count(spec, -amount)
 
     async def settle(self, hold: BudgetHold, result: ReplyResult) -> None:
         """Replace the reservation with what the call really spent (nothing, for a call that failed before

@@ -30,6 +30,7 @@ from claudegate.pipeline.request import CallRequest, new_request_id
 from claudegate.pipeline.routing import DEADLINE_HEADER, deadline_for, sticky_key
 from claudegate.pipeline.sink import RawHeaders
 from claudegate.store.text import contains_nul
+from claudegate.wire.paths import MODEL_ID, valid_id
 
 __all__ = [
     "LONGEST_DEADLINE_S",
@@ -120,18 +121,30 @@ def bare_call(
     identity: Identity,
     request_id: str,
     *,
+    fields: Mapping[str, Any] | None = None,
+    policies: PolicyBook | None = None,
     headers: RawHeaders | None = None,
     path_and_query: str = "/v1/messages",
     started: float | None = None,
     api: str = "anthropic",
 ) -> CallRequest:
-    """The call as known before its body was read or checked: what the usage record of a refused call
-    (``Pipeline.record_refusal``) says."""
+    """The call as known before its body was checked: what the usage record of a refused call
+    (``Pipeline.record_refusal``) says. ``fields``: the body as parsed, if it was; its ``model``, when it
+    is a well-formed model id, is recorded (a policy's name as the policy, with its first model), so that a
+    refusal shows up under the model it was for."""
+    model = fields.get("model") if fields is not None else None
+    if not isinstance(model, str) or not valid_id(MODEL_ID, model):
+        model = None  # not a model id: nothing worth recording (and nothing that may not be stored)
+    policy: str | None = None
+    chain = policies.chain(model) if policies is not None else None
+    if chain is not None:
+        policy, model = model, chain[0]
     return CallRequest(
         identity=identity,
         request_id=request_id,
         body=b"",
-        model=None,
+        model=model,
+        policy=policy,
         max_tokens=0,
         deadline=0.0,
         headers=headers if headers is not None else [],

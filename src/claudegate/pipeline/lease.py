@@ -14,10 +14,12 @@ way out, as one ``Lease``.
    the next upstream (its place there is given back first).
 
 If a stage refuses (a ``ClaudegateError``), the client leaves or the task is cancelled, the stages already
-passed are given back before the exception leaves ``async with``; once admitted, leaving the block settles
-the lease (``settle``): the tenant and the budget are charged what the reply reported (``result``, which the
-relay fills in as the reply passes: nothing, for a call no upstream served), and the place still held settles
-the same way (see ``places.LanePlace``). Settling twice does nothing, so the pipeline may settle early.
+passed are given back before the exception leaves ``async with`` (a cancellation that lands while Redis is
+taking the budget or a tenant's limits gives back what that round trip took: ``cancel_safe``); once
+admitted, leaving the block settles the lease (``settle``): the tenant and the budget are charged what the
+reply reported (``result``, which the relay fills in as the reply passes: nothing, for a call no upstream
+served), and the place still held settles the same way (see ``places.LanePlace``). Settling twice does
+nothing, so the pipeline may settle early.
 
 Budget and tenant reservations belong to the call, places to its attempts: ``retry`` (the same call again,
 on the same upstream or another) and ``fall_back`` (the policy's next model) end the place held and take a

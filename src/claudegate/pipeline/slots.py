@@ -8,6 +8,9 @@ others wait queues behind them rather than taking a slot that has just been free
 Slots shared with other processes can also be freed there, which wakes nobody here; for them the first
 waiter also looks again every ``recheck_s`` seconds (a bounded timer on the event loop, not a poll of every
 waiter). Every wait is a future woken by ``loop.call_at`` or by a release, so a test moves the loop's clock.
+
+Taking a shared slot is a round trip; a call cancelled during it gives the slot back if the take got one
+(``cancel_safe``), rather than leaving it taken until its key expires.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 from collections import deque
 
 from claudegate.flow.state import FlowState
+from claudegate.pipeline.cancel_safe import may_be_cut_short, take_or_give_back
 
 __all__ = ["SlotWaiters"]
 
@@ -34,10 +38,11 @@ class _Waiter:
 class SlotWaiters:
     """The calls of this process waiting for a concurrency slot, per slot key."""
 
-    __slots__ = ("_queues", "_recheck_s", "_state")
+    __slots__ = ("_guarded", "_queues", "_recheck_s", "_state")
 
     def __init__(self, state: FlowState, *, recheck_s: float | None) -> None:
         self._state = state
+        self._guarded = may_be_cut_short(state)
         self._recheck_s = recheck_s  # None: every slot is freed through this object
         self._queues: dict[str, deque[_Waiter]] = {}
 
@@ -49,7 +54,7 @@ class SlotWaiters:
         """Take one of ``limit`` slots of ``key``, waiting until ``deadline`` (the event loop's clock) at the
         latest; False when none was free by then (nothing taken). Cancelled, it leaves the queue."""
         queue = self._queues.get(key)
-        if not queue and await self._state.acquire(key, limit):
+        if not queue and await self._take(key, limit):
             return True
         loop = asyncio.get_running_loop()
         waiter = _Waiter()
@@ -57,7 +62,7 @@ class SlotWaiters:
         queue.append(waiter)
         try:
             while True:
-                if queue[0] is waiter and await self._state.acquire(key, limit):
+                if queue[0] is waiter and await self._take(key, limit):
                     return True
                 now = loop.time()
                 if now >= deadline:
@@ -80,6 +85,16 @@ class SlotWaiters:
                 # The next in line looks now: more than one slot may be free (a limit raised, several ends),
                 # and a waiter that leaves first must not keep a freed slot from it.
                 queue[0].wake()
+
+    async def _take(self, key: str, limit: int) -> bool:
+        if not self._guarded:
+            return await self._state.acquire(key, limit)
+        taking = self._state.acquire(key, limit)
+        return await take_or_give_back(taking, lambda taken: self._untake(key, taken))
+
+    async def _untake(self, key: str, taken: bool) -> None:
+        if taken:
+            await self.release([key])
 
     async def release(self, keys: list[str]) -> None:
         """Free one slot of each key, and wake the first call waiting for it."""

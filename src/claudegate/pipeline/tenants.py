@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from claudegate.errors import RateLimitError
 from claudegate.flow.state import BucketSpec, FlowState, MemoryState
 from claudegate.keys import Identity, LimitSet
+from claudegate.pipeline.cancel_safe import may_be_cut_short, take_or_give_back
 from claudegate.pipeline.slots import SlotWaiters
 
 __all__ = ["TenantGate", "TenantHold"]
@@ -43,6 +44,7 @@ class TenantGate:
     def __init__(self, state: FlowState, *, shared: bool | None = None) -> None:
         """``shared``: other processes use the same slots (None: unless ``state`` is this process's own)."""
         self._state = state
+        self._guarded = may_be_cut_short(state)
         # Slots in this process's memory are freed only here, so a freed slot always wakes its waiter;
         # shared ones may be freed by another process, which is what the re-check is for.
         if shared is None:
@@ -56,7 +58,8 @@ class TenantGate:
     async def take(self, identity: Identity, estimated_tokens: float, deadline: float) -> TenantHold:
         """Take the tenants' requests, tokens and a concurrency slot of each, waiting for them until
         ``deadline`` (on the event loop's clock); raise RateLimitError, holding nothing, when they cannot be
-        had in time. Cancelled while waiting, it holds nothing either."""
+        had in time. Cancelled while waiting, it holds nothing either, even when cancelled in the middle of a
+        round trip to shared state that took something (``cancel_safe``)."""
         hold = TenantHold(estimated_tokens=estimated_tokens)
         settings = identity.settings
         if settings.key.is_unlimited and settings.user.is_unlimited and settings.org.is_unlimited:
@@ -114,6 +117,13 @@ class TenantGate:
             slots, hold.slots = hold.slots, []
             await self._slots.release(slots)
 
+    async def _untake(self, demands: list[tuple[BucketSpec, float]], wait: float) -> None:
+        """Give back what a cancelled ``try_take`` took (everything when it waited 0, else nothing)."""
+        if wait == 0:
+            for spec, amount in demands:
+                if amount:
+                    await self._state.charge(spec, -amount)
+
     async def _take_buckets(
         self,
         demands: list[tuple[BucketSpec, float]],
@@ -122,7 +132,12 @@ class TenantGate:
     ) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            wait = await self._state.try_take(demands)
+            if self._guarded:
+                wait = await take_or_give_back(
+                    self._state.try_take(demands), lambda wait: self._untake(demands, wait)
+                )
+            else:
+                wait = await self._state.try_take(demands)
             if wait == 0:
                 return
             if math.isinf(wait) or loop.time() + wait > deadline:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +261,7 @@ class Gateway:
         identity = await self._authenticate(call)
         services = self.services
         request: CallRequest | None = None  # the usage record of a refusal says what is known of the call
+        body: dict[str, Any] | None = None
         try:
             body = await read_json_body(call, MAX_BODY_BYTES)
             assert call.body is not None
@@ -279,10 +280,10 @@ class Gateway:
             await file_routes.check_cited_files(services, identity.org_id, body)
         except ClaudegateError as error:
             # One usage record for every authenticated call.
-            services.pipeline.record_refusal(request or self._bare(call, identity), error)
+            services.pipeline.record_refusal(request or self._bare(call, identity, body), error)
             raise
         except ConnectionResetError:
-            services.pipeline.record_refusal(request or self._bare(call, identity), None)
+            services.pipeline.record_refusal(request or self._bare(call, identity, body), None)
             return
         self.services.payloads.submit(request)
         sink = AsgiSink(call.receive, call.send, [call.id_header])
@@ -323,11 +324,12 @@ class Gateway:
         for sink in list(calls):
             sink.stop_for_shutdown()
 
-    @staticmethod
-    def _bare(call: GatewayCall, identity: Identity) -> CallRequest:
+    def _bare(self, call: GatewayCall, identity: Identity, fields: Mapping[str, Any] | None) -> CallRequest:
         return bare_call(
             identity,
             call.request_id,
+            fields=fields,
+            policies=self.services.policies,
             headers=call.scope["headers"],
             path_and_query=call.path_and_query,
             started=call.started,

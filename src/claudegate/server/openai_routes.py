@@ -10,9 +10,9 @@ passes (``OpenAISink``); every error, the gateway's own included, is answered in
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -105,8 +105,10 @@ async def chat_completions(call: GatewayCall, services: Services, authenticate: 
         return
     pipeline = services.pipeline
     headers = _upstream_headers(call.scope["headers"])
+    fields: dict[str, Any] | None = None  # the body as parsed, for the record of a refusal
     try:
-        translated = translate_request(await read_json_body(call, MAX_BODY_BYTES), default_catalog())
+        fields = await read_json_body(call, MAX_BODY_BYTES)
+        translated = translate_request(fields, default_catalog())
         body = orjson.dumps(translated.body)
         request = describe_call(
             translated.body,
@@ -123,11 +125,11 @@ async def chat_completions(call: GatewayCall, services: Services, authenticate: 
         )
     except ClaudegateError as error:
         # One usage record for every authenticated call.
-        pipeline.record_refusal(_bare(call, identity, headers), error)
+        pipeline.record_refusal(_bare(call, identity, headers, fields, services), error)
         await send_openai_error(call, error)
         return
     except ConnectionResetError:
-        pipeline.record_refusal(_bare(call, identity, headers), None)
+        pipeline.record_refusal(_bare(call, identity, headers, fields, services), None)
         return
     rid = call.request_id.encode()
     sink = OpenAISink(
@@ -145,8 +147,22 @@ async def chat_completions(call: GatewayCall, services: Services, authenticate: 
         sink.close()
 
 
-def _bare(call: GatewayCall, identity: Identity, headers: RawHeaders) -> CallRequest:
-    return bare_call(identity, call.request_id, headers=headers, started=call.started, api="openai")
+def _bare(
+    call: GatewayCall,
+    identity: Identity,
+    headers: RawHeaders,
+    fields: Mapping[str, Any] | None,
+    services: Services,
+) -> CallRequest:
+    return bare_call(
+        identity,
+        call.request_id,
+        fields=fields,
+        policies=services.policies,
+        headers=headers,
+        started=call.started,
+        api="openai",
+    )
 
 
 def _upstream_headers(raw: RawHeaders) -> RawHeaders:
