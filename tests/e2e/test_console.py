@@ -142,10 +142,10 @@ def _expected(records: list[UsageRecord]) -> dict[str, str]:
     return {
         "requests": f"{len(records):,}",
         "errors": f"{sum(1 for r in records if r.status >= 400):,}",
-        "input_tokens": f"{sum(r.input_tokens for r in records):,}",
-        "output_tokens": f"{sum(r.output_tokens for r in records):,}",
-        "cache_creation_input_tokens": f"{sum(r.cache_creation_input_tokens for r in records):,}",
-        "cache_read_input_tokens": f"{sum(r.cache_read_input_tokens for r in records):,}",
+        "input_tokens": f"{sum(r.usage.input_tokens for r in records):,}",
+        "output_tokens": f"{sum(r.usage.output_tokens for r in records):,}",
+        "cache_creation_input_tokens": f"{sum(r.usage.cache_creation_input_tokens for r in records):,}",
+        "cache_read_input_tokens": f"{sum(r.usage.cache_read_input_tokens for r in records):,}",
         "cost_usd": f"${cost.quantize(Decimal('0.01')):,}",
         "cost_exact": format(cost.normalize(), "f"),
     }
