@@ -30,6 +30,13 @@ READY_LEAD_S = 0.1
 # Gateway processes sharing the lane's buckets (through Redis) tell each other what they have queued; a
 # process that stops telling (it died) stops counting after this long.
 _DEMAND_TTL_S = 10.0
+# How many times a call's start is moved past the kept turns whose time comes before it (``between_turns``).
+_BETWEEN_ROUNDS = 3
+# A new call goes between kept turns only while fewer than this share of callers come back for their turns:
+# then the turns due before it mostly lapse and give back what they took, so what it counts of them is what
+# they will keep. When most callers come back, every turn keeps its tokens, and a call slipped in among
+# them would start late or delay a caller back at its time.
+_BETWEEN_SHOW_RATE = 0.5
 # The kept turns (the first by their times) that a refusal's stated wait looks at (``queue_wait``).
 _QUEUE_WAIT_TURNS = 16
 
@@ -99,6 +106,44 @@ class Predictor:
             turns.append(turn)
         ticket.position = ahead.calls + 1
         return ahead, queued, turns
+
+    async def between_turns(
+        self, ticket: Ticket, queued: Load, turns: Sequence[KeptTurn], now: float, *, paused_until: float
+    ) -> tuple[Prediction, Load, list[KeptTurn]] | None:
+        """When ``ticket`` would start going after the kept ``turns`` whose time comes before it would start
+        (they take their tokens first: see ``LaneDispatcher._next``) and before the others, leaving them what
+        they need; what goes before it then, and the turns it goes after. None if it cannot go before any
+        of them (or goes after every one: the plain prediction then holds), or if most callers come back
+        for their turns (``_BETWEEN_SHOW_RATE``)."""
+        show_rate = self._kept.show_rate
+        if show_rate >= _BETWEEN_SHOW_RATE:
+            return None
+        ahead = Load()
+        ahead.add(queued)
+        later = sorted(turns, key=lambda turn: turn.due)
+        early: list[KeptTurn] = []
+        for _ in range(_BETWEEN_ROUNDS):
+            prediction = await self.predict(ticket, ahead, now, paused_until=paused_until)
+            start = now + prediction.longest
+            due = 0
+            while due < len(later) and (
+                later[due].caller is not None or start > later[due].due - READY_LEAD_S
+            ):
+                due += 1
+            if not due:
+                break
+            for turn in later[:due]:
+                ahead.add_share(Load.of(turn.ticket), 1.0 if turn.caller is not None else show_rate)
+            early += later[:due]
+            del later[:due]
+        else:
+            return None  # its start kept moving past more turns
+        if not later or not await self.leaves_kept_turns(
+            self.taken_with(ticket, ahead), later, now, start=start
+        ):
+            return None
+        ticket.position = ahead.calls + 1
+        return prediction, ahead, early
 
     def claim_margin(self, turns: Sequence[KeptTurn], start: float) -> float:
         """Seconds a call starting at ``start`` may lose if one more of the kept ``turns`` due before then is
