@@ -801,8 +801,17 @@ async def test_a_refusal_states_the_wait_a_queued_call_has_though_absent_callers
     assert stated_wait(refused.value) == pytest.approx(waited, abs=0.1)
 
 
+@pytest.mark.parametrize(
+    ("tokens", "deadline_in"),
+    [
+        (95, 2.1),  # it would start after the first turn's time: it goes after that turn
+        (60, 1.75),  # it would start before, but take what the first turn needs then: it goes after it too
+    ],
+)
 @virtual_time
-async def test_a_call_goes_between_kept_turns_once_callers_are_seen_to_stay_away() -> None:
+async def test_a_call_goes_between_kept_turns_once_callers_are_seen_to_stay_away(
+    tokens: float, deadline_in: float
+) -> None:
     state = memory()
     big = BucketSpec("req", 1e9, 1e9)
     output = BucketSpec("out", 300, 100)  # 100 output tokens a second, at most 300 at once
@@ -833,10 +842,10 @@ async def test_a_call_goes_between_kept_turns_once_callers_are_seen_to_stay_away
         leave.set()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-    # A call that would start after the first turn's time goes after it (it lapses at 1.27 s and gives back
-    # what it took) and before the second, which the refill by then still leaves what it needs: it is
-    # admitted, rather than refused as if it had to wait behind both.
-    await queue.admit(call(95, 2.1))
+    # The call goes after the first turn (which lapses at 1.27 s and gives back what it took) and before the
+    # second, which the refill by then still leaves what it needs: it is admitted, rather than refused as if
+    # it had to wait behind both (expecting one more of their callers back than the rate says).
+    await queue.admit(call(tokens, deadline_in))
     assert now() - began == pytest.approx(1.27, abs=0.01)
     # The second turn's caller, back at its retry-after, starts then.
     await asyncio.sleep(began + later.value.retry_after - now())

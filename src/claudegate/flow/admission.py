@@ -110,18 +110,17 @@ class AdmissionQueue(LaneDispatcher):
             if await self._predictor.leaves_kept_turns(taken, turns, now, start=now + sooner.longest):
                 prediction, ahead = sooner, queued
                 ticket.position = queued.calls + 1
-            elif (
-                between := await self._predictor.between_turns(
+            else:
+                margin = self._predictor.claim_margin(turns, now + prediction.longest)
+                # It goes after the turns whose time comes before its start (they take their tokens first,
+                # and mostly give them back when their callers stay away), and before the rest, if sooner.
+                between = await self._predictor.between_turns(
                     ticket, queued, turns, now, paused_until=self._paused_until
                 )
-            ) is not None and between[0].longest < prediction.longest:
-                # It goes after the turns whose time comes before its start (they take their tokens first,
-                # and mostly give them back when their callers stay away), and before the rest.
-                prediction, ahead, early = between
-                margin = self._predictor.claim_margin(early, now + prediction.longest)
-            else:
-                ticket.position = ahead.calls + 1
-                margin = self._predictor.claim_margin(turns, now + prediction.longest)
+                if between is not None and between[0].longest + between[2] < prediction.longest + margin:
+                    prediction, ahead, margin = between
+                else:
+                    ticket.position = ahead.calls + 1
         self._promise(ticket, prediction, now)
         if now + prediction.longest + margin + ticket.reply_start > ticket.deadline:
             # It is told when its turn will be ready, cautious about how many callers before it come back,
