@@ -20,8 +20,9 @@ arrives later. Shortly before its time the turn takes the call's tokens and a sl
 caller, who starts at once when it comes back; until then queued calls may go first if they leave it what it
 needs, and a turn whose caller is not back shortly after its time lapses and gives back what it took. Later
 calls count the kept turns ahead of them at the rate at which callers have come back for their turns; once
-most callers are seen to stay away, a new call goes after the turns due before it would start and ahead of
-the rest, if it leaves those what they need (``Predictor.between_turns``).
+most callers are seen to stay away, a new call goes after the first few turns by their times (those due
+before it would start, or that it would leave short) and ahead of the rest, if it leaves those what they
+need (``Predictor.between_turns``).
 
 Gateway processes that share the buckets (through Redis) tell each other how many calls they have queued and
 what those will take (``FlowState.share_demand``): each process's dispatcher takes for its head call when
