@@ -801,6 +801,58 @@ async def test_a_refusal_states_the_wait_a_queued_call_has_though_absent_callers
     assert stated_wait(refused.value) == pytest.approx(waited, abs=0.1)
 
 
+@pytest.mark.parametrize(
+    ("tokens", "deadline_in"),
+    [
+        (95, 2.1),  # it would start after the first turn's time: it goes after that turn
+        (60, 1.75),  # it would start before, but take what the first turn needs then: it goes after it too
+    ],
+)
+@virtual_time
+async def test_a_call_goes_between_kept_turns_once_callers_are_seen_to_stay_away(
+    tokens: float, deadline_in: float
+) -> None:
+    state = memory()
+    big = BucketSpec("req", 1e9, 1e9)
+    output = BucketSpec("out", 300, 100)  # 100 output tokens a second, at most 300 at once
+    queue = timed_queue(LaneLimits("t", big, big, output), state, max_concurrency=100)
+
+    def call(tokens: float, deadline_in: float, place: str | None = None) -> Ticket:
+        known = (lambda: place) if place is not None else None
+        return Ticket("a", "u", 0, tokens, deadline=now() + deadline_in, place=known)
+
+    # Four refused callers that never come back: most callers are seen to stay away.
+    await queue.admit(call(300, 30))
+    for number in range(4):
+        with pytest.raises(RateLimitError):
+            await queue.admit(call(100, 0.2, place=f"away-{number}"))
+    await asyncio.sleep(30)
+    assert queue.holds == 0
+    await queue.admit(call(300, 30))  # the bucket is empty again
+    began = now()
+    with pytest.raises(RateLimitError) as soon:
+        await queue.admit(call(100, 0.2, place="soon"))
+    with pytest.raises(RateLimitError) as later:
+        await queue.admit(call(185, 0.2, place="later"))
+    assert (soon.value.retry_after, later.value.retry_after) == (1.0, 3.0)
+    for _ in range(2):  # calls that queue and leave: the places of both turns in the order are reached
+        leave = asyncio.Event()
+        waiting = asyncio.create_task(queue.admit(call(1, 30), leave))
+        await asyncio.sleep(0)
+        leave.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    # The call goes after the first turn (which lapses at 1.27 s and gives back what it took) and before the
+    # second, which the refill by then still leaves what it needs: it is admitted, rather than refused as if
+    # it had to wait behind both (expecting one more of their callers back than the rate says).
+    await queue.admit(call(tokens, deadline_in))
+    assert now() - began == pytest.approx(1.27, abs=0.01)
+    # The second turn's caller, back at its retry-after, starts then.
+    await asyncio.sleep(began + later.value.retry_after - now())
+    await queue.admit(call(185, 0.2, place="later"))
+    assert now() - began == pytest.approx(3.0, abs=0.01)
+
+
 @virtual_time
 async def test_a_kept_turn_takes_its_tokens_at_its_time_though_the_turn_before_it_is_due_later() -> None:
     state = memory()

@@ -19,7 +19,10 @@ rounded up to a whole second, and the turn stays in the order where the call was
 arrives later. Shortly before its time the turn takes the call's tokens and a slot and holds them for the
 caller, who starts at once when it comes back; until then queued calls may go first if they leave it what it
 needs, and a turn whose caller is not back shortly after its time lapses and gives back what it took. Later
-calls count the kept turns ahead of them at the rate at which callers have come back for their turns.
+calls count the kept turns ahead of them at the rate at which callers have come back for their turns; once
+most callers are seen to stay away, a new call goes after the first few turns by their times (those due
+before it would start, or that it would leave short) and ahead of the rest, if it leaves those what they
+need (``Predictor.between_turns``).
 
 Gateway processes that share the buckets (through Redis) tell each other how many calls they have queued and
 what those will take (``FlowState.share_demand``): each process's dispatcher takes for its head call when
@@ -110,6 +113,15 @@ class AdmissionQueue(LaneDispatcher):
                 ticket.position = queued.calls + 1
             else:
                 margin = self._predictor.claim_margin(turns, now + prediction.longest)
+                # It goes after the turns whose time comes before its start (they take their tokens first,
+                # and mostly give them back when their callers stay away), and before the rest, if sooner.
+                between = await self._predictor.between_turns(
+                    ticket, queued, turns, now, paused_until=self._paused_until
+                )
+                if between is not None and between[0].longest + between[2] < prediction.longest + margin:
+                    prediction, ahead, margin = between
+                else:
+                    ticket.position = ahead.calls + 1
         self._promise(ticket, prediction, now)
         if now + prediction.longest + margin + ticket.reply_start > ticket.deadline:
             # It is told when its turn will be ready, cautious about how many callers before it come back,

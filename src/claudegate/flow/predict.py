@@ -30,6 +30,14 @@ READY_LEAD_S = 0.1
 # Gateway processes sharing the lane's buckets (through Redis) tell each other what they have queued; a
 # process that stops telling (it died) stops counting after this long.
 _DEMAND_TTL_S = 10.0
+# A new call goes after at most this many kept turns and before the rest (``between_turns``); behind more,
+# it is predicted behind them all.
+_BETWEEN_TURNS = 16
+# A new call goes between kept turns only while fewer than this share of callers come back for their turns:
+# then the turns due before it mostly lapse and give back what they took, so what it counts of them is what
+# they will keep. When most callers come back, every turn keeps its tokens, and a call slipped in among
+# them would start late or delay a caller back at its time.
+_BETWEEN_SHOW_RATE = 0.5
 # The kept turns (the first by their times) that a refusal's stated wait looks at (``queue_wait``).
 _QUEUE_WAIT_TURNS = 16
 
@@ -99,6 +107,53 @@ class Predictor:
             turns.append(turn)
         ticket.position = ahead.calls + 1
         return ahead, queued, turns
+
+    async def between_turns(
+        self, ticket: Ticket, queued: Load, turns: Sequence[KeptTurn], now: float, *, paused_until: float
+    ) -> tuple[Prediction, Load, float] | None:
+        """When ``ticket`` would start going after the first of the kept ``turns`` by their times and before
+        the others, leaving each of those what it needs at its time; what goes before it then; and the margin
+        it needs beyond that start for one more of the turns it goes after claimed than expected (see
+        ``claim_margin``). It goes after a turn whose time comes before it would start (the turn takes its
+        tokens first: see ``LaneDispatcher._next``) and after one it cannot leave what it needs; it then
+        starts no sooner than that turn's time, or, if its caller is away, than the turn lapses and gives
+        back what it took. None if it would go after all of them, or more than ``_BETWEEN_TURNS`` (the plain
+        prediction then holds), or unless most callers stay away from their turns (``_BETWEEN_SHOW_RATE``)."""
+        show_rate = self._kept.show_rate
+        if show_rate >= _BETWEEN_SHOW_RATE:
+            return None
+        ahead = Load()
+        ahead.add(queued)
+        floor = now
+        later = sorted(turns, key=lambda turn: turn.due)
+        early: list[KeptTurn] = []
+        while later and len(early) <= _BETWEEN_TURNS:
+            prediction = await self.predict(ticket, ahead, now, paused_until=paused_until)
+            start = max(now + prediction.longest, floor)
+            due = 0
+            while due < len(later) and (
+                later[due].caller is not None or start > later[due].due - READY_LEAD_S
+            ):
+                due += 1
+            if not due:
+                if await self.leaves_kept_turns(self.taken_with(ticket, ahead), later, now, start=start):
+                    if not early:
+                        return None  # it goes before them all: the plain prediction says so
+                    ticket.position = ahead.calls + 1
+                    least = floor - now
+                    longest = max(prediction.longest, least)
+                    # One more of the turns it goes after claimed than expected delays it from where it
+                    # would start by the tokens alone; waiting for a turn to lapse is waiting meanwhile.
+                    margin = prediction.longest + self.claim_margin(early, start) - longest
+                    wait = max(prediction.wait, least)
+                    return Prediction(wait, longest, max(prediction.back, least)), ahead, max(0.0, margin)
+                due = 1  # it would take what the next turn needs at its time: it goes after that turn
+            for turn in later[:due]:
+                ahead.add_share(Load.of(turn.ticket), 1.0 if turn.caller is not None else show_rate)
+                floor = max(floor, turn.lapses if turn.caller is None else turn.due)
+            early += later[:due]
+            del later[:due]
+        return None
 
     def claim_margin(self, turns: Sequence[KeptTurn], start: float) -> float:
         """Seconds a call starting at ``start`` may lose if one more of the kept ``turns`` due before then is
