@@ -13,6 +13,7 @@ import pytest
 
 from claudegate.accounting.usage import UsageRecord, UsageRejectedError, UsageWriter
 from claudegate.wire.usage_tap import Usage
+from tests.unit.virtual_time import now, virtual_time
 
 
 class FlakySink:
@@ -246,6 +247,36 @@ async def test_close_does_not_hang_on_a_database_that_never_answers(sink: FlakyS
     await asyncio.sleep(0.05)
     await writer.close(timeout_s=0.2)
     assert [UsageRecord.from_json(line).request_id for line in lines(spill)] == ["req_0001"]
+
+
+class StubbornSink(FlakySink):
+    """A database driver stuck in a write that does not let go when cancelled (it finishes its statement
+    first, and the statement waits on a lock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = asyncio.Event()
+
+    async def insert_usage(self, records: Sequence[UsageRecord]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await self.released.wait()
+            raise
+
+
+@virtual_time
+async def test_close_does_not_hang_on_a_write_that_ignores_its_cancellation(spill: Path) -> None:
+    stubborn = StubbornSink()
+    writer = writer_for(stubborn, spill)
+    await writer.start()
+    writer.submit(record(1))
+    await asyncio.sleep(0.05)  # the write has started, and hangs
+    started = now()
+    await writer.close(timeout_s=2.0)
+    assert now() - started <= 3.0  # its timeout, and a bounded wait for the cancelled write
+    assert [UsageRecord.from_json(line).request_id for line in lines(spill)] == ["req_0001"]
+    stubborn.released.set()
 
 
 async def test_unreadable_spill_lines_are_kept_aside(sink: FlakySink, spill: Path) -> None:

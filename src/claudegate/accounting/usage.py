@@ -43,6 +43,7 @@ __all__ = ["UsageRecord", "UsageRejectedError", "UsageSink", "UsageWriter"]
 logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S: Final = 30.0
+_CANCEL_WAIT_S: Final = 1.0  # how long close waits for a cancelled write before spilling its records
 
 
 @dataclass(slots=True)
@@ -222,7 +223,9 @@ class UsageWriter:
         except Exception as exc:  # whatever the sink raised (or a timeout), the records must reach the file
             if self._task is not None:
                 self._task.cancel()
-                await asyncio.wait([self._task])
+                # Bounded: a write stuck in the database driver may not end at once even when cancelled,
+                # and the records must reach the file before the process is stopped.
+                await asyncio.wait([self._task], timeout=_CANCEL_WAIT_S)
             remaining = [*self._inflight, *self._queue]
             self._inflight.clear()
             self._queue.clear()

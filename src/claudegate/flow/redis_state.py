@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 # A lease lives this much longer in Redis than its holder spends from it, so a holder's slow reply from
 # Redis never leaves it spending tokens the bucket no longer counts as lent.
 _LEASE_MARGIN_S = 1.0
+# What close may take at most: half to give allotments back, half to disconnect.
+_CLOSE_S = 1.0
 
 
 class RedisState:
@@ -73,6 +75,7 @@ class RedisState:
         self._flush_s = flush_s
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 64, **kwargs: Any) -> RedisState:
@@ -194,6 +197,8 @@ class RedisState:
     # -- batches ---------------------------------------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
+        if self._closed:
+            return
         if self._flush_timer is None and (self._flushing is None or self._flushing.done()):
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(self._flush_s, self._start_flush)
@@ -223,7 +228,7 @@ class RedisState:
             return
         self._flushing = None
         expiry = self._allotments.next_expiry()
-        if self._allotments.busy and self._flush_timer is None:
+        if self._allotments.busy and self._flush_timer is None and not self._closed:
             delay = self._flush_s
             if not self._allotments.has_reports and expiry is not None:
                 delay = max(self._flush_s, expiry - _now())
@@ -276,19 +281,27 @@ class RedisState:
         others = await self._share_demand(keys=[self._key("demand:" + key)], args=args)
         return [[float(amount) for amount in record.split(",")] for record in others]
 
-    async def close(self) -> None:
-        """Give back every allotment and send what is pending, then disconnect."""
+    async def close(self, *, timeout_s: float = _CLOSE_S) -> None:
+        """Give back every allotment and send what is pending, then disconnect; within ``timeout_s``
+        whatever Redis does (an allotment not given back is freed when its lease expires, ``lease_s``)."""
+        self._closed = True  # no flush is scheduled from now on: a late one would reconnect
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        if self._flushing is not None:
-            with contextlib.suppress(Exception):
-                await self._flushing
         try:
-            await self._flush(everything=True)
-        except Exception:
+            async with asyncio.timeout(timeout_s / 2):
+                if self._flushing is not None:
+                    with contextlib.suppress(Exception):
+                        await self._flushing
+                await self._flush(everything=True)
+        except Exception:  # TimeoutError included: Redis too slow to answer
             logger.warning("could not give allotments back to Redis at shutdown", exc_info=True)
-        await self._redis.aclose(close_connection_pool=True)
+        try:
+            async with asyncio.timeout(timeout_s / 2):
+                await self._redis.aclose(close_connection_pool=True)
+        except Exception:
+            # The connections close with the process; waiting for Redis to see them closed is not needed.
+            logger.warning("could not close the connections to Redis at shutdown", exc_info=True)
 
 
 def _now() -> float:

@@ -29,6 +29,7 @@ from claudegate.pipeline.policies import DEFAULT_POLICIES, PolicyBook
 from claudegate.pipeline.sink import Departure
 from claudegate.pipeline.tenants import TenantGate
 from claudegate.pipeline.tracing import CallTracing
+from claudegate.runtime.closing import CloseStep, close_in_order
 from claudegate.simulator.server import SimulatorServer
 from claudegate.simulator.settings import SimulatorSettings
 from claudegate.store import Store
@@ -40,10 +41,15 @@ from claudegate.upstream.target import Upstream, new_http_client
 from claudegate.wire.models import default_catalog
 from claudegate.wire.tiers import Limits, limits_for
 
-__all__ = ["Services", "alert_settings", "flow_state", "open_services", "pool_members"]
+__all__ = ["CLOSE_BUDGET_S", "Services", "alert_settings", "flow_state", "open_services", "pool_members"]
 
 logger = logging.getLogger(__name__)
 
+# The time closing the services may take at shutdown, all steps together. A gateway worker's parent kills it
+# 15 s past its grace period, of which the server gives connections up to 5 s (server.run): this leaves a
+# margin on a loaded machine.
+CLOSE_BUDGET_S = 7.0
+_USAGE_WRITE_S = 4.0  # the last usage records' write at shutdown; what it leaves goes to the spill file
 _SIMULATOR_KEY = "sk-simulator-embedded"  # the embedded simulator accepts any key; this one is not a secret
 
 
@@ -82,18 +88,28 @@ class Services:
                 return member.upstream
         return self.upstream
 
-    async def close(self) -> None:
-        await self.prober.stop()
-        await self.alerts.close()
-        await self.payloads.close()
-        await self.cached_calls.close()
-        await self.writer.close()
-        await asyncio.to_thread(self.pipeline.close_tracing)  # sends the last spans: blocking I/O
-        await self.http.close()
-        await self.state.close()
+    async def close(self, budget_s: float = CLOSE_BUDGET_S) -> None:
+        """Close everything within ``budget_s`` whatever Redis, the database or a webhook do (see
+        ``closing``): a step that does not finish in time is left behind. Usage records the database does
+        not take in time go to the spill file, imported at the next start."""
+        steps = [
+            CloseStep("the breaker prober", self.prober.stop, 1.0),
+            CloseStep("the alerts", self.alerts.close, 2.0),
+            CloseStep("the payload log", self.payloads.close, 1.0),
+            CloseStep("the reply cache", self.cached_calls.close, 1.0),
+            # The writer spills what the database has not taken by its own timeout: a margin to do that.
+            CloseStep(
+                "the usage writer", lambda: self.writer.close(timeout_s=_USAGE_WRITE_S), _USAGE_WRITE_S + 1
+            ),
+            # Sends the last spans: blocking I/O, in a thread.
+            CloseStep("tracing", lambda: asyncio.to_thread(self.pipeline.close_tracing), 1.0),
+            CloseStep("the upstream connections", self.http.close, 1.0),
+            CloseStep("the flow state", self.state.close, 1.5),
+        ]
         if self.simulator is not None:
-            await self.simulator.stop()
-        await self.store.close()
+            steps.append(CloseStep("the simulator", self.simulator.stop, 1.0))
+        steps.append(CloseStep("the database", self.store.close, 1.0))
+        await close_in_order(steps, budget_s)
 
 
 async def open_services(settings: Settings) -> Services:

@@ -39,6 +39,7 @@ from claudegate.runtime import batches as batch_routes
 from claudegate.runtime import files as file_routes
 from claudegate.runtime.asgi import header, send_error, send_json
 from claudegate.runtime.call import GatewayCall, read_json_body, read_raw_body
+from claudegate.runtime.closing import finish_within
 from claudegate.runtime.proxy import forward
 from claudegate.runtime.services import Services, open_services
 from claudegate.server import chat_routes, openai_routes
@@ -125,8 +126,9 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 gc.unfreeze()
+                # Bounded, each (see runtime.closing): the process must end before its supervisor kills it.
                 if self._reloader is not None:
-                    await self._reloader.stop()
+                    await finish_within("the configuration reloader", self._reloader.stop(), 0.5)
                 if self._services is not None:
                     await self._services.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 _INTERVAL_S = 1.0
 _TIMEOUT_S = 5.0
+_STOP_WAIT_S = 1.0  # at most: a probe under way is abandoned (its request has its own timeout)
 
 
 async def probe_upstream(http: HttpClient, upstream: Upstream) -> int | str:
@@ -46,21 +47,33 @@ class BreakerProber:
         self._http = http
         self._state = state
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop the loop. Cancelling it is not enough: the Redis client can swallow a cancellation that
+        lands while a command is under way (the loop then goes on, and waiting for it would never end), so
+        the loop also stops at its next turn, and the wait for it is bounded."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=_STOP_WAIT_S)
+            if not done:
+                logger.warning("the breaker prober did not stop within %g s; left behind", _STOP_WAIT_S)
+            elif not task.cancelled() and task.exception() is not None:
+                logger.warning("the breaker prober had failed", exc_info=task.exception())
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(_INTERVAL_S)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _INTERVAL_S)
             for member in self._pool.members:
+                if self._stopping.is_set():
+                    return
                 shared = await self._state.tripped(breaker_flag(member.name))
                 now = time.monotonic()
                 if shared > 0:
