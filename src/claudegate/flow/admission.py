@@ -85,6 +85,11 @@ class AdmissionQueue(LaneDispatcher):
                 self._forget(turn)
         if self._nobody_waits() and await self._start_at_once(ticket, now):
             return
+        if self._shared is not None and ticket.place is not None:
+            adopted = await self._shared.adopt(self, ticket, now)  # a turn another process kept for it
+            if adopted is not None:
+                await self._claim(adopted, ticket, now, leave)
+                return
         await self._join(ticket, now)
         future = self._waiting(ticket, leave)
         try:
@@ -172,6 +177,8 @@ class AdmissionQueue(LaneDispatcher):
     async def _claim(self, turn: KeptTurn, ticket: Ticket, now: float, leave: asyncio.Event | None) -> None:
         """A refused call is back at its kept turn: it starts at once if the turn was dispatched, or waits
         for it at its place in the order."""
+        if self._shared is not None:
+            self._shared.withdraw(turn)  # no other process may claim it now
         if turn.ready:
             self._forget(turn)
             self._running.discard(turn.ticket)

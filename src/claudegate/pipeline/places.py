@@ -25,6 +25,7 @@ from claudegate.flow.admission import UPSTREAM_LAG_S, AdmissionQueue, Ticket
 from claudegate.flow.breaker import BreakerState
 from claudegate.flow.estimator import TokenEstimator
 from claudegate.flow.limits import Lanes
+from claudegate.flow.shared_turns import place_digest
 from claudegate.pipeline.relay import ClientGone, ReplyResult, cancelling
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import ResponseSink
@@ -264,5 +265,7 @@ async def take_place(
 
 
 def _place_of(call: CallRequest) -> Hashable:
-    """What tells a call apart when it comes back after a refusal: the same key sending the same request."""
-    return (call.identity.key_id, call.path_and_query, hash(call.body))
+    """What tells a call apart when it comes back after a refusal: the same key sending the same request.
+    A digest, the same in every gateway process (a caller may come back to another one: ``shared_turns``);
+    made only when a call must queue or was refused, never for a call that starts at once."""
+    return place_digest(str(call.identity.key_id), call.path_and_query, call.body)
