@@ -24,7 +24,8 @@ calls count the kept turns ahead of them at the rate at which callers have come 
 Gateway processes that share the buckets (through Redis) tell each other how many calls they have queued and
 what those will take (``FlowState.share_demand``): each process's dispatcher takes for its head call when
 the buckets allow, so the processes with calls waiting take turns, and a prediction counts as many of each
-other process's calls ahead as of its own (``_others_ahead``). Fair order and kept turns are per process.
+other process's calls ahead as of its own (``_others_ahead``). Fair order is per process; kept turns are
+shared with the other processes (``shared_turns``): a caller may come back to any of them.
 
 Every time is the event loop's (``loop.time()``), and every wait is a future woken by ``loop.call_at`` or by
 a change in the queue, so a test moves the loop's clock instead of sleeping.
