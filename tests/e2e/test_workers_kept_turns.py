@@ -2,10 +2,11 @@
 turn kept) that comes back at its retry-after on a new connection reached by the other worker starts there
 then, as it would have at the worker that refused it. The upstream never answers 429.
 
-A burst larger than the account's tier-1 request bucket is sent through the official SDK, one connection
-per caller, each call with a short deadline so that the calls beyond the bucket are refused at once. Every
-refused caller sleeps its ``retry-after-ms`` and sends the same request again on a new connection, first
-making sure (``/health`` names the worker) that the connection reached the worker that did not refuse it.
+Through the official SDK, one connection per call: each worker times a reply first (as a gateway in service
+has), a burst with long deadlines takes most of the account's tier-1 request bucket, then callers with a
+short deadline call worker 1, one after another, until several have been refused. Each refused caller
+sleeps its ``retry-after-ms`` and sends the same request again on a new connection that reached worker 2
+(``/health`` names the worker a connection reached).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from tests.e2e.test_workers import environment, free_port, start_workers
 
 pytestmark = pytest.mark.redis
 
-CALLERS = 56  # tier 1 allows 50 requests at once: the last few are refused
-DEADLINE_MS = 600
+BURST = 44  # tier 1 allows 50 requests at once
+REFUSED = 4
+SHORT_DEADLINE_MS = 600
 FAST = LatencyModel(ttft_s=0.02, tokens_per_second=5000)
 
 
@@ -38,16 +40,17 @@ class Try:
     status: int
     worker: str
     retry_after_s: float = 0.0
+    message: str = ""
 
 
-async def one_try(url: str, key: str, number: int, *, avoid: str | None = None) -> Try:
-    """The caller's request on a new connection (to another worker than ``avoid``, if given)."""
+async def one_try(url: str, key: str, number: int, *, worker: str | None = None, deadline_ms: int) -> Try:
+    """The caller's request on a new connection (that reached ``worker``, if given)."""
     while True:
         http = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=1), timeout=30)
-        if avoid is not None:
+        if worker is not None:
             probe = await http.get(f"{url}/health")
-            if probe.headers["x-claudegate-worker"] == avoid:
-                await http.aclose()  # the same worker: a new connection may reach the other one
+            if probe.headers["x-claudegate-worker"] != worker:
+                await http.aclose()  # another worker: a new connection may reach this one
                 continue
         sdk = anthropic.AsyncAnthropic(base_url=url, api_key=key, max_retries=0, http_client=http)
         async with sdk:
@@ -56,7 +59,7 @@ async def one_try(url: str, key: str, number: int, *, avoid: str | None = None) 
                     model="claude-sonnet-4-6",
                     max_tokens=50,
                     messages=[{"role": "user", "content": f"Caller number {number}."}],
-                    extra_headers={"x-claudegate-deadline-ms": str(DEADLINE_MS), REPLY_TOKENS_HEADER: "5"},
+                    extra_headers={"x-claudegate-deadline-ms": str(deadline_ms), REPLY_TOKENS_HEADER: "5"},
                 )
             except anthropic.APIStatusError as error:
                 headers = error.response.headers
@@ -64,18 +67,16 @@ async def one_try(url: str, key: str, number: int, *, avoid: str | None = None) 
                     error.status_code,
                     headers.get("x-claudegate-worker", ""),
                     float(headers.get("retry-after-ms", 0)) / 1000,
+                    error.message,
                 )
             await raw.parse()
             return Try(raw.status_code, raw.headers["x-claudegate-worker"])
 
 
-async def caller(url: str, key: str, number: int) -> list[Try]:
-    """A caller that, refused, comes back once at its retry-after, to the other worker."""
-    first = await one_try(url, key, number)
-    if first.status != 429:
-        return [first]
-    await asyncio.sleep(first.retry_after_s)
-    return [first, await one_try(url, key, number, avoid=first.worker)]
+async def back_at_worker_2(url: str, key: str, number: int, refused: Try) -> Try:
+    """A refused caller back at its retry-after, at the other worker, with the same request."""
+    await asyncio.sleep(refused.retry_after_s)
+    return await one_try(url, key, number, worker="2", deadline_ms=SHORT_DEADLINE_MS)
 
 
 async def test_a_caller_refused_by_one_worker_starts_at_the_other_when_back_at_its_retry_after(
@@ -99,18 +100,32 @@ async def test_a_caller_refused_by_one_worker_starts_at_the_other_when_back_at_i
         process = start_workers(env, port, log)
         try:
             url = f"http://127.0.0.1:{port}"
-            callers = await asyncio.gather(*(caller(url, tenant.key, n) for n in range(CALLERS)))
+            for worker in ("1", "2"):
+                warm = await one_try(url, tenant.key, -1, worker=worker, deadline_ms=30_000)
+                assert warm.status == 200
+            burst = await asyncio.gather(
+                *(one_try(url, tenant.key, -2 - n, deadline_ms=30_000) for n in range(BURST))
+            )
+            assert all(one.status == 200 for one in burst)
+            refusals: list[tuple[Try, asyncio.Task[Try]]] = []
+            number = 0
+            while len(refusals) < REFUSED and number < 20:
+                first = await one_try(url, tenant.key, number, worker="1", deadline_ms=SHORT_DEADLINE_MS)
+                if first.status == 429:
+                    back = asyncio.create_task(back_at_worker_2(url, tenant.key, number, first))
+                    refusals.append((first, back))
+                number += 1
+            returns = [(first, await back) for first, back in refusals]
             seen = ledger(upstream.url)
         finally:
             process.terminate()
             await asyncio.to_thread(process.wait, 60)
 
-    returned = [tries for tries in callers if len(tries) == 2]
-    assert returned, "the burst exceeded the bucket: some callers were refused"
-    for first, back in returned:
-        assert first.status == 429
+    assert len(returns) == REFUSED
+    for first, back in returns:
+        assert first.status == 429, first
+        assert first.worker == "1"
         assert first.retry_after_s >= 1.0
-        assert back.worker != first.worker  # it came back to the other worker
-        assert back.status == 200, (first, back)  # and started there, not refused again
-    assert all(tries[0].status == 200 for tries in callers if len(tries) == 1)
+        assert back.worker == "2"
+        assert back.status == 200, (first, back)  # it started at the other worker, not refused again
     assert [entry for entry in seen if entry["status"] == 429] == []
