@@ -32,6 +32,7 @@ pytestmark = pytest.mark.redis
 BURST = 44  # tier 1 allows 50 requests at once
 REFUSED = 4
 SHORT_DEADLINE_MS = 600
+NETWORK_S = 0.1  # well within the 0.25 s a kept turn waits for its caller after its time
 FAST = LatencyModel(ttft_s=0.02, tokens_per_second=5000)
 
 
@@ -74,8 +75,9 @@ async def one_try(url: str, key: str, number: int, *, worker: str | None = None,
 
 
 async def back_at_worker_2(url: str, key: str, number: int, refused: Try) -> Try:
-    """A refused caller back at its retry-after, at the other worker, with the same request."""
-    await asyncio.sleep(refused.retry_after_s)
+    """A refused caller back at its retry-after (a little after, as over a network), at the other worker,
+    with the same request."""
+    await asyncio.sleep(refused.retry_after_s + NETWORK_S)
     return await one_try(url, key, number, worker="2", deadline_ms=SHORT_DEADLINE_MS)
 
 
@@ -127,5 +129,6 @@ async def test_a_caller_refused_by_one_worker_starts_at_the_other_when_back_at_i
         assert first.worker == "1"
         assert first.retry_after_s >= 1.0
         assert back.worker == "2"
-        assert back.status == 200, (first, back)  # it started at the other worker, not refused again
+        # It started at the other worker, not refused again.
+        assert back.status == 200, f"refused: {first.message}\nback: {back.message}"
     assert [entry for entry in seen if entry["status"] == 429] == []
