@@ -86,12 +86,15 @@ class AdmissionQueue(LaneDispatcher):
                 self._forget(turn)
         if self._nobody_waits() and await self._start_at_once(ticket, now):
             return
-        if self._shared is not None and ticket.place is not None:
+        if self._shared is not None:
             adopted = await self._shared.adopt(self, ticket, now)  # a turn another process kept for it
             if adopted is not None:
                 await self._claim(adopted, ticket, now, leave)
                 return
-        await self._join(ticket, now)
+            async with self._shared.joining:  # one prediction at a time: each counts the turns kept before
+                await self._join(ticket, asyncio.get_running_loop().time())
+        else:
+            await self._join(ticket, now)
         future = self._waiting(ticket, leave)
         try:
             await future

@@ -103,7 +103,7 @@ class SharedTurns:
     """The turns one lane's queue in this process has published, and its claims of other processes'."""
 
     __slots__ = ("_claim", "_clock", "_lane", "_member", "_prefix", "_publish", "_published", "_ready",
-                 "_tasks", "_withdraw")  # fmt: skip
+                 "_tasks", "_withdraw", "joining")  # fmt: skip
 
     def __init__(self, state: RedisState, lane: LaneLimits) -> None:
         client = state.client
@@ -117,6 +117,9 @@ class SharedTurns:
         self._lane = lane
         self._published: dict[KeptTurn, str] = {}  # turn -> its id in Redis
         self._tasks: set[asyncio.Task[None]] = set()
+        # Calls that must queue are predicted one at a time: a prediction awaits Redis, and calls refused
+        # together would otherwise each be told the same time, none counting the turns kept for the others.
+        self.joining = asyncio.Lock()
 
     @classmethod
     def for_lane(cls, state: FlowState, lane: LaneLimits) -> SharedTurns | None:
@@ -229,7 +232,8 @@ class SharedTurns:
         """A call that would have to queue here: if another process kept a turn for it and its caller is
         back in time, claim it, and return it as a turn of this queue's, at the front (ready, with what the
         owner took, if the owner's turn had taken its tokens). None: no such turn."""
-        assert ticket.place is not None
+        if ticket.place is None:
+            return None
         place = ticket.place()
         key = self._key(place)
         if key is None:
@@ -260,7 +264,6 @@ class SharedTurns:
             kept.dispatched(turn, taken)  # what the owner took is this call's: the shared buckets counted it
         turn.due = turn.early = now
         turn.lapses = now
-        kept.showed(claimed=True)
         return turn
 
 
