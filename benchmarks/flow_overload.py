@@ -126,9 +126,15 @@ def base_env(workdir: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def servers(
-    args: argparse.Namespace, arm: str, workdir: Path
+    args: argparse.Namespace,
+    arm: str,
+    workdir: Path,
+    *,
+    serve_args: tuple[str, ...] = (),
+    gateway_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Proc, Proc | None, int, int, str]]:
-    """A fresh simulator (and, for the gateway arm, a fresh gateway in front of it)."""
+    """A fresh simulator (and, for the gateway arm, a fresh gateway in front of it, started with
+    ``serve_args`` and ``gateway_env`` added)."""
     split = args.layout == "split"
     env = base_env(workdir)
     sim_port = free_port()
@@ -166,7 +172,7 @@ def servers(
             gw_port = free_port()
             gateway = Proc(
                 "gateway",
-                claudegate("serve", "--port", str(gw_port)),
+                claudegate("serve", "--port", str(gw_port), *serve_args),
                 env
                 | {
                     "CLAUDEGATE_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}",
@@ -174,7 +180,8 @@ def servers(
                     "CLAUDEGATE_UPSTREAM_TIER": args.tier,
                     "CLAUDEGATE_FLOW_BURST": str(min(1.0, args.sim_burst)),
                     "CLAUDEGATE_DEFAULT_DEADLINE_S": str(args.deadline_s),
-                },
+                }
+                | (gateway_env or {}),
                 "0" if split else None,
                 workdir / "gateway.log",
             )

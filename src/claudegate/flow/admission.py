@@ -27,7 +27,8 @@ need (``Predictor.between_turns``).
 Gateway processes that share the buckets (through Redis) tell each other how many calls they have queued and
 what those will take (``FlowState.share_demand``): each process's dispatcher takes for its head call when
 the buckets allow, so the processes with calls waiting take turns, and a prediction counts as many of each
-other process's calls ahead as of its own (``_others_ahead``). Fair order and kept turns are per process.
+other process's calls ahead as of its own (``_others_ahead``). Fair order is per process; kept turns are
+shared with the other processes (``shared_turns``): a caller may come back to any of them.
 
 Every time is the event loop's (``loop.time()``), and every wait is a future woken by ``loop.call_at`` or by
 a change in the queue, so a test moves the loop's clock instead of sleeping.
@@ -88,7 +89,15 @@ class AdmissionQueue(LaneDispatcher):
                 self._forget(turn)
         if self._nobody_waits() and await self._start_at_once(ticket, now):
             return
-        await self._join(ticket, now)
+        if self._shared is not None:
+            adopted = await self._shared.adopt(self, ticket, now)  # a turn another process kept for it
+            if adopted is not None:
+                await self._claim(adopted, ticket, now, leave)
+                return
+            async with self._shared.joining:  # one prediction at a time: each counts the turns kept before
+                await self._join(ticket, asyncio.get_running_loop().time())
+        else:
+            await self._join(ticket, now)
         future = self._waiting(ticket, leave)
         try:
             await future
@@ -184,6 +193,8 @@ class AdmissionQueue(LaneDispatcher):
     async def _claim(self, turn: KeptTurn, ticket: Ticket, now: float, leave: asyncio.Event | None) -> None:
         """A refused call is back at its kept turn: it starts at once if the turn was dispatched, or waits
         for it at its place in the order."""
+        if self._shared is not None:
+            self._shared.withdraw(turn)  # no other process may claim it now
         if turn.ready:
             self._forget(turn)
             self._running.discard(turn.ticket)

@@ -21,6 +21,7 @@ from claudegate.flow.forecast import LaneHistory
 from claudegate.flow.kept import KeptTurn, KeptTurns
 from claudegate.flow.limits import LaneLimits
 from claudegate.flow.predict import READY_LEAD_S, Predictor
+from claudegate.flow.shared_turns import SharedTurns
 from claudegate.flow.state import BucketSpec, FlowState
 from claudegate.flow.ticket import Prediction, Ticket
 from claudegate.flow.wakeup import Wakeup
@@ -63,6 +64,7 @@ class LaneDispatcher:
             headroom_s=headroom_s,
         )
         self._queue_changed = False  # since the other gateway processes were told what waits here
+        self._shared = SharedTurns.for_lane(state, lane)  # kept turns told to those processes; None alone
 
     @property
     def in_flight(self) -> int:
@@ -98,10 +100,14 @@ class LaneDispatcher:
         soon after that (``_lapse``)."""
         turn.tell(prediction.back, now, self._lapse)
         self._queue_changed = True
+        if self._shared is not None:
+            self._shared.publish(turn)
 
     def _lapse(self, turn: KeptTurn) -> None:
         """A turn's caller did not come back in time: the turn, and what it took, are given up."""
         if turn.caller is None and self._kept.find(turn.place) is turn:
+            if self._shared is not None and self._shared.lapse(self, turn):
+                return  # asks first whether another process claimed it
             self._kept.showed(claimed=False)
             self._forget(turn)
             if turn.ready:
@@ -109,6 +115,8 @@ class LaneDispatcher:
                 self._give_back(turn)
 
     def _forget(self, turn: KeptTurn) -> None:
+        if self._shared is not None:
+            self._shared.withdraw(turn)
         if self._kept.drop(turn):
             self._departed()
         self._queue_changed = True
@@ -249,6 +257,8 @@ class LaneDispatcher:
             if turn.caller is None:
                 self._kept.dispatched(turn, self._taken(ticket))
                 self._started(ticket, now)
+                if self._shared is not None:
+                    self._shared.took(self, turn)
                 return
             self._kept.drop(turn)
         assert ticket.future is not None

@@ -24,6 +24,7 @@ import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,12 @@ class RedisState:
         lease_s: float = 1.0,
         slice_s: float = 0.25,
         flush_s: float = 0.05,
+        shared_clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
+        # The clock of times told to other processes (kept turns, ``shared_turns``): the wall clock, which
+        # processes on different hosts agree on; a test of several queues on one loop gives the loop's.
+        self.shared_clock = shared_clock
         self._prefix = prefix
         self._slot_ttl = slot_ttl_s
         self._sync = client.register_script(scripts.SYNC)
@@ -90,6 +95,15 @@ class RedisState:
 
     def _key(self, name: str) -> str:
         return self._prefix + name
+
+    def key(self, name: str) -> str:
+        """The Redis key of ``name`` under this state's prefix (for other flow modules' own keys)."""
+        return self._prefix + name
+
+    @property
+    def client(self) -> Redis:
+        """The Redis client, for flow modules that keep keys of their own (``shared_turns``)."""
+        return self._redis
 
     async def try_take(self, demands: Sequence[tuple[BucketSpec, float]], headroom_s: float = 0.0) -> float:
         if not demands:

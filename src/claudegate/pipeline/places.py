@@ -25,6 +25,8 @@ from claudegate.flow.admission import UPSTREAM_LAG_S, AdmissionQueue, Ticket
 from claudegate.flow.breaker import BreakerState
 from claudegate.flow.estimator import TokenEstimator
 from claudegate.flow.limits import Lanes
+from claudegate.flow.shared_turns import place_digest
+from claudegate.flow.state import MemoryState
 from claudegate.pipeline.relay import ClientGone, ReplyResult, cancelling
 from claudegate.pipeline.request import CallRequest
 from claudegate.pipeline.sink import ResponseSink
@@ -221,7 +223,9 @@ async def take_place(
         candidates = sorted(candidates, key=lambda member: member.name in failed_on)
     identity = call.identity
     settings = identity.settings
-    place_of = functools.partial(_place_of, call)
+    # Processes sharing the buckets (Redis) name places alike; one process alone keeps the cheaper hash.
+    shared = not isinstance(queues.lanes.state, MemoryState)
+    place_of = functools.partial(_shared_place_of if shared else _place_of, call)
     refusals: list[RateLimitError] = []
     for member in candidates:
         queue = queues.queue(member, estimate.rate_class)
@@ -266,3 +270,10 @@ async def take_place(
 def _place_of(call: CallRequest) -> Hashable:
     """What tells a call apart when it comes back after a refusal: the same key sending the same request."""
     return (call.identity.key_id, call.path_and_query, hash(call.body))
+
+
+def _shared_place_of(call: CallRequest) -> Hashable:
+    """The same, as every gateway process sharing the buckets names it (``hash()`` of bytes differs from
+    process to process; a caller may come back to another one: ``shared_turns``). Made only when a call must
+    queue or was refused, never for a call that starts at once."""
+    return place_digest(str(call.identity.key_id), call.path_and_query, call.body)
