@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from claudegate.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
+from claudegate.errors import InvalidRequestError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
 from claudegate.runtime.asgi import send_json
 from claudegate.runtime.batch_usage import batch_usage_records
 from claudegate.runtime.call import MAX_BATCH_BODY_BYTES, GatewayCall, read_json_body
 from claudegate.runtime.files import check_cited_files
 from claudegate.runtime.proxy import forward
+from claudegate.runtime.resource_path import resource_path
 from claudegate.store.rows import BatchOwner
 from claudegate.upstream.target import Upstream
 from claudegate.wire.pagination import page_params
@@ -32,28 +33,14 @@ if TYPE_CHECKING:
 __all__ = ["dispatch"]
 
 _PREFIX = "/v1/messages/batches"
+_ITEM_ACTIONS = {None: ("GET", "DELETE"), "cancel": ("POST",), "results": ("GET",)}
 
 
 async def dispatch(services: Services, call: GatewayCall) -> None:
-    path: str = call.scope["path"]
-    method: str = call.scope["method"]
-    rest = path[len(_PREFIX) :].strip("/")
-    parts = rest.split("/") if rest else []
-    if not parts:
-        if method == "POST":
-            await _create(services, call)
-        elif method == "GET":
-            await _list(services, call)
-        else:
-            raise MethodNotAllowedError(method, path, ("GET", "POST"))
+    method, batch_id, action = resource_path(call, _PREFIX, _ITEM_ACTIONS)
+    if batch_id is None:
+        await (_create if method == "POST" else _list)(services, call)
         return
-    batch_id = parts[0]
-    action = parts[1] if len(parts) > 1 else None
-    allowed = {None: ("GET", "DELETE"), "cancel": ("POST",), "results": ("GET",)}
-    if len(parts) > 2 or action not in allowed:
-        raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
-    if method not in allowed[action]:
-        raise MethodNotAllowedError(method, path, allowed[action])
     owner = await _owned(services, call, batch_id)
     upstream = services.upstream_named(owner.upstream)
     if action == "results":

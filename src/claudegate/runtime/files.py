@@ -19,11 +19,12 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from claudegate.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
+from claudegate.errors import InvalidRequestError, NotFoundError
 from claudegate.pipeline.relay import forwarded_headers, unreachable
 from claudegate.runtime.asgi import send_json
 from claudegate.runtime.call import MAX_FILE_BODY_BYTES, GatewayCall, read_raw_body
 from claudegate.runtime.proxy import forward
+from claudegate.runtime.resource_path import resource_path
 from claudegate.store.files import FileOwner
 from claudegate.wire.file_refs import cited_file_ids
 from claudegate.wire.pagination import page_params
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["check_cited_files", "dispatch", "file_not_found"]
 
 _PREFIX = "/v1/files"
+_ITEM_ACTIONS = {None: ("GET", "DELETE"), "content": ("GET",)}
 _PAGE_PREFIX = "page_"
 _MAX_IDS = 100
 _FETCHES_AT_ONCE = 16  # a page may list up to 1,000 files: their metadata is fetched this many at a time
@@ -46,25 +48,11 @@ def file_not_found(file_id: str) -> NotFoundError:
 
 
 async def dispatch(services: Services, call: GatewayCall) -> None:
-    path: str = call.scope["path"]
-    method: str = call.scope["method"]
-    rest = path[len(_PREFIX) :].strip("/")
-    parts = rest.split("/") if rest else []
-    if not parts:
-        if method == "POST":
-            await _upload(services, call)
-        elif method == "GET":
-            await _list(services, call)
-        else:
-            raise MethodNotAllowedError(method, path, ("GET", "POST"))
+    method, file_id, _ = resource_path(call, _PREFIX, _ITEM_ACTIONS)
+    if file_id is None:
+        await (_upload if method == "POST" else _list)(services, call)
         return
-    action = parts[1] if len(parts) > 1 else None
-    allowed = {None: ("GET", "DELETE"), "content": ("GET",)}
-    if len(parts) > 2 or action not in allowed:
-        raise NotFoundError(f"Not Found: {method} {path} is not a route of this API")
-    if method not in allowed[action]:
-        raise MethodNotAllowedError(method, path, allowed[action])
-    owner = await _owned(services, call, parts[0])
+    owner = await _owned(services, call, file_id)
     upstream = services.upstream_named(owner.upstream)
     if method == "DELETE":
         await forward(call, services, rewrite=_forgetter(services, owner), upstream=upstream)
