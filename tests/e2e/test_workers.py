@@ -65,16 +65,21 @@ def start_workers(env: dict[str, str], port: int, log: Path) -> subprocess.Popen
             stderr=subprocess.STDOUT,
         )
     give_up = time.monotonic() + STARTUP_S
-    while True:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx2.TransportError:
-            pass
-        assert time.monotonic() < give_up, log.read_text()
-        time.sleep(0.1)
-    return process
+    try:
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    return process
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < give_up, log.read_text()
+            time.sleep(0.1)
+    except BaseException:
+        # A gateway that never answered is stopped here: the test's own cleanup never gets it.
+        process.kill()
+        process.wait()
+        raise
 
 
 async def one_call(url: str, key: str, number: int) -> str:
